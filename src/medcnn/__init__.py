@@ -1,0 +1,2 @@
+"""medcnn: convolutional neural networks for medical images."""
+__version__ = "0.1.0"

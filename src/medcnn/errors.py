@@ -1,0 +1,40 @@
+"""Errors caused by the user's input.
+
+Every problem with a file, a dataset or an option that the user can fix raises a
+:class:`MedcnnError`. The CLI prints it as a single line (``error: PATH: problem``) and
+exits with status 2; other exceptions are bugs and keep their traceback.
+"""
+from __future__ import annotations
+
+import os
+
+
+class MedcnnError(Exception):
+    """A problem the user can fix, reported on one line."""
+
+    exit_code = 2
+
+    def __init__(self, problem: str, path: str | os.PathLike | None = None):
+        self.problem = problem
+        self.path = None if path is None else os.fspath(path)
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class InputError(MedcnnError):
+    """An input file is unreadable, corrupt, unsupported or holds invalid values."""
+
+
+class DataNotFoundError(MedcnnError):
+    """A dataset file is absent and cannot be downloaded (offline, or no public source)."""
+
+
+class ChecksumError(MedcnnError):
+    """A dataset file is present but its checksum does not match the official one."""
+
+
+class ConfigError(MedcnnError):
+    """A plan, override or command-line option is invalid."""
+
+
+class RunFolderError(MedcnnError):
+    """A run folder is missing, incomplete, or would be overwritten."""

@@ -1,0 +1,52 @@
+"""Shared fixtures: real data from the mirror named by $MEDCNN_DATA.
+
+A test whose dataset is absent skips with the reason on a user's machine, but fails in CI
+(CI=true), so real-data tests cannot silently stop running.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _missing(reason: str):
+    if IN_CI:
+        pytest.fail(f"required test data missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = os.environ.get("MEDCNN_DATA")
+    if not root:
+        _missing("MEDCNN_DATA is not set (point it at a copy of the data mirror)")
+    p = Path(root)
+    if not p.is_dir():
+        _missing(f"MEDCNN_DATA={root} is not a folder")
+    return p
+
+
+def require(path: Path) -> Path:
+    """Return ``path`` if it exists, else skip (fail in CI)."""
+    if not path.exists():
+        _missing(f"{path} not found")
+    return path
+
+
+@pytest.fixture(scope="session")
+def medmnist_dir(data_root) -> Path:
+    return require(data_root / "medmnist")
+
+
+@pytest.fixture(scope="session")
+def dicom_series_dir(data_root) -> Path:
+    return require(data_root / "dicom_mr_series_tcia_pgbm005")
+
+
+@pytest.fixture(scope="session")
+def hippocampus_dir(data_root) -> Path:
+    return require(data_root / "msd_task04_hippocampus")
