@@ -110,3 +110,14 @@ def read_manifest(filename: str) -> dict[str, str]:
     text = resources.files("medcnn.data").joinpath(filename).read_text("utf-8")
     pairs = (line.split(None, 1) for line in text.splitlines() if line.strip())
     return {rel.strip(): md5.lower() for md5, rel in pairs}
+
+
+@cache
+def _load_reference() -> dict[str, Any]:
+    text = resources.files("medcnn.data").joinpath("medmnist_reference.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def paper_reference(flag: str) -> dict[str, list[float]]:
+    """The MedMNIST v2 paper's test (AUC, ACC) per ResNet variant for ``flag``; {} if not recorded."""
+    return dict(_load_reference().get(flag.lower(), {}))

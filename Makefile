@@ -1,0 +1,38 @@
+# Two commands do all set-up: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.medcnn-installed
+RUNS   ?= runs
+PYTEST_ARGS ?=
+
+.PHONY: demo test install fetch-demo bench-classify clean help
+
+help:
+	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
+	@echo "make test   - install, run the test suite (set MEDCNN_DATA to the data mirror)"
+	@echo "make bench-classify - train+evaluate the 5 MedMNIST datasets with default plans (README table)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+fetch-demo: $(STAMP)
+	$(VENV)/bin/medcnn fetch breastmnist
+
+demo: fetch-demo
+	$(VENV)/bin/medcnn train breastmnist --out $(RUNS)/demo-breastmnist --overwrite
+	$(VENV)/bin/medcnn evaluate $(RUNS)/demo-breastmnist --split test --paper
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench-classify: $(STAMP)
+	$(PY) bench/classify.py --out $(RUNS)/bench-classify
+
+clean:
+	rm -rf $(RUNS) .pytest_cache

@@ -1,0 +1,3 @@
+from medcnn.cli.main import entry
+
+entry()

@@ -1,0 +1,287 @@
+"""The ``medcnn`` command line: thin typer commands over the library.
+
+Errors in the user's input print one line and exit 2 (tracebacks only with ``--debug``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medcnn.errors import MedcnnError
+
+EPILOG = """Examples:
+
+  medcnn fetch breastmnist
+
+  medcnn plan breastmnist -o plan.yaml
+
+  medcnn train breastmnist --plan plan.yaml --out runs/breast
+
+  medcnn train path/to/class_folders --epochs 20 --set optim.lr=1e-3
+
+  medcnn evaluate runs/breast --split test
+
+  medcnn predict runs/breast scan.dcm image.png volume.nii.gz --json preds.json
+"""
+
+app = typer.Typer(help="Convolutional neural networks for medical images: classify, segment, enhance.",
+                  epilog=EPILOG, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                  pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library logs.")):
+    _state["debug"] = debug
+    if not debug:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning",
+                     "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@app.command()
+def fetch(name: str = typer.Argument(..., help="Dataset: a MedMNIST name (breastmnist, organmnist3d_64, ...), "
+                                                "msd-hippocampus or drive."),
+          root: Optional[Path] = typer.Option(None, help="Data root (default $MEDCNN_DATA or ~/.cache/medcnn)."),
+          offline: bool = typer.Option(False, help="Never download; only verify a present copy."),
+          list_: bool = typer.Option(False, "--list", help="List every fetchable name and exit.")):
+    """Put a public dataset into the data root, verified by its official MD5.
+
+    Uses a present copy; downloads from the official source when absent and online.
+    """
+    from medcnn.data.catalog import dataset_names
+    from medcnn.data.fetch import fetch as do_fetch
+
+    if list_:
+        out.print("\n".join(dataset_names()))
+        return
+    path = do_fetch(name, root, download=not offline, progress=True)
+    out.print(f"{name}: {path} (verified)")
+
+
+@app.command()
+def plan(data: str = typer.Argument(..., help="MedMNIST name, .npz file, class-folder tree or CSV (path,label[,split])."),
+         output: Path = typer.Option(Path("plan.yaml"), "-o", "--output", help="Where to write the plan YAML."),
+         size: Optional[int] = typer.Option(None, help="Input size (e.g. 64: uses breastmnist_64 for MedMNIST names)."),
+         set_: List[str] = typer.Option([], "--set", help="Override a plan field: key=value (repeatable)."),
+         overwrite: bool = typer.Option(False, help="Replace an existing plan file.")):
+    """Fingerprint a dataset and write an editable plan (task, model, input size, batch, epochs, ...)."""
+    from medcnn.data.classification import load_classification
+    from medcnn.planning import default_plan
+
+    if output.exists() and not overwrite:
+        raise MedcnnError("plan file exists; pass --overwrite to replace it", output)
+    data = _sized(data, size)
+    ds = load_classification(data)
+    p = default_plan(ds, data).override(set_)
+    p.save(output)
+    _print_fingerprint(p.fingerprint)
+    out.print(f"plan written to {output}: {p.model.name} {p.preprocessing.input_size}, {p.epochs} epochs, "
+              f"batch {p.batch_size}, augment {p.augment.preset}")
+
+
+@app.command()
+def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan`); default: the plan's `data`."),
+          plan_file: Optional[Path] = typer.Option(None, "--plan", help="Plan YAML (default: planned from the data now)."),
+          out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/NAME-TIME)."),
+          epochs: Optional[int] = typer.Option(None, help="Override plan.epochs."),
+          batch_size: Optional[int] = typer.Option(None, help="Override plan.batch_size."),
+          lr: Optional[float] = typer.Option(None, help="Override plan.optim.lr."),
+          model: Optional[str] = typer.Option(None, help="Override plan.model.name (see `medcnn models`)."),
+          seed: Optional[int] = typer.Option(None, help="Override plan.seed."),
+          size: Optional[int] = typer.Option(None, help="Input size (MedMNIST: picks the file of that size)."),
+          augment: Optional[str] = typer.Option(None, help="Augmentation preset: none | light | default | heavy."),
+          precision: Optional[str] = typer.Option(None, help="auto | 32 | bf16-mixed | 16-mixed."),
+          set_: List[str] = typer.Option([], "--set", help="Override any plan field: key=value (repeatable)."),
+          overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
+          progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal).")):
+    """Train a classifier; writes a run folder (plan, best/last checkpoints, metrics, learning curve, logs)."""
+    from medcnn.data.classification import load_classification
+    from medcnn.plan import Plan
+    from medcnn.planning import default_plan
+    from medcnn.train.engine import train as do_train
+    from medcnn.transforms.augment import preset
+
+    if plan_file is not None:
+        p = Plan.load(plan_file)
+        data = data or p.data
+        if not data:
+            raise MedcnnError("no DATA given and the plan has no `data` field")
+        data = _sized(data, size)
+        pre = p.preprocessing
+        ds = load_classification(data, input_size=pre.input_size, channels=pre.channels, intensity=pre.intensity, seed=p.seed)
+        p.data = data
+    else:
+        if not data:
+            raise MedcnnError("give DATA or --plan")
+        data = _sized(data, size)
+        ds = load_classification(data)
+        p = default_plan(ds, data)
+    sets = list(set_)
+    for key, v in (("epochs", epochs), ("batch_size", batch_size), ("optim.lr", lr), ("model.name", model),
+                   ("seed", seed), ("precision", precision)):
+        if v is not None:
+            sets.append(f"{key}={v}")
+    p = p.override(sets)
+    if augment is not None:
+        a = preset(augment)
+        p.augment = a
+    _check_compatible(p, ds)
+    run_dir = out_dir or Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.print(f"training {p.model.name} on {ds.name} ({len(ds.labels['train'])} train / {len(ds.labels['val'])} val), "
+              f"{p.epochs} epochs -> {run_dir}")
+    do_train(p, ds, run_dir, overwrite=overwrite, progress=progress)
+    info = json.loads((run_dir / "run.json").read_text())
+    out.print(f"done in {info['train_seconds']:.0f} s; best val {p.val_metric} {info['best_val_score']:.4f}; "
+              f"run folder {run_dir}")
+
+
+@app.command()
+def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn train`."),
+             split: str = typer.Option("test", help="train | val | test."),
+             checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
+             data: Optional[str] = typer.Option(None, help="Evaluate on another dataset (same classes)."),
+             json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+             paper: bool = typer.Option(False, "--paper", help="Show the MedMNIST v2 paper's ResNet numbers beside ours.")):
+    """AUC, ACC, per-class sensitivity/specificity, ECE; confusion/ROC/reliability PNGs in RUN/eval/."""
+    from medcnn.tasks.evaluate_classify import evaluate_run
+
+    r = evaluate_run(run, split, checkpoint, data)
+    if json_out:
+        out.print_json(json.dumps(r))
+        return
+    t = Table(title=f"{run} — {split} ({r['n']} images, {checkpoint} checkpoint)")
+    t.add_column("class"), t.add_column("support", justify="right")
+    t.add_column("sensitivity", justify="right"), t.add_column("specificity", justify="right")
+    for name, v in r["per_class"].items():
+        t.add_row(name, str(v["support"]), f"{v['sensitivity']:.3f}", f"{v['specificity']:.3f}")
+    out.print(t)
+    out.print(f"AUC {r['auc']:.4f}   ACC {r['acc']:.4f}   ECE {r['ece']:.4f}   -> {run / 'eval'}")
+    if paper:
+        _print_paper(r)
+
+
+def _print_paper(r: dict) -> None:
+    from medcnn.data.catalog import paper_reference
+
+    name = Path(r["data"]).name.removesuffix(".npz")
+    flag = name.rsplit("_", 1)[0] if name.rsplit("_", 1)[-1].isdigit() else name
+    ref = paper_reference(flag)
+    if not ref:
+        out.print(f"(no published MedMNIST v2 reference for {flag})")
+        return
+    t = Table(title=f"{flag} test set: medcnn vs MedMNIST v2 paper (Table 3/4)")
+    t.add_column("model"), t.add_column("AUC", justify="right"), t.add_column("ACC", justify="right")
+    t.add_row("medcnn (this run)", f"{r['auc']:.3f}", f"{r['acc']:.3f}", style="bold")
+    for model, (auc, acc) in ref.items():
+        t.add_row(f"paper {model}", f"{auc:.3f}", f"{acc:.3f}")
+    out.print(t)
+
+
+@app.command()
+def predict(run: Path = typer.Argument(..., help="Run folder."),
+            inputs: List[Path] = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM file or series folder, NIfTI."),
+            checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
+            json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file.")):
+    """Class probabilities for images, preprocessed exactly as in training."""
+    from medcnn.infer.predictor import Predictor
+    from medcnn.utils.files import atomic_write_json
+
+    pred = Predictor.from_run(run, checkpoint)
+    results = pred.predict_files(inputs)
+    t = Table(title=f"{run} ({checkpoint})")
+    t.add_column("file"), t.add_column("prediction"), t.add_column("probabilities")
+    for r in results:
+        probs = "  ".join(f"{k}: {v:.3f}" for k, v in r["probabilities"].items())
+        t.add_row(Path(r["file"]).name, str(r.get("prediction", r.get("labels"))), probs)
+    out.print(t)
+    if json_path:
+        atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "results": results})
+        out.print(f"written {json_path}")
+
+
+@app.command()
+def models():
+    """List the registered networks."""
+    from medcnn.models import list_models
+
+    out.print("\n".join(list_models()))
+
+
+def _sized(data: str, size: Optional[int]) -> str:
+    """``breastmnist`` + --size 64 -> ``breastmnist_64`` (MedMNIST names only)."""
+    if size is None or Path(data).exists() or data.endswith((".npz", ".csv")):
+        return data
+    from medcnn.data.catalog import medmnist_flag
+
+    flag, _ = medmnist_flag(data)
+    return flag if size == 28 else f"{flag}_{size}"
+
+
+def _check_compatible(p, ds) -> None:
+    if p.num_classes != ds.num_classes or p.label_type != ds.label_type:
+        raise MedcnnError(f"the plan is for {p.num_classes} {p.label_type} classes but the data has "
+                          f"{ds.num_classes} {ds.label_type} classes")
+    if p.preprocessing.channels != ds.channels or p.spatial_dims != ds.spatial_dims:
+        raise MedcnnError(f"the plan expects {p.preprocessing.channels}-channel {p.spatial_dims}D images; "
+                          f"the data has {ds.channels}-channel {ds.spatial_dims}D")
+    if list(ds.images["train"].shape[2:]) != list(p.preprocessing.input_size):
+        raise MedcnnError(f"the data's images are {list(ds.images['train'].shape[2:])} but the plan's input_size is "
+                          f"{p.preprocessing.input_size}; use the matching --size or re-plan")
+
+
+def _print_fingerprint(fp: dict) -> None:
+    t = Table(title=f"fingerprint: {fp['name']}", show_header=False)
+    for k in ("modality", "label_type", "num_classes", "n", "spatial_dims", "channels", "size", "spacing_mm",
+              "intensity", "class_counts"):
+        t.add_row(k, json.dumps(fp.get(k)) if not isinstance(fp.get(k), str) else fp[k])
+    out.print(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, prog_name="medcnn", standalone_mode=False)
+    except MedcnnError as e:
+        if debug:
+            raise
+        err.print(f"error: {e}", highlight=False, soft_wrap=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as e:  # click usage errors carry their own exit codes
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Exit):
+            return e.exit_code
+        if isinstance(e, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

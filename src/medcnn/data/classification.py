@@ -1,0 +1,297 @@
+"""Classification datasets held in memory: MedMNIST names/npz files, class folders, CSV lists.
+
+Every source becomes a :class:`ClassificationData`: per split, an image array
+(N, C, *spatial) — uint8 when the source is 8-bit, else float32 in [0, 1] — and labels
+((N,) int64, or (N, K) 0/1 for multi-label). With 2 CPU cores, tensors in memory and
+augmentation of whole batches beat per-sample loading in worker processes.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medcnn.errors import ConfigError, InputError
+
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz")
+
+
+@dataclass
+class ClassificationData:
+    name: str
+    images: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    label_type: str
+    class_names: list[str]
+    modality: str | None = None
+    spacing: list[float] | None = None
+    source: str = ""
+    files: dict[str, list[str]] = field(default_factory=dict)  # per split, for folder/CSV data
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.images["train"].ndim - 2
+
+    @property
+    def channels(self) -> int:
+        return int(self.images["train"].shape[1])
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in self.images:
+            raise ConfigError(f"split {name!r} not in dataset {self.name} (has {sorted(self.images)})")
+        return self.images[name], self.labels[name]
+
+
+def load_classification(data: str, *, input_size: list[int] | None = None, channels: int | None = None,
+                        intensity: str = "auto", seed: int = 0) -> ClassificationData:
+    """Load DATA: a MedMNIST name (``breastmnist``, ``organmnist3d_64``), an ``.npz`` file,
+    a folder of class sub-folders (optionally under train/val/test), or a CSV of path,label."""
+    p = Path(data)
+    if p.suffix == ".npz":
+        if not p.is_file():
+            raise InputError("file not found", p)
+        return load_npz(p)
+    if p.is_dir():
+        return load_folder(p, input_size=input_size, channels=channels, intensity=intensity, seed=seed)
+    if p.suffix.lower() == ".csv":
+        if not p.is_file():
+            raise InputError("file not found", p)
+        return load_csv(p, input_size=input_size, channels=channels, intensity=intensity, seed=seed)
+    if p.exists():
+        raise InputError("not a dataset: expected a MedMNIST name, an .npz file, a class folder or a CSV", p)
+    from medcnn.data.fetch import fetch
+
+    return load_npz(fetch(data, progress=True))
+
+
+# ---- MedMNIST-style npz ----------------------------------------------------------------
+
+def load_npz(path: str | Path) -> ClassificationData:
+    from medcnn.data import catalog
+
+    path = Path(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+        keys = set(npz.files)
+    except Exception as e:  # zipfile/pickle/OSError: all mean "not a readable npz"
+        raise InputError(f"not a readable .npz file ({type(e).__name__}: {e})".splitlines()[0], path) from None
+    need = {f"{s}_{k}" for s in SPLITS for k in ("images", "labels")}
+    missing = sorted(need - keys)
+    if missing:
+        raise InputError(f"missing key(s) {missing}; a MedMNIST-style npz holds {sorted(need)}", path)
+
+    flag = path.name[:-4].lower()
+    flag = flag.rsplit("_", 1)[0] if flag.rsplit("_", 1)[-1].isdigit() else flag
+    info = catalog.MEDMNIST.get(flag)
+    images, labels = {}, {}
+    for s in SPLITS:
+        try:
+            x, y = npz[f"{s}_images"], npz[f"{s}_labels"]
+        except Exception as e:
+            raise InputError(f"cannot read {s} arrays ({e})".splitlines()[0], path) from None
+        images[s], labels[s] = _check_images(x, path, s), _check_labels(y, len(x), path, s)
+
+    if info is not None:
+        task = info["task"]
+        names = [info["label"][str(i)] for i in range(len(info["label"]))]
+        label_type = {"multi-label, binary-class": "multilabel", "binary-class": "binary"}.get(task, "multiclass")
+        modality = _MEDMNIST_MODALITY.get(flag)
+    else:
+        label_type, names = _infer_labels(labels)
+        modality = None
+    for s in SPLITS:
+        labels[s] = _finalise_labels(labels[s], label_type, len(names), path, s)
+    return ClassificationData(name=flag, images=images, labels=labels, label_type=label_type,
+                              class_names=names, modality=modality, source=str(path))
+
+
+_MEDMNIST_MODALITY = {
+    "pathmnist": "pathology (H&E)", "chestmnist": "chest X-ray", "dermamnist": "dermatoscopy",
+    "octmnist": "retinal OCT", "pneumoniamnist": "chest X-ray", "retinamnist": "fundus photo",
+    "breastmnist": "breast ultrasound", "bloodmnist": "blood cell microscopy", "tissuemnist": "kidney cortex microscopy",
+    "organamnist": "abdominal CT", "organcmnist": "abdominal CT", "organsmnist": "abdominal CT",
+    "organmnist3d": "abdominal CT", "nodulemnist3d": "chest CT", "adrenalmnist3d": "shape from abdominal CT",
+    "fracturemnist3d": "chest CT", "vesselmnist3d": "shape from brain MRA", "synapsemnist3d": "electron microscopy",
+}
+
+
+def _check_images(x: np.ndarray, path: Path, split: str) -> np.ndarray:
+    if x.ndim == 3:  # (N, H, W) grey 2D
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (3, 4) and x.shape[1] not in (3, 4):  # (N, H, W, C) colour 2D
+        x = np.moveaxis(x[..., :3], -1, 1)
+    elif x.ndim == 4:  # (N, D, H, W) grey 3D
+        x = x[:, None]
+    elif x.ndim != 5:
+        raise InputError(f"{split}_images has shape {x.shape}; expected (N,H,W), (N,H,W,C) or (N,D,H,W)", path)
+    if len(x) == 0:
+        raise InputError(f"{split}_images is empty", path)
+    if x.dtype != np.uint8:
+        if not np.issubdtype(x.dtype, np.number):
+            raise InputError(f"{split}_images has non-numeric dtype {x.dtype}", path)
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise InputError(f"{split}_images contains NaN or infinite values", path)
+        lo, hi = float(x.min()), float(x.max())
+        x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    return np.ascontiguousarray(x)
+
+
+def _check_labels(y: np.ndarray, n: int, path: Path, split: str) -> np.ndarray:
+    if not np.issubdtype(y.dtype, np.number):
+        raise InputError(f"{split}_labels has non-numeric dtype {y.dtype}", path)
+    y = y.reshape(len(y), -1) if y.ndim else y
+    if len(y) != n:
+        raise InputError(f"{split}_labels has {len(y)} rows but {split}_images has {n}", path)
+    if not np.isfinite(y.astype(np.float64)).all():
+        raise InputError(f"{split}_labels contains NaN or infinite values", path)
+    if (y < 0).any() or not np.equal(np.mod(y, 1), 0).all():
+        raise InputError(f"{split}_labels must be non-negative integers", path)
+    return y.astype(np.int64)
+
+
+def _infer_labels(labels: dict[str, np.ndarray]) -> tuple[str, list[str]]:
+    y = labels["train"]
+    if y.shape[1] > 1:
+        return "multilabel", [str(i) for i in range(y.shape[1])]
+    k = int(max(v.max() for v in labels.values())) + 1
+    return ("binary" if k == 2 else "multiclass"), [str(i) for i in range(max(k, 2))]
+
+
+def _finalise_labels(y: np.ndarray, label_type: str, k: int, path: Path, split: str) -> np.ndarray:
+    if label_type == "multilabel":
+        if y.shape[1] != k or y.max() > 1:
+            raise InputError(f"{split}_labels must be (N, {k}) with 0/1 values for multi-label data", path)
+        return y.astype(np.float32)
+    if y.shape[1] != 1:
+        raise InputError(f"{split}_labels has shape {y.shape}; expected (N,) or (N, 1)", path)
+    y = y[:, 0]
+    if y.max() >= k:
+        raise InputError(f"{split}_labels has label {int(y.max())} but the dataset has {k} classes (0..{k - 1})", path)
+    return y
+
+
+# ---- image files: class folders and CSV --------------------------------------------------
+
+def load_folder(root: Path, **kw: Any) -> ClassificationData:
+    """``root/CLASS/*.png`` (random stratified 70/10/20 split) or ``root/{train,val,test}/CLASS/*``."""
+    if (root / "imagesTr").is_dir():
+        raise ConfigError("this is a segmentation dataset (imagesTr/labelsTr); classification needs "
+                          "one sub-folder per class", root)
+    split_dirs = [root / s for s in SPLITS if (root / s).is_dir()]
+    if split_dirs and not (root / "train").is_dir():
+        raise InputError("has split folders but no train/ folder", root)
+    rows: list[tuple[str, str, str | None]] = []
+    bases = [(root / s, s) for s in SPLITS if (root / s).is_dir()] if split_dirs else [(root, None)]
+    for base, split in bases:
+        for cls_dir in sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")):
+            for f in sorted(cls_dir.rglob("*")):
+                if f.is_file() and _is_image(f):
+                    rows.append((str(f), cls_dir.name, split))
+    if not rows:
+        raise InputError("no images found (expected one sub-folder of images per class)", root)
+    return _from_rows(rows, root.name, str(root), **kw)
+
+
+def load_csv(path: Path, **kw: Any) -> ClassificationData:
+    """A CSV with columns ``path,label`` and optionally ``split`` (train/val/test)."""
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            fields = [c.strip().lower() for c in (reader.fieldnames or [])]
+            rows_in = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"cannot read CSV ({e})".splitlines()[0], path) from None
+    if "path" not in fields or "label" not in fields:
+        raise InputError(f"CSV needs columns 'path' and 'label' (found {fields})", path)
+    rows = []
+    for i, r in enumerate(rows_in, start=2):
+        r = {k.strip().lower(): (v or "").strip() for k, v in r.items() if k}
+        f = Path(r["path"])
+        f = f if f.is_absolute() else path.parent / f
+        split = r.get("split") or None
+        if split is not None and split not in SPLITS:
+            raise InputError(f"line {i}: split must be one of {SPLITS}, got {split!r}", path)
+        if not r["label"]:
+            raise InputError(f"line {i}: empty label", path)
+        rows.append((str(f), r["label"], split))
+    if not rows:
+        raise InputError("CSV has no rows", path)
+    return _from_rows(rows, path.stem, str(path), **kw)
+
+
+def _is_image(f: Path) -> bool:
+    name = f.name.lower()
+    return name.endswith(IMAGE_SUFFIXES) and not name.startswith(".")
+
+
+def _from_rows(rows, name, source, *, input_size=None, channels=None, intensity="auto", seed=0) -> ClassificationData:
+    from medcnn.data.preprocess import image_to_array
+    from medcnn.io import read_image
+
+    class_names = sorted({r[1] for r in rows}, key=_natural)
+    if len(class_names) < 2:
+        raise InputError(f"found only one class ({class_names[0]!r}); classification needs at least two", source)
+    index = {c: i for i, c in enumerate(class_names)}
+    splits = [r[2] for r in rows]
+    if all(s is None for s in splits):
+        splits = _stratified_split([index[r[1]] for r in rows], seed)
+    elif any(s is None for s in splits):
+        raise InputError("either every row has a split or none does", source)
+    if "train" not in splits or "val" not in splits:
+        raise InputError("needs at least a train and a val split", source)
+
+    first = read_image(rows[0][0])
+    if input_size is None:
+        from medcnn.planning import choose_input_size
+
+        input_size = choose_input_size(first.spatial_shape)
+    if channels is None:
+        channels = 3 if first.channels >= 3 else 1
+    if intensity == "auto":
+        intensity = "uint8" if first.array.dtype == np.uint8 else "percentile"
+    images: dict[str, list] = {s: [] for s in SPLITS}
+    labels: dict[str, list] = {s: [] for s in SPLITS}
+    files: dict[str, list] = {s: [] for s in SPLITS}
+    for (f, label, _), split in zip(rows, splits):
+        img = read_image(f)
+        images[split].append(image_to_array(img, input_size, channels, intensity, path=f))
+        labels[split].append(index[label])
+        files[split].append(f)
+    out_images, out_labels = {}, {}
+    for s in SPLITS:
+        if images[s]:
+            out_images[s] = np.stack(images[s])
+            out_labels[s] = np.asarray(labels[s], dtype=np.int64)
+    label_type = "binary" if len(class_names) == 2 else "multiclass"
+    return ClassificationData(name=name, images=out_images, labels=out_labels, label_type=label_type,
+                              class_names=class_names, modality=first.meta.get("modality"),
+                              spacing=list(first.spacing), source=source,
+                              files={s: v for s, v in files.items() if v})
+
+
+def _stratified_split(labels: list[int], seed: int, fractions=(0.7, 0.1, 0.2)) -> list[str]:
+    """Seeded per-class 70/10/20 split (MedMNIST's ratio); every split gets >= 1 image per class when possible."""
+    rng = np.random.default_rng(seed)
+    out = [""] * len(labels)
+    for c in sorted(set(labels)):
+        idx = [i for i, v in enumerate(labels) if v == c]
+        rng.shuffle(idx)
+        n = len(idx)
+        n_val = max(1, round(fractions[1] * n)) if n >= 3 else 0
+        n_test = max(1, round(fractions[2] * n)) if n >= 3 else 0
+        for j, i in enumerate(idx):
+            out[i] = "val" if j < n_val else "test" if j < n_val + n_test else "train"
+    return out
+
+
+def _natural(s: str):
+    return (0, int(s)) if s.isdigit() else (1, s)

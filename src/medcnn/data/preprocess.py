@@ -1,0 +1,90 @@
+"""Turn an :class:`Image` into network input, the same way in training and in predict.
+
+Steps (recorded in the plan's ``preprocessing``): channels (RGB -> grey by luminance, grey ->
+RGB by repetition), intensity to [0, 1] ("uint8": /255; "percentile": clip to the
+0.5-99.5 percentiles and rescale), resize to ``input_size`` (area/bilinear in 2D, trilinear in 3D).
+Mean/std normalisation happens inside the network (see ``models.Normalize``), so exported
+models carry it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medcnn.data.image import Image
+from medcnn.errors import InputError
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def image_to_array(img: Image, input_size: list[int], channels: int, intensity: str, path=None) -> np.ndarray:
+    """(C, *input_size) array: uint8 for "uint8" intensity (kept compact in memory), else float32 in [0, 1]."""
+    x = image_to_tensor(img, input_size, channels, intensity, path=path)
+    if intensity == "uint8":
+        return (x * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    return x.numpy()
+
+
+def image_to_tensor(img: Image, input_size: list[int], channels: int, intensity: str, path=None) -> torch.Tensor:
+    """(C, *input_size) float32 tensor in [0, 1]."""
+    path = path or img.meta.get("source")
+    a = np.asarray(img.array)
+    dims = len(input_size)
+    a = _match_dims(a, dims, path)
+    a = _match_channels(a, channels, path)
+    if intensity == "uint8":
+        if a.dtype == np.uint8:
+            a = a.astype(np.float32) / 255.0
+        else:  # a 16-bit or float image given to an 8-bit model: scale its full range
+            a = _percentile_scale(a.astype(np.float32), path, lo_q=0.0, hi_q=100.0)
+    elif intensity == "percentile":
+        a = _percentile_scale(a.astype(np.float32), path)
+    else:
+        raise InputError(f"unknown intensity mode {intensity!r} (uint8 | percentile)")
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if list(t.shape[1:]) != list(input_size):
+        mode = "bilinear" if dims == 2 else "trilinear"
+        t = F.interpolate(t[None], size=tuple(input_size), mode=mode, align_corners=False,
+                          antialias=(dims == 2))[0].clamp(0, 1)
+    return t.float()
+
+
+def _match_dims(a: np.ndarray, dims: int, path) -> np.ndarray:
+    """Squeeze singleton spatial axes (a 1-slice volume is a 2D image) to reach ``dims``."""
+    while a.ndim - 1 > dims:
+        singles = [ax for ax in range(1, a.ndim) if a.shape[ax] == 1]
+        if not singles:
+            shape = tuple(a.shape[1:])
+            raise InputError(f"the model takes {dims}D images but this is {a.ndim - 1}D with shape {shape}"
+                             + ("; pass a single slice" if dims == 2 else ""), path)
+        a = np.squeeze(a, axis=singles[0])
+    if a.ndim - 1 < dims:
+        raise InputError(f"the model takes {dims}D volumes but this is a {a.ndim - 1}D image", path)
+    return a
+
+
+def _match_channels(a: np.ndarray, channels: int, path) -> np.ndarray:
+    c = a.shape[0]
+    if c == channels:
+        return a
+    if channels == 1 and c in (3, 4):
+        w = _LUMA.reshape((3,) + (1,) * (a.ndim - 1))
+        out = (a[:3].astype(np.float32) * w).sum(0, keepdims=True)
+        return out.round().astype(np.uint8) if a.dtype == np.uint8 else out
+    if channels == 3 and c == 1:
+        return np.repeat(a, 3, axis=0)
+    if channels == 3 and c == 4:
+        return a[:3]
+    raise InputError(f"image has {c} channels; the model takes {channels}", path)
+
+
+def _percentile_scale(a: np.ndarray, path, lo_q: float = 0.5, hi_q: float = 99.5) -> np.ndarray:
+    if not np.isfinite(a).all():
+        raise InputError("image contains NaN or infinite values", path)
+    lo, hi = np.percentile(a, [lo_q, hi_q])
+    if hi <= lo:
+        lo, hi = float(a.min()), float(a.max())
+    if hi <= lo:
+        return np.zeros_like(a, dtype=np.float32)
+    return np.clip((a - lo) / (hi - lo), 0, 1).astype(np.float32)

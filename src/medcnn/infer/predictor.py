@@ -1,0 +1,92 @@
+"""Load a trained model from its run folder and predict, with the preprocessing it was trained with.
+
+Checkpoints are read with ``torch.load(..., weights_only=True)``: a checkpoint is tensors plus
+a plain-data plan, and anything else (a pickled object) is refused.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medcnn.errors import InputError, RunFolderError
+from medcnn.plan import Plan
+
+CHECKPOINTS = {"best": "checkpoints/best.ckpt", "last": "checkpoints/last.ckpt"}
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise RunFolderError("checkpoint not found", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
+        raise InputError(f"refused: the checkpoint holds more than weights and plain data "
+                         f"(weights_only load failed: {first})", path) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise InputError(f"not a readable checkpoint ({type(e).__name__})", path) from None
+
+
+class Predictor:
+    """A trained classifier with its plan: ``Predictor.from_run("runs/x").predict_files([...])``."""
+
+    def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, checkpoint: str = ""):
+        self.plan, self.net, self.run_dir, self.checkpoint = plan, net.eval(), run_dir, checkpoint
+
+    @classmethod
+    def from_run(cls, run: str | Path, checkpoint: str = "best") -> "Predictor":
+        from medcnn.tasks.classify import build_network
+
+        run = Path(run)
+        ckpt_path = Path(checkpoint) if checkpoint not in CHECKPOINTS else run / CHECKPOINTS[checkpoint]
+        if not run.is_dir() and checkpoint in CHECKPOINTS:
+            raise RunFolderError("run folder not found", run)
+        if checkpoint in CHECKPOINTS and not ckpt_path.is_file():
+            raise RunFolderError(f"has no {checkpoint} checkpoint ({CHECKPOINTS[checkpoint]}); did training finish an epoch?", run)
+        ckpt = load_checkpoint(ckpt_path)
+        try:
+            plan = Plan.from_dict(ckpt["hyper_parameters"]["plan"], source=str(ckpt_path))
+            state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+        except (KeyError, TypeError):
+            raise InputError("not a medcnn checkpoint (no plan / state_dict)", ckpt_path) from None
+        net = build_network(plan)
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise InputError(f"weights do not fit the plan's network ({len(missing)} missing, "
+                             f"{len(unexpected)} unexpected tensors)", ckpt_path)
+        return cls(plan, net, run if run.is_dir() else None, str(ckpt_path))
+
+    # ---- arrays ------------------------------------------------------------------------
+    def predict_array(self, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        from medcnn.tasks.classify import predict_probs
+
+        return predict_probs(self.net, images, self.plan.label_type, batch_size)
+
+    # ---- files -------------------------------------------------------------------------
+    def preprocess(self, path: str | Path) -> torch.Tensor:
+        from medcnn.data.preprocess import image_to_tensor
+        from medcnn.io import read_image
+
+        pre = self.plan.preprocessing
+        return image_to_tensor(read_image(path), pre.input_size, pre.channels, pre.intensity, path=str(path))
+
+    def predict_files(self, paths: list[str | Path]) -> list[dict[str, Any]]:
+        """One result per input: file, predicted class (or labels), and every class probability."""
+        results = []
+        names = self.plan.class_names or [str(i) for i in range(self.plan.num_classes)]
+        for p in paths:
+            x = self.preprocess(p)[None]
+            probs = self.predict_array(x)[0]
+            r: dict[str, Any] = {"file": str(p), "probabilities": {n: round(float(v), 6) for n, v in zip(names, probs)}}
+            if self.plan.label_type == "multilabel":
+                r["labels"] = [n for n, v in zip(names, probs) if v > 0.5]
+            else:
+                k = int(np.argmax(probs))
+                r["prediction"], r["index"], r["confidence"] = names[k], k, round(float(probs[k]), 6)
+            results.append(r)
+        return results

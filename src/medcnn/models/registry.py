@@ -1,0 +1,87 @@
+"""Networks built by name. Users add their own without forking:
+
+    from medcnn.models import register_model
+
+    @register_model("mynet")
+    def mynet(spatial_dims, in_channels, num_classes, **kwargs):
+        return MyNet(...)
+
+and list the defining module under ``plugins:`` in the plan (it is imported before training
+and before loading the run for prediction).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import torch
+from torch import nn
+
+from medcnn.errors import ConfigError
+
+Builder = Callable[..., nn.Module]
+_MODELS: dict[str, Builder] = {}
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    def deco(fn: Builder) -> Builder:
+        _MODELS[name.lower()] = fn
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    _ensure_builtin()
+    return sorted(_MODELS)
+
+
+def load_plugins(modules: list[str]) -> None:
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except ImportError as e:
+            raise ConfigError(f"plugin module {m!r} could not be imported ({e})") from None
+
+
+def create_model(name: str, spatial_dims: int, in_channels: int, num_classes: int, *,
+                 mean: list[float] | None = None, std: list[float] | None = None, **kwargs) -> nn.Module:
+    """Build ``name`` and prepend the input normalisation, so the network takes [0, 1] images."""
+    _ensure_builtin()
+    key = name.lower()
+    if key not in _MODELS:
+        import difflib
+
+        near = difflib.get_close_matches(key, _MODELS, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else f" (available: {', '.join(sorted(_MODELS))})"
+        raise ConfigError(f"unknown model {name!r}{hint}")
+    try:
+        net = _MODELS[key](spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"model {name!r}: bad arguments {kwargs} ({e})") from None
+    if mean is None:
+        return net
+    return nn.Sequential(Normalize(mean, std or [1.0] * len(mean), spatial_dims), net)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, as fixed buffers (saved with the weights, exported to ONNX)."""
+
+    def __init__(self, mean: list[float], std: list[float], spatial_dims: int):
+        super().__init__()
+        shape = (1, -1) + (1,) * spatial_dims
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+_builtin_loaded = False
+
+
+def _ensure_builtin() -> None:
+    global _builtin_loaded
+    if not _builtin_loaded:
+        _builtin_loaded = True
+        importlib.import_module("medcnn.models.nets")

@@ -1,0 +1,198 @@
+"""The plan: every setting of a run, as dataclasses saved to YAML.
+
+``medcnn plan`` writes a plan from a dataset fingerprint; the user may edit the YAML; CLI flags
+override single fields (``--set optim.lr=3e-4``); the resolved plan is saved in every run
+folder, so a run can be reproduced from its folder alone. No code lives in a plan.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medcnn.errors import ConfigError
+from medcnn.utils.files import atomic_write_text
+
+LABEL_TYPES = ("binary", "multiclass", "multilabel")
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+
+
+@dataclass
+class Preprocessing:
+    """How an image becomes the network's input; stored with the model so predict matches training."""
+
+    input_size: list[int] = field(default_factory=lambda: [28, 28])
+    channels: int = 1
+    # "uint8": pixels / 255 (8-bit sources such as MedMNIST and PNG);
+    # "percentile": clip to the image's 0.5-99.5 percentiles, then scale to [0, 1].
+    intensity: str = "uint8"
+    mean: list[float] = field(default_factory=lambda: [0.5])
+    std: list[float] = field(default_factory=lambda: [0.5])
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet18"
+    # builder arguments, e.g. stem_stride, widen_factor (see `medcnn models`)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | adam | sgd
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "onecycle"  # onecycle | cosine | multistep | none
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep, as fractions of epochs
+
+
+@dataclass
+class AugmentConfig:
+    """Batched augmentation applied to whole training batches as tensors."""
+
+    preset: str = "light"  # none | light | default | heavy (fills the fields below unless given)
+    p: float = 0.5
+    flip: bool = False
+    rotate_deg: float = 10.0
+    translate: float = 0.05
+    scale: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    brightness: float = 0.1
+    contrast: float = 0.1
+
+
+@dataclass
+class Plan:
+    task: str = "classify"
+    data: str = ""
+    label_type: str = "multiclass"
+    num_classes: int = 2
+    class_names: list[str] = field(default_factory=list)
+    spatial_dims: int = 2
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    batch_size: int = 128
+    epochs: int = 30
+    label_smoothing: float = 0.0
+    seed: int = 0
+    precision: str = "auto"
+    threads: int = 0  # 0: torch's default
+    val_metric: str = "auc"
+    plugins: list[str] = field(default_factory=list)  # modules imported first (register models)
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # informational, from `medcnn plan`
+
+    def validate(self) -> "Plan":
+        if self.task != "classify":
+            raise ConfigError(f"task {self.task!r} is not available yet (available: classify)")
+        if self.label_type not in LABEL_TYPES:
+            raise ConfigError(f"label_type must be one of {LABEL_TYPES}, got {self.label_type!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.spatial_dims not in (2, 3):
+            raise ConfigError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        if len(self.preprocessing.input_size) != self.spatial_dims:
+            raise ConfigError(f"preprocessing.input_size needs {self.spatial_dims} values, "
+                              f"got {self.preprocessing.input_size}")
+        for name, v in (("epochs", self.epochs), ("batch_size", self.batch_size), ("num_classes", self.num_classes)):
+            if v < 1:
+                raise ConfigError(f"{name} must be >= 1, got {v}")
+        if self.optim.lr <= 0:
+            raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
+        return self
+
+    # ---- (de)serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "plan") -> "Plan":
+        return _build(cls, d, source).validate()
+
+    def save(self, path: str | Path) -> Path:
+        text = "# medcnn plan: edit freely; `medcnn train DATA --plan THIS_FILE` uses it.\n"
+        text += yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        return atomic_write_text(path, text)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError("plan file not found", p)
+        try:
+            d = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"not valid YAML ({str(e).splitlines()[0]})", p) from None
+        if not isinstance(d, dict):
+            raise ConfigError("a plan must be a YAML mapping", p)
+        return cls.from_dict(d, source=str(p))
+
+    def override(self, assignments: list[str]) -> "Plan":
+        """Apply ``key.sub=value`` assignments (values parsed as YAML) and re-validate."""
+        d = self.to_dict()
+        for a in assignments:
+            key, sep, raw = a.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"override {a!r} must look like key=value (e.g. optim.lr=3e-4)")
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+            node = d
+            parts = key.strip().split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"unknown plan field {key!r}")
+                node = node[part]
+            if parts[-1] not in node and not (len(parts) > 1 and parts[-2] == "kwargs"):
+                raise ConfigError(f"unknown plan field {key!r}")
+            node[parts[-1]] = value
+        return Plan.from_dict(d, source="overrides")
+
+
+def _build(cls, d: dict[str, Any], source: str):
+    """Recursively build dataclass ``cls`` from plain data, checking names and types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown field(s) {sorted(unknown)} in {cls.__name__} (known: {sorted(fields)})", source)
+    kwargs = {}
+    for name, value in d.items():
+        kwargs[name] = _coerce(hints[name], value, f"{cls.__name__}.{name}", source)
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, where: str, source: str):
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping", source)
+        return _build(tp, value, source)
+    origin = typing.get_origin(tp)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    if origin is list and isinstance(value, (list, tuple)):
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v, where, source) for v in value]
+    if origin is dict and isinstance(value, dict):
+        return dict(value)
+    if tp is Any:
+        return value
+    raise ConfigError(f"{where} has the wrong type: got {value!r}", source)

@@ -1,0 +1,96 @@
+"""Dataset fingerprint -> default plan (the rules nnU-Net's planner taught: decide from data).
+
+The fingerprint records what the data is; the plan records what to do with it. Both go into
+the plan YAML that ``medcnn plan`` writes, so a user can read why a choice was made and edit it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medcnn.data.classification import SPLITS, ClassificationData
+from medcnn.plan import ModelConfig, OptimConfig, Plan, Preprocessing
+from medcnn.transforms.augment import preset
+
+# training budget in samples seen (epochs = budget / train size, clipped to [5, 50])
+SAMPLE_BUDGET = {2: 60_000, 3: 20_000}
+
+
+def fingerprint(data: ClassificationData) -> dict[str, Any]:
+    x = data.images["train"]
+    sample = x[np.linspace(0, len(x) - 1, min(len(x), 2000)).astype(int)].astype(np.float32)
+    if x.dtype == np.uint8:
+        sample /= 255.0
+    axes = (0,) + tuple(range(2, sample.ndim))
+    counts = {}
+    for s in SPLITS:
+        if s in data.labels:
+            y = data.labels[s]
+            c = y.sum(0) if data.label_type == "multilabel" else np.bincount(y, minlength=data.num_classes)
+            counts[s] = {name: int(v) for name, v in zip(data.class_names, c)}
+    return {
+        "name": data.name,
+        "source": data.source,
+        "modality": data.modality or _guess_modality(data),
+        "label_type": data.label_type,
+        "num_classes": data.num_classes,
+        "class_names": data.class_names,
+        "n": {s: int(len(v)) for s, v in data.labels.items()},
+        "spatial_dims": data.spatial_dims,
+        "channels": data.channels,
+        "size": list(x.shape[2:]),
+        "spacing_mm": data.spacing,
+        "dtype": str(x.dtype),
+        "intensity": {
+            "mean": [round(float(v), 4) for v in sample.mean(axis=axes)],
+            "std": [round(float(v), 4) for v in sample.std(axis=axes)],
+            "p0.5": round(float(np.percentile(sample, 0.5)), 4),
+            "p99.5": round(float(np.percentile(sample, 99.5)), 4),
+        },
+        "class_counts": counts,
+    }
+
+
+def _guess_modality(data: ClassificationData) -> str:
+    if data.channels == 3:
+        return "colour image (photograph / microscopy / dermoscopy)"
+    return "greyscale volume (CT/MR)" if data.spatial_dims == 3 else "greyscale image (X-ray / ultrasound / CT slice)"
+
+
+def choose_input_size(shape: tuple[int, ...]) -> list[int]:
+    """Round an image's size to the nearest MedMNIST size at or above the median side (max 224 / 64)."""
+    side = float(np.median(shape))
+    sizes = (28, 64, 128, 224) if len(shape) == 2 else (28, 64)
+    for s in sizes:
+        if side <= s * 1.25:
+            return [s] * len(shape)
+    return [sizes[-1]] * len(shape)
+
+
+def model_for(spatial_dims: int, size: int) -> ModelConfig:
+    if spatial_dims == 3:
+        return ModelConfig("resnet10", {"stem_stride": 2, "stem_kernel": 3, "max_pool": size > 32})
+    if size <= 64:
+        return ModelConfig("resnet18", {"stem_stride": 2, "stem_kernel": 3, "max_pool": False})
+    return ModelConfig("resnet18", {"stem_stride": 2, "stem_kernel": 7, "max_pool": True})
+
+
+def default_plan(data: ClassificationData, data_arg: str) -> Plan:
+    fp = fingerprint(data)
+    dims, size = data.spatial_dims, int(max(fp["size"]))
+    n_train = fp["n"]["train"]
+    epochs = int(np.clip(round(SAMPLE_BUDGET[dims] / max(n_train, 1)), 5, 50))
+    batch = (128 if size <= 64 else 64 if size <= 128 else 32) if dims == 2 else (32 if size <= 32 else 8)
+    batch = max(8, min(batch, n_train // 4 or 8))
+    intensity = "uint8" if fp["dtype"] == "uint8" else "percentile"
+    std = [max(s, 1e-3) for s in fp["intensity"]["std"]]
+    plan = Plan(
+        task="classify", data=data_arg, label_type=data.label_type, num_classes=data.num_classes,
+        class_names=list(data.class_names), spatial_dims=dims,
+        preprocessing=Preprocessing(input_size=list(fp["size"]), channels=data.channels, intensity=intensity,
+                                    mean=fp["intensity"]["mean"], std=std),
+        model=model_for(dims, size), optim=OptimConfig(), augment=preset("light"),
+        batch_size=batch, epochs=epochs, fingerprint=fp,
+    )
+    return plan.validate()

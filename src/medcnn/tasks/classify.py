@@ -1,0 +1,158 @@
+"""The classification task: network, loss, probabilities and validation metrics, as one
+small LightningModule. The trainer (``medcnn.train``) supplies devices, precision,
+checkpoints and logging.
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medcnn.metrics.classification import accuracy, auc_score
+from medcnn.models import create_model, load_plugins
+from medcnn.plan import Plan
+from medcnn.transforms.augment import BatchAugment
+
+
+def build_network(plan: Plan) -> torch.nn.Module:
+    load_plugins(plan.plugins)
+    pre = plan.preprocessing
+    return create_model(plan.model.name, plan.spatial_dims, pre.channels, plan.num_classes,
+                        mean=pre.mean, std=pre.std, **plan.model.kwargs)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 batches (kept compact in memory) -> float in [0, 1]."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+def probabilities(logits: torch.Tensor, label_type: str) -> torch.Tensor:
+    logits = logits.float()
+    return torch.sigmoid(logits) if label_type == "multilabel" else torch.softmax(logits, dim=1)
+
+
+class ClassificationTask(L.LightningModule):
+    def __init__(self, plan: dict):
+        super().__init__()
+        self.save_hyperparameters({"plan": plan})
+        self.plan = Plan.from_dict(plan)
+        self.net = build_network(self.plan)
+        self.augment = BatchAugment(self.plan.augment, self.plan.spatial_dims)
+        self.channels_last = self.plan.spatial_dims == 2
+        self._val_probs: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
+        self._loss_sum, self._loss_n = 0.0, 0
+        self.epoch_summary: dict[str, float] = {}  # read by the EpochMetrics callback
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def on_fit_start(self) -> None:
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.plan.label_type == "multilabel":
+            target = y.float()
+            if self.plan.label_smoothing:
+                target = target * (1 - self.plan.label_smoothing) + 0.5 * self.plan.label_smoothing
+            return F.binary_cross_entropy_with_logits(logits, target)
+        return F.cross_entropy(logits, y.long(), label_smoothing=self.plan.label_smoothing)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        with torch.no_grad():
+            x = self.augment(to_float(x))
+        loss = self.loss(self(x), y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        self._loss_sum += float(loss.detach()) * len(x)
+        self._loss_n += len(x)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum, self._loss_n = 0.0, 0
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_loss_sum, self._val_n = 0.0, 0
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(to_float(x))
+        loss = self.loss(logits, y)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
+        self._val_loss_sum += float(loss) * len(x)
+        self._val_n += len(x)
+        self._val_probs.append(probabilities(logits, self.plan.label_type).cpu())
+        self._val_labels.append(y.cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_probs:
+            return
+        probs = torch.cat(self._val_probs).numpy()
+        labels = torch.cat(self._val_labels).numpy()
+        self._val_probs.clear()
+        self._val_labels.clear()
+        auc = auc_score(probs, labels, self.plan.label_type)
+        acc = accuracy(probs, labels, self.plan.label_type)
+        self.log("val/auc", auc if math.isfinite(auc) else float("nan"), prog_bar=True)
+        self.log("val/acc", acc, prog_bar=True)
+        metric = self.plan.val_metric
+        score = {"auc": auc, "acc": acc}.get(metric, acc)
+        self.log("val/score", score if math.isfinite(score) else acc)
+        self.epoch_summary = {
+            "train_loss": self._loss_sum / self._loss_n if self._loss_n else float("nan"),
+            "val_loss": self._val_loss_sum / max(self._val_n, 1), "val_auc": auc, "val_acc": acc,
+        }
+
+    def configure_optimizers(self):
+        o = self.plan.optim
+        params = self.net.parameters()
+        if o.name == "adamw":
+            opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        elif o.name == "adam":
+            opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        elif o.name == "sgd":
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=0.9, nesterov=True, weight_decay=o.weight_decay)
+        else:
+            from medcnn.errors import ConfigError
+
+            raise ConfigError(f"unknown optimizer {o.name!r} (adamw | adam | sgd)")
+        epochs = self.plan.epochs
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        if o.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=steps, pct_start=0.15)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if o.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if o.scheduler == "multistep":
+            ms = sorted({max(1, int(round(f * epochs))) for f in o.milestones})
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=ms, gamma=0.1)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if o.scheduler == "none":
+            return opt
+        from medcnn.errors import ConfigError
+
+        raise ConfigError(f"unknown scheduler {o.scheduler!r} (onecycle | cosine | multistep | none)")
+
+
+def predict_probs(net: torch.nn.Module, images: np.ndarray | torch.Tensor, label_type: str,
+                  batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for an in-memory array (N, C, *spatial), uint8 or float in [0, 1]."""
+    net.eval()
+    x_all = torch.as_tensor(images)
+    channels_last = x_all.ndim == 4
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x_all), batch_size):
+            x = to_float(x_all[i:i + batch_size])
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out.append(probabilities(net(x), label_type))
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)

@@ -1,0 +1,94 @@
+"""``medcnn evaluate`` for classifiers: metrics JSON plus confusion-matrix, ROC and reliability PNGs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medcnn.infer.predictor import Predictor
+from medcnn.metrics.classification import classification_report, reliability_curve
+from medcnn.utils.files import atomic_path, atomic_savefig, atomic_write_json
+
+
+def evaluate_run(run: str | Path, split: str = "test", checkpoint: str = "best", data: str | None = None) -> dict[str, Any]:
+    """Evaluate a run's checkpoint on ``split`` of its dataset (or of ``data``); write eval/ files."""
+    from medcnn.data.classification import load_classification
+
+    run = Path(run)
+    pred = Predictor.from_run(run, checkpoint)
+    plan = pred.plan
+    pre = plan.preprocessing
+    ds = load_classification(data or plan.data, input_size=pre.input_size, channels=pre.channels,
+                             intensity=pre.intensity, seed=plan.seed)
+    images, labels = ds.split(split)
+    if list(images.shape[2:]) != list(pre.input_size):
+        import torch
+        import torch.nn.functional as F
+
+        mode = "bilinear" if len(pre.input_size) == 2 else "trilinear"
+        t = torch.as_tensor(images).float() / (255.0 if images.dtype == np.uint8 else 1.0)
+        images = F.interpolate(t, size=tuple(pre.input_size), mode=mode, align_corners=False).clamp(0, 1).numpy()
+    probs = pred.predict_array(images)
+    report = classification_report(probs, labels, plan.label_type, plan.class_names)
+    report.update(split=split, checkpoint=checkpoint, data=ds.source or ds.name)
+    out = run / "eval"
+    out.mkdir(exist_ok=True)
+    atomic_write_json(out / f"{split}.json", report)
+    _plots(probs, labels, plan.label_type, plan.class_names, report, out, split)
+    with atomic_path(out / f"{split}_probs.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, probs)  # small; lets users recompute any metric
+    return report
+
+
+def _plots(probs, labels, label_type, names, report, out: Path, split: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    short = [n if len(n) <= 14 else n[:12] + "…" for n in names]
+    if "confusion_matrix" in report:
+        cm = np.asarray(report["confusion_matrix"])
+        k = len(names)
+        fig, ax = plt.subplots(figsize=(2.2 + 0.55 * k, 1.8 + 0.5 * k))
+        ax.imshow(cm, cmap="Blues")
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                        color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
+        ax.set_xticks(range(k), short, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(k), short, fontsize=8)
+        ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(f"{split}: ACC {report['acc']:.3f}")
+        fig.tight_layout()
+        atomic_savefig(fig, out / f"{split}_confusion.png", dpi=110)
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    classes = [1] if label_type == "binary" else range(probs.shape[1])
+    for k in classes:
+        target = labels[:, k] if label_type == "multilabel" else (labels == k)
+        if 0 < target.sum() < len(target):
+            fpr, tpr, _ = roc_curve(target, probs[:, k])
+            ax.plot(fpr, tpr, lw=1.2, label=short[k])
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set_xlabel("1 - specificity"), ax.set_ylabel("sensitivity"), ax.set_title(f"{split}: AUC {report['auc']:.3f}")
+    if len(classes) <= 12:
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    atomic_savefig(fig, out / f"{split}_roc.png", dpi=110)
+    plt.close(fig)
+
+    if label_type != "multilabel":
+        rows = reliability_curve(probs, labels)
+        fig, ax = plt.subplots(figsize=(4.4, 4.2))
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        if rows:
+            conf, acc, n = map(np.asarray, zip(*rows))
+            ax.scatter(conf, acc, s=10 + 200 * n / n.max())
+            ax.plot(conf, acc)
+        ax.set_xlabel("confidence"), ax.set_ylabel("accuracy"), ax.set_title(f"{split}: ECE {report['ece']:.3f}")
+        fig.tight_layout()
+        atomic_savefig(fig, out / f"{split}_reliability.png", dpi=110)
+        plt.close(fig)

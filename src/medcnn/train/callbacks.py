@@ -1,0 +1,79 @@
+"""Callbacks that write the run folder: per-epoch metrics JSON, learning curve, log lines."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+
+from medcnn.utils.files import atomic_savefig, atomic_write_json
+
+log = logging.getLogger("medcnn.train")
+
+
+def _num(v):
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+class EpochMetrics(L.Callback):
+    """After each validation: append the epoch's numbers to metrics.json and redraw the curve."""
+
+    def __init__(self, run_dir: Path, print_lines: bool):
+        self.run_dir = Path(run_dir)
+        self.print_lines = print_lines
+        self.history: list[dict] = []
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._t0 = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        m = getattr(pl_module, "epoch_summary", {})
+        row = {
+            "epoch": trainer.current_epoch + 1,
+            **{k: _num(m[k]) if k in m else None for k in ("train_loss", "val_loss", "val_auc", "val_acc")},
+            "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
+            "seconds": round(time.perf_counter() - self._t0, 3),
+        }
+        self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
+        atomic_write_json(self.run_dir / "metrics.json", {"epochs": self.history})
+        line = (f"epoch {row['epoch']}/{trainer.max_epochs}  loss {_fmt(row['train_loss'])}  "
+                f"val auc {_fmt(row['val_auc'])}  acc {_fmt(row['val_acc'])}  ({row['seconds']:.1f} s)")
+        log.info(line)
+        if self.print_lines:
+            print(line, flush=True)
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.history:
+            plot_learning_curve(self.history, self.run_dir / "learning_curve.png")
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def plot_learning_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key, label in (("train_loss", "train loss"), ("val_loss", "val loss")):
+        ys = [h[key] for h in history]
+        if any(y is not None for y in ys):
+            a1.plot(ep, [float("nan") if y is None else y for y in ys], label=label)
+    a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.legend(), a1.grid(alpha=0.3)
+    for key, label in (("val_auc", "val AUC"), ("val_acc", "val ACC")):
+        ys = [h[key] for h in history]
+        a2.plot(ep, [float("nan") if y is None else y for y in ys], label=label)
+    a2.set_xlabel("epoch"), a2.set_ylim(0, 1.0), a2.legend(), a2.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_savefig(fig, path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,140 @@
+"""The training engine: a run folder, a Lightning Trainer, and the checkpoint chosen on validation.
+
+Run folder layout::
+
+    plan.yaml            the resolved plan (reproduce with `medcnn train DATA --plan plan.yaml`)
+    run.json             versions, command, data source, timings, best epoch
+    split.csv            the file list of each split (folder / CSV datasets)
+    checkpoints/best.ckpt, checkpoints/last.ckpt   weights + plain-data plan (weights_only-safe)
+    metrics.json         per epoch: train loss, val loss/AUC/ACC, lr, seconds
+    learning_curve.png, train.log, logs/metrics.csv
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from medcnn.data.classification import ClassificationData
+from medcnn.errors import RunFolderError
+from medcnn.plan import Plan
+from medcnn.utils.files import atomic_path, atomic_write_json
+
+log = logging.getLogger("medcnn.train")
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunFolderError("run folder exists and is not empty; choose another --out or pass --overwrite", run_dir)
+        if not (run_dir / "plan.yaml").exists() and not (run_dir / "run.json").exists():
+            raise RunFolderError("refusing to overwrite a folder that is not a medcnn run", run_dir)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def resolve_precision(precision: str) -> str:
+    import torch
+
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return "bf16-mixed" if check is not None and check() else "32"
+
+
+def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: bool = False,
+          progress: bool | None = None, devices: int | str = 1, accelerator: str = "auto") -> Path:
+    """Train ``plan`` on ``data``; return the run folder."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+
+    from medcnn.tasks.classify import ClassificationTask
+    from medcnn.train.callbacks import EpochMetrics
+    from medcnn.train.loaders import array_loader
+
+    run_dir = prepare_run_dir(run_dir, overwrite)
+    _file_log(run_dir / "train.log")
+    plan.save(run_dir / "plan.yaml")
+    _write_split(run_dir, data)
+    if plan.threads > 0:
+        torch.set_num_threads(plan.threads)
+    precision = resolve_precision(plan.precision)
+    L.seed_everything(plan.seed, workers=True, verbose=False)
+    info = {"medcnn": _version(), "torch": torch.__version__, "lightning": L.__version__,
+            "command": " ".join(sys.argv), "data": data.source or data.name, "precision": precision,
+            "threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "n": {s: int(len(y)) for s, y in data.labels.items()}}
+    atomic_write_json(run_dir / "run.json", info)
+    log.info("data %s: %s; plan %s %s, %d epochs, batch %d, precision %s", data.name, info["n"],
+             plan.model.name, plan.preprocessing.input_size, plan.epochs, plan.batch_size, precision)
+
+    train_loader = array_loader(*data.split("train"), batch_size=plan.batch_size, shuffle=True)
+    val_loader = array_loader(*data.split("val"), batch_size=max(plan.batch_size, 256), shuffle=False)
+    task = ClassificationTask(plan.to_dict())
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/score", mode="max",
+                           save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)  # every epoch (save_last only follows best saves)
+    callbacks = [ckpt, last, EpochMetrics(run_dir, print_lines=not progress)]
+    if progress:
+        callbacks.append(RichProgressBar(leave=True))
+    trainer = L.Trainer(max_epochs=plan.epochs, accelerator=accelerator, devices=devices, precision=precision,
+                        callbacks=callbacks, logger=CSVLogger(run_dir, name="logs", version=""),
+                        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+                        log_every_n_steps=max(1, min(50, len(train_loader))), deterministic=False,
+                        default_root_dir=run_dir)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+        trainer.fit(task, train_loader, val_loader)
+    info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), train_seconds=round(time.perf_counter() - t0, 2),
+                best_val_score=float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+                best_checkpoint=os.path.relpath(ckpt.best_model_path, run_dir) if ckpt.best_model_path else None,
+                val_metric=plan.val_metric)
+    atomic_write_json(run_dir / "run.json", info)
+    log.info("done in %.1f s; best val %s = %s", info["train_seconds"], plan.val_metric, info["best_val_score"])
+    return run_dir
+
+
+def _write_split(run_dir: Path, data: ClassificationData) -> None:
+    if not data.files:
+        return
+    with atomic_path(run_dir / "split.csv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "split"])
+        for split, files in data.files.items():
+            for f, y in zip(files, data.labels[split]):
+                w.writerow([f, data.class_names[int(y)], split])
+
+
+def _file_log(path: Path) -> None:
+    logger = logging.getLogger("medcnn")
+    logger.setLevel(logging.INFO)
+    for h in list(logger.handlers):
+        if isinstance(h, logging.FileHandler):
+            logger.removeHandler(h)
+            h.close()
+    h = logging.FileHandler(path)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(h)
+
+
+def _version() -> str:
+    from medcnn import __version__
+
+    return __version__

@@ -1,0 +1,74 @@
+"""Augmentation of whole training batches as tensors (kornia), for 2D and 3D.
+
+Per-sample work in DataLoader worker processes would steal the two CPU cores from the
+network; kornia applies random affine/flip/intensity changes to a whole batch at once, with
+parameters drawn per sample.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medcnn.errors import ConfigError
+from medcnn.plan import AugmentConfig
+
+PRESETS: dict[str, dict] = {
+    "none": dict(p=0.0),
+    "light": dict(p=0.5, flip=False, rotate_deg=10.0, translate=0.05, scale=[0.9, 1.1], brightness=0.1, contrast=0.1),
+    "default": dict(p=0.8, flip=True, rotate_deg=15.0, translate=0.1, scale=[0.85, 1.15], brightness=0.15, contrast=0.15),
+    "heavy": dict(p=1.0, flip=True, rotate_deg=25.0, translate=0.15, scale=[0.75, 1.25], brightness=0.25, contrast=0.25),
+}
+
+
+def preset(name: str) -> AugmentConfig:
+    """The AugmentConfig of a named preset (what `medcnn plan` writes)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown augmentation preset {name!r} (choose from {', '.join(PRESETS)})")
+    base = AugmentConfig(preset=name, **{k: v for k, v in PRESETS[name].items()})
+    if name == "none":
+        base.flip, base.rotate_deg, base.translate, base.scale = False, 0.0, 0.0, [1.0, 1.0]
+        base.brightness = base.contrast = 0.0
+    return base
+
+
+class BatchAugment(nn.Module):
+    """Random affine (+flip) and brightness/contrast on a float batch (B, C, *spatial) in [0, 1]."""
+
+    def __init__(self, cfg: AugmentConfig, spatial_dims: int):
+        super().__init__()
+        import kornia.augmentation as K
+
+        self.cfg = cfg
+        ops: list[nn.Module] = []
+        if cfg.p > 0:
+            geometric = cfg.rotate_deg > 0 or cfg.translate > 0 or tuple(cfg.scale) != (1.0, 1.0)
+            if spatial_dims == 2:
+                if cfg.flip:
+                    ops.append(K.RandomHorizontalFlip(p=0.5))
+                if geometric:
+                    ops.append(K.RandomAffine(degrees=cfg.rotate_deg, translate=(cfg.translate, cfg.translate),
+                                              scale=tuple(cfg.scale), padding_mode="border", p=cfg.p))
+            else:
+                if cfg.flip:
+                    ops.append(K.RandomHorizontalFlip3D(p=0.5))
+                if geometric:
+                    t = cfg.translate
+                    ops.append(K.RandomAffine3D(degrees=cfg.rotate_deg, translate=(t, t, t),
+                                                scale=tuple(cfg.scale), p=cfg.p))
+        self.spatial = nn.Sequential(*ops)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.p <= 0:
+            return x
+        shape = x.shape
+        x = self.spatial(x).reshape(shape)
+        b = x.shape[0]
+        view = (b,) + (1,) * (x.ndim - 1)
+        apply = (torch.rand(view, device=x.device) < self.cfg.p).to(x.dtype)
+        if self.cfg.contrast > 0:
+            c = 1 + (torch.rand(view, device=x.device) * 2 - 1) * self.cfg.contrast
+            mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
+            x = x + apply * ((x - mean) * c + mean - x)
+        if self.cfg.brightness > 0:
+            x = x + apply * (torch.rand(view, device=x.device) * 2 - 1) * self.cfg.brightness
+        return x.clamp(0, 1)
