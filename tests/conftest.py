@@ -50,3 +50,20 @@ def dicom_series_dir(data_root) -> Path:
 @pytest.fixture(scope="session")
 def hippocampus_dir(data_root) -> Path:
     return require(data_root / "msd_task04_hippocampus")
+
+
+@pytest.fixture(scope="session")
+def breast_npz(medmnist_dir) -> Path:
+    return require(medmnist_dir / "breastmnist.npz")
+
+
+@pytest.fixture(scope="session")
+def breast_run(tmp_path_factory, breast_npz) -> Path:
+    """A real 2-epoch BreastMNIST run shared by the predictor/evaluate/CLI tests."""
+    from medcnn.data.classification import load_classification
+    from medcnn.planning import default_plan
+    from medcnn.train.engine import train
+
+    data = load_classification(str(breast_npz))
+    plan = default_plan(data, str(breast_npz)).override(["epochs=2"])
+    return train(plan, data, tmp_path_factory.mktemp("runs") / "breast", progress=False)

@@ -1,0 +1,75 @@
+"""NIfTI (.nii, .nii.gz) via nibabel: voxel order as stored, affine as the file gives it."""
+from __future__ import annotations
+
+import gzip
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from medcnn.data.image import Image
+from medcnn.errors import InputError, MedcnnError
+
+from .registry import check_pixels, one_line
+
+
+def _load(path: Path, stack: ExitStack):
+    """nibabel image; files without a .nii/.nii.gz name are opened by content."""
+    import nibabel as nib
+    from nibabel.fileholders import FileHolder
+
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        return nib.load(str(path))
+    f = stack.enter_context(open(path, "rb"))
+    if f.read(2) == b"\x1f\x8b":
+        f = stack.enter_context(gzip.open(path, "rb"))
+    f.seek(0)
+    head = f.read(4)
+    f.seek(0)
+    nifti2 = 540 in (int.from_bytes(head, "little"), int.from_bytes(head, "big"))
+    holder = FileHolder(fileobj=f)
+    return (nib.Nifti2Image if nifti2 else nib.Nifti1Image).from_file_map({"header": holder, "image": holder})
+
+
+def read_nifti(path: Path) -> Image:
+    """3D -> (1, i, j, k); 4D -> (t, i, j, k) (last axis as channels); 2D -> (1, i, j).
+
+    Integer data without scaling keeps its dtype (label maps); anything else is float32.
+    """
+    import nibabel as nib
+
+    with ExitStack() as stack:
+        try:
+            img = _load(path, stack)
+            shape, affine = tuple(int(s) for s in img.shape), getattr(img, "affine", None)
+        except (MedcnnError, MemoryError):
+            raise
+        except Exception as e:
+            raise InputError(f"not a readable NIfTI file ({one_line(e)})", path) from None
+        if affine is None or not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise InputError(f"not a spatial NIfTI image ({type(img).__name__})", path)
+        if len(shape) == 5 and shape[3] == 1:  # e.g. vector fields stored as (i, j, k, 1, c)
+            shape = shape[:3] + shape[4:]
+        if len(shape) not in (2, 3, 4):
+            raise InputError(f"unsupported NIfTI shape {shape}: expected 2, 3 or 4 dimensions", path)
+        check_pixels(int(np.prod(shape, dtype=np.int64)), " x ".join(map(str, shape)), path)
+        try:
+            data = np.asanyarray(img.dataobj).reshape(shape)  # applies scl_slope/inter if set
+        except (MedcnnError, MemoryError):
+            raise
+        except Exception as e:
+            raise InputError(f"corrupt or truncated NIfTI data ({one_line(e)})", path) from None
+    if data.dtype.kind in "iub":
+        data = data.astype(data.dtype.newbyteorder("="), copy=False)
+    else:
+        data = data.astype(np.float32, copy=False)
+    if len(shape) == 2:
+        arr, affine = data[None], affine[np.ix_([0, 1, 3], [0, 1, 3])]
+    elif len(shape) == 3:
+        arr = data[None]
+    else:
+        arr = np.moveaxis(data, -1, 0)
+    hdr = img.header
+    meta = {"format": "nifti", "modality": None, "source": path.name,
+            "qform_code": int(hdr["qform_code"]), "sform_code": int(hdr["sform_code"])}
+    return Image(np.ascontiguousarray(arr), affine, meta)

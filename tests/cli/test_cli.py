@@ -1,0 +1,138 @@
+"""The command line on real files: help, plan/train/evaluate/predict, one-line errors with exit code 2."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from medcnn.cli.main import main
+
+COMMANDS = ["fetch", "plan", "train", "evaluate", "predict", "models"]
+
+
+@pytest.mark.parametrize("cmd", [None, *COMMANDS])
+def test_help_everywhere(cmd, capsys):
+    assert main(([cmd] if cmd else []) + ["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "Usage" in text
+    if cmd is None:
+        assert "Examples" in text and all(c in text for c in COMMANDS)
+
+
+def test_plan_writes_editable_yaml(breast_npz, tmp_path, capsys):
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", str(breast_npz), "-o", str(out), "--set", "epochs=7"]) == 0
+    from medcnn.plan import Plan
+
+    p = Plan.load(out)
+    assert p.epochs == 7 and p.num_classes == 2 and p.fingerprint["n"]["train"] == 546
+    assert p.fingerprint["class_counts"]["train"] == {"malignant": 147, "normal, benign": 399}
+    assert main(["plan", str(breast_npz), "-o", str(out)]) == 2  # exists: no silent overwrite
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_train_evaluate_predict(breast_npz, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(breast_npz), "--out", str(run), "--epochs", "1", "--no-progress"]) == 0
+    assert main(["evaluate", str(run), "--split", "test", "--paper"]) == 0
+    text = capsys.readouterr().out
+    assert "AUC" in text and "paper ResNet-18 (28)" in text
+    rep = json.loads((run / "eval" / "test.json").read_text())
+    assert rep["n"] == 156 and len(rep["confusion_matrix"]) == 2 and 0 <= rep["ece"] <= 1
+    for f in ("test_confusion.png", "test_roc.png", "test_reliability.png"):
+        assert (run / "eval" / f).stat().st_size > 1000
+
+    # predict on a real test image exported as PNG: same probabilities as from the array
+    x = np.load(breast_npz)["test_images"][:2]
+    pngs = []
+    for i, img in enumerate(x):
+        PILImage.fromarray(img).save(tmp_path / f"t{i}.png")
+        pngs.append(str(tmp_path / f"t{i}.png"))
+    assert main(["predict", str(run), *pngs, "--json", str(tmp_path / "p.json")]) == 0
+    res = json.loads((tmp_path / "p.json").read_text())["results"]
+    from medcnn.infer.predictor import Predictor
+
+    ref = Predictor.from_run(run).predict_array(x[:, None])
+    got = np.array([[r["probabilities"][k] for k in ("malignant", "normal, benign")] for r in res])
+    assert np.allclose(got, ref, atol=1e-5)
+
+
+def test_predict_dicom_and_nifti(breast_run, tmp_path, capsys):
+    """A 2D model takes a real DICOM slice and a single-slice NIfTI made from it."""
+    import nibabel as nib
+    from pydicom.data import get_testdata_file
+
+    dcm = get_testdata_file("CT_small.dcm")
+    import pydicom
+
+    arr = pydicom.dcmread(dcm).pixel_array.astype(np.float32)
+    nii = tmp_path / "slice.nii.gz"
+    nib.save(nib.Nifti1Image(arr.T[:, :, None], np.eye(4)), nii)
+    assert main(["predict", str(breast_run), dcm, str(nii), "--json", str(tmp_path / "p.json")]) == 0
+    res = json.loads((tmp_path / "p.json").read_text())["results"]
+    assert len(res) == 2 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in res)
+
+
+def test_predict_3d_volume_with_2d_model_is_a_clear_error(breast_run, capsys):
+    import nibabel.testing
+
+    vol = os.path.join(nibabel.testing.data_path, "anatomical.nii")
+    assert main(["predict", str(breast_run), vol]) == 2
+    err = capsys.readouterr().err
+    assert "anatomical.nii" in err and "2D" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("make, msg", [
+    (lambda d: (d / "empty").mkdir() or d / "empty", "no images found"),
+    (lambda d: (d / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken") or d / "bad.png", "bad.png"),
+    (lambda d: d / "missing.npz", "file not found"),
+])
+def test_bad_training_input(tmp_path, capsys, make, msg):
+    path = make(tmp_path)
+    assert main(["train", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+
+
+def test_run_folder_not_overwritten(breast_run, breast_npz, capsys):
+    before = (breast_run / "run.json").read_text()
+    assert main(["train", str(breast_npz), "--out", str(breast_run), "--epochs", "1"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (breast_run / "run.json").read_text() == before
+
+
+def test_pickle_checkpoint_is_refused(tmp_path, capsys):
+    """A checkpoint carrying a pickled object (code execution on load) is refused, not run."""
+    import torch
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {}, "x": Payload()}, tmp_path / "run" / "checkpoints" / "best.ckpt")
+    assert main(["predict", str(tmp_path / "run"), "x.png"]) == 2
+    assert "refused" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_subprocess_exit_code_and_debug(tmp_path):
+    """The installed entry point: exit 2 and one line; --debug shows the traceback."""
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(b"not a zip")
+    cmd = [sys.executable, "-m", "medcnn", "train", str(bad)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    assert str(bad) in r.stderr
+    r = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_fetch_offline_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MEDCNN_OFFLINE", "1")
+    assert main(["fetch", "pneumoniamnist_64", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "pneumoniamnist_64.npz" in err and str(tmp_path) in err

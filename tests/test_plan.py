@@ -1,0 +1,39 @@
+import pytest
+
+from medcnn.errors import ConfigError
+from medcnn.plan import Plan
+
+
+def test_yaml_roundtrip(tmp_path):
+    p = Plan(num_classes=3, class_names=["a", "b", "c"]).override(["optim.lr=3e-4", "model.kwargs.stem_stride=2"])
+    path = p.save(tmp_path / "plan.yaml")
+    q = Plan.load(path)
+    assert q == p
+    assert q.optim.lr == pytest.approx(3e-4)
+    assert q.model.kwargs == {"stem_stride": 2}
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (["epochs=0"], "epochs must be >= 1"),
+    (["optim.nope=1"], "unknown plan field"),
+    (["epochs=ten"], "wrong type"),
+    (["precision=fp8"], "precision must be"),
+    (["noequals"], "key=value"),
+])
+def test_bad_overrides(bad, msg):
+    with pytest.raises(ConfigError, match=msg):
+        Plan().override(bad)
+
+
+def test_unknown_yaml_field_is_refused(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("task: classify\nepochz: 3\n")
+    with pytest.raises(ConfigError, match="epochz"):
+        Plan.load(f)
+
+
+def test_not_yaml(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="YAML"):
+        Plan.load(f)

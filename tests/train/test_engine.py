@@ -1,0 +1,85 @@
+"""Real training runs on real MedMNIST files (short: a couple of epochs)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import require
+from medcnn.data.classification import load_classification
+from medcnn.errors import RunFolderError
+from medcnn.infer.predictor import Predictor
+from medcnn.plan import Plan
+from medcnn.planning import default_plan
+from medcnn.train.engine import train
+
+
+def test_run_folder_contents(breast_run):
+    for f in ("plan.yaml", "run.json", "metrics.json", "learning_curve.png", "train.log",
+              "checkpoints/best.ckpt", "checkpoints/last.ckpt", "logs/metrics.csv"):
+        assert (breast_run / f).is_file(), f
+    epochs = json.loads((breast_run / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert all(e["train_loss"] > 0 and 0 <= e["val_auc"] <= 1 and 0 <= e["val_acc"] <= 1 for e in epochs)
+    info = json.loads((breast_run / "run.json").read_text())
+    assert info["best_val_score"] == pytest.approx(max(e["val_auc"] for e in epochs), abs=1e-6)
+    assert Plan.load(breast_run / "plan.yaml").epochs == 2
+
+
+def test_best_checkpoint_is_chosen_on_validation(breast_run, breast_npz):
+    pred = Predictor.from_run(breast_run, "best")
+    data = load_classification(str(breast_npz))
+    from medcnn.metrics.classification import auc_score
+
+    x, y = data.split("val")
+    auc = auc_score(pred.predict_array(x), y, "binary")
+    best = json.loads((breast_run / "run.json").read_text())["best_val_score"]
+    assert auc == pytest.approx(best, abs=0.02)  # bf16 training vs fp32 inference
+
+
+def test_checkpoint_loads_weights_only(breast_run):
+    ckpt = torch.load(breast_run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["plan"]["task"] == "classify"
+
+
+def test_existing_run_folder_is_not_overwritten(breast_run, breast_npz):
+    data = load_classification(str(breast_npz))
+    plan = default_plan(data, str(breast_npz))
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        train(plan, data, breast_run)
+
+
+def test_learning_on_pneumonia(medmnist_dir, tmp_path):
+    """Two epochs on a real 1200-image subset must beat chance clearly on the official val set."""
+    data = load_classification(str(require(medmnist_dir / "pneumoniamnist.npz")))
+    data.images["train"], data.labels["train"] = data.images["train"][:1200], data.labels["train"][:1200]
+    plan = default_plan(data, "pneumoniamnist").override(["epochs=2"])
+    run = train(plan, data, tmp_path / "run", progress=False)
+    assert json.loads((run / "run.json").read_text())["best_val_score"] > 0.85
+
+
+def test_3d_training_adrenal(medmnist_dir, tmp_path):
+    data = load_classification(str(require(medmnist_dir / "adrenalmnist3d.npz")))
+    for s in ("train", "val"):
+        data.images[s], data.labels[s] = data.images[s][:96], data.labels[s][:96]
+    plan = default_plan(data, "adrenalmnist3d").override(["epochs=1", "batch_size=32"])
+    assert plan.spatial_dims == 3 and plan.preprocessing.input_size == [28, 28, 28]
+    run = train(plan, data, tmp_path / "run", progress=False)
+    probs = Predictor.from_run(run).predict_array(data.images["val"][:5])
+    assert probs.shape == (5, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_multilabel_training(medmnist_dir, tmp_path):
+    real = np.load(require(medmnist_dir / "bloodmnist.npz"))
+    arrays = {}
+    for s, n in (("train", 256), ("val", 128), ("test", 64)):
+        arrays[f"{s}_images"] = real[f"{s}_images"][:n]
+        arrays[f"{s}_labels"] = np.eye(8, dtype=np.uint8)[real[f"{s}_labels"][:n, 0]]
+    np.savez(tmp_path / "blood_onehot.npz", **arrays)
+    data = load_classification(str(tmp_path / "blood_onehot.npz"))
+    plan = default_plan(data, str(tmp_path / "blood_onehot.npz")).override(["epochs=1"])
+    run = train(plan, data, tmp_path / "run", progress=False)
+    from medcnn.tasks.evaluate_classify import evaluate_run
+
+    rep = evaluate_run(run, "test")
+    assert 0 <= rep["auc"] <= 1 and set(rep["per_class"]) == set(plan.class_names)
