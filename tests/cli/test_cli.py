@@ -85,10 +85,24 @@ def test_predict_3d_volume_with_2d_model_is_a_clear_error(breast_run, capsys):
     assert "anatomical.nii" in err and "2D" in err and len(err.strip().splitlines()) == 1
 
 
+def _empty(d):
+    (d / "empty").mkdir()
+    return d / "empty"
+
+
+def _corrupt_png_in_class_folder(d):
+    for k, cls in enumerate(("a", "b")):
+        (d / "ds" / cls).mkdir(parents=True)
+        for i in range(3):
+            (d / "ds" / cls / f"bad{3 * k + i}.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    return d / "ds"
+
+
 @pytest.mark.parametrize("make, msg", [
-    (lambda d: (d / "empty").mkdir() or d / "empty", "no images found"),
-    (lambda d: (d / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken") or d / "bad.png", "bad.png"),
+    (_empty, "no images found"),
+    (_corrupt_png_in_class_folder, "bad0.png"),
     (lambda d: d / "missing.npz", "file not found"),
+    (lambda d: d / "notes.txt", "unknown dataset"),
 ])
 def test_bad_training_input(tmp_path, capsys, make, msg):
     path = make(tmp_path)
