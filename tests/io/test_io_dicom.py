@@ -91,17 +91,20 @@ def test_no_pixel_data():
         read_image(get_testdata_file("rtstruct.dcm"))
 
 
-def test_missing_decoder_names_syntax_and_packages():
-    path = get_testdata_file("MR_small_jpeg_ls_lossless.dcm")
-    try:
-        import pydicom.pixels as px
-        available = px.get_decoder(pydicom.dcmread(path).file_meta.TransferSyntaxUID).is_available
-    except Exception:
-        available = False
-    if available:
-        pytest.skip("a JPEG-LS decoder plugin is installed")
-    with pytest.raises(InputError, match="JPEG-LS Lossless.*pylibjpeg"):
-        read_image(path)
+@pytest.mark.parametrize("name", ["MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm"])
+def test_compressed_dicom_decodes_like_uncompressed(name):
+    """The installed decoders (pylibjpeg) read lossless compressed variants of the same image."""
+    ref = read_image(get_testdata_file("MR_small.dcm")).array
+    assert np.array_equal(read_image(get_testdata_file(name)).array, ref)
+
+
+def test_missing_decoder_names_syntax_and_packages(monkeypatch):
+    """Without a decoder plugin, the error names the transfer syntax and the packages to install."""
+    import pydicom.pixels.decoders.base as base
+
+    monkeypatch.setattr(base.Decoder, "is_available", property(lambda self: False))
+    with pytest.raises(InputError, match="JPEG-LS Lossless.*install one of"):
+        read_image(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
 
 
 @pytest.mark.parametrize("name", ["MR_truncated.dcm", "emri_small_jpeg_2k_lossless_too_short.dcm"])
