@@ -109,6 +109,7 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
           precision: Optional[str] = typer.Option(None, help="auto | 32 | bf16-mixed | 16-mixed."),
           set_: List[str] = typer.Option([], "--set", help="Override any plan field: key=value (repeatable)."),
           overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
+          resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run folder from its last checkpoint."),
           progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal).")):
     """Train a classifier; writes a run folder (plan, best/last checkpoints, metrics, learning curve, logs)."""
     from medcnn.data.classification import load_classification
@@ -117,6 +118,15 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
     from medcnn.train.engine import train as do_train
     from medcnn.transforms.augment import preset
 
+    if resume is not None:
+        if not (resume / "plan.yaml").is_file():
+            raise MedcnnError("not a run folder (no plan.yaml)", resume)
+        p = Plan.load(resume / "plan.yaml")
+        pre = p.preprocessing
+        ds = load_classification(p.data, input_size=pre.input_size, channels=pre.channels, intensity=pre.intensity, seed=p.seed)
+        out.print(f"resuming {resume}")
+        do_train(p, ds, resume, progress=progress, resume=True)
+        return
     if plan_file is not None:
         p = Plan.load(plan_file)
         data = data or p.data

@@ -21,10 +21,15 @@ def _num(v):
 class EpochMetrics(L.Callback):
     """After each validation: append the epoch's numbers to metrics.json and redraw the curve."""
 
-    def __init__(self, run_dir: Path, print_lines: bool):
+    def __init__(self, run_dir: Path, print_lines: bool, resume: bool = False):
         self.run_dir = Path(run_dir)
         self.print_lines = print_lines
         self.history: list[dict] = []
+        f = self.run_dir / "metrics.json"
+        if resume and f.is_file():
+            import json
+
+            self.history = json.loads(f.read_text()).get("epochs", [])
         self._t0 = time.perf_counter()
 
     def on_train_epoch_start(self, trainer, pl_module):

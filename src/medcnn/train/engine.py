@@ -52,8 +52,13 @@ def resolve_precision(precision: str) -> str:
 
 
 def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: bool = False,
-          progress: bool | None = None, devices: int | str = 1, accelerator: str = "auto") -> Path:
-    """Train ``plan`` on ``data``; return the run folder."""
+          progress: bool | None = None, devices: int | str = 1, accelerator: str = "auto",
+          resume: bool = False) -> Path:
+    """Train ``plan`` on ``data``; return the run folder.
+
+    ``resume=True`` continues an interrupted run in ``run_dir`` from ``checkpoints/last.ckpt``
+    (weights, optimizer, scheduler, epoch) with the run's own plan.
+    """
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
@@ -63,15 +68,24 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     from medcnn.train.callbacks import EpochMetrics
     from medcnn.train.loaders import array_loader
 
-    run_dir = prepare_run_dir(run_dir, overwrite)
-    _file_log(run_dir / "train.log")
-    plan.save(run_dir / "plan.yaml")
-    _write_split(run_dir, data)
+    ckpt_path = None
+    if resume:
+        run_dir = Path(run_dir)
+        ckpt_path = run_dir / "checkpoints" / "last.ckpt"
+        if not ckpt_path.is_file():
+            raise RunFolderError("nothing to resume: no checkpoints/last.ckpt (start a new run instead)", run_dir)
+        _file_log(run_dir / "train.log")
+        log.info("resuming from %s", ckpt_path)
+    else:
+        run_dir = prepare_run_dir(run_dir, overwrite)
+        _file_log(run_dir / "train.log")
+        plan.save(run_dir / "plan.yaml")
+        _write_split(run_dir, data)
     if plan.threads > 0:
         torch.set_num_threads(plan.threads)
     precision = resolve_precision(plan.precision)
     L.seed_everything(plan.seed, workers=True, verbose=False)
-    info = {"medcnn": _version(), "torch": torch.__version__, "lightning": L.__version__,
+    info = {"medcnn": _version(), "resumed": resume, "torch": torch.__version__, "lightning": L.__version__,
             "command": " ".join(sys.argv), "data": data.source or data.name, "precision": precision,
             "threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "n": {s: int(len(y)) for s, y in data.labels.items()}}
@@ -89,7 +103,7 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
                            save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)  # every epoch (save_last only follows best saves)
-    callbacks = [ckpt, last, EpochMetrics(run_dir, print_lines=not progress)]
+    callbacks = [ckpt, last, EpochMetrics(run_dir, print_lines=not progress, resume=resume)]
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     trainer = L.Trainer(max_epochs=plan.epochs, accelerator=accelerator, devices=devices, precision=precision,
@@ -101,7 +115,7 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
-        trainer.fit(task, train_loader, val_loader)
+        trainer.fit(task, train_loader, val_loader, ckpt_path=ckpt_path)
     info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), train_seconds=round(time.perf_counter() - t0, 2),
                 best_val_score=float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
                 best_checkpoint=os.path.relpath(ckpt.best_model_path, run_dir) if ckpt.best_model_path else None,
