@@ -48,8 +48,8 @@ class ClassificationTask(L.LightningModule):
         self.epoch_summary: dict[str, float] = {}  # read by the EpochMetrics callback
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        # contiguous input matters: torch 2.13's CPU bf16 conv3d returned NaN on kornia's strided output
+        x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
         return self.net(x)
 
     def on_fit_start(self) -> None:
@@ -70,6 +70,11 @@ class ClassificationTask(L.LightningModule):
         with torch.no_grad():
             x = self.augment(to_float(x))
         loss = self.loss(self(x), y)
+        if not torch.isfinite(loss):
+            from medcnn.errors import MedcnnError
+
+            raise MedcnnError(f"training diverged: the loss is {float(loss)} at epoch {self.current_epoch + 1}, "
+                              f"step {batch_idx}; try a lower optim.lr or precision=32")
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         self._loss_sum += float(loss.detach()) * len(x)
         self._loss_n += len(x)

@@ -61,7 +61,7 @@ class BatchAugment(nn.Module):
         if self.cfg.p <= 0:
             return x
         shape = x.shape
-        x = self.spatial(x).reshape(shape)
+        x = self.spatial(x).reshape(shape).contiguous()
         b = x.shape[0]
         view = (b,) + (1,) * (x.ndim - 1)
         apply = (torch.rand(view, device=x.device) < self.cfg.p).to(x.dtype)
