@@ -83,3 +83,10 @@ def test_multilabel_training(medmnist_dir, tmp_path):
 
     rep = evaluate_run(run, "test")
     assert 0 <= rep["auc"] <= 1 and set(rep["per_class"]) == set(plan.class_names)
+
+
+def test_auto_precision_keeps_3d_fp32_on_cpu():
+    from medcnn.train.engine import resolve_precision
+
+    assert resolve_precision("auto", 3) == "32"
+    assert resolve_precision("bf16-mixed", 3) == "bf16-mixed"  # an explicit choice is kept
