@@ -170,3 +170,16 @@ def test_3d_model_predicts_dicom_series_and_nifti(medmnist_dir, dicom_series_dir
     res = json.loads((tmp_path / "p.json").read_text())["results"]
     assert [r["file"] for r in res] == [str(dicom_series_dir), vol]
     assert all(r["prediction"] in ("normal", "hyperplasia") for r in res)
+
+
+def test_evaluate_on_other_data_resizes(breast_run, breast_npz, tmp_path):
+    """--data with a different image size: images are resized to the plan's input size."""
+    real = np.load(breast_npz)
+    arrays = {k: (np.kron(v, np.ones((1, 2, 2), dtype=v.dtype)) if k.endswith("images") else v)
+              for k, v in ((k, real[k]) for k in real.files)}
+    np.savez(tmp_path / "breast56.npz", **arrays)
+    assert main(["evaluate", str(breast_run), "--data", str(tmp_path / "breast56.npz")]) == 0
+    big = json.loads((breast_run / "eval" / "test.json").read_text())
+    assert main(["evaluate", str(breast_run)]) == 0
+    ref = json.loads((breast_run / "eval" / "test.json").read_text())
+    assert big["n"] == ref["n"] == 156 and abs(big["auc"] - ref["auc"]) < 0.05

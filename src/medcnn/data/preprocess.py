@@ -42,12 +42,17 @@ def image_to_tensor(img: Image, input_size: list[int], channels: int, intensity:
         a = _percentile_scale(a.astype(np.float32), path)
     else:
         raise InputError(f"unknown intensity mode {intensity!r} (uint8 | percentile)")
-    t = torch.from_numpy(np.ascontiguousarray(a))
-    if list(t.shape[1:]) != list(input_size):
-        mode = "bilinear" if dims == 2 else "trilinear"
-        t = F.interpolate(t[None], size=tuple(input_size), mode=mode, align_corners=False,
-                          antialias=(dims == 2))[0].clamp(0, 1)
-    return t.float()
+    return resize_batch(torch.from_numpy(np.ascontiguousarray(a))[None], input_size)[0]
+
+
+def resize_batch(x: torch.Tensor, input_size: list[int]) -> torch.Tensor:
+    """(B, C, *spatial) float in [0, 1] (or uint8) -> (B, C, *input_size) float in [0, 1]."""
+    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    if list(x.shape[2:]) == list(input_size):
+        return x
+    dims = len(input_size)
+    mode = "bilinear" if dims == 2 else "trilinear"
+    return F.interpolate(x, size=tuple(input_size), mode=mode, align_corners=False, antialias=(dims == 2)).clamp(0, 1)
 
 
 def _match_dims(a: np.ndarray, dims: int, path) -> np.ndarray:

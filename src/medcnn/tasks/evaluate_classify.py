@@ -22,13 +22,12 @@ def evaluate_run(run: str | Path, split: str = "test", checkpoint: str = "best",
     ds = load_classification(data or plan.data, input_size=pre.input_size, channels=pre.channels,
                              intensity=pre.intensity, seed=plan.seed)
     images, labels = ds.split(split)
-    if list(images.shape[2:]) != list(pre.input_size):
+    if list(images.shape[2:]) != list(pre.input_size):  # e.g. --data breastmnist_64 for a 28-px model
         import torch
-        import torch.nn.functional as F
 
-        mode = "bilinear" if len(pre.input_size) == 2 else "trilinear"
-        t = torch.as_tensor(images).float() / (255.0 if images.dtype == np.uint8 else 1.0)
-        images = F.interpolate(t, size=tuple(pre.input_size), mode=mode, align_corners=False).clamp(0, 1).numpy()
+        from medcnn.data.preprocess import resize_batch
+
+        images = resize_batch(torch.as_tensor(images), pre.input_size).numpy()
     probs = pred.predict_array(images)
     report = classification_report(probs, labels, plan.label_type, plan.class_names)
     report.update(split=split, checkpoint=checkpoint, data=ds.source or ds.name)
