@@ -183,3 +183,22 @@ def test_evaluate_on_other_data_resizes(breast_run, breast_npz, tmp_path):
     assert main(["evaluate", str(breast_run)]) == 0
     ref = json.loads((breast_run / "eval" / "test.json").read_text())
     assert big["n"] == ref["n"] == 156 and abs(big["auc"] - ref["auc"]) < 0.05
+
+
+def test_evaluate_calibrates_and_predict_abstains(breast_run, breast_npz, tmp_path):
+    assert main(["evaluate", str(breast_run)]) == 0
+    rep = json.loads((breast_run / "eval" / "test.json").read_text())
+    cal = rep["calibration"]
+    assert cal["fitted_on"] == "val" and cal["temperature"] > 0
+    assert (breast_run / "calibration.json").is_file() and (breast_run / "eval" / "test_coverage.png").is_file()
+    x = np.load(breast_npz)["test_images"][:6]
+    pngs = []
+    for i, img in enumerate(x):
+        PILImage.fromarray(img).save(tmp_path / f"c{i}.png")
+        pngs.append(str(tmp_path / f"c{i}.png"))
+    assert main(["predict", str(breast_run), *pngs, "--max-uncertainty", "0", "--json", str(tmp_path / "a.json")]) == 0
+    res = json.loads((tmp_path / "a.json").read_text())["results"]
+    assert all(r["prediction"] == "uncertain - refer" and r["abstained"] and r["calibrated"] for r in res)
+    assert main(["predict", str(breast_run), *pngs, "--max-uncertainty", "1", "--json", str(tmp_path / "b.json")]) == 0
+    res = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert not any(r.get("abstained") for r in res)

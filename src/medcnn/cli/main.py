@@ -181,7 +181,9 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn
     for name, v in r["per_class"].items():
         t.add_row(name, str(v["support"]), f"{v['sensitivity']:.3f}", f"{v['specificity']:.3f}")
     out.print(t)
-    out.print(f"AUC {r['auc']:.4f}   ACC {r['acc']:.4f}   ECE {r['ece']:.4f}   -> {run / 'eval'}")
+    cal = r["calibration"]
+    out.print(f"AUC {r['auc']:.4f}   ACC {r['acc']:.4f}   ECE {r['ece']:.4f} -> {cal['ece_after']:.4f} after "
+              f"temperature scaling (T={cal['temperature']:.2f}, fitted on val)   -> {run / 'eval'}")
     if paper:
         _print_paper(r)
 
@@ -207,13 +209,15 @@ def _print_paper(r: dict) -> None:
 def predict(run: Path = typer.Argument(..., help="Run folder."),
             inputs: List[Path] = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM file or series folder, NIfTI."),
             checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
-            json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file.")):
+            json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file."),
+            max_uncertainty: Optional[float] = typer.Option(None, help="Abstain ('uncertain - refer') when 1 - top "
+                                                            "probability exceeds this (calibrated once `evaluate` ran).")):
     """Class probabilities for images, preprocessed exactly as in training."""
     from medcnn.infer.predictor import Predictor
     from medcnn.utils.files import atomic_write_json
 
     pred = Predictor.from_run(run, checkpoint)
-    results = pred.predict_files(inputs)
+    results = pred.predict_files(inputs, max_uncertainty=max_uncertainty)
     t = Table(title=f"{run} ({checkpoint})")
     t.add_column("file"), t.add_column("prediction"), t.add_column("probabilities")
     for r in results:

@@ -15,6 +15,7 @@ import torch
 from medcnn.errors import InputError, RunFolderError
 from medcnn.plan import Plan
 
+REFER = "uncertain - refer"
 CHECKPOINTS = {"best": "checkpoints/best.ckpt", "last": "checkpoints/last.ckpt"}
 
 
@@ -35,8 +36,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 class Predictor:
     """A trained classifier with its plan: ``Predictor.from_run("runs/x").predict_files([...])``."""
 
-    def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, checkpoint: str = ""):
+    def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, checkpoint: str = "",
+                 temperature: float = 1.0):
         self.plan, self.net, self.run_dir, self.checkpoint = plan, net.eval(), run_dir, checkpoint
+        self.temperature = temperature  # from RUN/calibration.json, fitted on validation by `evaluate`
 
     @classmethod
     def from_run(cls, run: str | Path, checkpoint: str = "best") -> "Predictor":
@@ -59,13 +62,30 @@ class Predictor:
         if missing or unexpected:
             raise InputError(f"weights do not fit the plan's network ({len(missing)} missing, "
                              f"{len(unexpected)} unexpected tensors)", ckpt_path)
-        return cls(plan, net, run if run.is_dir() else None, str(ckpt_path))
+        temperature = 1.0
+        cal = run / "calibration.json"
+        if run.is_dir() and cal.is_file():
+            import json
+
+            try:
+                c = json.loads(cal.read_text())
+                if c.get("checkpoint") == checkpoint:
+                    temperature = float(c["temperature"])
+            except (ValueError, KeyError, TypeError):
+                raise InputError("unreadable calibration file; delete it or re-run `medcnn evaluate`", cal) from None
+        return cls(plan, net, run if run.is_dir() else None, str(ckpt_path), temperature)
 
     # ---- arrays ------------------------------------------------------------------------
     def predict_array(self, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """Probabilities, temperature-scaled when the run has been calibrated."""
         from medcnn.tasks.classify import predict_probs
 
-        return predict_probs(self.net, images, self.plan.label_type, batch_size)
+        return predict_probs(self.net, images, self.plan.label_type, batch_size, self.temperature)
+
+    def predict_logits(self, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        from medcnn.tasks.classify import predict_logits
+
+        return predict_logits(self.net, images, batch_size)
 
     # ---- files -------------------------------------------------------------------------
     def preprocess(self, path: str | Path) -> torch.Tensor:
@@ -75,8 +95,11 @@ class Predictor:
         pre = self.plan.preprocessing
         return image_to_tensor(read_image(path), pre.input_size, pre.channels, pre.intensity, path=str(path))
 
-    def predict_files(self, paths: list[str | Path]) -> list[dict[str, Any]]:
-        """One result per input: file, predicted class (or labels), and every class probability."""
+    def predict_files(self, paths: list[str | Path], max_uncertainty: float | None = None) -> list[dict[str, Any]]:
+        """One result per input: file, predicted class (or labels), and every class probability.
+
+        With ``max_uncertainty``, a case whose uncertainty (1 - top probability) is above it gets
+        the prediction "uncertain - refer" instead of a class."""
         results = []
         names = self.plan.class_names or [str(i) for i in range(self.plan.num_classes)]
         for p in paths:
@@ -88,5 +111,8 @@ class Predictor:
             else:
                 k = int(np.argmax(probs))
                 r["prediction"], r["index"], r["confidence"] = names[k], k, round(float(probs[k]), 6)
+                if max_uncertainty is not None and 1 - probs[k] > max_uncertainty:
+                    r["prediction"], r["abstained"] = REFER, True
+            r["calibrated"] = self.temperature != 1.0
             results.append(r)
         return results

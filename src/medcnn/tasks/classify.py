@@ -147,9 +147,8 @@ class ClassificationTask(L.LightningModule):
         raise ConfigError(f"unknown scheduler {o.scheduler!r} (onecycle | cosine | multistep | none)")
 
 
-def predict_probs(net: torch.nn.Module, images: np.ndarray | torch.Tensor, label_type: str,
-                  batch_size: int = 256) -> np.ndarray:
-    """Class probabilities for an in-memory array (N, C, *spatial), uint8 or float in [0, 1]."""
+def predict_logits(net: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Network outputs (before softmax/sigmoid) for an array (N, C, *spatial), uint8 or float in [0, 1]."""
     net.eval()
     x_all = torch.as_tensor(images)
     channels_last = x_all.ndim == 4
@@ -157,7 +156,13 @@ def predict_probs(net: torch.nn.Module, images: np.ndarray | torch.Tensor, label
     with torch.inference_mode():
         for i in range(0, len(x_all), batch_size):
             x = to_float(x_all[i:i + batch_size])
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out.append(probabilities(net(x), label_type))
+            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+            out.append(net(x).float())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def predict_probs(net: torch.nn.Module, images: np.ndarray | torch.Tensor, label_type: str,
+                  batch_size: int = 256, temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities (optionally temperature-scaled) for an in-memory array."""
+    logits = torch.from_numpy(predict_logits(net, images, batch_size))
+    return probabilities(logits / temperature, label_type).numpy()

@@ -5,9 +5,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from medcnn.data.preprocess import resize_batch
 from medcnn.infer.predictor import Predictor
-from medcnn.metrics.classification import classification_report, reliability_curve
+from medcnn.metrics.calibration import accuracy_coverage, fit_temperature
+from medcnn.metrics.classification import classification_report, expected_calibration_error, reliability_curve
+from medcnn.tasks.classify import probabilities
 from medcnn.utils.files import atomic_path, atomic_savefig, atomic_write_json
 
 
@@ -23,24 +27,35 @@ def evaluate_run(run: str | Path, split: str = "test", checkpoint: str = "best",
                              intensity=pre.intensity, seed=plan.seed)
     images, labels = ds.split(split)
     if list(images.shape[2:]) != list(pre.input_size):  # e.g. --data breastmnist_64 for a 28-px model
-        import torch
-
-        from medcnn.data.preprocess import resize_batch
-
         images = resize_batch(torch.as_tensor(images), pre.input_size).numpy()
-    probs = pred.predict_array(images)
+    logits = pred.predict_logits(images)
+    probs = probabilities(torch.from_numpy(logits), plan.label_type).numpy()
     report = classification_report(probs, labels, plan.label_type, plan.class_names)
     report.update(split=split, checkpoint=checkpoint, data=ds.source or ds.name)
+
+    # temperature scaling, fitted on the validation split only
+    val_images, val_labels = ds.split("val")
+    if list(val_images.shape[2:]) != list(pre.input_size):
+        val_images = resize_batch(torch.as_tensor(val_images), pre.input_size).numpy()
+    t = fit_temperature(pred.predict_logits(val_images), val_labels, plan.label_type)
+    cal_probs = probabilities(torch.from_numpy(logits) / t, plan.label_type).numpy()
+    report["calibration"] = {"method": "temperature scaling", "fitted_on": "val", "temperature": round(t, 4),
+                             "ece_before": report["ece"],
+                             "ece_after": expected_calibration_error(cal_probs, labels, plan.label_type)}
+    if plan.label_type != "multilabel":
+        report["accuracy_coverage"] = accuracy_coverage(cal_probs, labels)
+    if data is None:  # the run's own data: later `predict` calls use this temperature
+        atomic_write_json(run / "calibration.json", {"temperature": t, "fitted_on": "val", "checkpoint": checkpoint})
     out = run / "eval"
     out.mkdir(exist_ok=True)
     atomic_write_json(out / f"{split}.json", report)
-    _plots(probs, labels, plan.label_type, plan.class_names, report, out, split)
+    _plots(probs, labels, plan.label_type, plan.class_names, report, out, split, cal_probs)
     with atomic_path(out / f"{split}_probs.npy") as tmp, open(tmp, "wb") as fh:
         np.save(fh, probs)  # small; lets users recompute any metric
     return report
 
 
-def _plots(probs, labels, label_type, names, report, out: Path, split: str) -> None:
+def _plots(probs, labels, label_type, names, report, out: Path, split: str, cal_probs=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,14 +95,27 @@ def _plots(probs, labels, label_type, names, report, out: Path, split: str) -> N
     plt.close(fig)
 
     if label_type != "multilabel":
-        rows = reliability_curve(probs, labels)
-        fig, ax = plt.subplots(figsize=(4.4, 4.2))
+        cal = report["calibration"]
+        fig, ax = plt.subplots(figsize=(4.6, 4.2))
         ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-        if rows:
-            conf, acc, n = map(np.asarray, zip(*rows))
-            ax.scatter(conf, acc, s=10 + 200 * n / n.max())
-            ax.plot(conf, acc)
-        ax.set_xlabel("confidence"), ax.set_ylabel("accuracy"), ax.set_title(f"{split}: ECE {report['ece']:.3f}")
+        for p, label in ((probs, f"before: ECE {cal['ece_before']:.3f}"),
+                         (cal_probs, f"after T={cal['temperature']:.2f}: ECE {cal['ece_after']:.3f}")):
+            rows = reliability_curve(p, labels) if p is not None else []
+            if rows:
+                conf, acc, n = map(np.asarray, zip(*rows))
+                line, = ax.plot(conf, acc, label=label)
+                ax.scatter(conf, acc, s=10 + 200 * n / n.max(), color=line.get_color())
+        ax.set_xlabel("confidence"), ax.set_ylabel("accuracy"), ax.set_title(f"{split}: reliability")
+        ax.legend(fontsize=8, loc="upper left")
         fig.tight_layout()
         atomic_savefig(fig, out / f"{split}_reliability.png", dpi=110)
+        plt.close(fig)
+
+        cov = report["accuracy_coverage"]
+        fig, ax = plt.subplots(figsize=(4.4, 4.0))
+        ax.plot([r["coverage"] for r in cov], [r["accuracy"] for r in cov], "o-")
+        ax.set_xlabel("coverage (fraction not referred)"), ax.set_ylabel("accuracy")
+        ax.set_xlim(1.02, 0.45), ax.grid(alpha=0.3), ax.set_title(f"{split}: accuracy vs coverage (calibrated)")
+        fig.tight_layout()
+        atomic_savefig(fig, out / f"{split}_coverage.png", dpi=110)
         plt.close(fig)
