@@ -65,5 +65,5 @@ def breast_run(tmp_path_factory, breast_npz) -> Path:
     from medcnn.train.engine import train
 
     data = load_classification(str(breast_npz))
-    plan = default_plan(data, str(breast_npz)).override(["epochs=2"])
+    plan = default_plan(data, str(breast_npz)).override(["epochs=2", "ensemble=1", "tta=none"])
     return train(plan, data, tmp_path_factory.mktemp("runs") / "breast", progress=False)

@@ -80,6 +80,12 @@ class Plan:
     epochs: int = 30
     label_smoothing: float = 0.0
     seed: int = 0
+    # >1: train this many members (seeds seed, seed+1, ...) and average their probabilities;
+    # the planner uses it for small datasets, where one model's checkpoint choice is noisy
+    ensemble: int = 1
+    # test-time augmentation at predict/evaluate: none | flip | dihedral (2D, 8 rotations/mirrors);
+    # the planner uses the symmetries the training augmentation assumed
+    tta: str = "none"
     precision: str = "auto"
     threads: int = 0  # 0: torch's default
     val_metric: str = "auc"
@@ -98,9 +104,14 @@ class Plan:
         if len(self.preprocessing.input_size) != self.spatial_dims:
             raise ConfigError(f"preprocessing.input_size needs {self.spatial_dims} values, "
                               f"got {self.preprocessing.input_size}")
-        for name, v in (("epochs", self.epochs), ("batch_size", self.batch_size), ("num_classes", self.num_classes)):
+        for name, v in (("epochs", self.epochs), ("batch_size", self.batch_size), ("num_classes", self.num_classes),
+                        ("ensemble", self.ensemble)):
             if v < 1:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
+        if self.tta not in ("none", "flip", "dihedral"):
+            raise ConfigError(f"tta must be none, flip or dihedral, got {self.tta!r}")
+        if self.tta == "dihedral" and self.spatial_dims != 2:
+            raise ConfigError("tta: dihedral is for 2D images; use flip or none for 3D")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
         return self

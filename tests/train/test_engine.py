@@ -53,7 +53,7 @@ def test_learning_on_pneumonia(medmnist_dir, tmp_path):
     """Two epochs on a real 1200-image subset must beat chance clearly on the official val set."""
     data = load_classification(str(require(medmnist_dir / "pneumoniamnist.npz")))
     data.images["train"], data.labels["train"] = data.images["train"][:1200], data.labels["train"][:1200]
-    plan = default_plan(data, "pneumoniamnist").override(["epochs=2"])
+    plan = default_plan(data, "pneumoniamnist").override(["epochs=2", "ensemble=1"])
     run = train(plan, data, tmp_path / "run", progress=False)
     assert json.loads((run / "run.json").read_text())["best_val_score"] > 0.85
 
@@ -77,7 +77,7 @@ def test_multilabel_training(medmnist_dir, tmp_path):
         arrays[f"{s}_labels"] = np.eye(8, dtype=np.uint8)[real[f"{s}_labels"][:n, 0]]
     np.savez(tmp_path / "blood_onehot.npz", **arrays)
     data = load_classification(str(tmp_path / "blood_onehot.npz"))
-    plan = default_plan(data, str(tmp_path / "blood_onehot.npz")).override(["epochs=1"])
+    plan = default_plan(data, str(tmp_path / "blood_onehot.npz")).override(["epochs=1", "ensemble=2"])  # multi-label ensemble
     run = train(plan, data, tmp_path / "run", progress=False)
     from medcnn.tasks.evaluate_classify import evaluate_run
 

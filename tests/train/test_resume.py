@@ -11,7 +11,7 @@ from medcnn.cli.main import main
 def test_kill_and_resume(breast_npz, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "medcnn", "train", str(breast_npz), "--out", str(run), "--epochs", "4",
-           "--no-progress", "--augment", "none"]
+           "--no-progress", "--augment", "none", "--set", "ensemble=1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240

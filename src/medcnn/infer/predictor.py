@@ -5,6 +5,7 @@ a plain-data plan, and anything else (a pickled object) is refused.
 """
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -33,47 +34,75 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InputError(f"not a readable checkpoint ({type(e).__name__})", path) from None
 
 
+def _checkpoint_path(run: Path, checkpoint: str) -> Path:
+    if checkpoint not in CHECKPOINTS:
+        return Path(checkpoint)
+    path = run / CHECKPOINTS[checkpoint]
+    if not path.is_file():
+        raise RunFolderError(f"has no {checkpoint} checkpoint ({CHECKPOINTS[checkpoint]}); did training finish an epoch?", run)
+    return path
+
+
+def _load_net(ckpt_path: Path) -> tuple[Plan, torch.nn.Module]:
+    from medcnn.tasks.classify import build_network
+
+    ckpt = load_checkpoint(ckpt_path)
+    try:
+        plan = Plan.from_dict(ckpt["hyper_parameters"]["plan"], source=str(ckpt_path))
+        state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    except (KeyError, TypeError):
+        raise InputError("not a medcnn checkpoint (no plan / state_dict)", ckpt_path) from None
+    net = build_network(plan)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(f"weights do not fit the plan's network ({len(missing)} missing, "
+                         f"{len(unexpected)} unexpected tensors)", ckpt_path)
+    return plan, net
+
+
+def _temperature(run: Path, checkpoint: str) -> float:
+    """The temperature `evaluate` fitted on validation for this checkpoint choice (1.0 if none)."""
+    cal = run / "calibration.json"
+    if not cal.is_file():
+        return 1.0
+    try:
+        c = json.loads(cal.read_text())
+        return float(c["temperature"]) if c.get("checkpoint") == checkpoint else 1.0
+    except (ValueError, KeyError, TypeError):
+        raise InputError("unreadable calibration file; delete it or re-run `medcnn evaluate`", cal) from None
+
+
 class Predictor:
     """A trained classifier with its plan: ``Predictor.from_run("runs/x").predict_files([...])``."""
 
     def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, checkpoint: str = "",
                  temperature: float = 1.0):
+        if plan.tta != "none":
+            from medcnn.models.ensemble import SymmetryTTA
+
+            net = SymmetryTTA(net, plan.tta, plan.label_type)
         self.plan, self.net, self.run_dir, self.checkpoint = plan, net.eval(), run_dir, checkpoint
         self.temperature = temperature  # from RUN/calibration.json, fitted on validation by `evaluate`
 
     @classmethod
     def from_run(cls, run: str | Path, checkpoint: str = "best") -> "Predictor":
-        from medcnn.tasks.classify import build_network
-
+        """``checkpoint``: best | last | a .ckpt path. An ensemble run loads every member's checkpoint."""
         run = Path(run)
-        ckpt_path = Path(checkpoint) if checkpoint not in CHECKPOINTS else run / CHECKPOINTS[checkpoint]
         if not run.is_dir() and checkpoint in CHECKPOINTS:
             raise RunFolderError("run folder not found", run)
-        if checkpoint in CHECKPOINTS and not ckpt_path.is_file():
-            raise RunFolderError(f"has no {checkpoint} checkpoint ({CHECKPOINTS[checkpoint]}); did training finish an epoch?", run)
-        ckpt = load_checkpoint(ckpt_path)
-        try:
-            plan = Plan.from_dict(ckpt["hyper_parameters"]["plan"], source=str(ckpt_path))
-            state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-        except (KeyError, TypeError):
-            raise InputError("not a medcnn checkpoint (no plan / state_dict)", ckpt_path) from None
-        net = build_network(plan)
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise InputError(f"weights do not fit the plan's network ({len(missing)} missing, "
-                             f"{len(unexpected)} unexpected tensors)", ckpt_path)
-        temperature = 1.0
-        cal = run / "calibration.json"
-        if run.is_dir() and cal.is_file():
-            import json
+        if checkpoint in CHECKPOINTS and (run / "plan.yaml").is_file():
+            top = Plan.load(run / "plan.yaml")
+            if top.ensemble > 1:
+                from medcnn.models.ensemble import MeanEnsemble
+                from medcnn.train.engine import member_dirs
 
-            try:
-                c = json.loads(cal.read_text())
-                if c.get("checkpoint") == checkpoint:
-                    temperature = float(c["temperature"])
-            except (ValueError, KeyError, TypeError):
-                raise InputError("unreadable calibration file; delete it or re-run `medcnn evaluate`", cal) from None
-        return cls(plan, net, run if run.is_dir() else None, str(ckpt_path), temperature)
+                nets = [_load_net(_checkpoint_path(m, checkpoint))[1] for m in member_dirs(run, top)]
+                return cls(top, MeanEnsemble(nets, top.label_type), run, f"{checkpoint} of {len(nets)} members",
+                           _temperature(run, checkpoint))
+        ckpt_path = _checkpoint_path(run, checkpoint)
+        plan, net = _load_net(ckpt_path)
+        return cls(plan, net, run if run.is_dir() else None, str(ckpt_path),
+                   _temperature(run, checkpoint) if run.is_dir() else 1.0)
 
     # ---- arrays ------------------------------------------------------------------------
     def predict_array(self, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:

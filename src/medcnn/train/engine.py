@@ -61,7 +61,11 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
 
     ``resume=True`` continues an interrupted run in ``run_dir`` from ``checkpoints/last.ckpt``
     (weights, optimizer, scheduler, epoch) with the run's own plan.
+    A plan with ``ensemble: k > 1`` trains k members, each a run folder under ``members/``.
     """
+    if plan.ensemble > 1:
+        return _train_ensemble(plan, data, Path(run_dir), overwrite=overwrite, progress=progress,
+                               devices=devices, accelerator=accelerator, resume=resume)
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
@@ -126,6 +130,53 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     atomic_write_json(run_dir / "run.json", info)
     log.info("done in %.1f s; best val %s = %s", info["train_seconds"], plan.val_metric, info["best_val_score"])
     return run_dir
+
+
+def member_dirs(run_dir: Path, plan: Plan) -> list[Path]:
+    return [Path(run_dir) / "members" / f"m{i}" for i in range(plan.ensemble)]
+
+
+def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resume: bool, **kw) -> Path:
+    """Members one after another; on resume, finished members are kept and the interrupted one continues."""
+    import dataclasses
+
+    if resume:
+        if not (run_dir / "plan.yaml").is_file():
+            raise RunFolderError("nothing to resume: no plan.yaml", run_dir)
+    else:
+        run_dir = prepare_run_dir(run_dir, kw["overwrite"])
+        plan.save(run_dir / "plan.yaml")
+        _write_split(run_dir, data)
+    t0 = time.perf_counter()
+    members = []
+    for i, m_dir in enumerate(member_dirs(run_dir, plan)):
+        m_plan = dataclasses.replace(plan, ensemble=1, seed=plan.seed + i)
+        info_file = m_dir / "run.json"
+        done = info_file.is_file() and "finished" in _read_json(info_file)
+        if not done:
+            log.info("ensemble member %d/%d (seed %d)", i + 1, plan.ensemble, m_plan.seed)
+            can_resume = resume and (m_dir / "checkpoints" / "last.ckpt").is_file()
+            train(m_plan, data, m_dir, **{**kw, "overwrite": True}, resume=can_resume)
+        members.append(_read_json(info_file))
+    _file_log(run_dir / "train.log")
+    scores = [m["best_val_score"] for m in members if m.get("best_val_score") is not None]
+    info = {k: members[0][k] for k in ("medcnn", "torch", "lightning", "data", "precision", "threads", "n")}
+    info.update(command=" ".join(sys.argv), ensemble=plan.ensemble, resumed=resume, val_metric=plan.val_metric,
+                finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                train_seconds=round(sum(m["train_seconds"] for m in members), 2),
+                best_val_score=float(sum(scores) / len(scores)) if scores else None,
+                members=[{"dir": f"members/m{i}", "seed": plan.seed + i, "best_val_score": m.get("best_val_score"),
+                          "train_seconds": m["train_seconds"]} for i, m in enumerate(members)])
+    atomic_write_json(run_dir / "run.json", info)
+    log.info("ensemble of %d done in %.1f s (this call %.1f s); mean best val %s = %s", plan.ensemble,
+             info["train_seconds"], time.perf_counter() - t0, plan.val_metric, info["best_val_score"])
+    return run_dir
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(Path(path).read_text())
 
 
 def _write_split(run_dir: Path, data: ClassificationData) -> None:

@@ -1,0 +1,55 @@
+"""Averaged predictions: several trained networks (an ensemble) or one network over symmetric
+copies of the input (test-time augmentation). Both return logits of the averaged probabilities,
+so everything downstream -- probabilities, temperature scaling -- treats them like one network."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+TTA_MODES = ("none", "flip", "dihedral")
+
+
+def mean_probability_logits(outputs: list[torch.Tensor], multilabel: bool) -> torch.Tensor:
+    """Average the probabilities (softmax, or sigmoid for multi-label) of several outputs and
+    return logits of that average: log-probabilities, or logit(p) for multi-label."""
+    outs = [o.float() for o in outputs]
+    if multilabel:
+        p = torch.stack([torch.sigmoid(o) for o in outs]).mean(0).clamp(1e-7, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)
+    return torch.stack([torch.log_softmax(o, dim=1) for o in outs]).logsumexp(0) - torch.log(
+        torch.tensor(float(len(outs))))
+
+
+class MeanEnsemble(nn.Module):
+    def __init__(self, members: list[nn.Module], label_type: str):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.multilabel = label_type == "multilabel"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mean_probability_logits([m(x) for m in self.members], self.multilabel)
+
+
+def symmetric_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """``flip``: the input and its mirror image (last axis); ``dihedral`` (2D): the 8 rotations by
+    90 degrees and their mirror images, for images with no canonical orientation."""
+    if mode == "none":
+        return [x]
+    if mode == "flip":
+        return [x, x.flip(-1)]
+    if mode == "dihedral":
+        if x.ndim != 4:
+            raise ValueError("dihedral test-time augmentation is 2D only")
+        rots = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+        return rots + [r.flip(-1) for r in rots]
+    raise ValueError(f"unknown test-time augmentation {mode!r} (choose from {', '.join(TTA_MODES)})")
+
+
+class SymmetryTTA(nn.Module):
+    def __init__(self, net: nn.Module, mode: str, label_type: str):
+        super().__init__()
+        self.net, self.mode, self.multilabel = net, mode, label_type == "multilabel"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        views = symmetric_views(x, self.mode)
+        return mean_probability_logits([self.net(v.contiguous()) for v in views], self.multilabel)

@@ -1,0 +1,53 @@
+"""The classification benchmark's pieces on a few hundred real images (not its numbers)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import classify as bench  # noqa: E402
+import official_recipe  # noqa: E402
+
+
+def test_official_network_is_the_papers_resnet18():
+    net = official_recipe.CifarResNet18(1, 2)
+    assert sum(p.numel() for p in net.parameters()) == 11_173_962 - 2 * 9 * 64 - 8 * 513  # kuangliu CIFAR ResNet-18 (3 in, 10 out) with 1 in, 2 out
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 2)
+    assert net.conv1.stride == (1, 1)  # full 28x28 in the first stage, as in the paper
+
+
+def test_official_recipe_trains_and_selects_on_validation(breast_npz, monkeypatch):
+    monkeypatch.setenv("MEDCNN_DATA", str(breast_npz.parents[1]))
+    r = official_recipe.run("breastmnist", epochs=2, limit=128, log=lambda s: None)
+    assert 1 <= r["best_epoch"] <= 2 and 0 <= r["test_auc"] <= 1 and r["images_per_second"] > 0
+
+
+def _runs(aucs, accs, seconds=60.0):
+    return [{"seed": i, "test_auc": a, "test_acc": c, "seconds": seconds, "images_per_second": 100.0,
+             "model": "resnet18", "model_kwargs": {"stem_stride": 1, "widen_factor": 0.5}, "input": [28, 28],
+             "epochs": 10, "precision": "bf16-mixed"} for i, (a, c) in enumerate(zip(aucs, accs))]
+
+
+def test_summary_ratio_counts_only_runs_that_reach_the_paper(tmp_path):
+    meta = {"commit": "abc", "command": "python bench/classify.py", "date": "2026-11-25"}
+    official = {"seconds": 6000.0, "test_auc": 0.95, "test_acc": 0.86, "epochs": 100}
+    rec = bench.summarise("pneumoniamnist", _runs([0.97, 0.90], [0.90, 0.80]), official, meta)
+    assert rec["test_auc_mean"] == pytest.approx(0.935) and rec["runs_reaching_paper_r18"] == 1
+    assert rec["time_ratio"] == pytest.approx(0.01) and rec["official_minutes"] == 100.0
+    assert rec["paper_best_auc"] == 0.962 and rec["paper_best_acc"] == 0.884 and not rec["beats_paper_best"]
+
+    results = tmp_path / "classify.json"
+    bench.update_results(results, [rec])
+    other = bench.summarise("breastmnist", _runs([0.95], [0.9]), None, meta)
+    merged = bench.update_results(results, [other])
+    assert [r["dataset"] for r in merged] == ["pneumoniamnist", "breastmnist"]
+    assert json.loads(results.read_text())[1]["time_ratio"] is None
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.START}\nstale table\n{bench.END}\noutro\n")
+    bench.update_readme(readme, merged)
+    text = readme.read_text()
+    assert "stale table" not in text and text.startswith("intro") and text.endswith("outro\n")
+    assert "| breastmnist |" in text and "**0.950 ± 0.000**" in text and "0.010" in text

@@ -1,0 +1,37 @@
+"""Averaged predictions: test-time augmentation by symmetry, and the averaging itself."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from medcnn.data.classification import load_classification
+from medcnn.infer.predictor import Predictor
+from medcnn.models.ensemble import mean_probability_logits, symmetric_views
+
+
+@pytest.mark.parametrize("mode, n", [("none", 1), ("flip", 2), ("dihedral", 8)])
+def test_views_are_distinct_symmetries(mode, n):
+    x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5)
+    views = symmetric_views(x, mode)
+    assert len(views) == n and len({v.numpy().tobytes() for v in views}) == n
+
+
+def test_mean_probability_logits_average_probabilities():
+    a, b = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[-1.0, 3.0, 0.0]])
+    p = torch.softmax(mean_probability_logits([a, b], False), 1)
+    torch.testing.assert_close(p, (torch.softmax(a, 1) + torch.softmax(b, 1)) / 2)
+    q = torch.sigmoid(mean_probability_logits([a, b], True))
+    torch.testing.assert_close(q, (torch.sigmoid(a) + torch.sigmoid(b)) / 2)
+
+
+@pytest.mark.parametrize("mode", ["flip", "dihedral"])
+def test_tta_prediction_is_invariant_to_the_symmetry(breast_run, breast_npz, mode):
+    base = Predictor.from_run(breast_run)
+    pred = Predictor(dataclasses.replace(base.plan, tta=mode), base.net)
+    x = load_classification(str(breast_npz)).split("test")[0][:16]
+    p = pred.predict_array(x)
+    np.testing.assert_allclose(p, pred.predict_array(np.ascontiguousarray(x[..., ::-1])), atol=2e-5)
+    if mode == "dihedral":
+        np.testing.assert_allclose(p, pred.predict_array(np.ascontiguousarray(np.rot90(x, 1, (-2, -1)))), atol=2e-5)
+    assert not np.allclose(p, base.predict_array(x), atol=1e-4)  # it did change the prediction

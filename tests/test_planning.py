@@ -1,0 +1,35 @@
+"""The default plan's rules, on the real MedMNIST files."""
+import pytest
+
+from conftest import require
+from medcnn.data.classification import load_classification
+from medcnn.planning import default_plan
+
+
+@pytest.fixture(scope="module")
+def plans(medmnist_dir):
+    names = ("breastmnist", "pneumoniamnist", "bloodmnist", "organamnist", "adrenalmnist3d")
+    return {n: default_plan(load_classification(str(require(medmnist_dir / f"{n}.npz"))), n) for n in names}
+
+
+def test_mirroring_only_where_no_class_is_left_or_right(plans):
+    assert plans["organamnist"].augment.flip is False  # kidney-left vs kidney-right
+    assert all(plans[n].augment.flip for n in ("breastmnist", "pneumoniamnist", "bloodmnist", "adrenalmnist3d"))
+
+
+def test_any_rotation_only_for_orientation_free_images(plans):
+    assert plans["bloodmnist"].augment.rotate_deg == 180  # microscopy
+    assert plans["pneumoniamnist"].augment.rotate_deg < 30 and plans["organamnist"].augment.rotate_deg < 30
+
+
+def test_budget_buys_epochs_then_ensemble_members(plans):
+    breast, pneu, organ = plans["breastmnist"], plans["pneumoniamnist"], plans["organamnist"]
+    assert breast.epochs == 50 and breast.ensemble == 5  # 546 images: epoch cap reached, budget left over
+    assert pneu.ensemble == 1 and 25 <= pneu.epochs <= 40
+    assert organ.ensemble == 1 and organ.epochs == 10
+    assert plans["adrenalmnist3d"].ensemble == 1
+
+
+def test_28px_network_keeps_full_resolution(plans):
+    kw = plans["pneumoniamnist"].model.kwargs
+    assert kw["stem_stride"] == 1 and kw["widen_factor"] == 0.5
