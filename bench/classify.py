@@ -34,7 +34,7 @@ START, END = "<!-- bench-classify:start -->", "<!-- bench-classify:end -->"
 def commit() -> str:
     try:
         run = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = run("status", "--porcelain", "--untracked-files=no", "--", "src", "bench")
+        dirty = run("status", "--porcelain", "--untracked-files=no", "--", "src", "bench/classify.py", "bench/official_recipe.py")
         return run("rev-parse", "--short", "HEAD") + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
