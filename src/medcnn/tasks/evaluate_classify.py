@@ -31,7 +31,7 @@ def evaluate_run(run: str | Path, split: str = "test", checkpoint: str = "best",
     logits = pred.predict_logits(images)
     probs = probabilities(torch.from_numpy(logits), plan.label_type).numpy()
     report = classification_report(probs, labels, plan.label_type, plan.class_names)
-    report.update(split=split, checkpoint=checkpoint, data=ds.source or ds.name)
+    report.update(split=split, checkpoint=checkpoint, data=ds.source or ds.name, ensemble=plan.ensemble, tta=plan.tta)
 
     # temperature scaling, fitted on the validation split only
     val_images, val_labels = ds.split("val")
