@@ -68,10 +68,10 @@ def run_ours(name: str, seed: int, out: Path, sets: list[str]) -> dict:
     return {"seed": seed, "test_auc": round(rep["auc"], 4), "test_acc": round(rep["acc"], 4),
             "test_ece": round(rep["ece"], 4), "test_ece_calibrated": round(rep["calibration"]["ece_after"], 4),
             "best_epoch": info.get("best_epoch"), "best_val_auc": info.get("best_val_score"),
-            "epochs": plan.epochs, "model": plan.model.name, "model_kwargs": plan.model.kwargs,
+            "epochs": plan.epochs, "ensemble": plan.ensemble, "tta": plan.tta, "model": plan.model.name, "model_kwargs": plan.model.kwargs,
             "input": plan.preprocessing.input_size, "precision": info.get("precision"),
             "train_seconds": info["train_seconds"], "seconds": round(seconds, 1),
-            "images_per_second": round(plan.epochs * n_train / info["train_seconds"], 1)}
+            "images_per_second": round(plan.ensemble * plan.epochs * n_train / info["train_seconds"], 1)}
 
 
 def summarise(name: str, runs: list[dict], official: dict | None, meta: dict) -> dict:
@@ -84,7 +84,8 @@ def summarise(name: str, runs: list[dict], official: dict | None, meta: dict) ->
            "seeds": [r["seed"] for r in runs], "minutes": round(minutes, 2),
            "images_per_second": round(float(np.mean([r["images_per_second"] for r in runs])), 1),
            "model": runs[0]["model"], "model_kwargs": runs[0]["model_kwargs"], "input": runs[0]["input"],
-           "epochs": runs[0]["epochs"], "precision": runs[0]["precision"], **tgt,
+           "epochs": runs[0]["epochs"], "ensemble": runs[0].get("ensemble", 1), "tta": runs[0].get("tta", "none"),
+           "precision": runs[0]["precision"], **tgt,
            "beats_paper_best": bool(auc.mean() >= tgt["paper_best_auc"] and acc.mean() >= tgt["paper_best_acc"]),
            "official_minutes": None, "time_ratio": None, "official": None, "runs": runs, **meta}
     if official:
@@ -118,7 +119,9 @@ def table(records: list[dict]) -> str:
     for r in records:
         kw = r["model_kwargs"]
         net = f"{r['model']}" + (f" w{kw['widen_factor']}" if kw.get("widen_factor", 1) != 1 else "") + \
-              f" s{kw.get('stem_stride', 1)} ({'×'.join(map(str, r['input']))}), {r['epochs']} ep"
+              f" s{kw.get('stem_stride', 1)} ({'×'.join(map(str, r['input']))}), {r['epochs']} ep" + \
+              (f", ensemble of {r['ensemble']}" if r.get("ensemble", 1) > 1 else "") + \
+              (f", TTA {r['tta']}" if r.get("tta", "none") != "none" else "")
         ok = lambda v, t: f"**{v}**" if v >= t else v
         auc = ok(f(r["test_auc_mean"], r["test_auc_std"]), "") if r["test_auc_mean"] >= r["paper_best_auc"] else f(r["test_auc_mean"], r["test_auc_std"])
         acc = ok(f(r["test_acc_mean"], r["test_acc_std"]), "") if r["test_acc_mean"] >= r["paper_best_acc"] else f(r["test_acc_mean"], r["test_acc_std"])
@@ -128,10 +131,11 @@ def table(records: list[dict]) -> str:
         ratio = f"{r['time_ratio']:.3f}" if r.get("time_ratio") is not None else "–"
         lines.append(f"| {r['dataset']} | {net} | {auc} | {acc} | {r['paper_best_auc']:.3f} / {r['paper_best_acc']:.3f} | "
                      f"{r18[0]:.3f} / {r18[1]:.3f} | {r['minutes']:.1f} | {r['images_per_second']:.0f} | {off} | {ratio} | "
-                     f"`{r['commit']}` |")
+                     f"`{r['commit']}`" + (f" [{r['dataset']}]" if r.get("note") else "") + " |")
     cmds = sorted({r["command"] for r in records})
     lines += ["", "Bold: at or above the paper's best ResNet. Seeds " + ", ".join(sorted({str(r['seeds']) for r in records})) +
               "; command(s): " + "; ".join(f"`{c}`" for c in cmds) + "."]
+    lines += [f"\n[{r['dataset']}] {r['note']}" for r in records if r.get("note")]
     return "\n".join(lines)
 
 
