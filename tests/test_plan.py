@@ -37,3 +37,9 @@ def test_not_yaml(tmp_path):
     f.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="YAML"):
         Plan.load(f)
+
+
+def test_class_weights_are_checked():
+    with pytest.raises(ConfigError, match="class_weights"):
+        Plan(num_classes=3).override(["class_weights=[1.0, 2.0]"])
+    assert Plan(num_classes=2).override(["class_weights=[0.7, 1.9]"]).class_weights == [0.7, 1.9]

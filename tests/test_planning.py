@@ -33,3 +33,11 @@ def test_budget_buys_epochs_then_ensemble_members(plans):
 def test_28px_network_keeps_full_resolution(plans):
     kw = plans["pneumoniamnist"].model.kwargs
     assert kw["stem_stride"] == 1 and kw["widen_factor"] == 0.5
+
+
+def test_balanced_class_weights_make_every_class_count_equally(plans):
+    from medcnn.planning import balanced_class_weights
+
+    counts = plans["pneumoniamnist"].fingerprint["class_counts"]["train"]
+    w = balanced_class_weights(counts)
+    assert [round(wi * c) for wi, c in zip(w, counts.values())] == [sum(counts.values()) // 2] * 2

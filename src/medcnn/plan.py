@@ -79,6 +79,9 @@ class Plan:
     batch_size: int = 128
     epochs: int = 30
     label_smoothing: float = 0.0
+    # per-class weights of the cross-entropy (single-label tasks); [] = unweighted.
+    # planning.balanced_class_weights gives n / (k * n_c), i.e. every class counts equally
+    class_weights: list[float] = field(default_factory=list)
     seed: int = 0
     # >1: train this many members (seeds seed, seed+1, ...) and average their probabilities;
     # the planner uses it for small datasets, where one model's checkpoint choice is noisy
@@ -108,6 +111,10 @@ class Plan:
                         ("ensemble", self.ensemble)):
             if v < 1:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
+        if self.class_weights and (len(self.class_weights) != self.num_classes or min(self.class_weights) <= 0
+                                   or self.label_type == "multilabel"):
+            raise ConfigError(f"class_weights needs {self.num_classes} positive numbers (single-label tasks only), "
+                              f"got {self.class_weights}")
         if self.tta not in ("none", "flip", "dihedral"):
             raise ConfigError(f"tta must be none, flip or dihedral, got {self.tta!r}")
         if self.tta == "dihedral" and self.spatial_dims != 2:

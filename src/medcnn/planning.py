@@ -103,6 +103,12 @@ def augment_for(fp: dict[str, Any]):
     return aug
 
 
+def balanced_class_weights(counts: dict[str, int]) -> list[float]:
+    """n / (k * n_c): each class contributes equally to the loss, whatever its prevalence."""
+    n, k = sum(counts.values()), len(counts)
+    return [round(n / (k * max(c, 1)), 4) for c in counts.values()]
+
+
 def default_plan(data: ClassificationData, data_arg: str) -> Plan:
     fp = fingerprint(data)
     dims, size = data.spatial_dims, int(max(fp["size"]))

@@ -63,7 +63,8 @@ class ClassificationTask(L.LightningModule):
             if self.plan.label_smoothing:
                 target = target * (1 - self.plan.label_smoothing) + 0.5 * self.plan.label_smoothing
             return F.binary_cross_entropy_with_logits(logits, target)
-        return F.cross_entropy(logits, y.long(), label_smoothing=self.plan.label_smoothing)
+        weight = torch.tensor(self.plan.class_weights, device=logits.device) if self.plan.class_weights else None
+        return F.cross_entropy(logits, y.long(), weight=weight, label_smoothing=self.plan.label_smoothing)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
