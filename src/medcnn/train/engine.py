@@ -152,12 +152,13 @@ def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resu
     for i, m_dir in enumerate(member_dirs(run_dir, plan)):
         m_plan = dataclasses.replace(plan, ensemble=1, seed=plan.seed + i)
         info_file = m_dir / "run.json"
-        done = info_file.is_file() and "finished" in _read_json(info_file)
-        if not done:
+        m_info = _read_json(info_file) if info_file.is_file() else {}
+        if "finished" not in m_info:
             log.info("ensemble member %d/%d (seed %d)", i + 1, plan.ensemble, m_plan.seed)
             can_resume = resume and (m_dir / "checkpoints" / "last.ckpt").is_file()
             train(m_plan, data, m_dir, **{**kw, "overwrite": True}, resume=can_resume)
-        members.append(_read_json(info_file))
+            m_info = _read_json(info_file)
+        members.append(m_info)
     _file_log(run_dir / "train.log")
     scores = [m["best_val_score"] for m in members if m.get("best_val_score") is not None]
     info = {k: members[0][k] for k in ("medcnn", "torch", "lightning", "data", "precision", "threads", "n")}
