@@ -35,3 +35,19 @@ def test_unknown_model_suggests():
 def test_normalize_is_inside_the_network():
     net = create_model("resnet10", 2, 1, 2, mean=[0.25], std=[0.5], stem_stride=2)
     assert torch.allclose(net.state_dict()["0.mean"], torch.tensor(0.25))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_resolution_options_change_the_last_stage(dims):
+    """upsample=2 doubles every stage's resolution; last_stride=1 keeps the last stage at the third's."""
+    def last_stage_shape(**kw):
+        net = create_model("resnet18", dims, 1, 3, stem_stride=1, widen_factor=0.25, **kw).eval()
+        feats = {}
+        body = net[-1] if isinstance(net, nn.Sequential) else net
+        body.layer4.register_forward_hook(lambda m, i, o: feats.update(x=o.shape))  # returns None
+        assert net(torch.rand(1, 1, *([16] * dims))).shape == (1, 3)
+        return feats["x"][2:]
+
+    assert tuple(last_stage_shape()) == (2,) * dims
+    assert tuple(last_stage_shape(upsample=2)) == (4,) * dims
+    assert tuple(last_stage_shape(last_stride=1)) == (4,) * dims

@@ -2,22 +2,50 @@
 
 ResNets take ``stem_stride`` (1 keeps full resolution as the MedMNIST paper's 28-px ResNet
 does; 2 halves it in the first convolution, about 4x faster on CPU), ``stem_kernel`` and
-``max_pool``; the defaults follow the input size (see ``medcnn.planning``).
+``max_pool``; the defaults follow the input size (see ``medcnn.planning``). Two options give a
+small image more resolution inside the network: ``upsample`` (interpolate the input by this factor
+before the stem, as the MedMNIST paper's "ResNet (224)" rows do with 28-px images) and
+``last_stride`` (1 keeps the last stage at the previous stage's resolution).
 """
 from __future__ import annotations
+
+from torch import nn
 
 from medcnn.models.registry import register_model
 
 
+class Upsample(nn.Module):
+    """Interpolate the input by ``factor`` (bilinear / trilinear); part of the exported model."""
+
+    def __init__(self, factor: float, spatial_dims: int):
+        super().__init__()
+        self.factor, self.mode = float(factor), "bilinear" if spatial_dims == 2 else "trilinear"
+
+    def forward(self, x):
+        return nn.functional.interpolate(x, scale_factor=self.factor, mode=self.mode, align_corners=False)
+
+
+def _set_last_stride(net: nn.Module, stride: int) -> None:
+    block = net.layer4[0]
+    block.conv1.stride = (stride,) * len(block.conv1.stride)
+    if block.downsample is not None:
+        conv = block.downsample[0]
+        conv.stride = (stride,) * len(conv.stride)
+
+
 def _resnet(depth: int):
     def build(spatial_dims: int, in_channels: int, num_classes: int, *, stem_stride: int = 1,
-              stem_kernel: int = 3, max_pool: bool = False, widen_factor: float = 1.0, **extra):
+              stem_kernel: int = 3, max_pool: bool = False, widen_factor: float = 1.0,
+              upsample: float = 1, last_stride: int = 2, **extra):
         from monai.networks import nets
 
         fn = getattr(nets, f"resnet{depth}")
-        return fn(spatial_dims=spatial_dims, n_input_channels=in_channels, num_classes=num_classes,
-                  conv1_t_size=stem_kernel, conv1_t_stride=stem_stride, no_max_pool=not max_pool,
-                  widen_factor=widen_factor, **extra)
+        net = fn(spatial_dims=spatial_dims, n_input_channels=in_channels, num_classes=num_classes,
+                 conv1_t_size=stem_kernel, conv1_t_stride=stem_stride, no_max_pool=not max_pool,
+                 widen_factor=widen_factor, **extra)
+        if last_stride != 2:
+            _set_last_stride(net, last_stride)
+        return net if upsample == 1 else nn.Sequential(Upsample(upsample, spatial_dims), net)
 
     build.__doc__ = f"MONAI ResNet-{depth} (2D/3D)."
     return build
