@@ -53,6 +53,11 @@ def hippocampus_dir(data_root) -> Path:
 
 
 @pytest.fixture(scope="session")
+def drive_dir(data_root) -> Path:
+    return require(data_root / "drive")
+
+
+@pytest.fixture(scope="session")
 def breast_npz(medmnist_dir) -> Path:
     return require(medmnist_dir / "breastmnist.npz")
 

@@ -1,0 +1,279 @@
+"""Segmentation datasets: find the cases of a folder and check each image against its label map.
+
+Layouts (detected in this order):
+
+- MSD / nnU-Net: ``dataset.json`` + ``imagesTr/`` + ``labelsTr/`` (+ ``imagesTs/``). MSD lists
+  its cases in ``dataset.json["training"]`` with one (possibly 4D, multi-channel) file per case;
+  nnU-Net v2 names channels ``CASE_0000.nii.gz``, ``CASE_0001.nii.gz`` and labels ``CASE.nii.gz``.
+- DRIVE style: ``training/`` and ``test/``, each with ``images/``, a label folder (``1st_manual/``,
+  ``labels/``, ``masks/``) and optionally a field-of-view folder (``mask/``, ``fov/``).
+- Image + mask folders: ``images/`` and ``labels/`` (or ``masks/``) side by side.
+
+Files of the different folders are paired by name: the same stem, else the same digits
+(``21_training.tif`` / ``21_manual1.gif`` / ``21_training_mask.gif``). An unpaired file is an error.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medcnn.data.image import Image
+from medcnn.errors import InputError
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".gif", ".jpg", ".jpeg", ".bmp", ".dcm", ".mha",
+                  ".nrrd")
+LABEL_DIRS = ("1st_manual", "labels", "masks", "manual", "annotations")
+FOV_DIRS = ("fov", "mask", "roi")
+
+
+@dataclass
+class Case:
+    id: str
+    images: list[Path]  # one file (possibly multi-channel), or one file per channel
+    label: Path | None = None
+    fov: Path | None = None
+
+
+@dataclass
+class SegmentationData:
+    name: str
+    source: str
+    labels: dict[int, str]  # 0 = background included
+    cases: list[Case]  # labelled cases to train / validate / test on
+    test_cases: list[Case] = field(default_factory=list)  # a fixed test set from the layout (DRIVE test/)
+    unlabelled: list[Case] = field(default_factory=list)  # e.g. MSD imagesTs
+    modality: str = ""
+    channel_names: list[str] = field(default_factory=list)
+
+    @property
+    def foreground(self) -> dict[int, str]:
+        return {k: v for k, v in self.labels.items() if k != 0}
+
+
+def _stem(p: Path) -> str:
+    name = p.name
+    for s in IMAGE_SUFFIXES:
+        if name.lower().endswith(s):
+            return name[: -len(s)]
+    return p.stem
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and p.name.lower().endswith(IMAGE_SUFFIXES))
+
+
+def _digit_keys(stem: str) -> tuple[str, str]:
+    groups = re.findall(r"\d+", stem)
+    return ("_".join(groups), groups[0] if groups else "")
+
+
+def _pair(images: list[Path], others: list[Path], what: str, folder: Path) -> dict[Path, Path]:
+    """Map each image to its file in ``others``: the same stem, else the same digit groups, else
+    the same first digit group (``21_training`` / ``21_manual1``); each match must be unique."""
+    by_stem = {_stem(o): o for o in others}
+    out = {}
+    for im in images:
+        if _stem(im) in by_stem:
+            out[im] = by_stem[_stem(im)]
+            continue
+        for k in range(2):
+            key = _digit_keys(_stem(im))[k]
+            cands = [o for o in others if key and _digit_keys(_stem(o))[k] == key]
+            if len(cands) == 1:
+                out[im] = cands[0]
+                break
+        else:
+            raise InputError(f"no {what} for this image in {folder} (files are paired by name or by the "
+                             f"number in their names)", im)
+    used = list(out.values())
+    dup = next((o for o in used if used.count(o) > 1), None)
+    if dup is not None:
+        raise InputError(f"this {what} matches several images; name the files so they pair one to one", dup)
+    return out
+
+
+def load_segmentation(path: str | Path) -> SegmentationData:
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise InputError("not a folder; a segmentation dataset is a folder (MSD/nnU-Net, DRIVE-style, or "
+                         "images/ + labels/)", p)
+    if (p / "dataset.json").is_file() and (p / "imagesTr").is_dir():
+        return _load_msd(p)
+    if (p / "training").is_dir() and (p / "training" / "images").is_dir():
+        return _load_drive_style(p)
+    if (p / "images").is_dir():
+        cases = _folder_cases(p, p.name)
+        return SegmentationData(name=p.name, source=str(p), labels=_labels_from_files(cases), cases=cases)
+    raise InputError("no segmentation layout found: expected dataset.json + imagesTr/ + labelsTr/ (MSD / nnU-Net), "
+                     "training/images + test/images (DRIVE style), or images/ + labels/", p)
+
+
+def _folder_cases(folder: Path, name: str) -> list[Case]:
+    images = _images_in(folder / "images")
+    if not images:
+        raise InputError("no images found", folder / "images")
+    label_dir = next((folder / d for d in LABEL_DIRS if (folder / d).is_dir()), None)
+    fov_dir = next((folder / d for d in FOV_DIRS if (folder / d).is_dir() and folder / d != label_dir), None)
+    if label_dir is None:
+        raise InputError(f"no label folder next to images/ (one of {', '.join(LABEL_DIRS)})", folder)
+    labels = _pair(images, _images_in(label_dir), "label", label_dir)
+    fovs = _pair(images, _images_in(fov_dir), "field-of-view mask", fov_dir) if fov_dir else {}
+    return [Case(id=_stem(im), images=[im], label=labels[im], fov=fovs.get(im)) for im in images]
+
+
+def _labels_from_files(cases: list[Case], limit: int = 8) -> dict[int, str]:
+    """Label values of a layout without a label list: read a few label maps (binary masks 0/255 -> 0/1)."""
+    from medcnn.io import read_image
+
+    values: set[int] = set()
+    for c in cases[:limit]:
+        values |= set(np.unique(binarize_if_needed(read_image(c.label).array, c.label)).tolist())
+    values.add(0)
+    return {int(v): ("background" if v == 0 else "foreground" if values == {0, 1} else f"label_{v}")
+            for v in sorted(values)}
+
+
+def binarize_if_needed(arr: np.ndarray, path: Path | None = None) -> np.ndarray:
+    """0/255 (8-bit) masks, as PNG/GIF masks are usually saved, become 0/1; other maps are kept."""
+    vals = np.unique(arr)
+    if len(vals) <= 2 and vals.max(initial=0) == 255:
+        return (arr > 0).astype(np.uint8)
+    return arr
+
+
+def _load_drive_style(p: Path) -> SegmentationData:
+    train = _folder_cases(p / "training", "training")
+    test = _folder_cases(p / "test", "test") if (p / "test" / "images").is_dir() else []
+    if test and any(c.label is None for c in test):
+        test = []
+    return SegmentationData(name=p.name, source=str(p), labels=_labels_from_files(train), cases=train,
+                            test_cases=test, modality="fundus photograph" if "drive" in p.name.lower() else "")
+
+
+def _load_msd(p: Path) -> SegmentationData:
+    try:
+        meta = json.loads((p / "dataset.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"unreadable dataset.json ({e})", p / "dataset.json") from None
+    raw = meta.get("labels") or {}
+    # MSD: {"0": "background", "1": "Anterior"}; nnU-Net v2: {"background": 0, "Anterior": 1}
+    try:
+        if raw and all(str(k).lstrip("-").isdigit() for k in raw):
+            labels = {int(k): str(v) for k, v in raw.items()}
+        else:
+            labels = {int(v): str(k) for k, v in raw.items() if not isinstance(v, (list, tuple))}
+    except (TypeError, ValueError):
+        raise InputError("dataset.json 'labels' is neither {value: name} nor {name: value}", p / "dataset.json") from None
+    labels.setdefault(0, "background")
+    modality = meta.get("modality") or meta.get("channel_names") or {}
+    channels = [str(modality[k]) for k in sorted(modality, key=lambda k: int(k))] if isinstance(modality, dict) else []
+    ending = meta.get("file_ending", ".nii.gz")
+    cases: list[Case] = []
+    if isinstance(meta.get("training"), list) and meta["training"] and isinstance(meta["training"][0], dict):
+        for entry in meta["training"]:
+            img, lab = p / entry["image"], p / entry["label"]
+            cid = _stem(img)
+            if not img.exists():  # nnU-Net-converted copies of MSD keep the list but rename to _0000
+                alt = sorted((p / "imagesTr").glob(f"{cid}_[0-9][0-9][0-9][0-9]{ending}"))
+                if not alt:
+                    raise InputError(f"dataset.json lists {entry['image']} but it is missing", img)
+                cases.append(Case(cid, alt, lab))
+            else:
+                cases.append(Case(cid, [img], lab))
+    else:  # nnU-Net v2: cases from labelsTr
+        for lab in sorted((p / "labelsTr").glob(f"*{ending}")):
+            cid = lab.name[: -len(ending)]
+            chans = sorted((p / "imagesTr").glob(f"{cid}_[0-9][0-9][0-9][0-9]{ending}"))
+            if not chans:
+                raise InputError(f"no image channels {cid}_0000{ending} for this label", lab)
+            cases.append(Case(cid, chans, lab))
+    for c in cases:
+        if not c.label.exists():
+            raise InputError("label file listed in dataset.json is missing", c.label)
+    unlabelled = []
+    if (p / "imagesTs").is_dir():
+        files = sorted(f for f in (p / "imagesTs").iterdir() if f.name.endswith(ending) and not f.name.startswith("."))
+        per_channel = bool(cases) and cases[0].images[0].name != f"{cases[0].id}{ending}"  # CASE_0000 naming
+        groups: dict[str, list[Path]] = {}
+        for f in files:
+            stem = f.name[: -len(ending)]
+            groups.setdefault(re.sub(r"_\d{4}$", "", stem) if per_channel else stem, []).append(f)
+        unlabelled = [Case(k, v) for k, v in groups.items()]
+    return SegmentationData(name=str(meta.get("name") or p.name), source=str(p), labels=dict(sorted(labels.items())),
+                            cases=cases, unlabelled=unlabelled, channel_names=channels,
+                            modality=", ".join(channels))
+
+
+# ---- one case, checked ------------------------------------------------------------------
+
+def read_case(case: Case, labels: dict[int, str] | None = None, *, spacing_tol: float = 1e-3) -> tuple[Image, Image | None, Image | None]:
+    """Read a case's image (channels stacked), label map and field of view; refuse pairs that do
+    not describe the same voxels (shape, spacing) and label maps with undeclared values."""
+    from medcnn.io import read_image
+
+    parts = [read_image(f) for f in case.images]
+    image = parts[0]
+    for f, other in zip(case.images[1:], parts[1:]):
+        _same_grid(image, other, case.images[0], f, spacing_tol)
+    if len(parts) > 1:
+        image = Image(np.concatenate([q.array for q in parts], 0), image.affine, image.meta)
+    label = fov = None
+    if case.label is not None:
+        label = read_image(case.label)
+        if label.channels != 1:
+            raise InputError(f"a label map has one channel, this one has {label.channels}", case.label)
+        _same_grid(image, label, case.images[0], case.label, spacing_tol)
+        arr = binarize_if_needed(label.array, case.label)
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not np.all(np.mod(arr, 1) == 0):
+                raise InputError("label map has non-integer values", case.label)
+            arr = arr.astype(np.int16)
+        if labels is not None:
+            bad = sorted(set(np.unique(arr).tolist()) - set(labels))
+            if bad:
+                raise InputError(f"label values {bad} are not among the dataset's labels {sorted(labels)}", case.label)
+        label = Image(arr.astype(np.uint8) if arr.max(initial=0) < 256 and arr.min(initial=0) >= 0 else arr,
+                      label.affine, label.meta)
+    if case.fov is not None:
+        fov = read_image(case.fov)
+        _same_grid(image, fov, case.images[0], case.fov, spacing_tol)
+        fov = Image((fov.array[:1] > 0).astype(np.uint8), fov.affine, fov.meta)
+    return image, label, fov
+
+
+def _same_grid(a: Image, b: Image, pa: Path, pb: Path, tol: float) -> None:
+    if a.spatial_shape != b.spatial_shape:
+        raise InputError(f"shape {b.spatial_shape} differs from its image's {a.spatial_shape} ({pa.name})", pb)
+    if not np.allclose(a.spacing, b.spacing, rtol=tol, atol=tol):
+        raise InputError(f"spacing {tuple(round(s, 4) for s in b.spacing)} mm differs from its image's "
+                         f"{tuple(round(s, 4) for s in a.spacing)} mm ({pa.name})", pb)
+
+
+# ---- splits -------------------------------------------------------------------------------
+
+def split_cases(ids: list[str], *, test_fraction: float = 0.2, val_fraction: float = 0.2, folds: int = 5,
+                fold: int | None = None, seed: int = 0) -> dict[str, list[str]]:
+    """A seeded split of the labelled case ids into train / val / test.
+
+    ``test_fraction`` of the cases are held out as the test set (0 when the layout has its own).
+    Of the rest, ``fold=None`` takes ``val_fraction`` for validation; ``fold=k`` takes the k-th of
+    ``folds`` equal parts (k-fold cross-validation, every case validated once across the folds).
+    """
+    rng = np.random.default_rng(seed)
+    order = [ids[i] for i in rng.permutation(len(ids))]
+    n_test = int(round(len(order) * test_fraction))
+    test, rest = sorted(order[:n_test]), order[n_test:]
+    if fold is None:
+        n_val = max(1, int(round(len(rest) * val_fraction))) if len(rest) > 1 else 0
+        val = rest[:n_val]
+    else:
+        if not 0 <= fold < folds:
+            raise ValueError(f"fold must be in 0..{folds - 1}, got {fold}")
+        val = rest[fold::folds]
+    train = [c for c in rest if c not in set(val)]
+    return {"train": sorted(train), "val": sorted(val), "test": test}

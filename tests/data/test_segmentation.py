@@ -1,0 +1,96 @@
+"""Segmentation layouts on the real MSD Hippocampus and DRIVE folders, and the checks on bad pairs."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from medcnn.data.segmentation import load_segmentation, read_case, split_cases
+from medcnn.errors import InputError
+
+
+def test_msd_hippocampus_layout(hippocampus_dir):
+    ds = load_segmentation(hippocampus_dir)
+    assert ds.labels == {0: "background", 1: "Anterior", 2: "Posterior"}
+    assert len(ds.cases) == 260 and len(ds.unlabelled) == 130
+    assert ds.channel_names == ["MRI"]
+    image, label, fov = read_case(ds.cases[0], ds.labels)
+    assert image.spatial_shape == label.spatial_shape and fov is None
+    assert set(np.unique(label.array)) <= {0, 1, 2}
+
+
+def test_drive_layout_pairs_images_labels_and_fov(drive_dir):
+    ds = load_segmentation(drive_dir)
+    assert len(ds.cases) == 20 and len(ds.test_cases) == 20
+    assert ds.labels == {0: "background", 1: "foreground"}
+    c = ds.cases[0]
+    assert (c.images[0].name, c.label.name, c.fov.name) == ("21_training.tif", "21_manual1.gif", "21_training_mask.gif")
+    image, label, fov = read_case(c, ds.labels)
+    assert image.channels == 3 and set(np.unique(label.array)) == {0, 1} and set(np.unique(fov.array)) == {0, 1}
+    assert 0.05 < label.array.mean() < 0.2  # vessels are ~12 % of the image
+
+
+def test_split_is_seeded_and_folds_cover_every_case():
+    ids = [f"c{i:03d}" for i in range(260)]
+    a, b = split_cases(ids, seed=0), split_cases(ids, seed=0)
+    assert a == b and len(a["test"]) == 52 and not set(a["test"]) & set(a["train"] + a["val"])
+    assert split_cases(ids, seed=1)["test"] != a["test"]
+    folds = [split_cases(ids, fold=k) for k in range(5)]
+    assert all(f["test"] == a["test"] for f in folds)
+    vals = sorted(sum((f["val"] for f in folds), []))
+    assert vals == sorted(set(ids) - set(a["test"]))  # every non-test case validated exactly once
+
+
+def _mini_msd(hippocampus_dir, tmp_path, label_for_first=None):
+    root = tmp_path / "Task04"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    meta = json.loads((hippocampus_dir / "dataset.json").read_text())
+    meta["training"] = meta["training"][:2]
+    for e in meta["training"]:
+        shutil.copy(hippocampus_dir / e["image"], root / e["image"])
+        shutil.copy(hippocampus_dir / e["label"], root / e["label"])
+    if label_for_first is not None:
+        shutil.copy(label_for_first, root / meta["training"][0]["label"])
+    (root / "dataset.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_label_of_another_shape_is_refused(hippocampus_dir, tmp_path):
+    import nibabel as nib
+
+    meta = json.loads((hippocampus_dir / "dataset.json").read_text())
+    first = nib.load(str(hippocampus_dir / meta["training"][0]["image"])).shape
+    other = next(hippocampus_dir / e["label"] for e in meta["training"]
+                 if nib.load(str(hippocampus_dir / e["label"])).shape != first)
+    ds = load_segmentation(_mini_msd(hippocampus_dir, tmp_path, label_for_first=other))
+    with pytest.raises(InputError, match="shape .* differs from its image"):
+        read_case(ds.cases[0], ds.labels)
+
+
+def test_undeclared_label_values_are_refused(hippocampus_dir, tmp_path):
+    root = _mini_msd(hippocampus_dir, tmp_path)
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["labels"] = {"0": "background", "1": "Anterior"}  # 2 (Posterior) is undeclared
+    (root / "dataset.json").write_text(json.dumps(meta))
+    ds = load_segmentation(root)
+    with pytest.raises(InputError, match=r"label values \[2\] are not among"):
+        read_case(ds.cases[0], ds.labels)
+
+
+def test_unpaired_image_is_named(drive_dir, tmp_path):
+    root = tmp_path / "pairs"
+    for sub in ("images", "labels"):
+        (root / sub).mkdir(parents=True)
+    for f in sorted((drive_dir / "training" / "images").iterdir())[:2]:
+        shutil.copy(f, root / "images" / f.name)
+    first = sorted((drive_dir / "training" / "1st_manual").iterdir())[0]
+    shutil.copy(first, root / "labels" / first.name)
+    with pytest.raises(InputError, match="no label for this image") as e:
+        load_segmentation(root)
+    assert "22_training.tif" in str(e.value)
+
+
+def test_not_a_layout(tmp_path):
+    with pytest.raises(InputError, match="no segmentation layout"):
+        load_segmentation(tmp_path)
