@@ -19,6 +19,7 @@ from medcnn.utils.files import atomic_write_text
 
 LABEL_TYPES = ("binary", "multiclass", "multilabel")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+TASKS = ("classify", "segment")
 
 
 @dataclass
@@ -65,6 +66,29 @@ class AugmentConfig:
 
 
 @dataclass
+class SegmentConfig:
+    """Segmentation settings (task: segment), chosen from the dataset fingerprint like nnU-Net's plans."""
+
+    patch_size: list[int] = field(default_factory=lambda: [64, 64, 64])
+    # resample every case to this voxel size (mm) before training / inference; [] keeps each case's grid
+    target_spacing: list[float] = field(default_factory=list)
+    # zscore: per image, over its nonzero voxels (MRI); ct: clip to the foreground's 0.5-99.5 % HU, then
+    # dataset mean/std; rgb: per image and channel; the same at predict time
+    normalization: str = "zscore"
+    ct_clip: list[float] = field(default_factory=list)  # [lo, hi] HU for normalization: ct
+    ct_mean_std: list[float] = field(default_factory=list)  # [mean, std] of clipped foreground HU (ct)
+    fg_oversample: float = 0.33  # fraction of patches centred on a random foreground voxel
+    patches_per_epoch: int = 250 * 8
+    sw_overlap: float = 0.5  # sliding-window overlap at validation and inference
+    tta_flips: bool = False  # average predictions over mirrorings (each spatial axis) at inference
+    # none | largest_component: keep each label's largest component (chosen on validation)
+    postprocess: str = "none"
+    use_fov: bool = False  # restrict loss and metrics to the field-of-view mask (DRIVE-style data)
+    val_every: int = 1  # validate (sliding windows over whole val cases) every N epochs
+    split: dict[str, Any] = field(default_factory=lambda: {"test_fraction": 0.2, "val_fraction": 0.2, "fold": None})
+
+
+@dataclass
 class Plan:
     task: str = "classify"
     data: str = ""
@@ -93,11 +117,22 @@ class Plan:
     threads: int = 0  # 0: torch's default
     val_metric: str = "auc"
     plugins: list[str] = field(default_factory=list)  # modules imported first (register models)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)  # task: segment only
     fingerprint: dict[str, Any] = field(default_factory=dict)  # informational, from `medcnn plan`
 
     def validate(self) -> "Plan":
-        if self.task != "classify":
-            raise ConfigError(f"task {self.task!r} is not available yet (available: classify)")
+        if self.task not in TASKS:
+            raise ConfigError(f"task {self.task!r} is not available (available: {', '.join(TASKS)})")
+        if self.task == "segment":
+            seg = self.segment
+            if len(seg.patch_size) != self.spatial_dims or min(seg.patch_size) < 1:
+                raise ConfigError(f"segment.patch_size needs {self.spatial_dims} positive values, got {seg.patch_size}")
+            if seg.target_spacing and len(seg.target_spacing) != self.spatial_dims:
+                raise ConfigError(f"segment.target_spacing needs {self.spatial_dims} values or [], got {seg.target_spacing}")
+            if seg.normalization not in ("zscore", "ct", "rgb", "none"):
+                raise ConfigError(f"segment.normalization must be zscore, ct, rgb or none, got {seg.normalization!r}")
+            if seg.postprocess not in ("none", "largest_component"):
+                raise ConfigError(f"segment.postprocess must be none or largest_component, got {seg.postprocess!r}")
         if self.label_type not in LABEL_TYPES:
             raise ConfigError(f"label_type must be one of {LABEL_TYPES}, got {self.label_type!r}")
         if self.precision not in PRECISIONS:
@@ -125,7 +160,10 @@ class Plan:
 
     # ---- (de)serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if self.task != "segment":
+            d.pop("segment")  # keep classification plans free of segmentation settings
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "plan") -> "Plan":

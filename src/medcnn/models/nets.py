@@ -70,3 +70,16 @@ def efficientnet_b0(spatial_dims: int, in_channels: int, num_classes: int, **ext
 
     return EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=spatial_dims,
                           in_channels=in_channels, num_classes=num_classes, **extra)
+
+
+@register_model("unet")
+def unet(spatial_dims: int, in_channels: int, num_classes: int, *, filters: list[int] = (16, 32, 64, 128),
+         strides: list[int] = (1, 2, 2, 2), kernel_size: int = 3, norm: str = "instance", **extra):
+    """MONAI DynUNet (nnU-Net's U-Net): one stage per stride, ``filters`` channels per stage."""
+    from monai.networks.nets import DynUNet
+
+    if len(filters) != len(strides):
+        raise TypeError(f"filters {list(filters)} and strides {list(strides)} need the same length")
+    return DynUNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=num_classes,
+                   kernel_size=[kernel_size] * len(strides), strides=list(strides),
+                   upsample_kernel_size=list(strides[1:]), filters=list(filters), norm_name=norm, **extra)

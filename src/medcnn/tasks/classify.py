@@ -117,35 +117,9 @@ class ClassificationTask(L.LightningModule):
         }
 
     def configure_optimizers(self):
-        o = self.plan.optim
-        params = self.net.parameters()
-        if o.name == "adamw":
-            opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-        elif o.name == "adam":
-            opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-        elif o.name == "sgd":
-            opt = torch.optim.SGD(params, lr=o.lr, momentum=0.9, nesterov=True, weight_decay=o.weight_decay)
-        else:
-            from medcnn.errors import ConfigError
+        from medcnn.train.optim import make_optimizer
 
-            raise ConfigError(f"unknown optimizer {o.name!r} (adamw | adam | sgd)")
-        epochs = self.plan.epochs
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        if o.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=steps, pct_start=0.15)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        if o.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        if o.scheduler == "multistep":
-            ms = sorted({max(1, int(round(f * epochs))) for f in o.milestones})
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=ms, gamma=0.1)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-        if o.scheduler == "none":
-            return opt
-        from medcnn.errors import ConfigError
-
-        raise ConfigError(f"unknown scheduler {o.scheduler!r} (onecycle | cosine | multistep | none)")
+        return make_optimizer(self.net.parameters(), self.plan, int(self.trainer.estimated_stepping_batches))
 
 
 def predict_logits(net: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:

@@ -39,16 +39,20 @@ class EpochMetrics(L.Callback):
         if trainer.sanity_checking:
             return
         m = getattr(pl_module, "epoch_summary", {})
+        keys = list(m) if "val_dice" in m else ["train_loss", "val_loss", "val_auc", "val_acc"]
         row = {
             "epoch": trainer.current_epoch + 1,
-            **{k: _num(m[k]) if k in m else None for k in ("train_loss", "val_loss", "val_auc", "val_acc")},
+            **{k: _num(m[k]) if k in m else None for k in keys},
             "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
             "seconds": round(time.perf_counter() - self._t0, 3),
         }
         self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
         atomic_write_json(self.run_dir / "metrics.json", {"epochs": self.history})
-        line = (f"epoch {row['epoch']}/{trainer.max_epochs}  loss {_fmt(row['train_loss'])}  "
-                f"val auc {_fmt(row['val_auc'])}  acc {_fmt(row['val_acc'])}  ({row['seconds']:.1f} s)")
+        if "val_dice" in row:
+            val = f"val dice {_fmt(row['val_dice'])}"
+        else:
+            val = f"val auc {_fmt(row['val_auc'])}  acc {_fmt(row['val_acc'])}"
+        line = f"epoch {row['epoch']}/{trainer.max_epochs}  loss {_fmt(row['train_loss'])}  {val}  ({row['seconds']:.1f} s)"
         log.info(line)
         if self.print_lines:
             print(line, flush=True)
@@ -71,12 +75,14 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
     ep = [h["epoch"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for key, label in (("train_loss", "train loss"), ("val_loss", "val loss")):
-        ys = [h[key] for h in history]
+        ys = [h.get(key) for h in history]
         if any(y is not None for y in ys):
             a1.plot(ep, [float("nan") if y is None else y for y in ys], label=label)
     a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.legend(), a1.grid(alpha=0.3)
-    for key, label in (("val_auc", "val AUC"), ("val_acc", "val ACC")):
-        ys = [h[key] for h in history]
+    for key, label in (("val_auc", "val AUC"), ("val_acc", "val ACC"), ("val_dice", "val Dice")):
+        ys = [h.get(key) for h in history]
+        if all(y is None for y in ys):
+            continue
         a2.plot(ep, [float("nan") if y is None else y for y in ys], label=label)
     a2.set_xlabel("epoch"), a2.set_ylim(0, 1.0), a2.legend(), a2.grid(alpha=0.3)
     fig.tight_layout()

@@ -87,7 +87,8 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
         run_dir = prepare_run_dir(run_dir, overwrite)
         _file_log(run_dir / "train.log")
         plan.save(run_dir / "plan.yaml")
-        _write_split(run_dir, data)
+        if plan.task == "classify":
+            _write_split(run_dir, data)
     if plan.threads > 0:
         torch.set_num_threads(plan.threads)
     precision = resolve_precision(plan.precision, plan.spatial_dims)
@@ -95,14 +96,25 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     info = {"medcnn": _version(), "resumed": resume, "torch": torch.__version__, "lightning": L.__version__,
             "command": " ".join(sys.argv), "data": data.source or data.name, "precision": precision,
             "threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "n": {s: int(len(y)) for s, y in data.labels.items()}}
+            "n": {}}
+    if plan.task == "segment":
+        from medcnn.tasks.segment import SegmentationTask
+        from medcnn.train.seg_data import segment_loaders
+
+        train_loader, val_loader, val_cases, split = segment_loaders(plan, data)
+        if not resume:
+            atomic_write_json(run_dir / "split.json", split)
+        info["n"] = {k: len(v) for k, v in split.items()}
+        task = SegmentationTask(plan.to_dict())
+        task.val_cases = val_cases
+    else:
+        info["n"] = {s: int(len(y)) for s, y in data.labels.items()}
+        train_loader = array_loader(*data.split("train"), batch_size=plan.batch_size, shuffle=True)
+        val_loader = array_loader(*data.split("val"), batch_size=max(plan.batch_size, 256), shuffle=False)
+        task = ClassificationTask(plan.to_dict())
     atomic_write_json(run_dir / "run.json", info)
     log.info("data %s: %s; plan %s %s, %d epochs, batch %d, precision %s", data.name, info["n"],
              plan.model.name, plan.preprocessing.input_size, plan.epochs, plan.batch_size, precision)
-
-    train_loader = array_loader(*data.split("train"), batch_size=plan.batch_size, shuffle=True)
-    val_loader = array_loader(*data.split("val"), batch_size=max(plan.batch_size, 256), shuffle=False)
-    task = ClassificationTask(plan.to_dict())
 
     if progress is None:
         progress = sys.stderr.isatty()
@@ -113,7 +125,9 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     callbacks = [ckpt, last, EpochMetrics(run_dir, print_lines=not progress, resume=resume)]
     if progress:
         callbacks.append(RichProgressBar(leave=True))
-    trainer = L.Trainer(max_epochs=plan.epochs, accelerator=accelerator, devices=devices, precision=precision,
+    val_every = plan.segment.val_every if plan.task == "segment" else 1
+    trainer = L.Trainer(max_epochs=plan.epochs, check_val_every_n_epoch=val_every, accelerator=accelerator,
+                        devices=devices, precision=precision,
                         callbacks=callbacks, logger=CSVLogger(run_dir, name="logs", version=""),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         log_every_n_steps=max(1, min(50, len(train_loader))), deterministic=False,

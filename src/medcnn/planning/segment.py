@@ -1,0 +1,129 @@
+"""Segmentation fingerprint -> plan: target spacing, patch size, normalisation and U-Net shape.
+
+The rules follow nnU-Net's planner, scaled to a CPU budget:
+- target spacing: the median spacing of the training cases (3D); 2D images keep their grid;
+- patch: the median case shape at that spacing, rounded up to a multiple of the network's total
+  stride and shrunk (largest axis first) until it fits the voxel budget of one batch;
+- U-Net stages: halve each axis while it stays >= 8 voxels (at most 5 times), 3x3(x3) kernels;
+- normalisation: CT -> clip to the foreground's 0.5-99.5 % HU, dataset z-score; colour images ->
+  per-image per-channel z-score; anything else (MRI, ...) -> per-image z-score.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medcnn.data.segmentation import SegmentationData, read_case
+from medcnn.plan import AugmentConfig, ModelConfig, OptimConfig, Plan, Preprocessing, SegmentConfig
+
+# voxels of one training batch (batch x patch) the CPU budget allows, and the batch size range
+BATCH_VOXELS = {2: 16 * 128 * 128, 3: 4 * 48 * 64 * 48}
+BATCH_RANGE = {2: (4, 32), 3: (2, 12)}
+MAX_PATCH_2D = 256
+BASE_FILTERS = {2: 16, 3: 16}
+MAX_FILTERS = 256
+FINGERPRINT_CASES = 64  # cases read for intensity statistics
+
+
+def fingerprint(data: SegmentationData, max_cases: int = FINGERPRINT_CASES) -> dict[str, Any]:
+    """Spacings and shapes of every case read (up to ``max_cases``, evenly spread), foreground
+    intensity percentiles, label frequencies."""
+    idx = np.unique(np.linspace(0, len(data.cases) - 1, min(len(data.cases), max_cases)).astype(int))
+    spacings, shapes, fg_vals, label_vox, channels, dtypes = [], [], [], {}, set(), set()
+    has_fov = False
+    rng = np.random.default_rng(0)
+    for i in idx:
+        image, label, fov = read_case(data.cases[i], data.labels)
+        spacings.append(image.spacing)
+        shapes.append(image.spatial_shape)
+        channels.add(image.channels)
+        dtypes.add(str(image.array.dtype))
+        has_fov |= fov is not None
+        fg = label.array[0] > 0
+        for v, n in zip(*np.unique(label.array, return_counts=True)):
+            label_vox[int(v)] = label_vox.get(int(v), 0) + int(n)
+        vals = image.array[0][fg]
+        if vals.size:
+            fg_vals.append(rng.choice(vals, size=min(vals.size, 10_000), replace=False))
+    fg = np.concatenate(fg_vals) if fg_vals else np.zeros(1, np.float32)
+    total = sum(label_vox.values()) or 1
+    return {
+        "name": data.name, "source": data.source, "modality": data.modality,
+        "n_cases": len(data.cases), "n_test_cases": len(data.test_cases), "n_read": int(len(idx)),
+        "labels": {str(k): v for k, v in data.labels.items()},
+        "spatial_dims": len(shapes[0]), "channels": max(channels), "dtypes": sorted(dtypes),
+        "spacing_median": [round(float(v), 4) for v in np.median(spacings, 0)],
+        "spacing_min": [round(float(v), 4) for v in np.min(spacings, 0)],
+        "spacing_max": [round(float(v), 4) for v in np.max(spacings, 0)],
+        "shape_median": [int(v) for v in np.median(shapes, 0)],
+        "shape_min": [int(v) for v in np.min(shapes, 0)], "shape_max": [int(v) for v in np.max(shapes, 0)],
+        "foreground_intensity": {k: round(float(f(fg)), 4) for k, f in (
+            ("mean", np.mean), ("std", np.std), ("p0.5", lambda a: np.percentile(a, 0.5)),
+            ("p99.5", lambda a: np.percentile(a, 99.5)))},
+        "label_fraction": {str(k): round(v / total, 5) for k, v in sorted(label_vox.items())},
+        "has_fov": has_fov,
+    }
+
+
+def _stages(patch: list[int]) -> int:
+    n = 0
+    while n < 5 and all(p // 2 ** (n + 1) >= 4 for p in patch) and min(p // 2 ** n for p in patch) >= 8:
+        n += 1
+    return n
+
+
+def choose_patch(shape: list[int], dims: int) -> tuple[list[int], int]:
+    """Patch (multiple of the total stride) and batch size within the batch voxel budget."""
+    patch = [min(int(s), MAX_PATCH_2D) for s in shape] if dims == 2 else [int(s) for s in shape]
+    lo, hi = BATCH_RANGE[dims]
+    while np.prod(patch) * lo > BATCH_VOXELS[dims]:
+        i = int(np.argmax(patch))
+        patch[i] = max(8, int(patch[i] * 0.9))
+    k = _stages(patch)
+    mult = 2 ** max(k, 1)
+    patch = [int(np.ceil(p / mult) * mult) for p in patch]
+    batch = int(np.clip(BATCH_VOXELS[dims] // int(np.prod(patch)), lo, hi))
+    return patch, batch
+
+
+def unet_for(patch: list[int], dims: int) -> ModelConfig:
+    k = _stages(patch)
+    filters = [min(BASE_FILTERS[dims] * 2 ** i, MAX_FILTERS) for i in range(k + 1)]
+    return ModelConfig("unet", {"filters": filters, "strides": [1] + [2] * k})
+
+
+def normalization_for(fp: dict[str, Any]) -> tuple[str, list[float], list[float]]:
+    """(mode, ct_clip, ct_mean_std)."""
+    modality = str(fp.get("modality", "")).lower()
+    fgi = fp["foreground_intensity"]
+    if "ct" in modality.replace(",", " ").split():
+        return "ct", [fgi["p0.5"], fgi["p99.5"]], [fgi["mean"], max(fgi["std"], 1e-3)]
+    if fp["channels"] == 3:
+        return "rgb", [], []
+    return "zscore", [], []
+
+
+def default_plan(data: SegmentationData, data_arg: str) -> Plan:
+    fp = fingerprint(data)
+    dims = fp["spatial_dims"]
+    target = fp["spacing_median"] if dims == 3 else []
+    shape = fp["shape_median"]
+    if target:
+        shape = [int(round(n * s / t)) for n, s, t in zip(shape, fp["spacing_median"], target)]
+    patch, batch = choose_patch(shape, dims)
+    norm, clip, mean_std = normalization_for(fp)
+    labels = {int(k): v for k, v in fp["labels"].items()}
+    names = [labels[k] for k in sorted(labels)]
+    seg = SegmentConfig(patch_size=patch, target_spacing=target, normalization=norm, ct_clip=clip, ct_mean_std=mean_std,
+                        use_fov=fp["has_fov"], tta_flips=True,
+                        split={"test_fraction": 0.0 if data.test_cases else 0.2, "val_fraction": 0.2, "fold": None})
+    aug = AugmentConfig(preset="custom", p=0.3, flip=True, rotate_deg=15.0, translate=0.0, scale=[0.85, 1.25],
+                        brightness=0.15, contrast=0.15)
+    plan = Plan(task="segment", data=data_arg, label_type="multiclass", num_classes=len(names), class_names=names,
+                spatial_dims=dims,
+                preprocessing=Preprocessing(input_size=list(patch), channels=fp["channels"], intensity="none",
+                                            mean=[0.0] * fp["channels"], std=[1.0] * fp["channels"]),
+                model=unet_for(patch, dims), optim=OptimConfig(name="adamw", lr=3e-3, weight_decay=3e-5),
+                augment=aug, batch_size=batch, epochs=50, segment=seg, val_metric="dice", fingerprint=fp)
+    return plan.validate()

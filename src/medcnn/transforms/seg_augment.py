@@ -1,0 +1,78 @@
+"""Augmentation of segmentation batches: one random spatial transform per sample applied to the
+image (linear) and to its label map / field of view (nearest), plus intensity changes of the image.
+
+Spatial: mirroring along every axis, rotation (in-plane in 2D, about each axis in 3D) and
+isotropic scaling, through one ``affine_grid`` / ``grid_sample`` per batch. Intensity
+(normalised images): multiplicative brightness, contrast about the mean, gamma, Gaussian noise.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from medcnn.plan import AugmentConfig
+
+
+def _rotation(angles: torch.Tensor, dims: int) -> torch.Tensor:
+    """(B,) angles (2D) or (B, 3) (3D) in radians -> (B, dims, dims) rotation matrices."""
+    if dims == 2:
+        c, s = torch.cos(angles), torch.sin(angles)
+        return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    out = torch.eye(3).repeat(angles.shape[0], 1, 1)
+    for axis in range(3):
+        c, s = torch.cos(angles[:, axis]), torch.sin(angles[:, axis])
+        i, j = [a for a in range(3) if a != axis]
+        r = torch.eye(3).repeat(angles.shape[0], 1, 1)
+        r[:, i, i], r[:, i, j], r[:, j, i], r[:, j, j] = c, -s, s, c
+        out = out @ r
+    return out
+
+
+class SegAugment:
+    def __init__(self, cfg: AugmentConfig, spatial_dims: int):
+        self.cfg, self.dims = cfg, spatial_dims
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, fov: torch.Tensor | None = None):
+        cfg, d, b = self.cfg, self.dims, x.shape[0]
+        if cfg.p <= 0:
+            return x, y, fov
+        if cfg.flip:
+            for axis in range(d):
+                m = torch.rand(b) < 0.5
+                if m.any():
+                    x[m] = x[m].flip(axis + 1)
+                    y[m] = y[m].flip(axis + 1)
+                    if fov is not None and fov.numel():
+                        fov[m] = fov[m].flip(axis + 1)
+        spatial = (torch.rand(b) < cfg.p) & torch.tensor(cfg.rotate_deg > 0 or tuple(cfg.scale) != (1.0, 1.0))
+        if spatial.any():
+            n = int(spatial.sum())
+            ang = (torch.rand(n) if d == 2 else torch.rand(n, 3)) * 2 - 1
+            rot = _rotation(ang * math.radians(cfg.rotate_deg), d)
+            lo, hi = cfg.scale
+            scale = lo + torch.rand(n) * (hi - lo)
+            theta = torch.cat([rot / scale.view(-1, 1, 1), torch.zeros(n, d, 1)], dim=2)
+            grid = F.affine_grid(theta, [n, 1, *x.shape[2:]], align_corners=False)
+            x[spatial] = F.grid_sample(x[spatial], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            y[spatial] = F.grid_sample(y[spatial].float(), grid, mode="nearest", padding_mode="zeros",
+                                       align_corners=False).to(y.dtype)
+            if fov is not None and fov.numel():
+                fov[spatial] = F.grid_sample(fov[spatial].float(), grid, mode="nearest", padding_mode="zeros",
+                                             align_corners=False).to(fov.dtype)
+        view = (b,) + (1,) * (x.ndim - 1)
+        apply = lambda: (torch.rand(view) < cfg.p).float()  # noqa: E731
+        if cfg.brightness > 0:
+            x = x * (1 + apply() * (torch.rand(view) * 2 - 1) * cfg.brightness)
+        if cfg.contrast > 0:
+            mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
+            x = x + apply() * (x - mean) * (torch.rand(view) * 2 - 1) * cfg.contrast
+        gamma = apply() * (torch.rand(view) * 0.6 - 0.3)  # gamma in [0.7, 1.3] on the min-max rescaled image
+        if gamma.any():
+            lo = x.amin(dim=tuple(range(1, x.ndim)), keepdim=True)
+            rng = (x.amax(dim=tuple(range(1, x.ndim)), keepdim=True) - lo).clamp_min(1e-6)
+            x = torch.where(gamma != 0, ((x - lo) / rng).clamp_min(0) ** (1 + gamma) * rng + lo, x)
+        noise = apply() * torch.rand(view) * 0.1
+        x = x + noise * torch.randn_like(x)
+        return x.contiguous(), y.contiguous(), fov
