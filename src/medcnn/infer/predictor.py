@@ -44,14 +44,16 @@ def _checkpoint_path(run: Path, checkpoint: str) -> Path:
 
 
 def _load_net(ckpt_path: Path) -> tuple[Plan, torch.nn.Module]:
-    from medcnn.tasks.classify import build_network
-
     ckpt = load_checkpoint(ckpt_path)
     try:
         plan = Plan.from_dict(ckpt["hyper_parameters"]["plan"], source=str(ckpt_path))
         state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     except (KeyError, TypeError):
         raise InputError("not a medcnn checkpoint (no plan / state_dict)", ckpt_path) from None
+    if plan.task == "segment":
+        from medcnn.tasks.segment import build_seg_network as build_network
+    else:
+        from medcnn.tasks.classify import build_network
     net = build_network(plan)
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:

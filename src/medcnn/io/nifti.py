@@ -73,3 +73,36 @@ def read_nifti(path: Path) -> Image:
     meta = {"format": "nifti", "modality": None, "source": path.name,
             "qform_code": int(hdr["qform_code"]), "sform_code": int(hdr["sform_code"])}
     return Image(np.ascontiguousarray(arr), affine, meta)
+
+
+def write_nifti(image: Image, path: str | Path) -> Path:
+    """Write ``image`` (one channel, or several as a 4th axis) with its affine; atomically.
+
+    2D images become a one-slice volume (the affine gains a 1 mm third axis); ``.nii.gz`` is
+    gzip-compressed. Label maps keep their integer type.
+    """
+    import nibabel as nib
+
+    from medcnn.utils.files import atomic_path
+
+    path = Path(path)
+    arr = image.array
+    n = image.spatial_dims
+    aff = np.eye(4)
+    if n == 3:
+        aff = image.affine
+    else:  # (row, col) axes -> i, j; a unit k axis
+        aff[:2, :2], aff[:2, 3] = image.affine[:2, :2], image.affine[:2, 2]
+    data = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
+    if n == 2:
+        data = data[:, :, None] if arr.shape[0] == 1 else data[:, :, None, :]
+    img = nib.Nifti1Image(np.ascontiguousarray(data), aff)
+    img.header.set_xyzt_units("mm")
+    raw = img.to_bytes()
+    with atomic_path(path) as tmp:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(tmp, "wb", compresslevel=6) as f:
+                f.write(raw)
+        else:
+            tmp.write_bytes(raw)
+    return path

@@ -1,0 +1,105 @@
+"""A trained segmentation model from its run folder: image in, label map on the image's own grid out.
+
+Steps (the plan's, as in training): normalise, resample to the plan's spacing, sliding windows
+(+ mirrored views if ``segment.tta_flips``), softmax, resample the probabilities back to the input
+grid, argmax, the post-processing chosen on validation (RUN/postprocess.json). The result keeps the
+input's affine, so NIfTI written from it overlays the input exactly.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medcnn.data.image import Image
+from medcnn.errors import InputError, RunFolderError
+from medcnn.plan import Plan
+
+
+@dataclass
+class Segmentation:
+    label: Image  # (1, *spatial) uint8 on the input grid, input affine
+    probs: np.ndarray | None  # (K, *spatial) float32, when asked for
+
+
+def keep_largest_component(label: np.ndarray, labels: list[int]) -> np.ndarray:
+    """Per label, keep only its largest connected component (full connectivity)."""
+    from scipy import ndimage
+
+    out = label.copy()
+    structure = ndimage.generate_binary_structure(label.ndim, label.ndim)
+    for lab in labels:
+        comp, n = ndimage.label(label == lab, structure=structure)
+        if n > 1:
+            sizes = np.bincount(comp.ravel())[1:]
+            out[(comp > 0) & (comp != int(np.argmax(sizes)) + 1)] = 0
+    return out
+
+
+def postprocess(label: np.ndarray, mode: str, num_classes: int) -> np.ndarray:
+    if mode == "largest_component":
+        return keep_largest_component(label, list(range(1, num_classes)))
+    return label
+
+
+class Segmenter:
+    def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, post: str | None = None):
+        if plan.task != "segment":
+            raise RunFolderError(f"this run is a {plan.task} model, not a segmentation model", run_dir)
+        self.plan, self.net, self.run_dir = plan, net.eval(), run_dir
+        self.post = post if post is not None else _chosen_postprocess(run_dir, plan)
+
+    @classmethod
+    def from_run(cls, run: str | Path, checkpoint: str = "best") -> "Segmenter":
+        from medcnn.infer.predictor import _checkpoint_path, _load_net
+
+        run = Path(run)
+        if not run.is_dir():
+            raise RunFolderError("run folder not found", run)
+        plan, net = _load_net(_checkpoint_path(run, checkpoint))
+        return cls(plan, net, run)
+
+    def check(self, image: Image, path=None) -> None:
+        if image.spatial_dims != self.plan.spatial_dims:
+            raise InputError(f"the model segments {self.plan.spatial_dims}D images; this one is "
+                             f"{image.spatial_dims}D {image.spatial_shape}", path)
+        if image.channels != self.plan.preprocessing.channels:
+            raise InputError(f"the model takes {self.plan.preprocessing.channels}-channel images; this one has "
+                             f"{image.channels}", path)
+
+    def logits(self, x: torch.Tensor, flips: bool | None = None) -> torch.Tensor:
+        from medcnn.infer.sliding import sliding_logits
+
+        seg = self.plan.segment
+        return sliding_logits(self.net, x, seg.patch_size, overlap=seg.sw_overlap, batch_size=self.plan.batch_size,
+                              flips=seg.tta_flips if flips is None else flips)
+
+    def probabilities(self, image: Image, flips: bool | None = None) -> torch.Tensor:
+        """(K, *spatial) class probabilities on the input's grid."""
+        from medcnn.data.seg_prepare import prepare_image
+        from medcnn.transforms.spatial import resample_probabilities
+
+        self.check(image, image.meta.get("source"))
+        x = prepare_image(image, self.plan)
+        probs = torch.softmax(self.logits(x, flips), 0)
+        return resample_probabilities(probs, image.spatial_shape)
+
+    def segment(self, image: Image, *, keep_probs: bool = False, flips: bool | None = None) -> Segmentation:
+        probs = self.probabilities(image, flips)
+        label = probs.argmax(0).numpy().astype(np.uint8)
+        label = postprocess(label, self.post, self.plan.num_classes)
+        meta = {k: v for k, v in image.meta.items() if k in ("source", "modality")}
+        return Segmentation(Image(label[None], image.affine.copy(), meta), probs.numpy() if keep_probs else None)
+
+
+def _chosen_postprocess(run_dir: Path | None, plan: Plan) -> str:
+    f = Path(run_dir) / "postprocess.json" if run_dir else None
+    if f is None or not f.is_file():
+        return plan.segment.postprocess
+    try:
+        return str(json.loads(f.read_text())["postprocess"])
+    except (ValueError, KeyError, TypeError):
+        raise InputError("unreadable postprocess.json; delete it or re-run `medcnn evaluate`", f) from None

@@ -1,0 +1,188 @@
+"""Evaluate a segmentation run on its held-out cases, on each image's own grid and in mm.
+
+Per case and label: Dice, IoU (MONAI), HD95 and average symmetric surface distance in mm (MONAI,
+with the image spacing), reference and predicted volume (mm³ / mm²). With field-of-view masks and
+one foreground label (vessels): pixel AUC, accuracy, sensitivity, specificity and F1 inside the
+field of view, pooled over all pixels of the split's images, as the DRIVE literature reports them.
+
+Post-processing (keep each label's largest component) is chosen here on the validation cases,
+once per run, and written to RUN/postprocess.json for predict to use.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medcnn.errors import RunFolderError
+from medcnn.infer.segmenter import Segmenter, keep_largest_component
+from medcnn.measure import voxel_size_mm
+from medcnn.utils.files import atomic_path, atomic_write_json
+
+
+def surface_metrics(pred: np.ndarray, ref: np.ndarray, labels: list[int], spacing) -> dict[int, dict[str, float]]:
+    """Dice, IoU, HD95 (mm), ASSD (mm) per label; distances are NaN when either mask is empty."""
+    from monai.metrics import (compute_average_surface_distance, compute_dice, compute_hausdorff_distance,
+                               compute_iou)
+
+    k = max(labels) + 1
+    p = torch.nn.functional.one_hot(torch.as_tensor(pred.astype(np.int64)), k).movedim(-1, 0)[None]
+    r = torch.nn.functional.one_hot(torch.as_tensor(ref.astype(np.int64)), k).movedim(-1, 0)[None]
+    dice = compute_dice(p, r, include_background=True, ignore_empty=False)[0]
+    iou = compute_iou(p, r, include_background=True, ignore_empty=False)[0]
+    out = {}
+    for lab in labels:
+        pl, rl = p[:, lab:lab + 1], r[:, lab:lab + 1]
+        if pl.any() and rl.any():
+            two = (torch.cat([1 - pl, pl], 1), torch.cat([1 - rl, rl], 1))
+            hd = float(compute_hausdorff_distance(*two, percentile=95, spacing=list(spacing))[0, 0])
+            asd = float(compute_average_surface_distance(*two, symmetric=True, spacing=list(spacing))[0, 0])
+        else:
+            hd = asd = float("nan")
+        out[lab] = {"dice": float(dice[lab]), "iou": float(iou[lab]), "hd95_mm": hd, "assd_mm": asd}
+    return out
+
+
+def fov_pixel_metrics(probs: np.ndarray, ref: np.ndarray, fov: np.ndarray) -> dict[str, float]:
+    """Pooled pixel metrics inside the field of view for a binary task (probs of the foreground)."""
+    from sklearn.metrics import roc_auc_score
+
+    inside = fov.astype(bool)
+    p, y = probs[inside], ref[inside].astype(bool)
+    pred = p >= 0.5
+    tp, tn = int((pred & y).sum()), int((~pred & ~y).sum())
+    fp, fn = int((pred & ~y).sum()), int((~pred & y).sum())
+    return {"auc": float(roc_auc_score(y, p)), "acc": (tp + tn) / max(len(y), 1),
+            "sensitivity": tp / max(tp + fn, 1), "specificity": tn / max(tn + fp, 1),
+            "f1": 2 * tp / max(2 * tp + fp + fn, 1), "pixels": int(len(y))}
+
+
+def _load(run: Path):
+    from medcnn.data.segmentation import load_segmentation
+    from medcnn.plan import Plan
+
+    if not (run / "plan.yaml").is_file() or not (run / "split.json").is_file():
+        raise RunFolderError("not a segmentation run folder (needs plan.yaml and split.json)", run)
+    plan = Plan.load(run / "plan.yaml")
+    return plan, load_segmentation(plan.data), json.loads((run / "split.json").read_text())
+
+
+def choose_postprocess(seg: Segmenter, data, ids: list[str], run: Path) -> dict[str, Any]:
+    """Keep-largest-component if it raises the mean validation Dice; saved to RUN/postprocess.json."""
+    from medcnn.data.segmentation import read_case
+    from medcnn.train.seg_data import cases_of
+
+    labels = list(range(1, seg.plan.num_classes))
+    raw, lcc = [], []
+    for case in cases_of(data, ids):
+        image, ref, fov = read_case(case, data.labels)
+        pred = seg.probabilities(image).argmax(0).numpy().astype(np.uint8)
+        for store, p in ((raw, pred), (lcc, keep_largest_component(pred, labels))):
+            m = surface_metrics(p, ref.array[0], labels, image.spacing)
+            store.append(np.mean([m[lab]["dice"] for lab in labels]))
+    d_raw, d_lcc = float(np.mean(raw)), float(np.mean(lcc))
+    choice = {"postprocess": "largest_component" if d_lcc > d_raw + 1e-4 else "none",
+              "val_dice_none": round(d_raw, 5), "val_dice_largest_component": round(d_lcc, 5), "n_val": len(ids)}
+    atomic_write_json(run / "postprocess.json", choice)
+    seg.post = choice["postprocess"]
+    return choice
+
+
+def evaluate_segment_run(run: str | Path, split: str = "test", checkpoint: str = "best",
+                         overlays: int = 4) -> dict[str, Any]:
+    import resource
+
+    from medcnn.data.segmentation import read_case
+    from medcnn.train.seg_data import cases_of
+
+    run = Path(run)
+    plan, data, splits = _load(run)
+    if split not in splits or not splits[split]:
+        raise RunFolderError(f"the run's split.json has no {split!r} cases", run)
+    seg = Segmenter.from_run(run, checkpoint)
+    post = json.loads((run / "postprocess.json").read_text()) if (run / "postprocess.json").is_file() else \
+        choose_postprocess(seg, data, splits["val"], run)
+    seg.post = post["postprocess"]
+    labels = list(range(1, plan.num_classes))
+    names = {lab: plan.class_names[lab] for lab in labels}
+    rows, times, pooled = [], [], {"probs": [], "ref": [], "fov": []}
+    out_dir = run / "eval"
+    out_dir.mkdir(exist_ok=True)
+    for i, case in enumerate(cases_of(data, splits[split])):
+        image, ref, fov = read_case(case, data.labels)
+        t0 = time.perf_counter()
+        result = seg.segment(image, keep_probs=plan.segment.use_fov)
+        times.append(time.perf_counter() - t0)
+        pred = result.label.array[0]
+        m = surface_metrics(pred, ref.array[0], labels, image.spacing)
+        vox = voxel_size_mm(image.affine)
+        row = {"case": case.id, "seconds": round(times[-1], 3)}
+        for lab in labels:
+            n = names[lab]
+            row.update({f"{n}_{k}": round(v, 5) for k, v in m[lab].items()})
+            row[f"{n}_ref_size"] = round(float((ref.array[0] == lab).sum()) * vox, 2)
+            row[f"{n}_pred_size"] = round(float((pred == lab).sum()) * vox, 2)
+        rows.append(row)
+        if plan.segment.use_fov and fov is not None and len(labels) == 1:
+            pooled["probs"].append(result.probs[1].ravel())
+            pooled["ref"].append(ref.array[0].ravel())
+            pooled["fov"].append(fov.array[0].ravel())
+        if i < overlays:
+            from medcnn.infer.seg_outputs import save_overlay
+
+            save_overlay(image, result.label, out_dir / f"{split}_{case.id}_overlay.png", reference=ref)
+    per_label = {}
+    for lab in labels:
+        n = names[lab]
+        vals = {k: np.array([r[f"{n}_{k}"] for r in rows], dtype=float) for k in ("dice", "iou", "hd95_mm", "assd_mm")}
+        refs = np.array([r[f"{n}_ref_size"] for r in rows])
+        preds = np.array([r[f"{n}_pred_size"] for r in rows])
+        corr = float(np.corrcoef(refs, preds)[0, 1]) if len(rows) > 2 and refs.std() > 0 and preds.std() > 0 else float("nan")
+        per_label[n] = {**{k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for k, v in vals.items()},
+                        "ref_size_mean": float(refs.mean()), "pred_size_mean": float(preds.mean()),
+                        "size_correlation": corr,
+                        "size_abs_error_pct": float(np.mean(np.abs(preds - refs) / np.maximum(refs, 1e-9)) * 100)}
+    report: dict[str, Any] = {
+        "split": split, "n": len(rows), "checkpoint": checkpoint, "data": plan.data, "postprocess": post,
+        "tta_flips": plan.segment.tta_flips,
+        "dice_mean": float(np.mean([v["dice"] for v in per_label.values()])),
+        "per_label": per_label, "size_unit": "mm3" if plan.spatial_dims == 3 else "mm2",
+        "infer_s_per_case": float(np.mean(times)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if pooled["probs"]:
+        report["fov"] = fov_pixel_metrics(np.concatenate(pooled["probs"]), np.concatenate(pooled["ref"]),
+                                          np.concatenate(pooled["fov"]))
+    atomic_write_json(out_dir / f"{split}_segment.json", report)
+    with atomic_path(out_dir / f"{split}_cases.csv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    _plot_sizes(rows, names, report["size_unit"], out_dir / f"{split}_volumes.png")
+    return report
+
+
+def _plot_sizes(rows, names, unit, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medcnn.utils.files import atomic_savefig
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    hi = 0.0
+    for n in names.values():
+        r = [row[f"{n}_ref_size"] for row in rows]
+        p = [row[f"{n}_pred_size"] for row in rows]
+        ax.scatter(r, p, s=12, label=n, alpha=0.7)
+        hi = max(hi, max(r + p))
+    ax.plot([0, hi], [0, hi], "k--", lw=0.8)
+    ax.set_xlabel(f"reference ({unit})"), ax.set_ylabel(f"predicted ({unit})"), ax.legend(), ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_savefig(fig, path, dpi=110)
+    plt.close(fig)
