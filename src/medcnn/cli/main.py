@@ -32,6 +32,14 @@ EPILOG = """Examples:
   medcnn evaluate runs/breast --split test
 
   medcnn predict runs/breast scan.dcm image.png volume.nii.gz --json preds.json
+
+  medcnn train path/to/Task04_Hippocampus --out runs/hippo        (MSD / nnU-Net folder: segmentation)
+
+  medcnn predict runs/hippo scan.nii.gz dicom_series_folder/ --out masks/
+
+  medcnn compare runs/hippo before.nii.gz after.nii.gz
+
+  medcnn measure mask.nii.gz --name 1=Anterior --name 2=Posterior
 """
 
 app = typer.Typer(help="Convolutional neural networks for medical images: classify, segment, enhance.",
@@ -74,23 +82,68 @@ def fetch(name: str = typer.Argument(..., help="Dataset: a MedMNIST name (breast
     out.print(f"{name}: {path} (verified)")
 
 
-@app.command()
-def plan(data: str = typer.Argument(..., help="MedMNIST name, .npz file, class-folder tree or CSV (path,label[,split])."),
-         output: Path = typer.Option(Path("plan.yaml"), "-o", "--output", help="Where to write the plan YAML."),
-         size: Optional[int] = typer.Option(None, help="Input size (e.g. 64: uses breastmnist_64 for MedMNIST names)."),
-         set_: List[str] = typer.Option([], "--set", help="Override a plan field: key=value (repeatable)."),
-         overwrite: bool = typer.Option(False, help="Replace an existing plan file.")):
-    """Fingerprint a dataset and write an editable plan (task, model, input size, batch, epochs, ...)."""
+TASK_HELP = "auto (a segmentation layout -> segment, else classify) | classify | segment."
+
+
+def _task_of(data: str, task: str) -> str:
+    if task not in ("auto", "classify", "segment"):
+        raise MedcnnError(f"--task must be auto, classify or segment, got {task!r}")
+    if task != "auto":
+        return task
+    from medcnn.data.segmentation import looks_like_segmentation
+
+    return "segment" if looks_like_segmentation(data) else "classify"
+
+
+def _load_for(p, data: str):
+    """The dataset of plan ``p`` (its task decides the loader)."""
+    if p.task == "segment":
+        from medcnn.data.segmentation import load_segmentation
+
+        return load_segmentation(data)
+    from medcnn.data.classification import load_classification
+
+    pre = p.preprocessing
+    return load_classification(data, input_size=pre.input_size, channels=pre.channels, intensity=pre.intensity,
+                               seed=p.seed)
+
+
+def _default_plan(data: str, task: str):
+    if _task_of(data, task) == "segment":
+        from medcnn.data.segmentation import load_segmentation
+        from medcnn.planning.segment import default_plan as seg_plan
+
+        ds = load_segmentation(data)
+        return ds, seg_plan(ds, data)
     from medcnn.data.classification import load_classification
     from medcnn.planning import default_plan
 
+    ds = load_classification(data)
+    return ds, default_plan(ds, data)
+
+
+@app.command()
+def plan(data: str = typer.Argument(..., help="MedMNIST name, .npz file, class-folder tree or CSV (path,label[,split]); "
+                                    "for segmentation an MSD/nnU-Net folder, DRIVE-style folder or images/ + labels/."),
+         output: Path = typer.Option(Path("plan.yaml"), "-o", "--output", help="Where to write the plan YAML."),
+         size: Optional[int] = typer.Option(None, help="Input size (e.g. 64: uses breastmnist_64 for MedMNIST names)."),
+         set_: List[str] = typer.Option([], "--set", help="Override a plan field: key=value (repeatable)."),
+         task: str = typer.Option("auto", help=TASK_HELP),
+         overwrite: bool = typer.Option(False, help="Replace an existing plan file.")):
+    """Fingerprint a dataset and write an editable plan (task, model, input size / patch, batch, epochs, ...)."""
     if output.exists() and not overwrite:
         raise MedcnnError("plan file exists; pass --overwrite to replace it", output)
     data = _sized(data, size)
-    ds = load_classification(data)
-    p = default_plan(ds, data).override(set_)
+    _, p = _default_plan(data, task)
+    p = p.override(set_)
     p.save(output)
     _print_fingerprint(p.fingerprint)
+    if p.task == "segment":
+        seg = p.segment
+        out.print(f"plan written to {output}: segment with {p.model.name} {p.model.kwargs.get('filters')}, patch "
+                  f"{seg.patch_size} at {seg.target_spacing or 'native'} mm, batch {p.batch_size}, {p.epochs} epochs, "
+                  f"normalisation {seg.normalization}")
+        return
     out.print(f"plan written to {output}: {p.model.name} {p.preprocessing.input_size}, {p.epochs} epochs, "
               f"batch {p.batch_size}, augment {p.augment.preset}")
 
@@ -108,13 +161,13 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
           augment: Optional[str] = typer.Option(None, help="Augmentation preset: none | light | default | heavy."),
           precision: Optional[str] = typer.Option(None, help="auto | 32 | bf16-mixed | 16-mixed."),
           set_: List[str] = typer.Option([], "--set", help="Override any plan field: key=value (repeatable)."),
+          task: str = typer.Option("auto", help=TASK_HELP),
           overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
           resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run folder from its last checkpoint."),
           progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal).")):
-    """Train a classifier; writes a run folder (plan, best/last checkpoints, metrics, learning curve, logs)."""
-    from medcnn.data.classification import load_classification
+    """Train a classifier or a segmentation model; writes a run folder (plan, best/last checkpoints, metrics,
+    learning curve, logs; split.json for segmentation)."""
     from medcnn.plan import Plan
-    from medcnn.planning import default_plan
     from medcnn.train.engine import train as do_train
     from medcnn.transforms.augment import preset
 
@@ -122,8 +175,7 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
         if not (resume / "plan.yaml").is_file():
             raise MedcnnError("not a run folder (no plan.yaml)", resume)
         p = Plan.load(resume / "plan.yaml")
-        pre = p.preprocessing
-        ds = load_classification(p.data, input_size=pre.input_size, channels=pre.channels, intensity=pre.intensity, seed=p.seed)
+        ds = _load_for(p, p.data)
         out.print(f"resuming {resume}")
         do_train(p, ds, resume, progress=progress, resume=True)
         return
@@ -133,15 +185,13 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
         if not data:
             raise MedcnnError("no DATA given and the plan has no `data` field")
         data = _sized(data, size)
-        pre = p.preprocessing
-        ds = load_classification(data, input_size=pre.input_size, channels=pre.channels, intensity=pre.intensity, seed=p.seed)
+        ds = _load_for(p, data)
         p.data = data
     else:
         if not data:
             raise MedcnnError("give DATA or --plan")
         data = _sized(data, size)
-        ds = load_classification(data)
-        p = default_plan(ds, data)
+        ds, p = _default_plan(data, task)
     sets = list(set_)
     for key, v in (("epochs", epochs), ("batch_size", batch_size), ("optim.lr", lr), ("model.name", model),
                    ("seed", seed), ("precision", precision)):
@@ -151,8 +201,18 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
     if augment is not None:
         a = preset(augment)
         p.augment = a
-    _check_compatible(p, ds)
     run_dir = out_dir or Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if p.task == "segment":
+        from medcnn.cli.segment import check_plan_fits
+
+        check_plan_fits(p, ds)
+        out.print(f"training {p.model.name} segmentation on {ds.name} ({len(ds.cases)} labelled cases), "
+                  f"{p.epochs} epochs -> {run_dir}")
+        do_train(p, ds, run_dir, overwrite=overwrite, progress=progress)
+        info = json.loads((run_dir / "run.json").read_text())
+        out.print(f"done in {info['train_seconds']:.0f} s; best val Dice {info['best_val_score']:.4f}; run folder {run_dir}")
+        return
+    _check_compatible(p, ds)
     out.print(f"training {p.model.name} on {ds.name} ({len(ds.labels['train'])} train / {len(ds.labels['val'])} val), "
               f"{p.epochs} epochs -> {run_dir}")
     do_train(p, ds, run_dir, overwrite=overwrite, progress=progress)
@@ -168,7 +228,20 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn
              data: Optional[str] = typer.Option(None, help="Evaluate on another dataset (same classes)."),
              json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
              paper: bool = typer.Option(False, "--paper", help="Show the MedMNIST v2 paper's ResNet numbers beside ours.")):
-    """AUC, ACC, per-class sensitivity/specificity, ECE; confusion/ROC/reliability PNGs in RUN/eval/."""
+    """Classification: AUC, ACC, per-class sensitivity/specificity, ECE; confusion/ROC/reliability PNGs.
+    Segmentation: Dice, IoU, HD95, ASSD per label, volumes vs reference, overlays. All in RUN/eval/."""
+    if _run_task(run) == "segment":
+        from medcnn.cli.segment import print_evaluation
+        from medcnn.tasks.evaluate_segment import evaluate_segment_run
+
+        if data is not None:
+            raise MedcnnError("--data is for classification runs; a segmentation run evaluates its own split")
+        r = evaluate_segment_run(run, split, checkpoint)
+        if json_out:
+            out.print_json(json.dumps(r))
+        else:
+            print_evaluation(run, r)
+        return
     from medcnn.tasks.evaluate_classify import evaluate_run
 
     r = evaluate_run(run, split, checkpoint, data)
@@ -211,8 +284,19 @@ def predict(run: Path = typer.Argument(..., help="Run folder."),
             checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
             json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file."),
             max_uncertainty: Optional[float] = typer.Option(None, help="Abstain ('uncertain - refer') when 1 - top "
-                                                            "probability exceeds this (calibrated once `evaluate` ran).")):
-    """Class probabilities for images, preprocessed exactly as in training."""
+                                                            "probability exceeds this (calibrated once `evaluate` ran)."),
+            out_dir: Optional[Path] = typer.Option(None, "--out", help="Segmentation: output folder (default RUN/predictions)."),
+            overwrite: bool = typer.Option(False, help="Segmentation: replace existing output folders.")):
+    """Classification: class probabilities. Segmentation: mask (NIfTI, PNG in 2D, DICOM SEG for a DICOM
+    series), overlay PNG and measurements (size in mm³/mm², components, centroids, boxes) per input."""
+    if _run_task(run) == "segment":
+        from medcnn.cli.segment import predict_files
+        from medcnn.utils.files import atomic_write_json
+
+        results = predict_files(run, inputs, out_dir, checkpoint, overwrite)
+        if json_path:
+            atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "results": results})
+        return
     from medcnn.infer.predictor import Predictor
     from medcnn.utils.files import atomic_write_json
 
@@ -230,11 +314,51 @@ def predict(run: Path = typer.Argument(..., help="Run folder."),
 
 
 @app.command()
+def measure(mask: Path = typer.Argument(..., help="A label map (NIfTI, DICOM, PNG...)."),
+            names: List[str] = typer.Option([], "--name", help="Label name: VALUE=NAME (repeatable)."),
+            json_path: Optional[Path] = typer.Option(None, "--json", help="Write the measurements to this JSON file.")):
+    """Size (mm³ / mm²), connected components, centroids and boxes of every label of a mask."""
+    from medcnn.cli.segment import measure_file
+
+    parsed = {}
+    for n in names:
+        k, sep, v = n.partition("=")
+        if not sep or not k.strip().isdigit():
+            raise MedcnnError(f"--name needs VALUE=NAME, got {n!r}")
+        parsed[int(k)] = v
+    measure_file(mask, parsed, json_path)
+
+
+@app.command()
+def compare(run: Path = typer.Argument(..., help="Segmentation run folder."),
+            before: Path = typer.Argument(..., help="The earlier scan."),
+            after: Path = typer.Argument(..., help="The later scan."),
+            checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
+            json_path: Optional[Path] = typer.Option(None, "--json", help="Write the change table to this JSON file.")):
+    """Segment two scans and report each label's change (absolute and %), for disease monitoring."""
+    from medcnn.cli.segment import compare_scans
+
+    if _run_task(run) != "segment":
+        raise MedcnnError("compare needs a segmentation run", run)
+    compare_scans(run, before, after, json_path, checkpoint)
+
+
+@app.command()
 def models():
     """List the registered networks."""
     from medcnn.models import list_models
 
     out.print("\n".join(list_models()))
+
+
+def _run_task(run: Path) -> str:
+    """The task of a run folder, from its plan (classification when it cannot tell)."""
+    f = Path(run) / "plan.yaml"
+    if not f.is_file():
+        return "classify"
+    from medcnn.plan import Plan
+
+    return Plan.load(f).task
 
 
 def _sized(data: str, size: Optional[int]) -> str:
@@ -261,9 +385,10 @@ def _check_compatible(p, ds) -> None:
 
 def _print_fingerprint(fp: dict) -> None:
     t = Table(title=f"fingerprint: {fp['name']}", show_header=False)
-    for k in ("modality", "label_type", "num_classes", "n", "spatial_dims", "channels", "size", "spacing_mm",
-              "intensity", "class_counts"):
-        t.add_row(k, json.dumps(fp.get(k)) if not isinstance(fp.get(k), str) else fp[k])
+    for k, v in fp.items():
+        if k in ("name", "source", "class_names"):
+            continue
+        t.add_row(k, json.dumps(v) if not isinstance(v, str) else v)
     out.print(t)
 
 

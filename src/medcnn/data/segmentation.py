@@ -277,3 +277,12 @@ def split_cases(ids: list[str], *, test_fraction: float = 0.2, val_fraction: flo
         val = rest[fold::folds]
     train = [c for c in rest if c not in set(val)]
     return {"train": sorted(train), "val": sorted(val), "test": test}
+
+
+def looks_like_segmentation(data: str | Path) -> bool:
+    """True for the folder layouts :func:`load_segmentation` reads."""
+    p = Path(data)
+    if not p.is_dir():
+        return False
+    return ((p / "dataset.json").is_file() and (p / "imagesTr").is_dir()) or (p / "training" / "images").is_dir() \
+        or ((p / "images").is_dir() and any((p / d).is_dir() for d in LABEL_DIRS))

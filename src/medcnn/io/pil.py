@@ -120,3 +120,18 @@ def read_tiff(path: Path) -> Image:
                 raise InputError(f"cannot decode TIFF ({one_line(e)}; pip install imagecodecs)", path) from None
         raise InputError(f"corrupt or unreadable TIFF ({one_line(e)})", path) from None
     return _image(arr, path, "tiff")
+
+
+def write_png_mask(label: Image, path: Path) -> Path:
+    """A 2D label map as an 8-bit PNG; a binary map is written 0/255 so image viewers show it."""
+    from PIL import Image as PILImage
+
+    from medcnn.utils.files import atomic_path
+
+    arr = np.asarray(label.array[0])
+    if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:
+        raise InputError("label values outside 0..255 do not fit an 8-bit PNG; write NIfTI instead", path)
+    out = (arr > 0).astype(np.uint8) * 255 if arr.max(initial=0) <= 1 else arr.astype(np.uint8)
+    with atomic_path(path) as tmp:
+        PILImage.fromarray(out).save(tmp, format="PNG")
+    return Path(path)

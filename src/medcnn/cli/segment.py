@@ -1,0 +1,137 @@
+"""The segmentation side of the CLI: predict to files, evaluate tables, measure, compare."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from medcnn.errors import MedcnnError
+
+out = Console()
+
+
+def check_plan_fits(p, ds) -> None:
+    names = {v for k, v in ds.labels.items()}
+    if p.num_classes != len(ds.labels):
+        raise MedcnnError(f"the plan is for {p.num_classes} labels {p.class_names} but the data has "
+                          f"{len(ds.labels)} {sorted(names)}")
+
+
+def output_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".dcm", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoint: str = "best",
+                  overwrite: bool = False) -> list[dict]:
+    """Segment each input; per input a folder with mask.nii.gz, overlay.png, measurements.json/.csv
+    (and seg.dcm for a DICOM series). Inputs are only read, never written."""
+    from medcnn.infer.seg_outputs import save_measurements, save_overlay
+    from medcnn.infer.segmenter import Segmenter
+    from medcnn.io import read_image
+    from medcnn.io.nifti import write_nifti
+
+    seg = Segmenter.from_run(run, checkpoint)
+    out_dir = out_dir or run / "predictions"
+    names = {i: n for i, n in enumerate(seg.plan.class_names)}
+    labels = list(range(1, seg.plan.num_classes))
+    results = []
+    for path in inputs:
+        dest = out_dir / output_stem(path)
+        if dest.exists() and any(dest.iterdir()) and not overwrite:
+            raise MedcnnError("output folder exists; pass --overwrite or choose another --out", dest)
+        image = read_image(path)
+        result = seg.segment(image)
+        dest.mkdir(parents=True, exist_ok=True)
+        files = {"mask": write_nifti(result.label, dest / "mask.nii.gz"),
+                 "overlay": save_overlay(image, result.label, dest / "overlay.png")}
+        if image.spatial_dims == 2:
+            from medcnn.io.pil import write_png_mask
+
+            files["mask_png"] = write_png_mask(result.label, dest / "mask.png")
+        report = save_measurements(result.label, names, dest / "measurements.json", dest / "measurements.csv", labels)
+        files["measurements"] = dest / "measurements.json"
+        if image.meta.get("dicom_series") or image.meta.get("series_instance_uid"):
+            from medcnn.io.dicom_seg import write_dicom_seg
+
+            files["dicom_seg"] = write_dicom_seg(path, result.label, names, dest / "seg.dcm")
+        results.append({"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
+                        "sizes": {m["name"]: m["size_mm"] for m in report["labels"]}, "unit": report["unit"],
+                        "components": {m["name"]: m["n_components"] for m in report["labels"]}})
+    t = Table(title=f"{run} ({checkpoint})")
+    t.add_column("file"), t.add_column("label"), t.add_column("size", justify="right"), t.add_column("components", justify="right")
+    for r in results:
+        for name, size in r["sizes"].items():
+            t.add_row(Path(r["file"]).name, name, f"{size:.1f} {r['unit']}", str(r["components"][name]))
+    out.print(t)
+    out.print(f"outputs in {out_dir}")
+    return results
+
+
+def print_evaluation(run: Path, r: dict) -> None:
+    t = Table(title=f"{run} — {r['split']} ({r['n']} cases, {r['checkpoint']} checkpoint, post-processing "
+                    f"{r['postprocess']['postprocess']})")
+    for c in ("label", "Dice", "IoU", "HD95 mm", "ASSD mm", f"ref {r['size_unit']}", f"pred {r['size_unit']}", "size r"):
+        t.add_column(c, justify="left" if c == "label" else "right")
+    for name, v in r["per_label"].items():
+        t.add_row(name, f"{v['dice']:.4f}", f"{v['iou']:.4f}", f"{v['hd95_mm']:.2f}", f"{v['assd_mm']:.2f}",
+                  f"{v['ref_size_mean']:.0f}", f"{v['pred_size_mean']:.0f}", f"{v['size_correlation']:.3f}")
+    out.print(t)
+    line = f"mean Dice {r['dice_mean']:.4f}   inference {r['infer_s_per_case']:.2f} s/case"
+    if "fov" in r:
+        f = r["fov"]
+        line += (f"   inside the field of view: AUC {f['auc']:.4f}  F1 {f['f1']:.4f}  ACC {f['acc']:.4f}  "
+                 f"sens {f['sensitivity']:.4f}  spec {f['specificity']:.4f}")
+    out.print(line + f"   -> {run / 'eval'}")
+
+
+def measure_file(mask: Path, names: dict[int, str] | None, json_out: Path | None) -> dict:
+    from medcnn.io import read_image
+    from medcnn.measure.components import measure, to_dict
+
+    img = read_image(mask)
+    report = to_dict(measure(img, label_names=names), img.spatial_dims)
+    t = Table(title=f"{mask.name} ({report['unit']})")
+    for c in ("label", "name", "size", "components", "largest centroid (RAS mm)"):
+        t.add_column(c)
+    for m in report["labels"]:
+        c0 = m["components"][0]["centroid_ras_mm"] if m["components"] else []
+        t.add_row(str(m["label"]), m["name"], f"{m['size_mm']:.1f}", str(m["n_components"]), " ".join(map(str, c0)))
+    out.print(t)
+    if json_out:
+        from medcnn.utils.files import atomic_write_json
+
+        atomic_write_json(json_out, report)
+    return report
+
+
+def compare_scans(run: Path, before: Path, after: Path, json_out: Path | None, checkpoint: str = "best") -> list[dict]:
+    from medcnn.infer.segmenter import Segmenter
+    from medcnn.io import read_image
+    from medcnn.measure import compare, measure
+
+    seg = Segmenter.from_run(run, checkpoint)
+    names = {i: n for i, n in enumerate(seg.plan.class_names)}
+    labels = list(range(1, seg.plan.num_classes))
+    ms = [measure(seg.segment(read_image(p)).label, label_names=names, labels=labels) for p in (before, after)]
+    rows = compare(*ms)
+    unit = "mm3" if seg.plan.spatial_dims == 3 else "mm2"
+    t = Table(title=f"change {before.name} -> {after.name} ({unit})")
+    for c in ("label", "before", "after", "change", "change %", "components"):
+        t.add_column(c, justify="left" if c == "label" else "right")
+    for r in rows:
+        pct = "-" if r["size_change_pct"] is None else f"{r['size_change_pct']:+.1f} %"
+        t.add_row(r["name"], f"{r['size_before']:.1f}", f"{r['size_after']:.1f}", f"{r['size_change']:+.1f}", pct,
+                  f"{r['components_before']} -> {r['components_after']}")
+    out.print(t)
+    if json_out:
+        from medcnn.utils.files import atomic_write_json
+
+        atomic_write_json(json_out, {"run": str(run), "before": str(before), "after": str(after), "unit": unit,
+                                     "labels": rows})
+    return rows
