@@ -72,3 +72,19 @@ def breast_run(tmp_path_factory, breast_npz) -> Path:
     data = load_classification(str(breast_npz))
     plan = default_plan(data, str(breast_npz)).override(["epochs=2", "ensemble=1", "tta=none"])
     return train(plan, data, tmp_path_factory.mktemp("runs") / "breast", progress=False)
+
+
+@pytest.fixture(scope="session")
+def hippo_run(tmp_path_factory, hippocampus_dir) -> Path:
+    """A real, briefly trained MSD Hippocampus segmentation run (a few dozen patches)."""
+    from medcnn.data.segmentation import load_segmentation
+    from medcnn.planning.segment import default_plan
+    from medcnn.train.engine import train
+
+    data = load_segmentation(hippocampus_dir)
+    plan = default_plan(data, str(hippocampus_dir)).override(
+        ["epochs=2", "segment.patches_per_epoch=24", "segment.tta_flips=false", "segment.val_every=2",
+         "segment.split={test_fraction: 0.04, val_fraction: 0.05, fold: null}",
+         # hippocampus is 1 mm already; native spacing keeps the DICOM series test (0.7 x 0.7 x 6.5 mm) small
+         "segment.target_spacing=[]", "segment.sw_overlap=0.25"])
+    return train(plan, data, tmp_path_factory.mktemp("runs") / "hippo", progress=False)

@@ -56,10 +56,10 @@ def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoin
             files["mask_png"] = write_png_mask(result.label, dest / "mask.png")
         report = save_measurements(result.label, names, dest / "measurements.json", dest / "measurements.csv", labels)
         files["measurements"] = dest / "measurements.json"
-        if image.meta.get("dicom_series") or image.meta.get("series_instance_uid"):
+        if image.meta.get("format") == "dicom" and image.meta.get("sop_instance_uids") and image.spatial_dims == 3:
             from medcnn.io.dicom_seg import write_dicom_seg
 
-            files["dicom_seg"] = write_dicom_seg(path, result.label, names, dest / "seg.dcm")
+            files["dicom_seg"] = write_dicom_seg(path, result.label, names, dest / "seg.dcm", source_image=image)
         results.append({"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
                         "sizes": {m["name"]: m["size_mm"] for m in report["labels"]}, "unit": report["unit"],
                         "components": {m["name"]: m["n_components"] for m in report["labels"]}})

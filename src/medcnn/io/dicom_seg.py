@@ -1,0 +1,95 @@
+"""DICOM SEG (highdicom) for a label map predicted on a DICOM series, referencing that series so a
+PACS viewer overlays it on the source images.
+
+The label map must be on the series' own grid as medcnn reads it: array axes (columns, rows,
+slices) with slices in the order of ``image.meta["sop_instance_uids"]``. Each label becomes one
+segment (BINARY, frames without the segment omitted). Patient and study attributes are copied
+from the source by highdicom, as DICOM requires; nothing identifying goes into the file name.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medcnn.data.image import Image
+from medcnn.errors import InputError
+
+
+def _sources(series: Path, uids: list[str]):
+    from pydicom import dcmread
+
+    files = [series] if series.is_file() else sorted(p for p in series.iterdir() if p.is_file() and not p.name.startswith("."))
+    by_uid = {}
+    for f in files:
+        try:
+            ds = dcmread(f, stop_before_pixels=False)
+        except Exception:  # non-DICOM files in the folder were skipped by the reader too
+            continue
+        by_uid[str(ds.get("SOPInstanceUID", ""))] = ds
+    missing = [u for u in uids if u not in by_uid]
+    if missing:
+        raise InputError(f"{len(missing)} source instance(s) of the segmented series are no longer in the folder", series)
+    return [by_uid[u] for u in uids]
+
+
+def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], path: str | Path, *,
+                    source_image: Image | None = None) -> Path:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from medcnn import __version__
+    from medcnn.utils.files import atomic_path
+
+    series = Path(series)
+    uids = (source_image.meta if source_image is not None else label.meta).get("sop_instance_uids") or []
+    if label.spatial_dims != 3 or not uids:
+        raise InputError("DICOM SEG needs the 3D label map of a DICOM series (source instance UIDs unknown)", series)
+    arr = label.array[0]
+    if arr.shape[2] != len(uids):
+        raise InputError(f"the label map has {arr.shape[2]} slices but the series {len(uids)} instances", series)
+    sources = _sources(series, uids)
+    frames = np.ascontiguousarray(np.transpose(arr, (2, 1, 0))).astype(np.uint8)  # (slices, rows, columns)
+    present = [int(v) for v in np.unique(frames) if v > 0]
+    segments = sorted(set(present) | {k for k in names if k > 0})
+    algo = hd.AlgorithmIdentificationSequence(name="medcnn", family=codes.cid7162.ArtificialIntelligence,
+                                              version=__version__)
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=i, segment_label=str(names.get(i, f"label {i}"))[:64],
+        segmented_property_category=codes.SCT.Tissue, segmented_property_type=codes.SCT.Tissue,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algo)
+        for i in segments]
+    # a label map with values = segment numbers; segment numbers must run 1..n
+    remap = np.zeros(max(segments) + 1, np.uint8)
+    for n, v in enumerate(segments, start=1):
+        remap[v] = n
+    for n, d in enumerate(descriptions, start=1):
+        d.SegmentNumber = n
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=remap[frames], segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9000,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medcnn", manufacturer_model_name="medcnn",
+        software_versions=__version__, device_serial_number="none", content_label="MEDCNN",
+        content_description="medcnn automatic segmentation",
+        omit_empty_frames=bool(present))  # an all-empty result keeps its (empty) frames
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        seg.save_as(tmp)
+    return path
+
+
+def _quiet(fn):
+    """highdicom warns about person-name formats by quoting the patient's name: keep it out of logs."""
+    import functools
+    import warnings
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*person name.*")
+            return fn(*a, **kw)
+
+    return wrapper
+
+
+write_dicom_seg = _quiet(write_dicom_seg)
