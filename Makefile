@@ -6,11 +6,12 @@ STAMP  := $(VENV)/.medcnn-installed
 RUNS   ?= runs
 PYTEST_ARGS ?=
 
-.PHONY: demo test install fetch-demo bench-classify clean help
+.PHONY: demo test install fetch-demo bench-classify bench-segment clean help
 
 help:
 	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
 	@echo "make test   - install, run the test suite (set MEDCNN_DATA to the data mirror)"
+	@echo "make bench-segment  - MSD Hippocampus + DRIVE segmentation benchmark (README table)"
 	@echo "make bench-classify - 5 MedMNIST datasets x 3 seeds + the official recipe baseline (hours; README table)"
 
 $(STAMP): pyproject.toml
@@ -32,6 +33,9 @@ test: $(STAMP)
 
 bench-classify: $(STAMP)
 	$(PY) bench/classify.py --out $(RUNS)/bench-classify $(BENCH_ARGS)
+
+bench-segment: $(STAMP)
+	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/segment.py --out $(RUNS)/bench-segment $(BENCH_ARGS)
 
 clean:
 	rm -rf $(RUNS) .pytest_cache

@@ -19,25 +19,22 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+ROOT = common.ROOT
 DATASETS = ["pneumoniamnist", "breastmnist", "bloodmnist", "organamnist", "adrenalmnist3d"]
 START, END = "<!-- bench-classify:start -->", "<!-- bench-classify:end -->"
 
 
 def commit() -> str:
-    try:
-        run = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = run("status", "--porcelain", "--untracked-files=no", "--", "src", "bench/classify.py", "bench/official_recipe.py")
-        return run("rev-parse", "--short", "HEAD") + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return common.commit("bench/classify.py", "bench/official_recipe.py", "bench/common.py")
 
 
 def paper_targets(name: str) -> dict:
@@ -100,15 +97,7 @@ def summarise(name: str, runs: list[dict], official: dict | None, meta: dict) ->
 
 
 def update_results(path: Path, records: list[dict]) -> list[dict]:
-    old = json.loads(path.read_text()) if path.is_file() else []
-    names = {r["dataset"] for r in records}
-    merged = [r for r in old if r["dataset"] not in names] + records
-    merged.sort(key=lambda r: DATASETS.index(r["dataset"]) if r["dataset"] in DATASETS else 99)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(merged, indent=1) + "\n")
-    os.replace(tmp, path)
-    return merged
+    return common.update_results(path, records, DATASETS)
 
 
 def table(records: list[dict]) -> str:
@@ -140,15 +129,7 @@ def table(records: list[dict]) -> str:
 
 
 def update_readme(path: Path, records: list[dict]) -> None:
-    text = path.read_text()
-    if START not in text or END not in text:
-        print(f"{path}: no {START} ... {END} markers; table not written", file=sys.stderr)
-        return
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(head + START + "\n" + table(records) + "\n" + END + tail)
-    os.replace(tmp, path)
+    common.update_readme(path, START, END, table(records))
 
 
 def main() -> None:

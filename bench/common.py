@@ -1,0 +1,46 @@
+"""What every benchmark script shares: the commit label, merging records into a results file,
+and replacing a README table between two markers (all writes atomic)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def commit(*paths: str) -> str:
+    """Short HEAD, with "-dirty" when src/ or the given bench files differ from it."""
+    try:
+        run = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = run("status", "--porcelain", "--untracked-files=no", "--", "src", *paths)
+        return run("rev-parse", "--short", "HEAD") + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def update_results(path: Path, records: list[dict], order: list[str]) -> list[dict]:
+    """Replace the records of the datasets in ``records``, keep the others; sorted by ``order``."""
+    old = json.loads(path.read_text()) if path.is_file() else []
+    names = {r["dataset"] for r in records}
+    merged = [r for r in old if r["dataset"] not in names] + records
+    merged.sort(key=lambda r: order.index(r["dataset"]) if r["dataset"] in order else 99)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(merged, indent=1) + "\n")
+    os.replace(tmp, path)
+    return merged
+
+
+def update_readme(path: Path, start: str, end: str, table: str) -> None:
+    text = path.read_text()
+    if start not in text or end not in text:
+        print(f"{path}: no {start} ... {end} markers; table not written", file=sys.stderr)
+        return
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(head + start + "\n" + table + "\n" + end + tail)
+    os.replace(tmp, path)

@@ -1,0 +1,116 @@
+"""The segmentation benchmark behind the README's segmentation table (issue #4).
+
+For each dataset: plan with the default planner (`medcnn plan`), train on the planned split
+(checkpoint and post-processing chosen on validation cases), evaluate the held-out test cases:
+MSD Hippocampus (seeded 80/20 split of the 260 labelled cases; ids in RUN/split.json) and DRIVE
+(official 20 training / 20 test images; F1, AUC, ACC inside the field of view).
+
+    make bench-segment
+    .venv/bin/python bench/segment.py --datasets hippocampus --set epochs=5   # a quick, non-default check
+
+Writes bench/results/segment.json (one record per dataset, merged), the README table between the
+bench-segment markers, and every run folder under OUT/<dataset>/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+ROOT = common.ROOT
+DATASETS = {"hippocampus": "msd_task04_hippocampus", "drive": "drive"}
+START, END = "<!-- bench-segment:start -->", "<!-- bench-segment:end -->"
+REFERENCE = {  # what the issue compares against
+    "hippocampus": "nnU-Net Dice ≈ 0.90 / 0.89 (anterior / posterior)",
+    "drive": "U-Net F1 0.825, AUC ≈ 0.98; 2nd observer ACC 0.947",
+}
+
+
+def data_path(name: str) -> Path:
+    root = os.environ.get("MEDCNN_DATA")
+    if not root:
+        sys.exit("set MEDCNN_DATA to the data folder (it holds msd_task04_hippocampus/ and drive/)")
+    p = Path(root) / DATASETS[name]
+    if not p.is_dir():
+        sys.exit(f"{p}: not found")
+    return p
+
+
+def run_one(name: str, out: Path, sets: list[str]) -> dict:
+    from medcnn.data.segmentation import load_segmentation
+    from medcnn.planning.segment import default_plan
+    from medcnn.tasks.evaluate_segment import evaluate_segment_run
+    from medcnn.train.engine import train
+
+    path = data_path(name)
+    data = load_segmentation(path)
+    plan = default_plan(data, str(path)).override(sets)
+    run = train(plan, data, out / name, overwrite=True, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    rep = evaluate_segment_run(run, "test")
+    rec = {"dataset": name, "dice_mean": round(rep["dice_mean"], 4),
+           "per_label": {k: {m: round(v[m], 4) for m in ("dice", "iou", "hd95_mm", "assd_mm", "size_correlation",
+                                                       "size_abs_error_pct")} for k, v in rep["per_label"].items()},
+           "f1": None, "auc": None, "acc": None, "n_test": rep["n"], "postprocess": rep["postprocess"],
+           "train_minutes": round(info["train_seconds"] / 60, 2), "best_val_dice": info.get("best_val_score"),
+           "infer_s_per_case": round(rep["infer_s_per_case"], 3),
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+           "epochs": plan.epochs, "patch": plan.segment.patch_size, "batch": plan.batch_size,
+           "model": plan.model.name, "model_kwargs": plan.model.kwargs, "tta_flips": plan.segment.tta_flips,
+           "precision": info.get("precision"), "reference": REFERENCE[name]}
+    if "fov" in rep:
+        rec.update({k: round(rep["fov"][k], 4) for k in ("f1", "auc", "acc", "sensitivity", "specificity")})
+    return rec
+
+
+def table(records: list[dict]) -> str:
+    lines = ["| dataset | Dice (mean over labels) | per label | F1 / AUC / ACC in FOV | reference | train min | "
+             "infer s/case | peak RAM MB | network, patch, epochs | commit |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        per = "; ".join(f"{k} {v['dice']:.3f}" for k, v in r["per_label"].items())
+        fov = f"{r['f1']:.3f} / {r['auc']:.3f} / {r['acc']:.3f}" if r.get("f1") is not None else "–"
+        net = f"{r['model']} {r['model_kwargs'].get('filters')}, {'×'.join(map(str, r['patch']))}, {r['epochs']} ep"
+        lines.append(f"| {r['dataset']} ({r['n_test']} test cases) | {r['dice_mean']:.3f} | {per} | {fov} | {r['reference']} | "
+                     f"{r['train_minutes']:.1f} | {r['infer_s_per_case']:.2f} | {r['peak_rss_mb']:.0f} | {net} | "
+                     f"`{r['commit']}` |")
+    cmds = sorted({r["command"] for r in records})
+    lines += ["", "Command(s): " + "; ".join(f"`{c}`" for c in cmds) + "."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-segment")
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "segment.json")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="plan override for every run (marks the results as not the default plan)")
+    args = ap.parse_args()
+
+    import torch
+
+    meta = {"commit": common.commit("bench/segment.py", "bench/common.py"),
+            "command": " ".join(["python", "bench/segment.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus", "plan_overrides": args.sets}
+    merged = []
+    for name in args.datasets:
+        rec = {**run_one(name, args.out, args.sets), **meta}
+        print(json.dumps(rec), flush=True)
+        merged = common.update_results(args.results, [rec], list(DATASETS))
+    common.update_readme(args.readme, START, END, table(merged))
+    print(table(merged))
+
+
+if __name__ == "__main__":
+    main()
