@@ -116,6 +116,20 @@ def test_repeated_positions_are_refused(series, tmp_path):
         read_image(tmp_path)
 
 
+def test_missing_slice_is_refused_not_stretched(series, image, tmp_path):
+    """A series with a slice missing in the middle must not be read onto a regular grid (every
+    distance and volume in mm would be wrong): one clear error instead."""
+    files, dss = series
+    pos = np.array([d.ImagePositionPatient for d in dss], dtype=float)
+    normal = np.cross(*np.array(dss[0].ImageOrientationPatient, dtype=float).reshape(2, 3))
+    middle = int(np.argsort(pos @ normal)[len(files) // 2])
+    for i, p in enumerate(files):
+        if i != middle:
+            shutil.copy(p, tmp_path / p.name)
+    with pytest.raises(InputError, match=r"slice spacing varies from 6.5 to 13 mm .*\(missing slices\?\)"):
+        read_image(tmp_path)
+
+
 def test_geometry_matches_nibabel_dicom_wrapper(dicom_series_dir, image):
     """nibabel's own DICOM wrapper (voxel order rows, cols; LPS) as an independent reference."""
     from nibabel.nicom import dicomwrappers

@@ -201,8 +201,9 @@ def _geometry(ds, positions, numbers, path: Path) -> tuple[np.ndarray, np.ndarra
             raise InputError(f"{n} slices at only {int((gaps >= 1e-3).sum()) + 1} positions: several volumes "
                              "(echoes, time points...) in one series are not supported", path)
         if n > 2 and gaps.max() - gaps.min() > 0.1 * np.median(gaps):
-            log.warning("%s: slice spacing varies from %.3g to %.3g mm (missing slices?)",
-                        path, gaps.min(), gaps.max())
+            # a regular grid would misplace slices and every measurement in mm would be wrong
+            raise InputError(f"slice spacing varies from {gaps.min():.3g} to {gaps.max():.3g} mm along the series "
+                             f"(missing slices?); supply the complete series", path)
         origin = pos[order[0]]
         step = (pos[order[-1]] - origin) / (n - 1) if n > 1 else step
     aff = np.eye(4)
