@@ -81,7 +81,8 @@ class SegmentConfig:
     patches_per_epoch: int = 250 * 8
     sw_overlap: float = 0.5  # sliding-window overlap at validation and inference
     tta_flips: bool = False  # average predictions over mirrorings (each spatial axis) at inference
-    # none | largest_component: keep each label's largest component (chosen on validation)
+    # none | largest_component (keep each label's largest component) | fill_holes | largest_component+fill_holes;
+    # `evaluate` picks the best on the validation cases (RUN/postprocess.json)
     postprocess: str = "none"
     use_fov: bool = False  # restrict loss and metrics to the field-of-view mask (DRIVE-style data)
     val_every: int = 1  # validate (sliding windows over whole val cases) every N epochs
@@ -131,8 +132,9 @@ class Plan:
                 raise ConfigError(f"segment.target_spacing needs {self.spatial_dims} values or [], got {seg.target_spacing}")
             if seg.normalization not in ("zscore", "ct", "rgb", "none"):
                 raise ConfigError(f"segment.normalization must be zscore, ct, rgb or none, got {seg.normalization!r}")
-            if seg.postprocess not in ("none", "largest_component"):
-                raise ConfigError(f"segment.postprocess must be none or largest_component, got {seg.postprocess!r}")
+            modes = ("none", "largest_component", "fill_holes", "largest_component+fill_holes")
+            if seg.postprocess not in modes:
+                raise ConfigError(f"segment.postprocess must be one of {modes}, got {seg.postprocess!r}")
         if self.label_type not in LABEL_TYPES:
             raise ConfigError(f"label_type must be one of {LABEL_TYPES}, got {self.label_type!r}")
         if self.precision not in PRECISIONS:

@@ -29,7 +29,11 @@ def test_train_writes_split_and_evaluate_reports_mm(hippo_run):
     assert r["n"] == 10 and set(r["per_label"]) == {"Anterior", "Posterior"}
     assert 0.0 <= r["dice_mean"] <= 1.0 and r["size_unit"] == "mm3"
     assert r["per_label"]["Anterior"]["ref_size_mean"] > 500  # hippocampus head: ~1-2 cm³ per side
-    assert json.loads((hippo_run / "postprocess.json").read_text())["postprocess"] in ("none", "largest_component")
+    from medcnn.infer.segmenter import POSTPROCESS
+
+    post = json.loads((hippo_run / "postprocess.json").read_text())
+    assert post["postprocess"] in POSTPROCESS and set(post["val_dice"]) == set(POSTPROCESS)
+    assert post["val_dice"][post["postprocess"]] == max(post["val_dice"].values())
     for f in ("test_cases.csv", "test_volumes.png"):
         assert (hippo_run / "eval" / f).is_file()
 
@@ -86,3 +90,21 @@ def test_bad_input_is_one_line(hippo_run, tmp_path, capsys):
     assert main(["predict", str(hippo_run), str(bad)]) == 2
     err = capsys.readouterr().err
     assert "broken.nii.gz" in err and "Traceback" not in err
+
+
+def test_postprocessing_on_a_real_label_map(hippocampus_dir):
+    """Real reference + a stray island and a hole: largest-component removes the island, fill-holes
+    closes the hole, neither touches the rest."""
+    from medcnn.infer.segmenter import postprocess
+
+    ref = np.asarray(nib.load(str(hippocampus_dir / "labelsTr" / "hippocampus_001.nii.gz")).dataobj).astype(np.uint8)
+    noisy = ref.copy()
+    noisy[0:2, 0:2, 0:2] = 1  # an island far from the structure
+    zz = np.argwhere(ref == 2)
+    c = tuple(np.round(zz.mean(0)).astype(int))
+    assert ref[c] == 2
+    noisy[c] = 0  # a one-voxel hole inside the posterior hippocampus
+    assert np.array_equal(postprocess(noisy, "largest_component", 3)[0:2, 0:2, 0:2], np.zeros((2, 2, 2)))
+    assert postprocess(noisy, "fill_holes", 3)[c] == 2
+    both = postprocess(noisy, "largest_component+fill_holes", 3)
+    assert (both != ref).sum() <= (noisy != ref).sum() - 9

@@ -39,9 +39,26 @@ def keep_largest_component(label: np.ndarray, labels: list[int]) -> np.ndarray:
     return out
 
 
+def fill_holes(label: np.ndarray, labels: list[int]) -> np.ndarray:
+    """Background enclosed by one label (in 3D: in 3D) becomes that label."""
+    from scipy import ndimage
+
+    out = label.copy()
+    for lab in labels:
+        filled = ndimage.binary_fill_holes(label == lab)
+        out[filled & (label == 0)] = lab
+    return out
+
+
+POSTPROCESS = ("none", "largest_component", "fill_holes", "largest_component+fill_holes")
+
+
 def postprocess(label: np.ndarray, mode: str, num_classes: int) -> np.ndarray:
-    if mode == "largest_component":
-        return keep_largest_component(label, list(range(1, num_classes)))
+    labels = list(range(1, num_classes))
+    if "largest_component" in mode:
+        label = keep_largest_component(label, labels)
+    if "fill_holes" in mode:
+        label = fill_holes(label, labels)
     return label
 
 

@@ -20,13 +20,15 @@ import numpy as np
 import torch
 
 from medcnn.errors import RunFolderError
-from medcnn.infer.segmenter import Segmenter, keep_largest_component
+from medcnn.infer.segmenter import Segmenter
 from medcnn.measure import voxel_size_mm
 from medcnn.utils.files import atomic_path, atomic_write_json
 
 
-def surface_metrics(pred: np.ndarray, ref: np.ndarray, labels: list[int], spacing) -> dict[int, dict[str, float]]:
-    """Dice, IoU, HD95 (mm), ASSD (mm) per label; distances are NaN when either mask is empty."""
+def surface_metrics(pred: np.ndarray, ref: np.ndarray, labels: list[int], spacing,
+                    distances: bool = True) -> dict[int, dict[str, float]]:
+    """Dice, IoU, HD95 (mm), ASSD (mm) per label; distances are NaN when either mask is empty
+    (or not asked for)."""
     from monai.metrics import (compute_average_surface_distance, compute_dice, compute_hausdorff_distance,
                                compute_iou)
 
@@ -38,7 +40,7 @@ def surface_metrics(pred: np.ndarray, ref: np.ndarray, labels: list[int], spacin
     out = {}
     for lab in labels:
         pl, rl = p[:, lab:lab + 1], r[:, lab:lab + 1]
-        if pl.any() and rl.any():
+        if distances and pl.any() and rl.any():
             two = (torch.cat([1 - pl, pl], 1), torch.cat([1 - rl, rl], 1))
             hd = float(compute_hausdorff_distance(*two, percentile=95, spacing=list(spacing))[0, 0])
             asd = float(compute_average_surface_distance(*two, symmetric=True, spacing=list(spacing))[0, 0])
@@ -73,23 +75,29 @@ def _load(run: Path):
 
 
 def choose_postprocess(seg: Segmenter, data, ids: list[str], run: Path) -> dict[str, Any]:
-    """Keep-largest-component if it raises the mean validation Dice; saved to RUN/postprocess.json."""
+    """The post-processing (none, keep largest component, fill holes, both) with the best mean
+    validation Dice; "none" unless another beats it. Saved to RUN/postprocess.json."""
     from medcnn.data.segmentation import read_case
+    from medcnn.infer.segmenter import POSTPROCESS, postprocess
     from medcnn.train.seg_data import cases_of
 
-    labels = list(range(1, seg.plan.num_classes))
-    raw, lcc = [], []
+    k = seg.plan.num_classes
+    labels = list(range(1, k))
+    scores: dict[str, list[float]] = {m: [] for m in POSTPROCESS}
     for case in cases_of(data, ids):
         image, ref, fov = read_case(case, data.labels)
         pred = seg.probabilities(image).argmax(0).numpy().astype(np.uint8)
-        for store, p in ((raw, pred), (lcc, keep_largest_component(pred, labels))):
-            m = surface_metrics(p, ref.array[0], labels, image.spacing)
-            store.append(np.mean([m[lab]["dice"] for lab in labels]))
-    d_raw, d_lcc = float(np.mean(raw)), float(np.mean(lcc))
-    choice = {"postprocess": "largest_component" if d_lcc > d_raw + 1e-4 else "none",
-              "val_dice_none": round(d_raw, 5), "val_dice_largest_component": round(d_lcc, 5), "n_val": len(ids)}
+        for mode in POSTPROCESS:
+            p = postprocess(pred, mode, k)
+            inside = fov.array[0] > 0 if (fov is not None and seg.plan.segment.use_fov) else None
+            a, b = (p, ref.array[0]) if inside is None else (np.where(inside, p, 0), np.where(inside, ref.array[0], 0))
+            m = surface_metrics(a, b, labels, image.spacing, distances=False)
+            scores[mode].append(float(np.mean([m[lab]["dice"] for lab in labels])))
+    means = {m: round(float(np.mean(v)), 5) for m, v in scores.items()}
+    best = max(means, key=lambda m: (means[m] - (1e-4 if m != "none" else 0.0)))
+    choice = {"postprocess": best, "val_dice": means, "n_val": len(ids)}
     atomic_write_json(run / "postprocess.json", choice)
-    seg.post = choice["postprocess"]
+    seg.post = best
     return choice
 
 
@@ -119,6 +127,8 @@ def evaluate_segment_run(run: str | Path, split: str = "test", checkpoint: str =
         result = seg.segment(image, keep_probs=plan.segment.use_fov)
         times.append(time.perf_counter() - t0)
         pred = result.label.array[0]
+        if plan.segment.use_fov and fov is not None:  # metrics count the field of view only
+            pred = np.where(fov.array[0] > 0, pred, 0)
         m = surface_metrics(pred, ref.array[0], labels, image.spacing)
         vox = voxel_size_mm(image.affine)
         row = {"case": case.id, "seconds": round(times[-1], 3)}
