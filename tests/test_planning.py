@@ -41,3 +41,11 @@ def test_balanced_class_weights_make_every_class_count_equally(plans):
     counts = plans["pneumoniamnist"].fingerprint["class_counts"]["train"]
     w = balanced_class_weights(counts)
     assert [round(wi * c) for wi, c in zip(w, counts.values())] == [sum(counts.values()) // 2] * 2
+
+
+def test_binary_tasks_get_balanced_weights_multiclass_none(plans):
+    for n in ("breastmnist", "pneumoniamnist", "adrenalmnist3d"):
+        counts = plans[n].fingerprint["class_counts"]["train"]
+        w = plans[n].class_weights
+        assert len(w) == 2 and w[0] * list(counts.values())[0] == pytest.approx(w[1] * list(counts.values())[1], rel=1e-3)
+    assert plans["bloodmnist"].class_weights == [] and plans["organamnist"].class_weights == []

@@ -108,7 +108,7 @@ class Plan:
     # planning.balanced_class_weights gives n / (k * n_c), i.e. every class counts equally
     class_weights: list[float] = field(default_factory=list)
     seed: int = 0
-    # >1: train this many members (seeds seed, seed+1, ...) and average their probabilities;
+    # >1: train this many members (seeds seed, seed+1000, ...) and average their probabilities;
     # the planner uses it for small datasets, where one model's checkpoint choice is noisy
     ensemble: int = 1
     # test-time augmentation at predict/evaluate: none | flip | dihedral (2D, 8 rotations/mirrors);

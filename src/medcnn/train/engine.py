@@ -146,6 +146,12 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     return run_dir
 
 
+def member_seed(seed: int, i: int) -> int:
+    """Member i of an ensemble trained with ``seed``: seed, seed + 1000, ... so that ensembles of
+    different seeds (the benchmark's 0, 1, 2) share no member."""
+    return seed + 1000 * i
+
+
 def member_dirs(run_dir: Path, plan: Plan) -> list[Path]:
     return [Path(run_dir) / "members" / f"m{i}" for i in range(plan.ensemble)]
 
@@ -164,7 +170,7 @@ def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resu
     t0 = time.perf_counter()
     members = []
     for i, m_dir in enumerate(member_dirs(run_dir, plan)):
-        m_plan = dataclasses.replace(plan, ensemble=1, seed=plan.seed + i)
+        m_plan = dataclasses.replace(plan, ensemble=1, seed=member_seed(plan.seed, i))
         info_file = m_dir / "run.json"
         m_info = _read_json(info_file) if info_file.is_file() else {}
         if "finished" not in m_info:
@@ -180,7 +186,7 @@ def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resu
                 finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
                 train_seconds=round(sum(m["train_seconds"] for m in members), 2),
                 best_val_score=float(sum(scores) / len(scores)) if scores else None,
-                members=[{"dir": f"members/m{i}", "seed": plan.seed + i, "best_val_score": m.get("best_val_score"),
+                members=[{"dir": f"members/m{i}", "seed": member_seed(plan.seed, i), "best_val_score": m.get("best_val_score"),
                           "train_seconds": m["train_seconds"]} for i, m in enumerate(members)])
     atomic_write_json(run_dir / "run.json", info)
     log.info("ensemble of %d done in %.1f s (this call %.1f s); mean best val %s = %s", plan.ensemble,
