@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,10 +30,6 @@ import common  # noqa: E402
 ROOT = common.ROOT
 DATASETS = ["pneumoniamnist", "breastmnist", "bloodmnist", "organamnist", "adrenalmnist3d"]
 START, END = "<!-- bench-classify:start -->", "<!-- bench-classify:end -->"
-
-
-def commit() -> str:
-    return common.commit("bench/classify.py", "bench/official_recipe.py", "bench/common.py")
 
 
 def paper_targets(name: str) -> dict:
@@ -139,21 +134,13 @@ def main() -> None:
     ap.add_argument("--official", nargs="+", default=["pneumoniamnist"],
                     help="datasets on which to also run the official recipe for the time ratio ('none' for none)")
     ap.add_argument("--official-epochs", type=int, default=100, help="100 is the recipe; fewer only for a quick check")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-classify")
-    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "classify.json")
-    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    ap.add_argument("--set", dest="sets", action="append", default=[],
-                    help="plan override for every run (marks the results as not the default plan)")
+    common.add_common_args(ap, "classify")
     args = ap.parse_args()
-
-    import torch
 
     sys.path.insert(0, str(ROOT / "bench"))
     import official_recipe
 
-    meta = {"commit": commit(), "command": " ".join(["python", "bench/classify.py", *sys.argv[1:]]),
-            "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": f"{platform.machine()} {os.cpu_count()} cpus", "plan_overrides": args.sets}
+    meta = common.run_meta("bench/classify.py", args.sets, "bench/official_recipe.py")
     official_sets = set() if args.official == ["none"] else set(args.official)
     records = []
     for name in args.datasets:

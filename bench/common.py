@@ -44,3 +44,25 @@ def update_readme(path: Path, start: str, end: str, table: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(head + start + "\n" + table + "\n" + end + tail)
     os.replace(tmp, path)
+
+
+def add_common_args(ap, name: str) -> None:
+    """--out, --results, --readme, --set: the options every benchmark takes."""
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / f"bench-{name}")
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / f"{name}.json")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="plan override for every run (marks the results as not the default plan)")
+
+
+def run_meta(script: str, sets: list[str], *files: str) -> dict:
+    """Commit, command, date and machine, recorded with every result."""
+    import platform
+    import time
+
+    import torch
+
+    return {"commit": commit(script, "bench/common.py", *files),
+            "command": " ".join(["python", script, *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus", "plan_overrides": sets}

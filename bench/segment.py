@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -90,19 +88,10 @@ def table(records: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-segment")
-    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "segment.json")
-    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    ap.add_argument("--set", dest="sets", action="append", default=[],
-                    help="plan override for every run (marks the results as not the default plan)")
+    common.add_common_args(ap, "segment")
     args = ap.parse_args()
 
-    import torch
-
-    meta = {"commit": common.commit("bench/segment.py", "bench/common.py"),
-            "command": " ".join(["python", "bench/segment.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": f"{platform.machine()} {os.cpu_count()} cpus", "plan_overrides": args.sets}
+    meta = common.run_meta("bench/segment.py", args.sets)
     merged = []
     for name in args.datasets:
         rec = {**run_one(name, args.out, args.sets), **meta}

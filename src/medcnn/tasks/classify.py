@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from medcnn.metrics.classification import accuracy, auc_score
 from medcnn.models import create_model, load_plugins
 from medcnn.plan import Plan
+from medcnn.tasks.base import TaskModule
 from medcnn.transforms.augment import BatchAugment
 
 
@@ -34,7 +34,7 @@ def probabilities(logits: torch.Tensor, label_type: str) -> torch.Tensor:
     return torch.sigmoid(logits) if label_type == "multilabel" else torch.softmax(logits, dim=1)
 
 
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(TaskModule):
     def __init__(self, plan: dict):
         super().__init__()
         self.save_hyperparameters({"plan": plan})
@@ -44,7 +44,6 @@ class ClassificationTask(L.LightningModule):
         self.channels_last = self.plan.spatial_dims == 2
         self._val_probs: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
-        self._loss_sum, self._loss_n = 0.0, 0
         self.epoch_summary: dict[str, float] = {}  # read by the EpochMetrics callback
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,18 +70,7 @@ class ClassificationTask(L.LightningModule):
         with torch.no_grad():
             x = self.augment(to_float(x))
         loss = self.loss(self(x), y)
-        if not torch.isfinite(loss):
-            from medcnn.errors import MedcnnError
-
-            raise MedcnnError(f"training diverged: the loss is {float(loss)} at epoch {self.current_epoch + 1}, "
-                              f"step {batch_idx}; try a lower optim.lr or precision=32")
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
-        self._loss_sum += float(loss.detach()) * len(x)
-        self._loss_n += len(x)
-        return loss
-
-    def on_train_epoch_start(self) -> None:
-        self._loss_sum, self._loss_n = 0.0, 0
+        return self.record_train_loss(loss, batch_idx, len(x))
 
     def on_validation_epoch_start(self) -> None:
         self._val_loss_sum, self._val_n = 0.0, 0
@@ -112,7 +100,7 @@ class ClassificationTask(L.LightningModule):
         score = {"auc": auc, "acc": acc}.get(metric, acc)
         self.log("val/score", score if math.isfinite(score) else acc)
         self.epoch_summary = {
-            "train_loss": self._loss_sum / self._loss_n if self._loss_n else float("nan"),
+            "train_loss": self.mean_train_loss,
             "val_loss": self._val_loss_sum / max(self._val_n, 1), "val_auc": auc, "val_acc": acc,
         }
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from medcnn.models import create_model, load_plugins
 from medcnn.plan import Plan
+from medcnn.tasks.base import TaskModule
 from medcnn.transforms.seg_augment import SegAugment
 
 IGNORE = 255
@@ -59,7 +59,7 @@ def dice_per_label(pred: torch.Tensor, ref: torch.Tensor, labels: list[int], fov
     return out
 
 
-class SegmentationTask(L.LightningModule):
+class SegmentationTask(TaskModule):
     def __init__(self, plan: dict):
         super().__init__()
         self.save_hyperparameters({"plan": plan})
@@ -68,7 +68,6 @@ class SegmentationTask(L.LightningModule):
         self.augment = SegAugment(self.plan.augment, self.plan.spatial_dims)
         self.val_cases: list = []  # PreparedCase, set by the engine (not saved in checkpoints)
         self._dice: list[list[float]] = []
-        self._loss_sum, self._loss_n = 0.0, 0
         self.epoch_summary: dict[str, float] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,18 +78,7 @@ class SegmentationTask(L.LightningModule):
         with torch.no_grad():
             x, y, fov = self.augment(x, y, fov)
         loss = dice_ce_loss(self(x), y, fov if self.plan.segment.use_fov else None)
-        if not torch.isfinite(loss):
-            from medcnn.errors import MedcnnError
-
-            raise MedcnnError(f"training diverged: the loss is {float(loss)} at epoch {self.current_epoch + 1}, "
-                              f"step {batch_idx}; try a lower optim.lr or precision=32")
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
-        self._loss_sum += float(loss.detach()) * len(x)
-        self._loss_n += len(x)
-        return loss
-
-    def on_train_epoch_start(self) -> None:
-        self._loss_sum, self._loss_n = 0.0, 0
+        return self.record_train_loss(loss, batch_idx, len(x))
 
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
         """(C, *S) normalised case -> (K, *S) logits by sliding windows (+ mirrored views if planned)."""
@@ -116,7 +104,7 @@ class SegmentationTask(L.LightningModule):
         score = float(np.nanmean(per_label))
         self.log("val/dice", score if math.isfinite(score) else 0.0, prog_bar=True)
         self.log("val/score", score if math.isfinite(score) else 0.0)
-        self.epoch_summary = {"train_loss": self._loss_sum / self._loss_n if self._loss_n else float("nan"),
+        self.epoch_summary = {"train_loss": self.mean_train_loss,
                               "val_dice": score}
         for name, v in zip(self.plan.class_names[1:], per_label):
             self.epoch_summary[f"val_dice_{name}"] = float(v)

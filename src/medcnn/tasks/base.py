@@ -1,0 +1,27 @@
+"""What every task's LightningModule shares: the training-loss bookkeeping and the divergence check."""
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from medcnn.errors import MedcnnError
+
+
+class TaskModule(L.LightningModule):
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum, self._loss_n = 0.0, 0
+
+    def record_train_loss(self, loss: torch.Tensor, batch_idx: int, n: int) -> torch.Tensor:
+        """Refuse a non-finite loss (one clear error), log it, and keep the epoch's running mean."""
+        if not torch.isfinite(loss):
+            raise MedcnnError(f"training diverged: the loss is {float(loss)} at epoch {self.current_epoch + 1}, "
+                              f"step {batch_idx}; try a lower optim.lr or precision=32")
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self._loss_sum = getattr(self, "_loss_sum", 0.0) + float(loss.detach()) * n
+        self._loss_n = getattr(self, "_loss_n", 0) + n
+        return loss
+
+    @property
+    def mean_train_loss(self) -> float:
+        n = getattr(self, "_loss_n", 0)
+        return self._loss_sum / n if n else float("nan")
