@@ -42,3 +42,23 @@ def test_patches_oversample_foreground(hippocampus_dir):
     big = PatchBatches(cases, [48, 64, 48], batch_size=2, n_batches=1, fg_oversample=0.0, seed=0)
     xb, yb, _ = next(iter(big))
     assert xb.shape == (2, 1, 48, 64, 48)  # cases smaller than the patch are zero-padded
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_mirroring_reaches_every_spatial_axis_and_never_the_channels(dims):
+    torch.manual_seed(1)
+    x = torch.arange(64 * 3 * 6 ** dims, dtype=torch.float32).reshape(64, 3, *([6] * dims))
+    y = (x[:, :1] > x.mean()).long()
+    cfg = AugmentConfig(preset="custom", p=0.0001, flip=True, rotate_deg=0.0, translate=0.0, scale=[1.0, 1.0],
+                        brightness=0.0, contrast=0.0)
+    aug = SegAugment(cfg, dims)
+    aug.cfg.p = 1e-9  # mirroring only (it does not depend on p); no other transform
+    xa, _, _ = aug(x.clone(), y.clone(), None)
+    seen = set()
+    for b in range(64):
+        for axes in [a for r in range(dims + 1) for a in __import__("itertools").combinations(range(2, 2 + dims), r)]:
+            ref = x[b:b + 1].flip(axes) if axes else x[b:b + 1]
+            if torch.allclose(xa[b:b + 1], ref, atol=1e-3):
+                seen.add(axes)
+    assert {(a,) for a in range(2, 2 + dims)} <= seen | {a for a in seen if len(a) == 1}
+    assert all(0 not in a and 1 not in a for a in seen)

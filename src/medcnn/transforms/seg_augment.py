@@ -41,11 +41,11 @@ class SegAugment:
         if cfg.flip:
             for axis in range(d):
                 m = torch.rand(b) < 0.5
-                if m.any():
-                    x[m] = x[m].flip(axis + 1)
-                    y[m] = y[m].flip(axis + 1)
+                if m.any():  # x[m] is (n, C, *spatial): spatial axis `axis` is dimension axis + 2
+                    x[m] = x[m].flip(axis + 2)
+                    y[m] = y[m].flip(axis + 2)
                     if fov is not None and fov.numel():
-                        fov[m] = fov[m].flip(axis + 1)
+                        fov[m] = fov[m].flip(axis + 2)
         spatial = (torch.rand(b) < cfg.p) & torch.tensor(cfg.rotate_deg > 0 or tuple(cfg.scale) != (1.0, 1.0))
         if spatial.any():
             n = int(spatial.sum())
