@@ -13,10 +13,9 @@ out = Console()
 
 
 def check_plan_fits(p, ds) -> None:
-    names = {v for k, v in ds.labels.items()}
     if p.num_classes != len(ds.labels):
         raise MedcnnError(f"the plan is for {p.num_classes} labels {p.class_names} but the data has "
-                          f"{len(ds.labels)} {sorted(names)}")
+                          f"{len(ds.labels)} {sorted(ds.labels.values())}")
 
 
 def output_stem(path: Path) -> str:

@@ -107,13 +107,13 @@ def load_segmentation(path: str | Path) -> SegmentationData:
     if (p / "training").is_dir() and (p / "training" / "images").is_dir():
         return _load_drive_style(p)
     if (p / "images").is_dir():
-        cases = _folder_cases(p, p.name)
+        cases = _folder_cases(p)
         return SegmentationData(name=p.name, source=str(p), labels=_labels_from_files(cases), cases=cases)
     raise InputError("no segmentation layout found: expected dataset.json + imagesTr/ + labelsTr/ (MSD / nnU-Net), "
                      "training/images + test/images (DRIVE style), or images/ + labels/", p)
 
 
-def _folder_cases(folder: Path, name: str) -> list[Case]:
+def _folder_cases(folder: Path) -> list[Case]:
     images = _images_in(folder / "images")
     if not images:
         raise InputError("no images found", folder / "images")
@@ -147,8 +147,8 @@ def binarize_if_needed(arr: np.ndarray, path: Path | None = None) -> np.ndarray:
 
 
 def _load_drive_style(p: Path) -> SegmentationData:
-    train = _folder_cases(p / "training", "training")
-    test = _folder_cases(p / "test", "test") if (p / "test" / "images").is_dir() else []
+    train = _folder_cases(p / "training")
+    test = _folder_cases(p / "test") if (p / "test" / "images").is_dir() else []
     if test and any(c.label is None for c in test):
         test = []
     return SegmentationData(name=p.name, source=str(p), labels=_labels_from_files(train), cases=train,
