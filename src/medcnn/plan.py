@@ -103,6 +103,9 @@ class Plan:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch_size: int = 128
     epochs: int = 30
+    # wall-time budget of training in minutes (0: none). The trainer times a few steps first and
+    # trains min(epochs, what fits) epochs, so the learning-rate schedule still completes
+    max_minutes: float = 0.0
     label_smoothing: float = 0.0
     # per-class weights of the cross-entropy (single-label tasks); [] = unweighted.
     # planning.balanced_class_weights gives n / (k * n_c), i.e. every class counts equally
@@ -156,6 +159,8 @@ class Plan:
             raise ConfigError(f"tta must be none, flip or dihedral, got {self.tta!r}")
         if self.tta == "dihedral" and self.spatial_dims != 2:
             raise ConfigError("tta: dihedral is for 2D images; use flip or none for 3D")
+        if self.max_minutes < 0:
+            raise ConfigError(f"max_minutes must be >= 0 (0: no time budget), got {self.max_minutes}")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
         return self

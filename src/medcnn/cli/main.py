@@ -141,8 +141,9 @@ def plan(data: str = typer.Argument(..., help="MedMNIST name, .npz file, class-f
     if p.task == "segment":
         seg = p.segment
         out.print(f"plan written to {output}: segment with {p.model.name} {p.model.kwargs.get('filters')}, patch "
-                  f"{seg.patch_size} at {seg.target_spacing or 'native'} mm, batch {p.batch_size}, {p.epochs} epochs, "
-                  f"normalisation {seg.normalization}")
+                  f"{seg.patch_size} at {seg.target_spacing or 'native'} mm, batch {p.batch_size}, {p.epochs} epochs"
+                  + (f" or what fits {p.max_minutes:g} min" if p.max_minutes else "")
+                  + f", normalisation {seg.normalization}")
         return
     out.print(f"plan written to {output}: {p.model.name} {p.preprocessing.input_size}, {p.epochs} epochs, "
               f"batch {p.batch_size}, augment {p.augment.preset}")
@@ -153,6 +154,8 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
           plan_file: Optional[Path] = typer.Option(None, "--plan", help="Plan YAML (default: planned from the data now)."),
           out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/NAME-TIME)."),
           epochs: Optional[int] = typer.Option(None, help="Override plan.epochs."),
+          max_minutes: Optional[float] = typer.Option(None, help="Training time budget in minutes (0: none): the "
+                                                      "first steps are timed and the epochs cut to fit."),
           batch_size: Optional[int] = typer.Option(None, help="Override plan.batch_size."),
           lr: Optional[float] = typer.Option(None, help="Override plan.optim.lr."),
           model: Optional[str] = typer.Option(None, help="Override plan.model.name (see `medcnn models`)."),
@@ -193,7 +196,7 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
         data = _sized(data, size)
         ds, p = _default_plan(data, task)
     sets = list(set_)
-    for key, v in (("epochs", epochs), ("batch_size", batch_size), ("optim.lr", lr), ("model.name", model),
+    for key, v in (("epochs", epochs), ("max_minutes", max_minutes), ("batch_size", batch_size), ("optim.lr", lr), ("model.name", model),
                    ("seed", seed), ("precision", precision)):
         if v is not None:
             sets.append(f"{key}={v}")
@@ -206,8 +209,9 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
         from medcnn.cli.segment import check_plan_fits
 
         check_plan_fits(p, ds)
+        budget = f" (at most; cut to fit {p.max_minutes:g} min)" if p.max_minutes else ""
         out.print(f"training {p.model.name} segmentation on {ds.name} ({len(ds.cases)} labelled cases), "
-                  f"{p.epochs} epochs -> {run_dir}")
+                  f"{p.epochs} epochs{budget} -> {run_dir}")
         do_train(p, ds, run_dir, overwrite=overwrite, progress=progress)
         info = json.loads((run_dir / "run.json").read_text())
         out.print(f"done in {info['train_seconds']:.0f} s; best val Dice {info['best_val_score']:.4f}; run folder {run_dir}")

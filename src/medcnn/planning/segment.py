@@ -24,6 +24,10 @@ MAX_PATCH_2D = 256
 BASE_FILTERS = {2: 16, 3: 16}
 MAX_FILTERS = 256
 FINGERPRINT_CASES = 64  # cases read for intensity statistics
+# training: at most MAX_EPOCHS x patches_per_epoch patches, cut by the trainer to fit MAX_MINUTES of wall
+# time on the machine at hand (a GPU gets all epochs; 2 CPU cores get what fits)
+MAX_EPOCHS = 50
+MAX_MINUTES = 30.0
 
 
 def fingerprint(data: SegmentationData, max_cases: int = FINGERPRINT_CASES) -> dict[str, Any]:
@@ -125,5 +129,6 @@ def default_plan(data: SegmentationData, data_arg: str) -> Plan:
                 preprocessing=Preprocessing(input_size=list(patch), channels=fp["channels"], intensity="none",
                                             mean=[0.0] * fp["channels"], std=[1.0] * fp["channels"]),
                 model=unet_for(patch, dims), optim=OptimConfig(name="adamw", lr=3e-3, weight_decay=3e-5),
-                augment=aug, batch_size=batch, epochs=50, segment=seg, val_metric="dice", fingerprint=fp)
+                augment=aug, batch_size=batch, epochs=MAX_EPOCHS, max_minutes=MAX_MINUTES, segment=seg,
+                val_metric="dice", fingerprint=fp)
     return plan.validate()

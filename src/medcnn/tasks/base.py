@@ -8,8 +8,20 @@ from medcnn.errors import MedcnnError
 
 
 class TaskModule(L.LightningModule):
+    def step_loss(self, batch) -> torch.Tensor:
+        """The training loss of one batch (augmentation included); ``training_step`` and the
+        time-budget calibration (``medcnn.train.budget``) both call it."""
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx):
+        return self.record_train_loss(self.step_loss(batch), batch_idx, len(batch[0]))
+
     def on_train_epoch_start(self) -> None:
         self._loss_sum, self._loss_n = 0.0, 0
+        loader = getattr(self.trainer, "train_dataloader", None)
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
 
     def record_train_loss(self, loss: torch.Tensor, batch_idx: int, n: int) -> torch.Tensor:
         """Refuse a non-finite loss (one clear error), log it, and keep the epoch's running mean."""

@@ -65,12 +65,11 @@ class ClassificationTask(TaskModule):
         weight = torch.tensor(self.plan.class_weights, device=logits.device) if self.plan.class_weights else None
         return F.cross_entropy(logits, y.long(), weight=weight, label_smoothing=self.plan.label_smoothing)
 
-    def training_step(self, batch, batch_idx):
+    def step_loss(self, batch) -> torch.Tensor:
         x, y = batch
         with torch.no_grad():
             x = self.augment(to_float(x))
-        loss = self.loss(self(x), y)
-        return self.record_train_loss(loss, batch_idx, len(x))
+        return self.loss(self(x), y)
 
     def on_validation_epoch_start(self) -> None:
         self._val_loss_sum, self._val_n = 0.0, 0

@@ -73,12 +73,11 @@ class SegmentationTask(TaskModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.contiguous())
 
-    def training_step(self, batch, batch_idx):
+    def step_loss(self, batch) -> torch.Tensor:
         x, y, fov = batch
         with torch.no_grad():
             x, y, fov = self.augment(x, y, fov)
-        loss = dice_ce_loss(self(x), y, fov if self.plan.segment.use_fov else None)
-        return self.record_train_loss(loss, batch_idx, len(x))
+        return dice_ce_loss(self(x), y, fov if self.plan.segment.use_fov else None)
 
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
         """(C, *S) normalised case -> (K, *S) logits by sliding windows (+ mirrored views if planned)."""

@@ -112,6 +112,9 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
         train_loader = array_loader(*data.split("train"), batch_size=plan.batch_size, shuffle=True)
         val_loader = array_loader(*data.split("val"), batch_size=max(plan.batch_size, 256), shuffle=False)
         task = ClassificationTask(plan.to_dict())
+    if plan.max_minutes > 0 and not resume:
+        plan, task = _fit_budget(plan, task, train_loader, val_cases if plan.task == "segment" else [],
+                                 info, precision, accelerator, run_dir)
     atomic_write_json(run_dir / "run.json", info)
     log.info("data %s: %s; plan %s %s, %d epochs, batch %d, precision %s", data.name, info["n"],
              plan.model.name, plan.preprocessing.input_size, plan.epochs, plan.batch_size, precision)
@@ -146,6 +149,28 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     return run_dir
 
 
+def _fit_budget(plan: Plan, task, train_loader, val_cases: list, info: dict, precision: str, accelerator: str,
+                run_dir: Path):
+    """Time a few steps, cut the epochs to fit ``plan.max_minutes``; the run's plan.yaml records the
+    epochs actually trained. Re-seeds, so a run does not depend on what the calibration drew."""
+    import dataclasses
+
+    import lightning as L
+
+    from medcnn.train.budget import plan_epochs
+
+    n_val = int(info["n"].get("val", 0))
+    info["time_budget"] = rec = plan_epochs(task, plan, train_loader, val_cases, n_val, precision, accelerator)
+    L.seed_everything(plan.seed, workers=True, verbose=False)
+    if rec["epochs"] != plan.epochs:
+        plan = dataclasses.replace(plan, epochs=rec["epochs"])
+        plan.save(run_dir / "plan.yaml")
+        task = type(task)(plan.to_dict())
+        if val_cases:
+            task.val_cases = val_cases
+    return plan, task
+
+
 def member_seed(seed: int, i: int) -> int:
     """Member i of an ensemble trained with ``seed``: seed, seed + 1000, ... so that ensembles of
     different seeds (the benchmark's 0, 1, 2) share no member."""
@@ -170,7 +195,8 @@ def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resu
     t0 = time.perf_counter()
     members = []
     for i, m_dir in enumerate(member_dirs(run_dir, plan)):
-        m_plan = dataclasses.replace(plan, ensemble=1, seed=member_seed(plan.seed, i))
+        m_plan = dataclasses.replace(plan, ensemble=1, seed=member_seed(plan.seed, i),
+                                     max_minutes=plan.max_minutes / plan.ensemble)  # the budget is the whole run's
         info_file = m_dir / "run.json"
         m_info = _read_json(info_file) if info_file.is_file() else {}
         if "finished" not in m_info:

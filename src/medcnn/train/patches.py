@@ -26,6 +26,11 @@ class PatchBatches(IterableDataset):
     def __len__(self) -> int:
         return self.n_batches
 
+    def set_epoch(self, epoch: int) -> None:
+        """Patches of ``epoch`` are drawn from their own seeded stream, so a resumed run sees the same
+        patches as an uninterrupted one (the task sets it at every epoch start)."""
+        self.epoch = int(epoch)
+
     def _crop(self, t: torch.Tensor, start: np.ndarray) -> torch.Tensor:
         """(C, *S) -> (C, *patch) at ``start`` (may be negative / overhang: zero padding)."""
         dims = len(self.patch)
@@ -55,7 +60,7 @@ class PatchBatches(IterableDataset):
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
-        self.epoch += 1
+        self.epoch += 1  # the next pass, unless set_epoch says otherwise
         for _ in range(self.n_batches):
             xs, ys, fs = [], [], []
             for b in range(self.batch_size):

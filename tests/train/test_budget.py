@@ -1,0 +1,61 @@
+"""Time budget (plan.max_minutes): the epoch arithmetic, and calibration on real data."""
+import json
+
+import pytest
+import torch
+
+from medcnn.data.classification import load_classification
+from medcnn.plan import Plan
+from medcnn.planning import default_plan
+from medcnn.train.budget import MARGIN, fit_epochs, plan_epochs
+from medcnn.train.engine import train
+
+
+def test_fit_epochs_arithmetic():
+    # 10 steps x 1 s + 10 s validation = 20 s per epoch
+    assert fit_epochs(50, 2.0, 10, 1.0, 10.0) == int(120 * MARGIN // 20)
+    assert fit_epochs(3, 60.0, 10, 1.0, 10.0) == 3  # never more than planned
+    assert fit_epochs(50, 0.001, 10, 1.0, 10.0) == 1  # at least one epoch
+    assert fit_epochs(50, 2.0, 10, 1.0, 10.0, val_every=5) == int(120 * MARGIN // 12)
+
+
+def test_budget_cuts_epochs_and_is_recorded(breast_npz, tmp_path):
+    data = load_classification(str(breast_npz))
+    plan = default_plan(data, str(breast_npz)).override(["epochs=400", "ensemble=1", "tta=none", "max_minutes=0.1"])
+    run = train(plan, data, tmp_path / "run", progress=False)
+    info = json.loads((run / "run.json").read_text())
+    tb = info["time_budget"]
+    assert tb["planned_epochs"] == 400 and 1 <= tb["epochs"] < 400
+    assert tb["seconds_per_step"] > 0 and (tb["estimated_minutes"] <= 0.1 or tb["epochs"] == 1)
+    assert Plan.load(run / "plan.yaml").epochs == tb["epochs"]
+    assert len(json.loads((run / "metrics.json").read_text())["epochs"]) == tb["epochs"]
+
+
+def test_segmentation_calibration_restores_weights(hippocampus_dir):
+    from medcnn.data.segmentation import load_segmentation
+    from medcnn.planning.segment import default_plan as seg_plan
+    from medcnn.tasks.segment import SegmentationTask
+    from medcnn.train.seg_data import segment_loaders
+
+    data = load_segmentation(hippocampus_dir)
+    plan = seg_plan(data, str(hippocampus_dir)).override(
+        ["epochs=50", "max_minutes=1", "segment.patches_per_epoch=24",
+         "segment.split={test_fraction: 0.9, val_fraction: 0.2, fold: null}"])
+    train_loader, _, val_cases, _ = segment_loaders(plan, data)
+    task = SegmentationTask(plan.to_dict())
+    task.val_cases = val_cases
+    before = {k: v.clone() for k, v in task.state_dict().items()}
+    rec = plan_epochs(task, plan, train_loader, val_cases, len(val_cases), "32", "cpu")
+    assert all(torch.equal(before[k], v) for k, v in task.state_dict().items())
+    assert task.training  # back in training mode
+    assert rec["validation_seconds"] > 0 and rec["steps_per_epoch"] == 24 // plan.batch_size
+    assert 1 <= rec["epochs"] <= 50
+    assert rec["estimated_minutes"] <= 1.0 or rec["epochs"] == 1
+
+
+@pytest.mark.parametrize("value", ["-1"])
+def test_negative_budget_is_refused(value):
+    from medcnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_minutes"):
+        Plan().override([f"max_minutes={value}"])
