@@ -68,6 +68,7 @@ class Segmenter:
             raise RunFolderError(f"this run is a {plan.task} model, not a segmentation model", run_dir)
         self.plan, self.net, self.run_dir = plan, net.eval(), run_dir
         self.post = post if post is not None else _chosen_postprocess(run_dir, plan)
+        self.bf16 = False  # bfloat16 autocast for the network (see bench/segment.py for its effect)
 
     @classmethod
     def from_run(cls, run: str | Path, checkpoint: str = "best") -> "Segmenter":
@@ -91,8 +92,9 @@ class Segmenter:
         from medcnn.infer.sliding import sliding_logits
 
         seg = self.plan.segment
-        return sliding_logits(self.net, x, seg.patch_size, overlap=seg.sw_overlap, batch_size=self.plan.batch_size,
-                              flips=seg.tta_flips if flips is None else flips)
+        return sliding_logits(self.net, x, seg.patch_size, overlap=seg.sw_overlap, batch_size=2 * self.plan.batch_size,
+                              flips=seg.tta_flips if flips is None else flips, num_classes=self.plan.num_classes,
+                              bf16=self.bf16)
 
     def probabilities(self, image: Image, flips: bool | None = None) -> torch.Tensor:
         """(K, *spatial) class probabilities on the input's grid."""

@@ -85,7 +85,7 @@ class SegmentationTask(TaskModule):
 
         seg = self.plan.segment
         return sliding_logits(self.net, image, seg.patch_size, overlap=seg.sw_overlap,
-                              batch_size=self.plan.batch_size, flips=False)
+                              batch_size=2 * self.plan.batch_size, flips=False, num_classes=self.plan.num_classes)
 
     def validation_step(self, index, batch_idx):
         case = self.val_cases[int(index)]
