@@ -13,3 +13,25 @@ def test_weighted_cross_entropy():
     expected = F.cross_entropy(logits, y, weight=torch.tensor([3.0, 1.0]))
     assert torch.isclose(task.loss(logits, y), expected)
     assert not torch.isclose(expected, F.cross_entropy(logits, y))
+
+
+def test_deep_supervision_weights_the_heads():
+    """With deep supervision the loss is the 1, 1/2, 1/4-weighted mean of the heads' Dice+CE."""
+    from medcnn.plan import ModelConfig, SegmentConfig
+    from medcnn.tasks.segment import SegmentationTask, dice_ce_loss
+
+    plan = Plan(task="segment", num_classes=3, spatial_dims=3, class_names=["bg", "a", "b"],
+                model=ModelConfig("unet", {"filters": [4, 8, 16], "strides": [1, 2, 2], "deep_supervision": 1}),
+                segment=SegmentConfig(patch_size=[16, 16, 16]))
+    plan.preprocessing.input_size = [16, 16, 16]
+    plan.augment.preset, plan.augment.p = "none", 0.0
+    task = SegmentationTask(plan.validate().to_dict())
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 16, 16, 16)
+    y = torch.randint(0, 3, (2, 1, 16, 16, 16))
+    out = task(x)
+    assert out.shape == (2, 2, 3, 16, 16, 16)
+    expected = (dice_ce_loss(out[:, 0], y) + 0.5 * dice_ce_loss(out[:, 1], y)) / 1.5
+    assert torch.isclose(task.step_loss((x, y, torch.empty(0))), expected, atol=1e-5)
+    task.eval()
+    assert task(x).shape == (2, 3, 16, 16, 16)  # inference: the main head only

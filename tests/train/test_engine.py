@@ -85,8 +85,11 @@ def test_multilabel_training(medmnist_dir, tmp_path):
     assert 0 <= rep["auc"] <= 1 and set(rep["per_class"]) == set(plan.class_names)
 
 
-def test_auto_precision_keeps_3d_fp32_on_cpu():
+def test_auto_precision_keeps_3d_classification_fp32_on_cpu():
     from medcnn.train.engine import resolve_precision
 
     assert resolve_precision("auto", 3) == "32"
     assert resolve_precision("bf16-mixed", 3) == "bf16-mixed"  # an explicit choice is kept
+    bf16_cpu = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+    if not torch.cuda.is_available():
+        assert resolve_precision("auto", 3, "segment") == ("bf16-mixed" if bf16_cpu else "32")

@@ -74,12 +74,18 @@ def efficientnet_b0(spatial_dims: int, in_channels: int, num_classes: int, **ext
 
 @register_model("unet")
 def unet(spatial_dims: int, in_channels: int, num_classes: int, *, filters: list[int] = (16, 32, 64, 128),
-         strides: list[int] = (1, 2, 2, 2), kernel_size: int = 3, norm: str = "instance", **extra):
-    """MONAI DynUNet (nnU-Net's U-Net): one stage per stride, ``filters`` channels per stage."""
+         strides: list[int] = (1, 2, 2, 2), kernel_size: int = 3, norm: str = "instance", deep_supervision: int = 0,
+         **extra):
+    """MONAI DynUNet (nnU-Net's U-Net): one stage per stride, ``filters`` channels per stage.
+    ``deep_supervision=k``: k extra outputs from the next-coarser decoder stages, returned (stacked
+    on dim 1, upsampled to full size) in training mode only; the task weights their losses."""
     from monai.networks.nets import DynUNet
 
     if len(filters) != len(strides):
         raise TypeError(f"filters {list(filters)} and strides {list(strides)} need the same length")
+    if not 0 <= deep_supervision <= len(strides) - 2:
+        raise TypeError(f"deep_supervision must be 0..{len(strides) - 2} for {len(strides)} stages")
     return DynUNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=num_classes,
                    kernel_size=[kernel_size] * len(strides), strides=list(strides),
-                   upsample_kernel_size=list(strides[1:]), filters=list(filters), norm_name=norm, **extra)
+                   upsample_kernel_size=list(strides[1:]), filters=list(filters), norm_name=norm,
+                   deep_supervision=deep_supervision > 0, deep_supr_num=max(deep_supervision, 1), **extra)

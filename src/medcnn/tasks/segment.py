@@ -77,7 +77,13 @@ class SegmentationTask(TaskModule):
         x, y, fov = batch
         with torch.no_grad():
             x, y, fov = self.augment(x, y, fov)
-        return dice_ce_loss(self(x), y, fov if self.plan.segment.use_fov else None)
+        out = self(x)
+        fov = fov if self.plan.segment.use_fov else None
+        if out.ndim == x.ndim + 1:  # deep supervision: (B, heads, K, *S), weights 1, 1/2, 1/4, ... (nnU-Net)
+            w = torch.tensor([0.5 ** i for i in range(out.shape[1])])
+            w = w / w.sum()
+            return sum(float(w[i]) * dice_ce_loss(out[:, i], y, fov) for i in range(out.shape[1]))
+        return dice_ce_loss(out, y, fov)
 
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
         """(C, *S) normalised case -> (K, *S) logits by sliding windows (+ mirrored views if planned)."""
