@@ -44,6 +44,7 @@ def data_path(name: str) -> Path:
 
 def run_one(name: str, out: Path, sets: list[str]) -> dict:
     from medcnn.data.segmentation import load_segmentation
+    from medcnn.plan import Plan
     from medcnn.planning.segment import default_plan
     from medcnn.tasks.evaluate_segment import evaluate_segment_run
     from medcnn.train.engine import train
@@ -53,6 +54,7 @@ def run_one(name: str, out: Path, sets: list[str]) -> dict:
     plan = default_plan(data, str(path)).override(sets)
     run = train(plan, data, out / name, overwrite=True, progress=False)
     info = json.loads((run / "run.json").read_text())
+    plan = Plan.load(run / "plan.yaml")  # the epochs actually trained (cut to the time budget)
     rep = evaluate_segment_run(run, "test")
     rec = {"dataset": name, "dice_mean": round(rep["dice_mean"], 4),
            "per_label": {k: {m: round(v[m], 4) for m in ("dice", "iou", "hd95_mm", "assd_mm", "size_correlation",
@@ -63,7 +65,7 @@ def run_one(name: str, out: Path, sets: list[str]) -> dict:
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
            "epochs": plan.epochs, "patch": plan.segment.patch_size, "batch": plan.batch_size,
            "model": plan.model.name, "model_kwargs": plan.model.kwargs, "tta_flips": plan.segment.tta_flips,
-           "precision": info.get("precision"), "reference": REFERENCE[name]}
+           "precision": info.get("precision"), "time_budget": info.get("time_budget"), "reference": REFERENCE[name]}
     if "fov" in rep:
         rec.update({k: round(rep["fov"][k], 4) for k in ("f1", "auc", "acc", "sensitivity", "specificity")})
     return rec
