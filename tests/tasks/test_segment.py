@@ -18,6 +18,9 @@ def test_plans_follow_the_data(hippocampus_dir, drive_dir):
     drive = default_plan(load_segmentation(drive_dir), str(drive_dir))
     assert drive.spatial_dims == 2 and drive.segment.use_fov and drive.segment.normalization == "rgb"
     assert drive.segment.split["test_fraction"] == 0.0  # DRIVE brings its own test set
+    # validation: 20 % of DRIVE's 20 training images, 21 of hippocampus' 208 non-test cases
+    assert drive.segment.split["val_fraction"] == 0.2
+    assert round(208 * hippo.segment.split["val_fraction"]) == 21
 
 
 def test_train_writes_split_and_evaluate_reports_mm(hippo_run):

@@ -7,7 +7,7 @@ import torch
 from medcnn.data.classification import load_classification
 from medcnn.plan import Plan
 from medcnn.planning import default_plan
-from medcnn.train.budget import MARGIN, fit_epochs, plan_epochs
+from medcnn.train.budget import MARGIN, fit_epochs, plan_epochs, stretch_steps
 from medcnn.train.engine import train
 
 
@@ -17,6 +17,15 @@ def test_fit_epochs_arithmetic():
     assert fit_epochs(3, 60.0, 10, 1.0, 10.0) == 3  # never more than planned
     assert fit_epochs(50, 0.001, 10, 1.0, 10.0) == 1  # at least one epoch
     assert fit_epochs(50, 2.0, 10, 1.0, 10.0, val_every=5) == int(120 * MARGIN // 12)
+
+
+def test_stretched_epochs_fill_the_budget():
+    # 2 min: 20 s epochs (10 x 1 s + 10 s validation) -> 5 epochs use 100 of 110.4 s; 12 steps fill it
+    epochs = fit_epochs(50, 2.0, 10, 1.0, 10.0)
+    steps = stretch_steps(epochs, 50, 2.0, 10, 1.0, 10.0)
+    assert epochs == 5 and steps == int(120 * MARGIN / 5 - 10)
+    assert epochs * (steps * 1.0 + 10.0) <= 120 * MARGIN < epochs * ((steps + 1) * 1.0 + 10.0)
+    assert stretch_steps(3, 3, 60.0, 10, 1.0, 10.0) == 10  # everything fits: epochs stay as planned
 
 
 def test_budget_cuts_epochs_and_is_recorded(breast_npz, tmp_path):
@@ -51,6 +60,8 @@ def test_segmentation_calibration_restores_weights(hippocampus_dir):
     assert rec["validation_seconds"] > 0 and rec["steps_per_epoch"] == 24 // plan.batch_size
     assert 1 <= rec["epochs"] <= 50
     assert rec["estimated_minutes"] <= 1.0 or rec["epochs"] == 1
+    if rec["epochs"] < 50:  # patch epochs are lengthened to use the budget
+        assert rec["stretched_steps_per_epoch"] >= rec["steps_per_epoch"]
 
 
 @pytest.mark.parametrize("value", ["-1"])
@@ -59,3 +70,22 @@ def test_negative_budget_is_refused(value):
 
     with pytest.raises(ConfigError, match="max_minutes"):
         Plan().override([f"max_minutes={value}"])
+
+
+def test_segmentation_run_trains_the_stretched_epochs(hippocampus_dir, tmp_path):
+    """The patches actually drawn per epoch are the stretched count, and plan.yaml says so (resume)."""
+    from medcnn.data.segmentation import load_segmentation
+    from medcnn.planning.segment import default_plan as seg_plan
+
+    data = load_segmentation(hippocampus_dir)
+    plan = seg_plan(data, str(hippocampus_dir)).override(
+        ["epochs=50", "max_minutes=0.25", "segment.patches_per_epoch=12", "segment.tta_flips=false",
+         "segment.split={test_fraction: 0.95, val_fraction: 0.25, fold: null}"])
+    run = train(plan, data, tmp_path / "run", progress=False)
+    tb = json.loads((run / "run.json").read_text())["time_budget"]
+    saved = Plan.load(run / "plan.yaml")
+    assert saved.epochs == tb["epochs"] < 50
+    assert saved.segment.patches_per_epoch == tb["stretched_steps_per_epoch"] * plan.batch_size
+    logged = json.loads((run / "metrics.json").read_text())["epochs"]
+    assert len(logged) == tb["epochs"]
+    assert logged[-1]["step"] == tb["epochs"] * tb["stretched_steps_per_epoch"]

@@ -6,6 +6,7 @@ The rules follow nnU-Net's planner, scaled to a CPU budget:
   stride and shrunk (largest axis first) until it fits the voxel budget of one batch;
 - U-Net stages: halve each axis while it stays >= 8 voxels (at most 5 times), 3x3(x3) kernels, deep
   supervision from the two next-coarser decoder stages (nnU-Net's default);
+- validation: 20 % of the non-test cases, at most 20 cases (or 10 %) on large datasets;
 - normalisation: CT -> clip to the foreground's 0.5-99.5 % HU, dataset z-score; colour images ->
   per-image per-channel z-score; anything else (MRI, ...) -> per-image z-score.
 """
@@ -31,6 +32,17 @@ FINGERPRINT_CASES = 64  # cases read for intensity statistics
 MAX_EPOCHS = 50
 MAX_MINUTES = {2: 20.0, 3: 30.0}
 DEEP_SUPERVISION = 2  # extra decoder outputs in the loss, as nnU-Net (fewer when the U-Net is shallow)
+# validation cases (checkpoint and post-processing choice): 20 % of the non-test cases, but no more
+# than VAL_CASES (or 10 %, if that is more) -- large datasets keep more cases for training
+VAL_FRACTION, VAL_CASES = 0.2, 20
+
+
+def val_fraction_for(n_cases: int) -> float:
+    """Share of the non-test cases held out for validation (at least 1 case is kept by the splitter)."""
+    if n_cases <= 0:
+        return VAL_FRACTION
+    n_val = min(VAL_FRACTION * n_cases, max(VAL_CASES, 0.1 * n_cases))
+    return round(n_val / n_cases, 4)
 
 
 def fingerprint(data: SegmentationData, max_cases: int = FINGERPRINT_CASES) -> dict[str, Any]:
@@ -121,11 +133,13 @@ def default_plan(data: SegmentationData, data_arg: str) -> Plan:
         shape = [int(round(n * s / t)) for n, s, t in zip(shape, fp["spacing_median"], target)]
     patch, batch = choose_patch(shape, dims)
     norm, clip, mean_std = normalization_for(fp)
+    test_fraction = 0.0 if data.test_cases else 0.2
+    n_trainval = len(data.cases) - int(round(len(data.cases) * test_fraction))
     labels = {int(k): v for k, v in fp["labels"].items()}
     names = [labels[k] for k in sorted(labels)]
     seg = SegmentConfig(patch_size=patch, target_spacing=target, normalization=norm, ct_clip=clip, ct_mean_std=mean_std,
                         use_fov=fp["has_fov"], tta_flips=True,
-                        split={"test_fraction": 0.0 if data.test_cases else 0.2, "val_fraction": 0.2, "fold": None})
+                        split={"test_fraction": test_fraction, "val_fraction": val_fraction_for(n_trainval), "fold": None})
     aug = AugmentConfig(preset="custom", p=0.3, flip=True, rotate_deg=15.0, translate=0.0, scale=[0.85, 1.25],
                         brightness=0.15, contrast=0.15)
     plan = Plan(task="segment", data=data_arg, label_type="multiclass", num_classes=len(names), class_names=names,

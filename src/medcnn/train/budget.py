@@ -3,7 +3,9 @@
 Before training, a few optimisation steps are timed on a real batch (with the run's precision,
 threads and device; the weights are restored afterwards) and one validation pass is estimated;
 the run then trains ``min(plan.epochs, what fits)`` epochs, so the learning-rate schedule still
-runs to its end. What was measured and decided is recorded in the run's ``run.json``.
+runs to its end. Where an epoch is a number of sampled patches (segmentation), the epochs that fit
+are lengthened to use the whole budget instead of leaving up to one epoch of it unused. What was
+measured and decided is recorded in the run's ``run.json``.
 """
 from __future__ import annotations
 
@@ -95,6 +97,16 @@ def fit_epochs(max_epochs: int, max_minutes: float, steps_per_epoch: int, step_s
     return int(min(max_epochs, max(1, math.floor(max_minutes * 60 * MARGIN / per_epoch))))
 
 
+def stretch_steps(epochs: int, max_epochs: int, max_minutes: float, steps_per_epoch: int, step_s: float,
+                  val_s: float, val_every: int = 1) -> int:
+    """Steps per epoch that fill ``MARGIN`` of the budget with ``epochs`` epochs (never fewer than
+    ``steps_per_epoch``; unchanged when all ``max_epochs`` fit)."""
+    if epochs >= max_epochs or step_s <= 0:
+        return steps_per_epoch
+    per_epoch = max_minutes * 60 * MARGIN / epochs - val_s / max(val_every, 1)
+    return max(steps_per_epoch, int(math.floor(per_epoch / step_s)))
+
+
 def plan_epochs(task, plan, train_loader, val_cases: list, n_val: int, precision: str, accelerator: str) -> dict:
     """Measure and decide; returns the record for run.json (``epochs`` is the decision)."""
     t0 = time.perf_counter()
@@ -105,9 +117,17 @@ def plan_epochs(task, plan, train_loader, val_cases: list, n_val: int, precision
     steps = len(train_loader)
     epochs = fit_epochs(plan.epochs, plan.max_minutes, steps, step_s, val_s, val_every)
     rec = {"max_minutes": plan.max_minutes, "planned_epochs": plan.epochs, "epochs": epochs,
-           "seconds_per_step": round(step_s, 4), "steps_per_epoch": steps, "validation_seconds": round(val_s, 2),
-           "estimated_minutes": round(epochs * (steps * step_s + val_s / max(val_every, 1)) / 60, 2),
-           "calibration_seconds": round(time.perf_counter() - t0, 2)}
+           "seconds_per_step": round(step_s, 4), "steps_per_epoch": steps, "validation_seconds": round(val_s, 2)}
+    if resizable_epochs(train_loader):
+        steps = stretch_steps(epochs, plan.epochs, plan.max_minutes, steps, step_s, val_s, val_every)
+        rec["stretched_steps_per_epoch"] = steps
+    rec.update(estimated_minutes=round(epochs * (steps * step_s + val_s / max(val_every, 1)) / 60, 2),
+               calibration_seconds=round(time.perf_counter() - t0, 2))
     log.info("time budget %.1f min: %.3f s/step x %d steps + %.1f s validation per epoch -> %d of %d epochs",
              plan.max_minutes, step_s, steps, val_s, epochs, plan.epochs)
     return rec
+
+
+def resizable_epochs(loader) -> bool:
+    """An epoch of this loader is a count of sampled batches (``n_batches``), not a pass over the data."""
+    return hasattr(getattr(loader, "dataset", None), "n_batches")

@@ -42,6 +42,7 @@ class EpochMetrics(L.Callback):
         keys = list(m) if "val_dice" in m else ["train_loss", "val_loss", "val_auc", "val_acc"]
         row = {
             "epoch": trainer.current_epoch + 1,
+            "step": int(trainer.global_step),  # optimizer steps so far
             **{k: _num(m[k]) if k in m else None for k in keys},
             "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
             "seconds": round(time.perf_counter() - self._t0, 3),

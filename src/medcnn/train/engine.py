@@ -155,8 +155,8 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
 
 def _fit_budget(plan: Plan, task, train_loader, val_cases: list, info: dict, precision: str, accelerator: str,
                 run_dir: Path):
-    """Time a few steps, cut the epochs to fit ``plan.max_minutes``; the run's plan.yaml records the
-    epochs actually trained. Re-seeds, so a run does not depend on what the calibration drew."""
+    """Time a few steps, cut the epochs to fit ``plan.max_minutes`` (lengthening epochs of sampled
+    patches to use the budget); the run's plan.yaml records the epochs and patches actually trained. Re-seeds, so a run does not depend on what the calibration drew."""
     import dataclasses
 
     import lightning as L
@@ -166,7 +166,12 @@ def _fit_budget(plan: Plan, task, train_loader, val_cases: list, info: dict, pre
     n_val = int(info["n"].get("val", 0))
     info["time_budget"] = rec = plan_epochs(task, plan, train_loader, val_cases, n_val, precision, accelerator)
     L.seed_everything(plan.seed, workers=True, verbose=False)
-    if rec["epochs"] != plan.epochs:
+    steps = rec.get("stretched_steps_per_epoch", rec["steps_per_epoch"])
+    if steps != rec["steps_per_epoch"]:  # longer epochs of sampled patches use the whole budget
+        train_loader.dataset.n_batches = steps
+        seg = dataclasses.replace(plan.segment, patches_per_epoch=steps * plan.batch_size)
+        plan = dataclasses.replace(plan, segment=seg)
+    if rec["epochs"] != plan.epochs or steps != rec["steps_per_epoch"]:
         plan = dataclasses.replace(plan, epochs=rec["epochs"])
         plan.save(run_dir / "plan.yaml")
         task = type(task)(plan.to_dict())
