@@ -8,6 +8,10 @@ datasets named in --official, train the MedMNIST v2 paper's official recipe
     make bench-classify                                   # everything (hours on 2 CPU cores)
     .venv/bin/python bench/classify.py --datasets breastmnist --seeds 0 --official none
 
+A killed benchmark continues where it stopped: every finished seed (and the official recipe) is
+saved as OUT/<dataset>/seed<k>.json and reused when src/, pyproject.toml and the bench scripts are
+unchanged since the commit it was measured at (--fresh re-runs everything).
+
 Writes (merging with records of datasets not run this time):
   bench/results/classify.json   one record per dataset (see README, "Results")
   README.md                     the table between the bench-classify markers
@@ -134,6 +138,9 @@ def main() -> None:
     ap.add_argument("--official", nargs="+", default=["pneumoniamnist"],
                     help="datasets on which to also run the official recipe for the time ratio ('none' for none)")
     ap.add_argument("--official-epochs", type=int, default=100, help="100 is the recipe; fewer only for a quick check")
+    ap.add_argument("--fresh", action="store_true",
+                    help="re-run every seed (default: reuse seeds that OUT holds from the same code, so a killed "
+                         "benchmark continues where it stopped)")
     common.add_common_args(ap, "classify")
     args = ap.parse_args()
 
@@ -143,15 +150,29 @@ def main() -> None:
     meta = common.run_meta("bench/classify.py", args.sets, "bench/official_recipe.py")
     official_sets = set() if args.official == ["none"] else set(args.official)
     records = []
+    code = ("bench/classify.py", "bench/common.py", "bench/official_recipe.py")
     for name in args.datasets:
         runs = []
         for seed in args.seeds:
-            runs.append(run_ours(name, seed, args.out, args.sets))
+            # each finished seed is kept beside its run folder; a re-run with the same code reuses it
+            saved = args.out / name / f"seed{seed}.json"
+            rec = None if args.fresh else common.load_reusable(saved, args.sets, *code)
+            if rec is None:
+                rec = {**run_ours(name, seed, args.out, args.sets), "commit": meta["commit"], "plan_overrides": args.sets}
+                common.save_record(saved, rec)
+            else:
+                print(f"{name} seed {seed}: reusing {saved} (measured at {rec['commit']}, same code)", flush=True)
+            runs.append(rec)
             print(json.dumps({"dataset": name, **runs[-1]}), flush=True)
         official = None
         if name in official_sets:
-            official = official_recipe.run(name, epochs=args.official_epochs, seed=args.seeds[0],
-                                           log=lambda s: print(s, flush=True))
+            saved = args.out / name / f"official{args.official_epochs}.json"
+            official = None if args.fresh else common.load_reusable(saved, args.sets, *code)
+            if official is None:
+                official = official_recipe.run(name, epochs=args.official_epochs, seed=args.seeds[0],
+                                               log=lambda s: print(s, flush=True))
+                official.update(commit=meta["commit"], plan_overrides=args.sets)
+                common.save_record(saved, official)
             print(json.dumps(official), flush=True)
         records.append(summarise(name, runs, official, meta))
         merged = update_results(args.results, records)  # after every dataset: a killed bench keeps its work

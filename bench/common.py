@@ -21,6 +21,38 @@ def commit(*paths: str) -> str:
         return "unknown"
 
 
+def same_code(old: str, *paths: str) -> bool:
+    """True when src/, pyproject.toml and ``paths`` are the same at commit ``old`` as in the working
+    tree, so a result measured at ``old`` is a result of the code at hand."""
+    if not old or old == "unknown" or old.endswith("-dirty"):
+        return False
+    try:
+        r = subprocess.run(["git", "diff", "--quiet", old, "--", "src", "pyproject.toml", *paths], cwd=ROOT,
+                           capture_output=True)
+    except OSError:
+        return False
+    return r.returncode == 0
+
+
+def load_reusable(path: Path, sets: list[str], *paths: str) -> dict | None:
+    """A record saved by an earlier (possibly killed) benchmark run, if it was measured with the
+    same plan overrides and the same code; else None."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if rec.get("plan_overrides") != list(sets) or not same_code(rec.get("commit", ""), *paths):
+        return None
+    return rec
+
+
+def save_record(path: Path, rec: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def update_results(path: Path, records: list[dict], order: list[str]) -> list[dict]:
     """Replace the records of the datasets in ``records``, keep the others; sorted by ``order``."""
     old = json.loads(path.read_text()) if path.is_file() else []

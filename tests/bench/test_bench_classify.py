@@ -51,3 +51,26 @@ def test_summary_ratio_counts_only_runs_that_reach_the_paper(tmp_path):
     text = readme.read_text()
     assert "stale table" not in text and text.startswith("intro") and text.endswith("outro\n")
     assert "| breastmnist |" in text and "**0.950 ± 0.000**" in text and "0.010" in text
+
+
+def test_saved_seed_is_reused_only_for_the_same_code_and_overrides(tmp_path):
+    import subprocess
+
+    import common
+
+    root = Path(__file__).resolve().parents[2]
+    git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True).stdout.strip()
+    head, first = git("rev-parse", "--short", "HEAD"), git("rev-list", "--max-parents=0", "HEAD")[:7]
+    if not head:
+        pytest.skip("not a git checkout")
+    clean = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "pyproject.toml", "bench/classify.py"],
+                           cwd=root).returncode == 0
+    saved = tmp_path / "seed0.json"
+    common.save_record(saved, {"seed": 0, "commit": head, "plan_overrides": []})
+    assert (common.load_reusable(saved, [], "bench/classify.py") is not None) == clean
+    assert common.load_reusable(saved, ["epochs=3"], "bench/classify.py") is None  # other overrides
+    if not head.startswith(first) and not first.startswith(head):  # (a shallow clone has one commit)
+        common.save_record(saved, {"seed": 0, "commit": first, "plan_overrides": []})
+        assert common.load_reusable(saved, [], "bench/classify.py") is None  # the first commit's code differs
+    common.save_record(saved, {"seed": 0, "commit": head + "-dirty", "plan_overrides": []})
+    assert common.load_reusable(saved, [], "bench/classify.py") is None

@@ -68,6 +68,20 @@ def test_label_of_another_shape_is_refused(hippocampus_dir, tmp_path):
         read_case(ds.cases[0], ds.labels)
 
 
+def test_label_of_another_spacing_is_refused(hippocampus_dir, tmp_path):
+    import nibabel as nib
+
+    root = _mini_msd(hippocampus_dir, tmp_path)
+    lab = root / json.loads((root / "dataset.json").read_text())["training"][0]["label"]
+    img = nib.load(str(lab))
+    affine = img.affine.copy()
+    affine[:3, :3] *= 1.5  # same voxels, 1.5 mm instead of 1 mm
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), str(lab))
+    ds = load_segmentation(root)
+    with pytest.raises(InputError, match=r"spacing \(1.5, 1.5, 1.5\) mm differs from its image's"):
+        read_case(ds.cases[0], ds.labels)
+
+
 def test_undeclared_label_values_are_refused(hippocampus_dir, tmp_path):
     root = _mini_msd(hippocampus_dir, tmp_path)
     meta = json.loads((root / "dataset.json").read_text())

@@ -57,6 +57,11 @@ def test_bad_masks_are_refused():
         measure(Image.from_spacing(np.zeros((2, 4, 4), np.uint8)))
 
 
+def test_empty_mask_measures_zero_not_an_error():
+    rows = measure(Image.from_spacing(np.zeros((1, 6, 6, 6), np.uint8), (0.5, 0.5, 2.0)), labels=[1, 2])
+    assert [(r.label, r.voxels, r.size_mm, r.n_components) for r in rows] == [(1, 0, 0.0, 0), (2, 0, 0.0, 0)]
+
+
 def test_real_label_map_matches_nibabel_and_is_orientation_invariant(hippocampus_dir, tmp_path):
     """MSD hippocampus labels: volume = voxel count x voxel volume from the header; reorienting the
     file (same anatomy, other voxel order) changes neither the volumes nor the RAS centroids."""
