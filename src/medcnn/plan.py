@@ -19,7 +19,7 @@ from medcnn.utils.files import atomic_write_text
 
 LABEL_TYPES = ("binary", "multiclass", "multilabel")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
-TASKS = ("classify", "segment")
+TASKS = ("classify", "segment", "enhance")
 
 
 @dataclass
@@ -90,6 +90,33 @@ class SegmentConfig:
 
 
 @dataclass
+class EnhanceConfig:
+    """Enhancement settings (task: enhance): what degradation the network learns to undo, and how
+    intensities are normalised (affine, no clipping, so physical units come back exactly)."""
+
+    # gaussian | rician | speckle | downsample | lowdose-ct | sparse-view-ct (medcnn.transforms.degrade)
+    degradation: str = "gaussian"
+    # one value, or [lo, hi]: a level drawn per image (one blind model for the range). gaussian / rician /
+    # speckle: sigma in normalised units; downsample: factor; lowdose-ct: photons per detector bin;
+    # sparse-view-ct: number of views
+    level: list[float] = field(default_factory=lambda: [25 / 255])
+    # how intensities become [0, 1] (affine, nothing clipped; undone after restoration):
+    # window: the fixed physical `window` (CT: HU are comparable across scans);
+    # percentile: each image's own 0.5-99.5 percentiles (MRI and photos: arbitrary units per scan)
+    normalization: str = "window"
+    window: list[float] = field(default_factory=lambda: [0.0, 1.0])  # physical intensities mapped to 0 and 1
+    modality: str = ""  # from the fingerprint (CT: window in HU)
+    patch_size: list[int] = field(default_factory=lambda: [64, 64])
+    patches_per_epoch: int = 4096
+    # noise2void: blind-spot training on the images themselves (only noisy data, no clean targets)
+    mode: str = "supervised"  # supervised | noise2void
+    residual: bool = True  # the network predicts the correction added to its input
+    ct_views: int = 360
+    loss: str = "l1"  # l1 | mse
+    split: dict[str, Any] = field(default_factory=lambda: {"test_fraction": 0.2, "val_fraction": 0.1})
+
+
+@dataclass
 class Plan:
     task: str = "classify"
     data: str = ""
@@ -122,6 +149,7 @@ class Plan:
     val_metric: str = "auc"
     plugins: list[str] = field(default_factory=list)  # modules imported first (register models)
     segment: SegmentConfig = field(default_factory=SegmentConfig)  # task: segment only
+    enhance: EnhanceConfig = field(default_factory=EnhanceConfig)  # task: enhance only
     fingerprint: dict[str, Any] = field(default_factory=dict)  # informational, from `medcnn plan`
 
     def validate(self) -> "Plan":
@@ -138,6 +166,22 @@ class Plan:
             modes = ("none", "largest_component", "fill_holes", "largest_component+fill_holes")
             if seg.postprocess not in modes:
                 raise ConfigError(f"segment.postprocess must be one of {modes}, got {seg.postprocess!r}")
+        if self.task == "enhance":
+            from medcnn.transforms.degrade import Degradation
+
+            en = self.enhance
+            Degradation(en.degradation, tuple(en.level), tuple(en.window))  # checks kind, level, window
+            if len(en.patch_size) != self.spatial_dims or min(en.patch_size) < 8:
+                raise ConfigError(f"enhance.patch_size needs {self.spatial_dims} values >= 8, got {en.patch_size}")
+            if en.normalization not in ("window", "percentile"):
+                raise ConfigError(f"enhance.normalization must be window or percentile, got {en.normalization!r}")
+            if en.degradation in ("lowdose-ct", "sparse-view-ct") and en.normalization != "window":
+                raise ConfigError(f"{en.degradation} simulates the scanner in HU: it needs enhance.normalization: window "
+                                  "(with the HU window)")
+            if en.mode not in ("supervised", "noise2void"):
+                raise ConfigError(f"enhance.mode must be supervised or noise2void, got {en.mode!r}")
+            if en.loss not in ("l1", "mse"):
+                raise ConfigError(f"enhance.loss must be l1 or mse, got {en.loss!r}")
         if self.label_type not in LABEL_TYPES:
             raise ConfigError(f"label_type must be one of {LABEL_TYPES}, got {self.label_type!r}")
         if self.precision not in PRECISIONS:
@@ -168,8 +212,9 @@ class Plan:
     # ---- (de)serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        if self.task != "segment":
-            d.pop("segment")  # keep classification plans free of segmentation settings
+        for other in ("segment", "enhance"):
+            if self.task != other:
+                d.pop(other)  # keep each task's plan free of the other tasks' settings
         return d
 
     @classmethod

@@ -202,3 +202,9 @@ def test_evaluate_calibrates_and_predict_abstains(breast_run, breast_npz, tmp_pa
     assert main(["predict", str(breast_run), *pngs, "--max-uncertainty", "1", "--json", str(tmp_path / "b.json")]) == 0
     res = json.loads((tmp_path / "b.json").read_text())["results"]
     assert not any(r.get("abstained") for r in res)
+
+
+def test_unknown_option_is_a_usage_error_not_a_traceback(capsys):
+    assert main(["train", "--no-such-option"]) == 2
+    captured = capsys.readouterr()
+    assert "No such option" in captured.err + captured.out and "Traceback" not in captured.err

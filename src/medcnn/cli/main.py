@@ -40,6 +40,10 @@ EPILOG = """Examples:
   medcnn compare runs/hippo before.nii.gz after.nii.gz
 
   medcnn measure mask.nii.gz --name 1=Anterior --name 2=Posterior
+
+  medcnn train mr_scans/ --degradation rician --level 0.02,0.1 --out runs/mr-denoise   (enhancement)
+
+  medcnn predict runs/mr-denoise dicom_series_folder/ --out denoised/   (a new, derived DICOM series)
 """
 
 app = typer.Typer(help="Convolutional neural networks for medical images: classify, segment, enhance.",
@@ -82,12 +86,39 @@ def fetch(name: str = typer.Argument(..., help="Dataset: a MedMNIST name (breast
     out.print(f"{name}: {path} (verified)")
 
 
-TASK_HELP = "auto (a segmentation layout -> segment, else classify) | classify | segment."
+TASK_HELP = "auto (a segmentation layout -> segment, --degradation -> enhance, else classify) | classify | segment | enhance."
+DEGRADATION_HELP = ("Enhancement: what to learn to undo: gaussian | rician | speckle | downsample | lowdose-ct | "
+                    "sparse-view-ct (implies --task enhance).")
+LEVEL_HELP = ("Degradation level, or a range 'lo,hi' for one blind model: sigma (normalised units, e.g. 0.098 = 25/255), "
+              "downsample factor, photons per detector bin (lowdose-ct), number of views (sparse-view-ct).")
 
 
-def _task_of(data: str, task: str) -> str:
-    if task not in ("auto", "classify", "segment"):
-        raise MedcnnError(f"--task must be auto, classify or segment, got {task!r}")
+def _levels(level: Optional[str]) -> Optional[list[float]]:
+    if level is None:
+        return None
+    try:
+        vals = [float(eval_fraction(v)) for v in level.split(",") if v.strip()]
+    except ValueError:
+        raise MedcnnError(f"--level must be a number or 'lo,hi', got {level!r}") from None
+    return vals
+
+
+def eval_fraction(text: str) -> float:
+    """'0.1', '25/255' -> float (no eval)."""
+    num, sep, den = text.strip().partition("/")
+    return float(num) / float(den) if sep else float(num)
+
+
+def _task_of(data: str, task: str, degradation: Optional[str] = None) -> str:
+    if task not in ("auto", "classify", "segment", "enhance"):
+        raise MedcnnError(f"--task must be auto, classify, segment or enhance, got {task!r}")
+    if degradation is not None and task not in ("auto", "enhance"):
+        raise MedcnnError(f"--degradation is for --task enhance, not {task}")
+    if degradation is not None:
+        return "enhance"
+    if task == "enhance":
+        raise MedcnnError("--task enhance needs --degradation KIND (gaussian, rician, speckle, downsample, "
+                          "lowdose-ct, sparse-view-ct)")
     if task != "auto":
         return task
     from medcnn.data.segmentation import looks_like_segmentation
@@ -101,6 +132,10 @@ def _load_for(p, data: str):
         from medcnn.data.segmentation import load_segmentation
 
         return load_segmentation(data)
+    if p.task == "enhance":
+        from medcnn.data.enhance import load_enhance
+
+        return load_enhance(data)
     from medcnn.data.classification import load_classification
 
     pre = p.preprocessing
@@ -108,8 +143,18 @@ def _load_for(p, data: str):
                                seed=p.seed)
 
 
-def _default_plan(data: str, task: str):
-    if _task_of(data, task) == "segment":
+def _default_plan(data: str, task: str, degradation: Optional[str] = None, level: Optional[str] = None):
+    kind = _task_of(data, task, degradation)
+    if kind == "enhance":
+        from medcnn.data.enhance import load_enhance
+        from medcnn.planning.enhance import default_plan as enhance_plan
+        from medcnn.transforms.degrade import KINDS
+
+        if degradation not in KINDS:
+            raise MedcnnError(f"--degradation must be one of {', '.join(KINDS)}, got {degradation!r}")
+        ds = load_enhance(data)
+        return ds, enhance_plan(ds, data, degradation, _levels(level))
+    if kind == "segment":
         from medcnn.data.segmentation import load_segmentation
         from medcnn.planning.segment import default_plan as seg_plan
 
@@ -129,12 +174,14 @@ def plan(data: str = typer.Argument(..., help="MedMNIST name, .npz file, class-f
          size: Optional[int] = typer.Option(None, help="Input size (e.g. 64: uses breastmnist_64 for MedMNIST names)."),
          set_: List[str] = typer.Option([], "--set", help="Override a plan field: key=value (repeatable)."),
          task: str = typer.Option("auto", help=TASK_HELP),
+         degradation: Optional[str] = typer.Option(None, help=DEGRADATION_HELP),
+         level: Optional[str] = typer.Option(None, help=LEVEL_HELP),
          overwrite: bool = typer.Option(False, help="Replace an existing plan file.")):
     """Fingerprint a dataset and write an editable plan (task, model, input size / patch, batch, epochs, ...)."""
     if output.exists() and not overwrite:
         raise MedcnnError("plan file exists; pass --overwrite to replace it", output)
     data = _sized(data, size)
-    _, p = _default_plan(data, task)
+    _, p = _default_plan(data, task, degradation, level)
     p = p.override(set_)
     p.save(output)
     _print_fingerprint(p.fingerprint)
@@ -144,6 +191,12 @@ def plan(data: str = typer.Argument(..., help="MedMNIST name, .npz file, class-f
                   f"{seg.patch_size} at {seg.target_spacing or 'native'} mm, batch {p.batch_size}, {p.epochs} epochs"
                   + (f" or what fits {p.max_minutes:g} min" if p.max_minutes else "")
                   + f", normalisation {seg.normalization}")
+        return
+    if p.task == "enhance":
+        en = p.enhance
+        out.print(f"plan written to {output}: enhance ({en.degradation} {en.level}) with {p.model.name} "
+                  f"{p.model.kwargs.get('filters')}, patch {en.patch_size}, window {en.window}, batch {p.batch_size}, "
+                  f"{p.epochs} epochs" + (f" or what fits {p.max_minutes:g} min" if p.max_minutes else ""))
         return
     out.print(f"plan written to {output}: {p.model.name} {p.preprocessing.input_size}, {p.epochs} epochs, "
               f"batch {p.batch_size}, augment {p.augment.preset}")
@@ -165,6 +218,8 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
           precision: Optional[str] = typer.Option(None, help="auto | 32 | bf16-mixed | 16-mixed."),
           set_: List[str] = typer.Option([], "--set", help="Override any plan field: key=value (repeatable)."),
           task: str = typer.Option("auto", help=TASK_HELP),
+          degradation: Optional[str] = typer.Option(None, help=DEGRADATION_HELP),
+          level: Optional[str] = typer.Option(None, help=LEVEL_HELP),
           overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
           resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run folder from its last checkpoint."),
           progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal).")):
@@ -194,7 +249,7 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
         if not data:
             raise MedcnnError("give DATA or --plan")
         data = _sized(data, size)
-        ds, p = _default_plan(data, task)
+        ds, p = _default_plan(data, task, degradation, level)
     sets = list(set_)
     for key, v in (("epochs", epochs), ("max_minutes", max_minutes), ("batch_size", batch_size), ("optim.lr", lr), ("model.name", model),
                    ("seed", seed), ("precision", precision)):
@@ -216,6 +271,16 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
         info = json.loads((run_dir / "run.json").read_text())
         out.print(f"done in {info['train_seconds']:.0f} s; best val Dice {info['best_val_score']:.4f}; run folder {run_dir}")
         return
+    if p.task == "enhance":
+        en = p.enhance
+        budget = f" (at most; cut to fit {p.max_minutes:g} min)" if p.max_minutes else ""
+        out.print(f"training {p.model.name} enhancement ({en.degradation} {en.level}) on {ds.name} "
+                  f"({len(ds.sources)} images), {p.epochs} epochs{budget} -> {run_dir}")
+        do_train(p, ds, run_dir, overwrite=overwrite, progress=progress)
+        info = json.loads((run_dir / "run.json").read_text())
+        out.print(f"done in {info['train_seconds']:.0f} s; best val PSNR {info['best_val_score']:.2f} dB; "
+                  f"run folder {run_dir}")
+        return
     _check_compatible(p, ds)
     out.print(f"training {p.model.name} on {ds.name} ({len(ds.labels['train'])} train / {len(ds.labels['val'])} val), "
               f"{p.epochs} epochs -> {run_dir}")
@@ -233,7 +298,25 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn
              json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
              paper: bool = typer.Option(False, "--paper", help="Show the MedMNIST v2 paper's ResNet numbers beside ours.")):
     """Classification: AUC, ACC, per-class sensitivity/specificity, ECE; confusion/ROC/reliability PNGs.
-    Segmentation: Dice, IoU, HD95, ASSD per label, volumes vs reference, overlays. All in RUN/eval/."""
+    Segmentation: Dice, IoU, HD95, ASSD per label, volumes vs reference, overlays.
+    Enhancement: PSNR, SSIM and ms per image beside BM3D / NLM / bicubic / FBP on the same images. All in RUN/eval/."""
+    if _run_task(run) == "enhance":
+        from medcnn.tasks.evaluate_enhance import evaluate_enhance_run
+
+        if data is not None:
+            raise MedcnnError("--data is for classification runs; an enhancement run evaluates its own split")
+        r = evaluate_enhance_run(run, split, checkpoint)
+        if json_out:
+            out.print_json(json.dumps(r))
+            return
+        t = Table(title=f"{run} — {split} ({r['n_images']} images, {r['degradation']}, {checkpoint} checkpoint)")
+        for col in ("level", "method", "PSNR dB", "SSIM", "ms / image"):
+            t.add_column(col, justify="right" if col != "method" else "left")
+        for row in r["rows"]:
+            t.add_row(f"{row['level']:g}", row["method"], f"{row['psnr']:.2f}", f"{row['ssim']:.4f}",
+                      f"{row['ms_per_image']:.1f}")
+        out.print(t)
+        return
     if _run_task(run) == "segment":
         from medcnn.cli.segment import print_evaluation
         from medcnn.tasks.evaluate_segment import evaluate_segment_run
@@ -289,10 +372,20 @@ def predict(run: Path = typer.Argument(..., help="Run folder."),
             json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file."),
             max_uncertainty: Optional[float] = typer.Option(None, help="Abstain ('uncertain - refer') when 1 - top "
                                                             "probability exceeds this (calibrated once `evaluate` ran)."),
-            out_dir: Optional[Path] = typer.Option(None, "--out", help="Segmentation: output folder (default RUN/predictions)."),
-            overwrite: bool = typer.Option(False, help="Segmentation: replace existing output folders.")):
+            out_dir: Optional[Path] = typer.Option(None, "--out", help="Segmentation / enhancement: output folder (default RUN/predictions)."),
+            overwrite: bool = typer.Option(False, help="Segmentation / enhancement: replace existing output folders.")):
     """Classification: class probabilities. Segmentation: mask (NIfTI, PNG in 2D, DICOM SEG for a DICOM
-    series), overlay PNG and measurements (size in mm³/mm², components, centroids, boxes) per input."""
+    series), overlay PNG and measurements (size in mm³/mm², components, centroids, boxes) per input.
+    Enhancement: the restored image (a new DICOM series for DICOM, NIfTI for NIfTI, PNG for PNG) and a
+    before / after / difference PNG."""
+    if _run_task(run) == "enhance":
+        from medcnn.cli.enhance import predict_files as enhance_files
+        from medcnn.utils.files import atomic_write_json
+
+        results = enhance_files(run, inputs, out_dir, checkpoint, overwrite)
+        if json_path:
+            atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "results": results})
+        return
     if _run_task(run) == "segment":
         from medcnn.cli.segment import predict_files
         from medcnn.utils.files import atomic_write_json
@@ -408,18 +501,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
-    except Exception as e:  # click usage errors carry their own exit codes
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:  # usage errors carry their own exit codes
+        usage, exit_, abort = _cli_exceptions()
+        if isinstance(e, usage):
             e.show()
             return e.exit_code
-        if isinstance(e, click.exceptions.Exit):
+        if isinstance(e, exit_):
             return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
+        if isinstance(e, abort):
             return 1
         raise
     return 0
+
+
+def _cli_exceptions() -> tuple[type, type, type]:
+    """(usage error, exit, abort) classes: typer >= 0.2x vendors click as ``typer._click``; older
+    typer versions use click itself."""
+    try:
+        from typer._click.exceptions import ClickException
+        from typer.exceptions import Abort, Exit
+    except ImportError:
+        from click.exceptions import Abort, ClickException, Exit
+    return ClickException, Exit, Abort
 
 
 def entry() -> None:

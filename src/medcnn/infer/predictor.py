@@ -52,6 +52,8 @@ def _load_net(ckpt_path: Path) -> tuple[Plan, torch.nn.Module]:
         raise InputError("not a medcnn checkpoint (no plan / state_dict)", ckpt_path) from None
     if plan.task == "segment":
         from medcnn.tasks.segment import build_seg_network as build_network
+    elif plan.task == "enhance":
+        from medcnn.tasks.enhance import build_enhance_network as build_network
     else:
         from medcnn.tasks.classify import build_network
     net = build_network(plan)

@@ -1,6 +1,6 @@
 """Fit training into a wall-time budget (``plan.max_minutes``).
 
-Before training, a few optimisation steps are timed on a real batch (with the run's precision,
+Before training, the loader's first batches and a few optimisation steps are timed on a real batch (with the run's precision,
 threads and device; the weights are restored afterwards) and one validation pass is estimated;
 the run then trains ``min(plan.epochs, what fits)`` epochs, so the learning-rate schedule still
 runs to its end. Where an epoch is a number of sampled patches (segmentation), the epochs that fit
@@ -68,6 +68,23 @@ def seconds_per_step(task, batch, precision: str, accelerator: str = "auto", war
     return times[len(times) // 2]
 
 
+def first_batches(loader, n: int = 3) -> tuple[object, float]:
+    """The loader's first batch and the median time to produce one (patch sampling, on-the-fly
+    degradation: work a training step waits for in the main process)."""
+    it = iter(loader)
+    times, first = [], None
+    for _ in range(n):
+        t = time.perf_counter()
+        try:
+            b = next(it)
+        except StopIteration:
+            break
+        times.append(time.perf_counter() - t)
+        first = b if first is None else first
+    times.sort()
+    return first, (times[len(times) // 2] if times else 0.0)
+
+
 def seconds_per_validation(task, val_cases: list, n_items: int, batch_size: int, step_s: float, precision: str,
                            accelerator: str = "auto", probe: int = 2) -> float:
     """One validation pass: timed on up to ``probe`` whole cases for segmentation (sliding
@@ -110,14 +127,14 @@ def stretch_steps(epochs: int, max_epochs: int, max_minutes: float, steps_per_ep
 def plan_epochs(task, plan, train_loader, val_cases: list, n_val: int, precision: str, accelerator: str) -> dict:
     """Measure and decide; returns the record for run.json (``epochs`` is the decision)."""
     t0 = time.perf_counter()
-    batch = next(iter(train_loader))
-    step_s = seconds_per_step(task, batch, precision, accelerator)
+    batch, data_s = first_batches(train_loader)
+    step_s = seconds_per_step(task, batch, precision, accelerator) + data_s
     val_every = plan.segment.val_every if plan.task == "segment" else 1
     val_s = seconds_per_validation(task, val_cases, n_val, plan.batch_size, step_s, precision, accelerator)
     steps = len(train_loader)
     epochs = fit_epochs(plan.epochs, plan.max_minutes, steps, step_s, val_s, val_every)
     rec = {"max_minutes": plan.max_minutes, "planned_epochs": plan.epochs, "epochs": epochs,
-           "seconds_per_step": round(step_s, 4), "steps_per_epoch": steps, "validation_seconds": round(val_s, 2)}
+           "seconds_per_step": round(step_s, 4), "data_seconds_per_step": round(data_s, 4), "steps_per_epoch": steps, "validation_seconds": round(val_s, 2)}
     if resizable_epochs(train_loader):
         steps = stretch_steps(epochs, plan.epochs, plan.max_minutes, steps, step_s, val_s, val_every)
         rec["stretched_steps_per_epoch"] = steps

@@ -39,7 +39,7 @@ class EpochMetrics(L.Callback):
         if trainer.sanity_checking:
             return
         m = getattr(pl_module, "epoch_summary", {})
-        keys = list(m) if "val_dice" in m else ["train_loss", "val_loss", "val_auc", "val_acc"]
+        keys = list(m) if ("val_dice" in m or "val_psnr" in m) else ["train_loss", "val_loss", "val_auc", "val_acc"]
         row = {
             "epoch": trainer.current_epoch + 1,
             "step": int(trainer.global_step),  # optimizer steps so far
@@ -51,6 +51,8 @@ class EpochMetrics(L.Callback):
         atomic_write_json(self.run_dir / "metrics.json", {"epochs": self.history})
         if "val_dice" in row:
             val = f"val dice {_fmt(row['val_dice'])}"
+        elif "val_psnr" in row:
+            val = f"val PSNR {_fmt(row['val_psnr'])} dB (degraded {_fmt(row.get('val_psnr_degraded'))})"
         else:
             val = f"val auc {_fmt(row['val_auc'])}  acc {_fmt(row['val_acc'])}"
         line = f"epoch {row['epoch']}/{trainer.max_epochs}  loss {_fmt(row['train_loss'])}  {val}  ({row['seconds']:.1f} s)"
@@ -80,12 +82,19 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
         if any(y is not None for y in ys):
             a1.plot(ep, [float("nan") if y is None else y for y in ys], label=label)
     a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.legend(), a1.grid(alpha=0.3)
-    for key, label in (("val_auc", "val AUC"), ("val_acc", "val ACC"), ("val_dice", "val Dice")):
+    psnr = any(h.get("val_psnr") is not None for h in history)
+    keys = ((("val_psnr", "val PSNR"), ("val_psnr_degraded", "degraded input")) if psnr else
+            (("val_auc", "val AUC"), ("val_acc", "val ACC"), ("val_dice", "val Dice")))
+    for key, label in keys:
         ys = [h.get(key) for h in history]
         if all(y is None for y in ys):
             continue
         a2.plot(ep, [float("nan") if y is None else y for y in ys], label=label)
-    a2.set_xlabel("epoch"), a2.set_ylim(0, 1.0), a2.legend(), a2.grid(alpha=0.3)
+    a2.set_xlabel("epoch"), a2.legend(), a2.grid(alpha=0.3)
+    if psnr:
+        a2.set_ylabel("dB")
+    else:
+        a2.set_ylim(0, 1.0)
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=110)
     plt.close(fig)

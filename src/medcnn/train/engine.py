@@ -111,6 +111,17 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
         info["n"] = {k: len(v) for k, v in split.items()}
         task = SegmentationTask(plan.to_dict())
         task.val_cases = val_cases
+    elif plan.task == "enhance":
+        from medcnn.tasks.enhance import EnhanceTask
+        from medcnn.train.enhance_data import enhance_loaders
+
+        train_loader, val_loader, val_pairs, split = enhance_loaders(plan, data)
+        if not resume:
+            atomic_write_json(run_dir / "split.json", split)
+        info["n"] = {"train_slices": len(train_loader.dataset.slices), "val_slices": len(val_pairs),
+                     **{f"{k}_sources": len(split[k]) for k in ("train", "val", "test")}}
+        task = EnhanceTask(plan.to_dict())
+        task.val_pairs = val_pairs
     else:
         info["n"] = {s: int(len(y)) for s, y in data.labels.items()}
         train_loader = array_loader(*data.split("train"), batch_size=plan.batch_size, shuffle=True)
@@ -163,20 +174,23 @@ def _fit_budget(plan: Plan, task, train_loader, val_cases: list, info: dict, pre
 
     from medcnn.train.budget import plan_epochs
 
-    n_val = int(info["n"].get("val", 0))
+    n_val = int(info["n"].get("val", info["n"].get("val_slices", 0)))
     info["time_budget"] = rec = plan_epochs(task, plan, train_loader, val_cases, n_val, precision, accelerator)
     L.seed_everything(plan.seed, workers=True, verbose=False)
     steps = rec.get("stretched_steps_per_epoch", rec["steps_per_epoch"])
     if steps != rec["steps_per_epoch"]:  # longer epochs of sampled patches use the whole budget
         train_loader.dataset.n_batches = steps
-        seg = dataclasses.replace(plan.segment, patches_per_epoch=steps * plan.batch_size)
-        plan = dataclasses.replace(plan, segment=seg)
+        section = plan.task  # segment | enhance: the config that holds patches_per_epoch
+        cfg = dataclasses.replace(getattr(plan, section), patches_per_epoch=steps * plan.batch_size)
+        plan = dataclasses.replace(plan, **{section: cfg})
     if rec["epochs"] != plan.epochs or steps != rec["steps_per_epoch"]:
         plan = dataclasses.replace(plan, epochs=rec["epochs"])
         plan.save(run_dir / "plan.yaml")
+        old = task
         task = type(task)(plan.to_dict())
-        if val_cases:
-            task.val_cases = val_cases
+        for attr in ("val_cases", "val_pairs"):  # validation data the engine attached
+            if hasattr(old, attr):
+                setattr(task, attr, getattr(old, attr))
     return plan, task
 
 

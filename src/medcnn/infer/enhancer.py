@@ -1,0 +1,71 @@
+"""A trained enhancement model from its run folder: restore slices, images and volumes in
+physical units (the plan's affine normalisation in and out, nothing clipped)."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medcnn.data.image import Image
+from medcnn.errors import InputError, RunFolderError
+from medcnn.plan import Plan
+
+
+class Enhancer:
+    def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, bf16: bool | None = None):
+        from medcnn.tasks.enhance import stride_of
+        from medcnn.train.engine import resolve_precision
+
+        self.plan, self.net, self.run_dir = plan, net.eval(), run_dir
+        self.stride = stride_of(plan)
+        self.bf16 = resolve_precision(plan.precision, 2, "enhance").startswith("bf16") if bf16 is None else bf16
+
+    @classmethod
+    def from_run(cls, run: str | Path, checkpoint: str = "best") -> "Enhancer":
+        from medcnn.infer.predictor import _checkpoint_path, _load_net
+
+        run = Path(run)
+        if not run.is_dir():
+            raise RunFolderError("run folder not found", run)
+        plan, net = _load_net(_checkpoint_path(run, checkpoint))
+        if plan.task != "enhance":
+            raise RunFolderError(f"is a {plan.task} run, not an enhancement run", run)
+        return cls(plan, net, run)
+
+    @torch.no_grad()
+    def restore_normalised(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) normalised slices -> restored, same shape (padded to the U-Net's stride inside)."""
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        xp = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate") if (ph or pw) else x
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        with ctx:
+            out = self.net(xp.contiguous()).float()
+        if self.plan.enhance.residual:
+            out = xp.float() + out
+        return out[..., :h, :w]
+
+    def restore_array(self, a: np.ndarray, batch: int = 16) -> np.ndarray:
+        """(C, H, W) or (C, X, Y, Z) in physical units -> restored, same shape and units (volumes
+        slice by slice along the last axis)."""
+        from medcnn.train.enhance_data import image_window
+
+        lo, hi = image_window(a, self.plan)
+        t = (torch.from_numpy(np.asarray(a, np.float32)) - lo) / (hi - lo)
+        if t.ndim == 3:
+            return (self.restore_normalised(t[None])[0] * (hi - lo) + lo).numpy()
+        slices = t.movedim(-1, 0)  # (Z, C, X, Y)
+        out = torch.cat([self.restore_normalised(slices[i:i + batch]) for i in range(0, len(slices), batch)])
+        return (out.movedim(0, -1) * (hi - lo) + lo).numpy()
+
+    def restore(self, image: Image) -> Image:
+        c = self.plan.preprocessing.channels
+        if image.channels != c:
+            raise InputError(f"the model restores {c}-channel images; this one has {image.channels}",
+                             image.meta.get("source"))
+        if image.spatial_dims not in (2, 3):
+            raise InputError(f"{image.spatial_dims}-D images are not supported", image.meta.get("source"))
+        return Image(self.restore_array(image.array), image.affine.copy(), dict(image.meta))

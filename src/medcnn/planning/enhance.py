@@ -1,0 +1,75 @@
+"""Enhancement fingerprint -> plan: intensity window, patch, network, degradation defaults.
+
+- normalisation (affine, nothing clipped, undone after restoration, so images come back in their
+  units): CT -> one HU window for all scans, the 0.5-99.5 percentiles of the training images' HU;
+  anything else (MRI has arbitrary units per scan) -> each image's own 0.5-99.5 percentiles.
+  Noise levels (sigma) are stated in these normalised units (25/255 = 0.098 of the range);
+- network: a residual U-Net (MONAI DynUNet, 32-64-128-256 channels, batch norm; the image is
+  restored as input + predicted correction): multi-scale, so it is fast per pixel on a CPU;
+- patch: 64 x 64 (or the median slice if smaller), batch 16; whole slices at validation and predict.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medcnn.data.enhance import EnhanceData
+from medcnn.plan import AugmentConfig, EnhanceConfig, ModelConfig, OptimConfig, Plan, Preprocessing
+
+FINGERPRINT_SOURCES = 32
+PATCH, BATCH = 64, 16
+MAX_EPOCHS = 60
+MAX_MINUTES = 20.0
+DEFAULT_LEVEL = {"gaussian": [25 / 255], "rician": [0.05], "speckle": [0.2], "downsample": [2],
+                 "lowdose-ct": [1e4], "sparse-view-ct": [90]}
+
+
+def fingerprint(data: EnhanceData, max_sources: int = FINGERPRINT_SOURCES) -> dict[str, Any]:
+    """Modality, channels, slice shapes and intensity percentiles of up to ``max_sources`` sources."""
+    idx = np.unique(np.linspace(0, len(data.sources) - 1, min(len(data.sources), max_sources)).astype(int))
+    values, shapes, channels, modalities = [], [], set(), set()
+    rng = np.random.default_rng(0)
+    for i in idx:
+        sid = data.sources[i].id
+        img = data.image(sid)
+        channels.add(img.channels)
+        modalities.add(str(img.meta.get("modality", "")).upper())
+        a = np.asarray(img.array, np.float32)
+        shapes.append(a.shape[1:3])
+        flat = a.reshape(-1)
+        values.append(flat[rng.integers(0, flat.size, min(flat.size, 200_000))])
+    v = np.concatenate(values)
+    lo, hi = (float(x) for x in np.percentile(v, [0.5, 99.5]))
+    if hi <= lo:
+        hi = lo + 1.0
+    mods = sorted(m for m in modalities if m)
+    return {"name": data.name, "source": data.source, "n_sources": len(data.sources),
+            "channels": sorted(channels), "modality": ",".join(mods),
+            "slice_shape_median": [int(np.median([s[k] for s in shapes])) for k in (0, 1)],
+            "intensity": {"p0.5": lo, "p99.5": hi, "min": float(v.min()), "max": float(v.max())}}
+
+
+def default_plan(data: EnhanceData, data_arg: str, degradation: str = "gaussian",
+                 level: list[float] | None = None) -> Plan:
+    fp = fingerprint(data)
+    if len(fp["channels"]) != 1:
+        from medcnn.errors import InputError
+
+        raise InputError(f"images with different channel counts {fp['channels']}; enhance one kind at a time", data.root)
+    c = fp["channels"][0]
+    patch = [min(PATCH, max(16, (n // 16) * 16)) for n in fp["slice_shape_median"]]
+    window = [round(fp["intensity"]["p0.5"], 4), round(fp["intensity"]["p99.5"], 4)]
+    ct = "CT" in fp["modality"].split(",") or degradation in ("lowdose-ct", "sparse-view-ct")
+    en = EnhanceConfig(degradation=degradation, level=list(level or DEFAULT_LEVEL[degradation]),
+                       normalization="window" if ct else "percentile", window=window,
+                       modality=fp["modality"], patch_size=patch, patches_per_epoch=BATCH * 256)
+    plan = Plan(task="enhance", data=data_arg, label_type="multiclass", num_classes=c, class_names=[],
+                spatial_dims=2,
+                preprocessing=Preprocessing(input_size=patch, channels=c, intensity="none", mean=[0.0] * c,
+                                            std=[1.0] * c),
+                model=ModelConfig("unet", {"filters": [32, 64, 128, 256], "strides": [1, 2, 2, 2], "norm": "batch"}),
+                optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-4, scheduler="cosine"),
+                augment=AugmentConfig(preset="none", p=0.0), batch_size=BATCH, epochs=MAX_EPOCHS,
+                max_minutes=MAX_MINUTES, val_metric="psnr", enhance=en, fingerprint=fp)
+    return plan.validate()

@@ -1,0 +1,163 @@
+"""Training and validation data for enhancement: slices in memory, degraded on the fly.
+
+Each training batch is ``(degraded, clean)`` patches. Noise and resolution models degrade the
+patches themselves; the CT models (projection domain) degrade whole slices and crop both at the
+same place. Patches get random 90-degree rotations and mirrors (image restoration has no preferred
+orientation). Validation uses fixed slices with one fixed, seeded degradation each, so every epoch
+is scored on the same noise realisations.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset
+
+from medcnn.data.enhance import EnhanceData, slab_split, split_sources
+from medcnn.plan import Plan
+from medcnn.transforms.degrade import Degradation
+
+MAX_VAL_SLICES = 32
+
+
+def degradation_for(plan: Plan, pixel_mm: float = 1.0) -> Degradation:
+    en = plan.enhance
+    return Degradation(en.degradation, tuple(en.level), tuple(en.window), pixel_mm=pixel_mm, ct_views=en.ct_views)
+
+
+def image_window(a: np.ndarray, plan: Plan) -> list[float]:
+    """The [lo, hi] physical range mapped to [0, 1] for this image (the plan's window, or the
+    image's own 0.5-99.5 percentiles)."""
+    if plan.enhance.normalization == "window":
+        return list(plan.enhance.window)
+    lo, hi = (float(v) for v in np.percentile(np.asarray(a, np.float32), [0.5, 99.5]))
+    return [lo, hi if hi > lo else lo + 1.0]
+
+
+def normalise(a: np.ndarray, window: list[float]) -> torch.Tensor:
+    lo, hi = window
+    return torch.from_numpy((np.asarray(a, np.float32) - lo) / (hi - lo))
+
+
+def denormalise(t: torch.Tensor, window: list[float]) -> torch.Tensor:
+    lo, hi = window
+    return t * (hi - lo) + lo
+
+
+def split_slices(plan: Plan, data: EnhanceData) -> tuple[dict, dict[str, list[tuple[str, int]]]]:
+    """The recorded split (source ids, and how) and the (source id, slice index) pairs of each part."""
+    s = plan.enhance.split
+    ids = [src.id for src in data.sources]
+    split = split_sources(ids, test_fraction=float(s.get("test_fraction", 0.2)),
+                          val_fraction=float(s.get("val_fraction", 0.1)), seed=plan.seed)
+    parts: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
+    for part in parts:
+        for sid in split[part]:
+            n = len(data.slices(sid))
+            idx = slab_split(n, part, float(s.get("test_fraction", 0.2)), float(s.get("val_fraction", 0.1))) \
+                if split["by"] == "slab" else range(n)
+            parts[part] += [(sid, k) for k in idx]
+    return split, parts
+
+
+def load_slices(plan: Plan, data: EnhanceData, pairs: list[tuple[str, int]]) -> list[torch.Tensor]:
+    """Normalised (C, H, W) slices; blank slices (no contrast) are dropped."""
+    out, windows = [], {}
+    for sid, k in pairs:
+        if sid not in windows:  # one window per source: slices of a volume stay on one scale
+            windows[sid] = image_window(data.image(sid).array, plan)
+        a = data.slices(sid, plan.preprocessing.channels)[k]
+        if float(a.max() - a.min()) <= 0:
+            continue
+        out.append(normalise(a, windows[sid]))
+    return out
+
+
+def pixel_mm(data: EnhanceData, ids: list[str]) -> float:
+    """In-plane pixel size of the first source (CT line integrals are in mm)."""
+    return float(data.image(ids[0]).spacing[0]) if ids else 1.0
+
+
+def _pad_to(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    ph, pw = max(0, size[0] - x.shape[-2]), max(0, size[1] - x.shape[-1])
+    if ph or pw:
+        mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+        x = F.pad(x[None], (0, pw, 0, ph), mode=mode)[0]
+    return x
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """One of the 8 rotations / mirrors of the last two axes."""
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return x.flip(-1) if k >= 4 else x
+
+
+class EnhancePatches(IterableDataset):
+    def __init__(self, slices: list[torch.Tensor], degradation: Degradation, patch: list[int], batch_size: int,
+                 n_batches: int, seed: int = 0):
+        self.slices, self.degradation, self.patch = slices, degradation, list(patch)
+        self.batch_size, self.n_batches, self.seed, self.epoch = batch_size, n_batches, seed, 0
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _crop(self, x: torch.Tensor, rng: np.random.Generator) -> tuple[int, int]:
+        h, w = x.shape[-2:]
+        return int(rng.integers(0, h - self.patch[0] + 1)), int(rng.integers(0, w - self.patch[1] + 1))
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        ph, pw = self.patch
+        whole = self.degradation.whole_image
+        for _ in range(self.n_batches):
+            clean, degraded = [], []
+            for i in rng.integers(0, len(self.slices), self.batch_size):
+                x = _pad_to(self.slices[i], self.patch)
+                top, left = self._crop(x, rng)
+                if whole:  # CT: degrade the whole slice, then crop both
+                    y, _ = self.degradation(x[None], gen)
+                    degraded.append(y[0, :, top:top + ph, left:left + pw])
+                clean.append(x[:, top:top + ph, left:left + pw])
+            c = torch.stack(clean)
+            d = torch.stack(degraded) if whole else self.degradation(c, gen)[0]
+            # 8 rotations/mirrors of square patches; rectangular ones keep their shape (4)
+            k = rng.integers(0, 8, len(c)) if ph == pw else 2 * rng.integers(0, 4, len(c))
+            yield (torch.stack([dihedral(v, int(j)) for v, j in zip(d, k)]),
+                   torch.stack([dihedral(v, int(j)) for v, j in zip(c, k)]))
+
+
+def val_pairs(slices: list[torch.Tensor], degradation: Degradation, seed: int = 0,
+              limit: int = MAX_VAL_SLICES) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+    """(degraded, clean, level) for up to ``limit`` evenly spread slices, one seeded degradation each."""
+    idx = np.unique(np.linspace(0, len(slices) - 1, min(limit, len(slices))).astype(int)) if slices else []
+    gen = torch.Generator().manual_seed(seed + 12345)
+    out = []
+    for i in idx:
+        y, lv = degradation(slices[i][None], gen)
+        out.append((y[0], slices[i], float(lv[0])))
+    return out
+
+
+def enhance_loaders(plan: Plan, data: EnhanceData):
+    """Train loader (patches), val loader (indices into the task's val pairs), val pairs, split record."""
+    split, parts = split_slices(plan, data)
+    train = load_slices(plan, data, parts["train"])
+    val = load_slices(plan, data, parts["val"])
+    if not train:
+        from medcnn.errors import InputError
+
+        raise InputError("no training slices with any contrast", data.root)
+    deg = degradation_for(plan, pixel_mm(data, split["train"]))
+    en = plan.enhance
+    n_batches = max(1, en.patches_per_epoch // plan.batch_size)
+    train_loader = DataLoader(EnhancePatches(train, deg, en.patch_size, plan.batch_size, n_batches, plan.seed),
+                              batch_size=None, num_workers=0)
+    pairs = val_pairs(val, deg, plan.seed)
+    val_loader = DataLoader(list(range(len(pairs))), batch_size=None, shuffle=False)
+    record = {**{k: split[k] for k in ("train", "val", "test")}, "by": split["by"],
+              "slices": {k: [f"{sid}#{i}" for sid, i in v] for k, v in parts.items()} if split["by"] == "slab" else None}
+    return train_loader, val_loader, pairs, record

@@ -1,0 +1,153 @@
+"""Enhancement end to end on real MR volumes (MSD hippocampus imagesTs): plan, split, train."""
+import json
+
+import pytest
+import torch
+
+from medcnn.cli.main import main
+from medcnn.data.enhance import load_enhance, slab_split, split_sources
+from medcnn.errors import InputError
+from medcnn.plan import Plan
+from medcnn.planning.enhance import default_plan
+
+
+@pytest.fixture(scope="module")
+def mr_dir(hippocampus_dir):
+    return hippocampus_dir / "imagesTs"
+
+
+def test_plan_window_and_patch_follow_the_data(mr_dir):
+    ds = load_enhance(mr_dir)
+    assert len(ds.sources) == 130 and all(s.id.endswith(".nii.gz") for s in ds.sources)
+    p = default_plan(ds, str(mr_dir), "rician", [0.02, 0.1])
+    lo, hi = p.enhance.window
+    assert lo < hi and p.fingerprint["intensity"]["p0.5"] == pytest.approx(lo, abs=1e-3)
+    assert p.enhance.normalization == "percentile"  # MRI: arbitrary units, each scan its own range
+    assert p.enhance.patch_size == [32, 48]  # the median slice (35 x 51) rounded down to the U-Net's stride
+    assert p.enhance.level == [0.02, 0.1] and p.task == "enhance"
+    again = Plan.from_dict(p.to_dict())
+    assert again.enhance == p.enhance and "segment" not in p.to_dict()
+
+
+def test_segmentation_labels_are_not_images_to_enhance(hippocampus_dir):
+    ids = [s.id for s in load_enhance(hippocampus_dir).sources]
+    assert len(ids) == 390 and not any("labelsTr" in i for i in ids)
+
+
+def test_split_by_source_or_by_slab():
+    ids = [f"s{i}" for i in range(50)]
+    sp = split_sources(ids, seed=0)
+    assert sp["by"] == "source" and not set(sp["test"]) & set(sp["train"] + sp["val"])
+    assert (len(sp["train"]), len(sp["val"]), len(sp["test"])) == (35, 5, 10)
+    one = split_sources(["vol"])
+    assert one["by"] == "slab"
+    parts = {k: list(slab_split(100, k)) for k in ("train", "val", "test")}
+    assert parts["test"] == list(range(80, 100)) and parts["val"] == list(range(68, 78))
+    assert max(parts["train"]) == 65  # two slices left out on each side of validation
+    with pytest.raises(InputError):
+        slab_split(6, "train")
+
+
+@pytest.fixture(scope="module")
+def enhance_run(mr_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "denoise"
+    rc = main(["train", str(mr_dir), "--degradation", "gaussian", "--level", "25/255", "--out", str(run),
+               "--epochs", "3", "--no-progress", "--set", "enhance.patches_per_epoch=768", "--set", "max_minutes=0"])
+    assert rc == 0
+    return run
+
+
+def test_enhance_training_removes_noise(enhance_run):
+    run = enhance_run
+    split = json.loads((run / "split.json").read_text())
+    assert split["by"] == "source" and not set(split["test"]) & set(split["train"])
+    hist = json.loads((run / "metrics.json").read_text())["epochs"]
+    assert len(hist) == 3
+    # 144 optimizer steps already restore more than they lose: PSNR above the noisy input's
+    assert hist[-1]["val_psnr"] > hist[-1]["val_psnr_degraded"] + 1.0
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "learning_curve.png").is_file()
+    sd = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")
+    assert sd["hyper_parameters"]["plan"]["enhance"]["degradation"] == "gaussian"
+
+
+def test_evaluate_beside_the_classical_baselines(enhance_run):
+    from medcnn.tasks.evaluate_enhance import evaluate_enhance_run
+
+    r = evaluate_enhance_run(enhance_run, "test", limit=6)
+    rows = {row["method"]: row for row in r["rows"]}
+    assert set(rows) == {"noisy", "medcnn", "bm3d", "nlm"} and r["n_images"] == 6
+    # sigma 25/255 on [0, 1]: the noisy input is at 20 * log10(255 / 25) = 20.2 dB
+    assert rows["noisy"]["psnr"] == pytest.approx(20.17, abs=0.3)
+    assert rows["bm3d"]["psnr"] > rows["noisy"]["psnr"] + 3 and rows["medcnn"]["psnr"] > rows["noisy"]["psnr"]
+    assert (enhance_run / "eval" / "enhance_test.csv").read_text().startswith("level,method,psnr")
+
+
+def test_restored_volume_keeps_grid_and_units(enhance_run, mr_dir):
+    from medcnn.infer.enhancer import Enhancer
+    from medcnn.io import read_image
+
+    img = read_image(sorted(mr_dir.glob("*.nii.gz"))[0])
+    out = Enhancer.from_run(enhance_run).restore(img)
+    assert out.array.shape == img.array.shape and (out.affine == img.affine).all()
+    # physical units: the restored intensities stay on the input's scale
+    assert abs(float(out.array.mean()) - float(img.array.mean())) < 0.1 * float(img.array.std())
+
+
+def test_enhance_cli_errors(mr_dir, capsys):
+    assert main(["train", str(mr_dir), "--task", "enhance"]) == 2
+    assert "needs --degradation" in capsys.readouterr().err
+    assert main(["train", str(mr_dir), "--degradation", "blur"]) == 2
+    assert "--degradation must be one of" in capsys.readouterr().err
+
+
+def test_predict_dicom_series_writes_a_new_derived_series(enhance_run, dicom_series_dir, tmp_path):
+    import pydicom
+
+    out = tmp_path / "pred"
+    assert main(["predict", str(enhance_run), str(dicom_series_dir), "--out", str(out)]) == 0
+    written = sorted((out / dicom_series_dir.name / "dicom").glob("*.dcm"))
+    sources = {}
+    for f in dicom_series_dir.iterdir():
+        try:
+            ds = pydicom.dcmread(f)
+        except pydicom.errors.InvalidDicomError:
+            continue
+        sources[(float(ds.ImagePositionPatient[2]), ds.InstanceNumber)] = ds
+    assert len(written) == len(sources)
+    new = [pydicom.dcmread(f) for f in written]
+    assert len({d.SeriesInstanceUID for d in new}) == 1
+    src_uids = {d.SOPInstanceUID for d in sources.values()}
+    assert not {d.SOPInstanceUID for d in new} & src_uids
+    assert new[0].SeriesInstanceUID not in {d.SeriesInstanceUID for d in sources.values()}
+    for d in new:
+        s = sources[(float(d.ImagePositionPatient[2]), d.InstanceNumber)]
+        assert d.StudyInstanceUID == s.StudyInstanceUID and "DERIVED" in d.ImageType
+        for kw in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "Rows",
+                   "Columns", "PixelRepresentation", "BitsStored", "BitsAllocated"):
+            assert d.get(kw) == s.get(kw), kw
+        assert float(d.get("RescaleSlope", 1)) == float(s.get("RescaleSlope", 1))
+        assert "medcnn" in d.SeriesDescription and "gaussian" in d.DerivationDescription
+        px = d.pixel_array
+        assert px.shape == s.pixel_array.shape and px.dtype == s.pixel_array.dtype
+    assert (out / dicom_series_dir.name / "comparison.png").is_file()
+    # the inputs are untouched
+    assert all(pydicom.dcmread(f).SOPInstanceUID in src_uids for f in dicom_series_dir.iterdir()
+               if f.is_file() and not f.name.startswith("."))
+
+
+def test_predict_nifti_and_png_keep_their_format(enhance_run, mr_dir, tmp_path):
+    import nibabel as nib
+    import numpy as np
+    from PIL import Image as PILImage
+
+    nii = sorted(mr_dir.glob("*.nii.gz"))[1]
+    png = tmp_path / "slice.png"
+    vol = np.asarray(nib.load(str(nii)).dataobj, dtype=np.float32)
+    PILImage.fromarray(np.clip(vol[:, :, vol.shape[2] // 2] / vol.max() * 255, 0, 255).astype(np.uint8)).save(png)
+    out = tmp_path / "pred"
+    assert main(["predict", str(enhance_run), str(nii), str(png), "--out", str(out)]) == 0
+    restored = nib.load(str(out / nii.name.replace(".nii.gz", "") / "restored.nii.gz"))
+    assert restored.shape == vol.shape and np.allclose(restored.affine, nib.load(str(nii)).affine)
+    back = np.asarray(PILImage.open(out / "slice" / "restored.png"))
+    assert back.dtype == np.uint8 and back.shape == np.asarray(PILImage.open(png)).shape
+    assert main(["predict", str(enhance_run), str(nii), "--out", str(out)]) == 2  # never overwrites silently
