@@ -6,12 +6,13 @@ STAMP  := $(VENV)/.medcnn-installed
 RUNS   ?= runs
 PYTEST_ARGS ?=
 
-.PHONY: demo test install fetch-demo bench-classify bench-segment clean help
+.PHONY: demo test install fetch-demo bench-classify bench-segment bench-enhance clean help
 
 help:
 	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
 	@echo "make test   - install, run the test suite (set MEDCNN_DATA to the data mirror)"
 	@echo "make bench-segment  - MSD Hippocampus + DRIVE segmentation benchmark (README table)"
+	@echo "make bench-enhance  - MR / CT denoising, low-dose and sparse-view CT, super-resolution vs BM3D, NLM, FBP, bicubic"
 	@echo "make bench-classify - 5 MedMNIST datasets x 3 seeds + the official recipe baseline (hours; README table)"
 
 $(STAMP): pyproject.toml
@@ -36,6 +37,9 @@ bench-classify: $(STAMP)
 
 bench-segment: $(STAMP)
 	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/segment.py --out $(RUNS)/bench-segment $(BENCH_ARGS)
+
+bench-enhance: $(STAMP)
+	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/enhance.py --out $(RUNS)/bench-enhance $(BENCH_ARGS)
 
 clean:
 	rm -rf $(RUNS) .pytest_cache

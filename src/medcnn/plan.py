@@ -94,7 +94,8 @@ class EnhanceConfig:
     """Enhancement settings (task: enhance): what degradation the network learns to undo, and how
     intensities are normalised (affine, no clipping, so physical units come back exactly)."""
 
-    # gaussian | rician | speckle | downsample | lowdose-ct | sparse-view-ct (medcnn.transforms.degrade)
+    # gaussian | rician | speckle | downsample | lowdose-ct | sparse-view-ct (medcnn.transforms.degrade);
+    # none: the images themselves are noisy (with mode: noise2void)
     degradation: str = "gaussian"
     # one value, or [lo, hi]: a level drawn per image (one blind model for the range). gaussian / rician /
     # speckle: sigma in normalised units; downsample: factor; lowdose-ct: photons per detector bin;
@@ -108,8 +109,10 @@ class EnhanceConfig:
     modality: str = ""  # from the fingerprint (CT: window in HU)
     patch_size: list[int] = field(default_factory=lambda: [64, 64])
     patches_per_epoch: int = 4096
-    # noise2void: blind-spot training on the images themselves (only noisy data, no clean targets)
+    # supervised: learn degraded -> clean; noise2void: blind-spot training on the (degraded) images
+    # alone, for users who have only noisy scans (no clean targets are used)
     mode: str = "supervised"  # supervised | noise2void
+    blind_spot_fraction: float = 0.02  # noise2void: share of pixels masked per patch
     residual: bool = True  # the network predicts the correction added to its input
     ct_views: int = 360
     loss: str = "l1"  # l1 | mse
@@ -180,6 +183,8 @@ class Plan:
                                   "(with the HU window)")
             if en.mode not in ("supervised", "noise2void"):
                 raise ConfigError(f"enhance.mode must be supervised or noise2void, got {en.mode!r}")
+            if en.degradation == "none" and en.mode != "noise2void":
+                raise ConfigError("enhance.degradation: none (the images are the noisy data) needs enhance.mode: noise2void")
             if en.loss not in ("l1", "mse"):
                 raise ConfigError(f"enhance.loss must be l1 or mse, got {en.loss!r}")
         if self.label_type not in LABEL_TYPES:

@@ -109,12 +109,12 @@ def test_unknown_names_raise_with_suggestion(name, hint):
 
 def test_dataset_names_cover_every_flag_and_size():
     names = catalog.dataset_names()
-    assert len(names) == len(set(names)) == 12 * 4 + 6 * 2 + 2
+    assert len(names) == len(set(names)) == 12 * 4 + 6 * 2 + 3  # + msd-hippocampus, drive, invesalius-ct
     for n in ("breastmnist", "breastmnist_64", "breastmnist_224", "organmnist3d",
-              "organmnist3d_64", "msd-hippocampus", "drive"):
+              "organmnist3d_64", "msd-hippocampus", "drive", "invesalius-ct"):
         assert n in names
     assert "organmnist3d_128" not in names and "breastmnist_28" not in names
-    for n in names[:-2]:
+    for n in names[:-len(catalog.FOLDER_DATASETS)]:
         flag, size = catalog.medmnist_flag(n)
         assert catalog.medmnist_filename(flag, size) == f"{n}.npz"
 
@@ -367,3 +367,12 @@ def test_safe_extract_strips_top_folder_and_skips_junk(tmp_path):
     assert (tmp_path / "out" / "a.txt").read_bytes() == b"a"
     assert (tmp_path / "out" / "sub" / "b.txt").read_bytes() == b"b"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.txt", "sub"]
+
+
+def test_invesalius_ct_offline_says_where_to_get_it(tmp_path, monkeypatch):
+    from medcnn.data.fetch import fetch
+    from medcnn.errors import DataNotFoundError
+
+    monkeypatch.setenv("MEDCNN_OFFLINE", "1")
+    with pytest.raises(DataNotFoundError, match="invesalius-examples_3.1.99998-4_all.deb not found.*apt-get download"):
+        fetch("invesalius-ct", tmp_path)

@@ -151,3 +151,31 @@ def test_predict_nifti_and_png_keep_their_format(enhance_run, mr_dir, tmp_path):
     back = np.asarray(PILImage.open(out / "slice" / "restored.png"))
     assert back.dtype == np.uint8 and back.shape == np.asarray(PILImage.open(png)).shape
     assert main(["predict", str(enhance_run), str(nii), "--out", str(out)]) == 2  # never overwrites silently
+
+
+def test_blind_spot_masks_only_with_neighbour_values(mr_dir):
+    from medcnn.tasks.enhance import blind_spot
+    from medcnn.train.enhance_data import load_slices
+
+    ds = load_enhance(mr_dir)
+    p = default_plan(ds, str(mr_dir), "gaussian")
+    x = torch.stack([s[:, :32, :32] for s in load_slices(p, ds, [(ds.sources[0].id, k) for k in range(10, 14)])])
+    masked, mask = blind_spot(x, 0.05, radius=2, generator=torch.Generator().manual_seed(0))
+    assert 0.03 < mask.float().mean() < 0.07
+    assert torch.equal(masked[~mask], x[~mask])
+    # a masked pixel takes the value of some other pixel within 2 of it
+    b, c, i, j = (int(v) for v in mask.nonzero()[0])
+    window = x[b, c, max(0, i - 2):i + 3, max(0, j - 2):j + 3]
+    assert (window == masked[b, c, i, j]).any()
+
+
+def test_noise2void_trains_without_clean_images(mr_dir, tmp_path):
+    run = tmp_path / "n2v"
+    rc = main(["train", str(mr_dir), "--degradation", "none", "--out", str(run), "--epochs", "1", "--no-progress",
+               "--set", "enhance.patches_per_epoch=64", "--set", "max_minutes=0"])
+    assert rc == 0
+    hist = json.loads((run / "metrics.json").read_text())["epochs"]
+    assert hist[0]["val_psnr"] > 0 and hist[0]["val_psnr_degraded"] is None
+    assert json.loads((run / "run.json").read_text())["n"]["train_slices"] > 0
+    assert main(["train", str(mr_dir), "--degradation", "none", "--set", "enhance.mode=supervised",
+                 "--out", str(tmp_path / "x")]) == 2  # nothing to supervise with

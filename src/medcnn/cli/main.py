@@ -88,7 +88,7 @@ def fetch(name: str = typer.Argument(..., help="Dataset: a MedMNIST name (breast
 
 TASK_HELP = "auto (a segmentation layout -> segment, --degradation -> enhance, else classify) | classify | segment | enhance."
 DEGRADATION_HELP = ("Enhancement: what to learn to undo: gaussian | rician | speckle | downsample | lowdose-ct | "
-                    "sparse-view-ct (implies --task enhance).")
+                    "sparse-view-ct, or none when the images are the noisy scans (Noise2Void; implies --task enhance).")
 LEVEL_HELP = ("Degradation level, or a range 'lo,hi' for one blind model: sigma (normalised units, e.g. 0.098 = 25/255), "
               "downsample factor, photons per detector bin (lowdose-ct), number of views (sparse-view-ct).")
 
@@ -150,8 +150,9 @@ def _default_plan(data: str, task: str, degradation: Optional[str] = None, level
         from medcnn.planning.enhance import default_plan as enhance_plan
         from medcnn.transforms.degrade import KINDS
 
-        if degradation not in KINDS:
-            raise MedcnnError(f"--degradation must be one of {', '.join(KINDS)}, got {degradation!r}")
+        if degradation not in KINDS + ("none",):
+            raise MedcnnError(f"--degradation must be one of {', '.join(KINDS)}, or none (noisy images, "
+                              f"self-supervised), got {degradation!r}")
         ds = load_enhance(data)
         return ds, enhance_plan(ds, data, degradation, _levels(level))
     if kind == "segment":

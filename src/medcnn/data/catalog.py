@@ -4,7 +4,8 @@ MedMNIST (v2/v3, 2D and 3D, every size) comes from ``medmnist_catalog.json``, ge
 the official ``medmnist`` 3.0.2 ``INFO``. A MedMNIST name is its flag, optionally followed by
 a size: ``breastmnist`` (28 px), ``breastmnist_64``, ``organmnist3d_64``. Two more datasets
 are folders checked file by file against a committed ``*.md5`` manifest: ``msd-hippocampus``
-(MSD Task04) and ``drive`` (DRIVE retinal vessels).
+(MSD Task04) and ``drive`` (DRIVE retinal vessels). ``invesalius-ct`` is a real head CT volume
+taken from a Debian package (checksummed), converted to NIfTI in HU.
 """
 from __future__ import annotations
 
@@ -37,7 +38,18 @@ DRIVE: dict[str, str] = {
     "layout": "training/{images,1st_manual,mask} and test/{images,1st_manual,2nd_manual,mask}",
     "license": "research use (cite Staal et al., IEEE TMI 2004)",
 }
-FOLDER_DATASETS: dict[str, dict[str, str]] = {d["name"]: d for d in (MSD_HIPPOCAMPUS, DRIVE)}
+INVESALIUS_CT: dict[str, str] = {
+    "name": "invesalius-ct",
+    "folder": "invesalius_ct",
+    # Debian's invesalius-examples: a real head CT (108 slices of 256 x 256, int16 HU) in a .inv3 project
+    "url": "https://deb.debian.org/debian/pool/main/i/invesalius/invesalius-examples_3.1.99998-4_all.deb",
+    "md5": "3f5def7ec63c6d0d2b9527281d2a98da",
+    "archive": "invesalius-examples_3.1.99998-4_all.deb",
+    "member": "usr/share/doc/invesalius-examples/examples/Cranium.inv3",
+    "nifti": "cranium_ct.nii.gz",
+    "license": "GPL-2 (InVesalius examples, CTI Renato Archer)",
+}
+FOLDER_DATASETS: dict[str, dict[str, str]] = {d["name"]: d for d in (MSD_HIPPOCAMPUS, DRIVE, INVESALIUS_CT)}
 
 
 @cache

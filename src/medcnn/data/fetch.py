@@ -6,7 +6,8 @@ data mirror, so ``MEDCNN_DATA=/path/to/mirror`` works as is:
 
 - MedMNIST ``<root>/medmnist/<flag>[_<size>].npz``;
 - ``msd-hippocampus`` ``<root>/msd_task04_hippocampus/`` (dataset.json, imagesTr, labelsTr, imagesTs);
-- ``drive`` ``<root>/drive/`` (training/, test/).
+- ``drive`` ``<root>/drive/`` (training/, test/);
+- ``invesalius-ct`` ``<root>/invesalius_ct/cranium_ct.nii.gz`` (a head CT in HU, from Debian).
 
 A present copy is verified and used without touching the network. An absent one is
 downloaded from the official source when allowed (not ``download=False``, not
@@ -82,6 +83,10 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, download: bool = 
         return _fetch_msd(root, download, progress)
     if key == "drive":
         return _fetch_drive(root)
+    if key == "invesalius-ct":
+        from medcnn.data.fetch_ct import fetch_invesalius
+
+        return fetch_invesalius(root, download, progress)
     flag, size = catalog.medmnist_flag(name)
     dest = dataset_path(name, root)
     url, md5 = catalog.medmnist_source(flag, size)

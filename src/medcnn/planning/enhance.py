@@ -1,12 +1,13 @@
 """Enhancement fingerprint -> plan: intensity window, patch, network, degradation defaults.
 
 - normalisation (affine, nothing clipped, undone after restoration, so images come back in their
-  units): CT -> one HU window for all scans, the 0.5-99.5 percentiles of the training images' HU;
+  units): CT (DICOM modality, or HU-like values: air at -1000) -> one HU window for all scans, the 0.5-99.5 percentiles of the training images' HU;
   anything else (MRI has arbitrary units per scan) -> each image's own 0.5-99.5 percentiles.
   Noise levels (sigma) are stated in these normalised units (25/255 = 0.098 of the range);
 - network: a residual U-Net (MONAI DynUNet, 32-64-128-256 channels, batch norm; the image is
   restored as input + predicted correction): multi-scale, so it is fast per pixel on a CPU;
-- patch: 64 x 64 (or the median slice if smaller), batch 16; whole slices at validation and predict.
+- patch: 64 x 64 (or the median slice if smaller), batch 16; whole slices at validation and predict;
+- ``degradation: none`` (the images are the noisy scans): Noise2Void blind-spot training.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ FINGERPRINT_SOURCES = 32
 PATCH, BATCH = 64, 16
 MAX_EPOCHS = 60
 MAX_MINUTES = 20.0
-DEFAULT_LEVEL = {"gaussian": [25 / 255], "rician": [0.05], "speckle": [0.2], "downsample": [2],
+DEFAULT_LEVEL = {"none": [1.0], "gaussian": [25 / 255], "rician": [0.05], "speckle": [0.2], "downsample": [2],
                  "lowdose-ct": [1e4], "sparse-view-ct": [90]}
 
 
@@ -44,8 +45,10 @@ def fingerprint(data: EnhanceData, max_sources: int = FINGERPRINT_SOURCES) -> di
     if hi <= lo:
         hi = lo + 1.0
     mods = sorted(m for m in modalities if m)
+    # NIfTI carries no modality: CT is recognised by its HU scale (air near -1000 present, nothing below -3100)
+    hu_like = bool(v.min() >= -3100 and lo <= -500)
     return {"name": data.name, "source": data.source, "n_sources": len(data.sources),
-            "channels": sorted(channels), "modality": ",".join(mods),
+            "channels": sorted(channels), "modality": ",".join(mods), "hu_like": hu_like,
             "slice_shape_median": [int(np.median([s[k] for s in shapes])) for k in (0, 1)],
             "intensity": {"p0.5": lo, "p99.5": hi, "min": float(v.min()), "max": float(v.max())}}
 
@@ -60,9 +63,10 @@ def default_plan(data: EnhanceData, data_arg: str, degradation: str = "gaussian"
     c = fp["channels"][0]
     patch = [min(PATCH, max(16, (n // 16) * 16)) for n in fp["slice_shape_median"]]
     window = [round(fp["intensity"]["p0.5"], 4), round(fp["intensity"]["p99.5"], 4)]
-    ct = "CT" in fp["modality"].split(",") or degradation in ("lowdose-ct", "sparse-view-ct")
+    ct = "CT" in fp["modality"].split(",") or fp["hu_like"] or degradation in ("lowdose-ct", "sparse-view-ct")
     en = EnhanceConfig(degradation=degradation, level=list(level or DEFAULT_LEVEL[degradation]),
                        normalization="window" if ct else "percentile", window=window,
+                       mode="noise2void" if degradation == "none" else "supervised",
                        modality=fp["modality"], patch_size=patch, patches_per_epoch=BATCH * 256)
     plan = Plan(task="enhance", data=data_arg, label_type="multiclass", num_classes=c, class_names=[],
                 spatial_dims=2,

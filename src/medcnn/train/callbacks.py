@@ -14,6 +14,8 @@ log = logging.getLogger("medcnn.train")
 
 
 def _num(v):
+    if v is None:
+        return None
     v = float(v)
     return v if math.isfinite(v) else None
 

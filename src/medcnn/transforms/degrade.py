@@ -13,6 +13,7 @@ range (``level=(lo, hi)``), which trains one blind model for the whole range.
 | ``downsample`` | factor (2, 4) | block average, then bicubic back to the grid (2D); volumes: thick slices along the last axis, linear back |
 | ``lowdose-ct`` | photons per detector bin (1e4 is low dose) | Poisson counts in the projection domain, log, FBP (:mod:`medcnn.transforms.ct`) |
 | ``sparse-view-ct`` | number of views | FBP from few views (streaks) |
+| ``none`` | (any) | the images are the noisy data: self-supervised (Noise2Void) training only |
 
 The CT models need intensities in HU (``window`` maps [0, 1] back to HU) and whole slices (the
 projection sees the whole object), so they are applied to whole slices before any cropping.
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 NOISE_KINDS = ("gaussian", "rician", "speckle")
 CT_KINDS = ("lowdose-ct", "sparse-view-ct")
 KINDS = NOISE_KINDS + ("downsample",) + CT_KINDS
+NONE = "none"  # the images are already degraded (self-supervised training on noisy scans)
 AIR_HU = -1000.0
 
 
@@ -42,8 +44,8 @@ class Degradation:
     def __post_init__(self):
         from medcnn.errors import ConfigError
 
-        if self.kind not in KINDS:
-            raise ConfigError(f"unknown degradation {self.kind!r} (one of {', '.join(KINDS)})")
+        if self.kind not in KINDS + (NONE,):
+            raise ConfigError(f"unknown degradation {self.kind!r} (one of {', '.join(KINDS)}, or none)")
         if len(self.level) not in (1, 2) or min(self.level) <= 0:
             raise ConfigError(f"degradation level must be one positive value or a range [lo, hi], got {list(self.level)}")
         if self.kind == "downsample" and any(v not in (2, 3, 4) for v in self.level):
@@ -73,6 +75,8 @@ class Degradation:
                  levels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.float()
         levels = self.sample_levels(x.shape[0], generator) if levels is None else levels.float()
+        if self.kind == NONE:
+            return x.clone(), levels
         if self.kind in NOISE_KINDS:
             return _noise(self.kind, x, levels, generator), levels
         if self.kind == "downsample":

@@ -1,0 +1,154 @@
+"""The enhancement benchmark behind the README's enhancement table (issue #5).
+
+Each case plans with the default planner (`medcnn plan --degradation KIND`), trains within the
+plan's time budget (checkpoint chosen on validation PSNR), then scores held-out slices beside
+the classical baselines on the same slices and the same noise realisations:
+
+| case | training data | held-out test | degradation |
+|---|---|---|---|
+| mr-gaussian | MSD hippocampus MRI (390 volumes, split by volume) | its test volumes + the TCIA MR series (never trained on) | gaussian 25/255 |
+| mr-gaussian-n2v | same, self-supervised (Noise2Void: only the noisy images) | same | gaussian 25/255 |
+| mr-rician | same | same | rician, one blind model for sigma 0.02-0.10 |
+| mr-sr2 | same | same | downsample x2 (vs bicubic) |
+| ct-gaussian | InVesalius head CT (108 slices, slab split) | its test slab + pydicom-data CT slices | gaussian 25/255 |
+| ct-lowdose | same | same | Poisson in the projection domain, 5e3-5e4 photons per bin |
+| ct-sparse | same | same | 60-view FBP (vs FBP) |
+
+    make bench-enhance
+    .venv/bin/python bench/enhance.py --cases mr-gaussian --set max_minutes=2   # a quick, non-default check
+
+Writes bench/results/enhance.json (records of the cases run replace earlier ones), the README
+table between the bench-enhance markers, and every run folder under OUT/<case>/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+ROOT = common.ROOT
+START, END = "<!-- bench-enhance:start -->", "<!-- bench-enhance:end -->"
+CASES = {  # case: (data, degradation, level, plan settings of the case)
+    "mr-gaussian": ("mr", "gaussian", [25 / 255], []),
+    "mr-gaussian-n2v": ("mr", "gaussian", [25 / 255], ["enhance.mode=noise2void"]),  # never sees a clean image
+    "mr-rician": ("mr", "rician", [0.02, 0.1], []),
+    "mr-sr2": ("mr", "downsample", [2], []),
+    "ct-gaussian": ("ct", "gaussian", [25 / 255], []),
+    "ct-lowdose": ("ct", "lowdose-ct", [5e3, 5e4], []),
+    "ct-sparse": ("ct", "sparse-view-ct", [60], []),
+}
+EXTERNAL_CT = ["693_UNCR.dcm", "eCT_Supplemental.dcm", "explicit_VR-UN.dcm"]  # pydicom-data CT slices
+LIMIT = 48  # test slices per set
+
+
+def data_dirs() -> dict[str, Path]:
+    """Training folders and external test sets; the head CT is fetched (Debian package) if absent."""
+    from medcnn.data.fetch import fetch
+
+    root = os.environ.get("MEDCNN_DATA")
+    if not root:
+        sys.exit("set MEDCNN_DATA to the data folder (it holds msd_task04_hippocampus/ and dicom_mr_series_tcia_pgbm005/)")
+    root = Path(root)
+    ct_root = root if (root / "invesalius_ct").is_dir() else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medcnn"
+    return {"mr": root / "msd_task04_hippocampus", "mr-external": root / "dicom_mr_series_tcia_pgbm005",
+            "ct": fetch("invesalius-ct", ct_root, progress=False)}
+
+
+def external_slices(plan, name: str, dirs: dict[str, Path]):
+    """(label, slices) of the external test set of a case, normalised as the plan says."""
+    from pydicom.data import get_testdata_file
+
+    from medcnn.data.enhance import EnhanceData, Source, load_enhance
+    from medcnn.train.enhance_data import load_slices
+
+    if name == "mr":
+        data = load_enhance(dirs["mr-external"])
+        label = "TCIA MR series (external)"
+    else:
+        files = [Path(get_testdata_file(f)) for f in EXTERNAL_CT]
+        data = EnhanceData(files[0].parent, [Source(f.name, f, "file") for f in files])
+        label = "pydicom-data CT slices (external)"
+    pairs = [(s.id, k) for s in data.sources for k in range(len(data.slices(s.id)))]
+    return label, load_slices(plan, data, pairs)[:LIMIT]
+
+
+def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> list[dict]:
+    from medcnn.data.enhance import load_enhance
+    from medcnn.infer.enhancer import Enhancer
+    from medcnn.planning.enhance import default_plan
+    from medcnn.tasks.evaluate_enhance import eval_levels, evaluate_enhance_run, evaluate_slices
+    from medcnn.train.engine import train
+    from medcnn.train.enhance_data import degradation_for
+
+    name, kind, level, case_sets = CASES[case]
+    data = load_enhance(dirs[name])
+    plan = default_plan(data, str(dirs[name]), kind, level).override([*case_sets, *sets])
+    run = train(plan, data, out / case, overwrite=True, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    rep = evaluate_enhance_run(run, "test", limit=LIMIT)
+    enh = Enhancer.from_run(run)
+    label, ext = external_slices(enh.plan, name, dirs)
+    pixel = 1.0
+    if kind in ("lowdose-ct", "sparse-view-ct"):
+        pixel = float(data.image(json.loads((run / "split.json").read_text())["train"][0]).spacing[0])
+    ext_rows = evaluate_slices(enh, ext, degradation_for(enh.plan, pixel), eval_levels(enh.plan.enhance.level, kind),
+                               seed=enh.plan.seed)
+    base = {"case": case, "dataset": name, "train_minutes": round(info["train_seconds"] / 60, 2),
+            "epochs": enh.plan.epochs, "model": enh.plan.model.name, "model_kwargs": enh.plan.model.kwargs,
+            "patch": enh.plan.enhance.patch_size, "normalization": enh.plan.enhance.normalization,
+            "best_val_psnr": info.get("best_val_score"), "time_budget": info.get("time_budget")}
+    recs = [{**base, "test_set": f"{data.name} held-out ({rep['n_images']} slices)", **r} for r in rep["rows"]]
+    recs += [{**base, "test_set": f"{label} ({len(ext)} slices)", **r} for r in ext_rows]
+    return recs
+
+
+def update_results(path: Path, records: list[dict]) -> list[dict]:
+    old = json.loads(path.read_text()) if path.is_file() else []
+    cases = {r["case"] for r in records}
+    merged = [r for r in old if r["case"] not in cases] + records
+    merged.sort(key=lambda r: list(CASES).index(r["case"]) if r["case"] in CASES else 99)
+    common.save_record(path, merged)
+    return merged
+
+
+def table(records: list[dict]) -> str:
+    lines = ["| case | test set | level | method | PSNR dB | SSIM | ms / image | train min | commit |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        best = max((x["psnr"] for x in records if x["case"] == r["case"] and x["test_set"] == r["test_set"]
+                    and x["level"] == r["level"]))
+        psnr = f"**{r['psnr']:.2f}**" if r["psnr"] == best else f"{r['psnr']:.2f}"
+        lines.append(f"| {r['case']} | {r['test_set']} | {r['level']:g} | {r['method']} | {psnr} | {r['ssim']:.4f} | "
+                     f"{r['ms_per_image']:.1f} | {r['train_minutes']:.1f} | `{r['commit']}` |")
+    cmds = sorted({r["command"] for r in records})
+    lines += ["", "Bold: best PSNR of the row group. PSNR/SSIM in the plan's normalised units (data range 1). "
+              "Command(s): " + "; ".join(f"`{c}`" for c in cmds) + "."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    common.add_common_args(ap, "enhance")
+    args = ap.parse_args()
+
+    meta = common.run_meta("bench/enhance.py", args.sets)
+    dirs = data_dirs()
+    merged = []
+    for case in args.cases:
+        recs = [{**r, **meta} for r in run_case(case, args.out, args.sets, dirs)]
+        for r in recs:
+            print(json.dumps({k: r[k] for k in ("case", "test_set", "level", "method", "psnr", "ssim", "ms_per_image")}),
+                  flush=True)
+        merged = update_results(args.results, recs)
+    common.update_readme(args.readme, START, END, table(merged))
+    print(table(merged))
+
+
+if __name__ == "__main__":
+    main()
