@@ -8,7 +8,6 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from medcnn.errors import MedcnnError
 
 out = Console()
 
@@ -64,7 +63,7 @@ def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoin
                   overwrite: bool = False) -> list[dict]:
     """Restore each input into its own folder under ``out_dir``; inputs are only read."""
     from medcnn import __version__
-    from medcnn.cli.segment import output_stem
+    from medcnn.cli.segment import input_output_dir
     from medcnn.infer.enhancer import Enhancer
     from medcnn.io import read_image
     from medcnn.io.nifti import write_nifti
@@ -75,9 +74,7 @@ def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoin
     what = WHAT.get(en.degradation, "enhanced")
     results = []
     for path in inputs:
-        dest = out_dir / output_stem(path)
-        if dest.exists() and any(dest.iterdir()) and not overwrite:
-            raise MedcnnError("output folder exists; pass --overwrite or choose another --out", dest)
+        dest = input_output_dir(out_dir, path, overwrite)
         image = read_image(path)
         dtype = image.array.dtype
         restored = enh.restore(image)

@@ -1,7 +1,6 @@
 """The segmentation side of the CLI: predict to files, evaluate tables, measure, compare."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.console import Console
@@ -26,6 +25,14 @@ def output_stem(path: Path) -> str:
     return name
 
 
+def input_output_dir(out_dir: Path, path: Path, overwrite: bool) -> Path:
+    """The output folder of one input (``out_dir/<input name>``); refuses to mix with earlier outputs."""
+    dest = out_dir / output_stem(path)
+    if dest.exists() and any(dest.iterdir()) and not overwrite:
+        raise MedcnnError("output folder exists; pass --overwrite or choose another --out", dest)
+    return dest
+
+
 def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoint: str = "best",
                   overwrite: bool = False) -> list[dict]:
     """Segment each input; per input a folder with mask.nii.gz, overlay.png, measurements.json/.csv
@@ -41,9 +48,7 @@ def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoin
     labels = list(range(1, seg.plan.num_classes))
     results = []
     for path in inputs:
-        dest = out_dir / output_stem(path)
-        if dest.exists() and any(dest.iterdir()) and not overwrite:
-            raise MedcnnError("output folder exists; pass --overwrite or choose another --out", dest)
+        dest = input_output_dir(out_dir, path, overwrite)
         image = read_image(path)
         result = seg.segment(image)
         dest.mkdir(parents=True, exist_ok=True)

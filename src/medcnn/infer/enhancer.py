@@ -25,12 +25,9 @@ class Enhancer:
 
     @classmethod
     def from_run(cls, run: str | Path, checkpoint: str = "best") -> "Enhancer":
-        from medcnn.infer.predictor import _checkpoint_path, _load_net
+        from medcnn.infer.predictor import load_run
 
-        run = Path(run)
-        if not run.is_dir():
-            raise RunFolderError("run folder not found", run)
-        plan, net = _load_net(_checkpoint_path(run, checkpoint))
+        run, plan, net = load_run(run, checkpoint)
         if plan.task != "enhance":
             raise RunFolderError(f"is a {plan.task} run, not an enhancement run", run)
         return cls(plan, net, run)

@@ -64,6 +64,15 @@ def _load_net(ckpt_path: Path) -> tuple[Plan, torch.nn.Module]:
     return plan, net
 
 
+def load_run(run: str | Path, checkpoint: str = "best") -> tuple[Path, Plan, torch.nn.Module]:
+    """(run folder, plan, network with the checkpoint's weights) of a run folder."""
+    run = Path(run)
+    if not run.is_dir():
+        raise RunFolderError("run folder not found", run)
+    plan, net = _load_net(_checkpoint_path(run, checkpoint))
+    return run, plan, net
+
+
 def _temperature(run: Path, checkpoint: str) -> float:
     """The temperature `evaluate` fitted on validation for this checkpoint choice (1.0 if none)."""
     cal = run / "calibration.json"

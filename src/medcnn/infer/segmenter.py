@@ -76,12 +76,9 @@ class Segmenter:
 
     @classmethod
     def from_run(cls, run: str | Path, checkpoint: str = "best") -> "Segmenter":
-        from medcnn.infer.predictor import _checkpoint_path, _load_net
+        from medcnn.infer.predictor import load_run
 
-        run = Path(run)
-        if not run.is_dir():
-            raise RunFolderError("run folder not found", run)
-        plan, net = _load_net(_checkpoint_path(run, checkpoint))
+        run, plan, net = load_run(run, checkpoint)
         return cls(plan, net, run)
 
     def check(self, image: Image, path=None) -> None:
