@@ -6,7 +6,7 @@ the classical baselines on the same slices and the same noise realisations:
 
 | case | training data | held-out test | degradation |
 |---|---|---|---|
-| mr-gaussian | MSD hippocampus MRI (390 volumes, split by volume) | its test volumes + the TCIA MR series (never trained on) | gaussian 25/255 |
+| mr-gaussian | the TCIA MR series (24 whole-head slices, slab split) | its test slab + pydicom-data MR slices | gaussian 25/255 |
 | mr-gaussian-n2v | same, self-supervised (Noise2Void: only the noisy images) | same | gaussian 25/255 |
 | mr-rician | same | same | rician, one blind model for sigma 0.02-0.10 |
 | mr-sr2 | same | same | downsample x2 (vs bicubic) |
@@ -43,6 +43,9 @@ CASES = {  # case: (data, degradation, level, plan settings of the case)
     "ct-sparse": ("ct", "sparse-view-ct", [60], []),
 }
 EXTERNAL_CT = ["693_UNCR.dcm", "eCT_Supplemental.dcm", "explicit_VR-UN.dcm"]  # pydicom-data CT slices
+EXTERNAL_MR = ["MR-SIEMENS-DICOM-WithOverlays.dcm", "MR2_UNCR.dcm", "emri_small.dcm"]  # pydicom-data MR
+# (the MSD hippocampus volumes are 35x51 crops of tissue: a model trained on them does not transfer to
+# whole slices, bench/results/EXPERIMENTS_enhance.md; they stay a segmentation dataset)
 LIMIT = 48  # test slices per set
 
 
@@ -52,27 +55,22 @@ def data_dirs() -> dict[str, Path]:
 
     root = os.environ.get("MEDCNN_DATA")
     if not root:
-        sys.exit("set MEDCNN_DATA to the data folder (it holds msd_task04_hippocampus/ and dicom_mr_series_tcia_pgbm005/)")
+        sys.exit("set MEDCNN_DATA to the data folder (it holds dicom_mr_series_tcia_pgbm005/)")
     root = Path(root)
     ct_root = root if (root / "invesalius_ct").is_dir() else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medcnn"
-    return {"mr": root / "msd_task04_hippocampus", "mr-external": root / "dicom_mr_series_tcia_pgbm005",
-            "ct": fetch("invesalius-ct", ct_root, progress=False)}
+    return {"mr": root / "dicom_mr_series_tcia_pgbm005", "ct": fetch("invesalius-ct", ct_root, progress=False)}
 
 
 def external_slices(plan, name: str, dirs: dict[str, Path]):
     """(label, slices) of the external test set of a case, normalised as the plan says."""
     from pydicom.data import get_testdata_file
 
-    from medcnn.data.enhance import EnhanceData, Source, load_enhance
+    from medcnn.data.enhance import EnhanceData, Source
     from medcnn.train.enhance_data import load_slices
 
-    if name == "mr":
-        data = load_enhance(dirs["mr-external"])
-        label = "TCIA MR series (external)"
-    else:
-        files = [Path(get_testdata_file(f)) for f in EXTERNAL_CT]
-        data = EnhanceData(files[0].parent, [Source(f.name, f, "file") for f in files])
-        label = "pydicom-data CT slices (external)"
+    files = [Path(get_testdata_file(f)) for f in (EXTERNAL_MR if name == "mr" else EXTERNAL_CT)]
+    data = EnhanceData(files[0].parent, [Source(f.name, f, "file") for f in files])
+    label = f"pydicom-data {name.upper()} slices (external)"
     pairs = [(s.id, k) for s in data.sources for k in range(len(data.slices(s.id)))]
     return label, load_slices(plan, data, pairs)[:LIMIT]
 
