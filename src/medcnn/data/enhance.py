@@ -53,6 +53,10 @@ class EnhanceData:
             self._cache[source_id] = img
         return self._cache[source_id]
 
+    def n_slices(self, source_id: str) -> int:
+        a = self.image(source_id).array
+        return 1 if a.ndim == 3 else int(a.shape[-1])
+
     def slices(self, source_id: str, channels: int | None = None) -> list[np.ndarray]:
         """(C, H, W) float32 slices of one source in physical units; ``channels`` checks the count."""
         img = self.image(source_id)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from medcnn.data.image import Image
 from medcnn.errors import InputError, RunFolderError
@@ -35,9 +34,10 @@ class Enhancer:
     @torch.no_grad()
     def restore_normalised(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) normalised slices -> restored, same shape (padded to the U-Net's stride inside)."""
+        from medcnn.tasks.enhance import pad_to_stride
+
         h, w = x.shape[-2:]
-        ph, pw = (-h) % self.stride, (-w) % self.stride
-        xp = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate") if (ph or pw) else x
+        xp = pad_to_stride(x, self.stride)
         ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else nullcontext()
         with ctx:
             out = self.net(xp.contiguous()).float()

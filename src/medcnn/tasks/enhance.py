@@ -50,6 +50,15 @@ def blind_spot(x: torch.Tensor, fraction: float, radius: int = 2,
     return torch.where(mask, neighbour, x), mask
 
 
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """(B, C, H, W) padded at the bottom/right to multiples of ``stride`` (reflect where possible)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+
+
 def stride_of(plan: Plan) -> int:
     strides = plan.model.kwargs.get("strides", [1])
     return int(np.prod(strides))
@@ -85,13 +94,8 @@ class EnhanceTask(TaskModule):
 
     def restore(self, image: torch.Tensor) -> torch.Tensor:
         """(C, H, W) normalised slice of any size -> restored slice (padded to the network's stride)."""
-        s = stride_of(self.plan)
         h, w = image.shape[-2:]
-        ph, pw = (-h) % s, (-w) % s
-        x = image[None]
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-        return self(x)[0, :, :h, :w]
+        return self(pad_to_stride(image[None], stride_of(self.plan)))[0, :, :h, :w]
 
     def validation_step(self, index, batch_idx):
         degraded, clean, _ = self.val_pairs[int(index)]

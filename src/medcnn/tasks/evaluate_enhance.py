@@ -100,17 +100,9 @@ def evaluate_slices(enhancer, slices: list[torch.Tensor], degradation, levels: l
 
 def test_slices(plan, data, split: dict, part: str = "test", limit: int = MAX_SLICES) -> list[torch.Tensor]:
     """Up to ``limit`` evenly spread slices of the run's held-out part (single-channel (1, H, W))."""
-    from medcnn.data.enhance import slab_split
-    from medcnn.train.enhance_data import load_slices
+    from medcnn.train.enhance_data import load_slices, part_pairs
 
-    s = plan.enhance.split
-    pairs = []
-    for sid in split[part]:
-        n = len(data.slices(sid))
-        idx = slab_split(n, part, float(s.get("test_fraction", 0.2)), float(s.get("val_fraction", 0.1))) \
-            if split["by"] == "slab" else range(n)
-        pairs += [(sid, k) for k in idx]
-    slices = load_slices(plan, data, pairs)
+    slices = load_slices(plan, data, part_pairs(plan, data, split, part))
     idx = np.unique(np.linspace(0, len(slices) - 1, min(limit, len(slices))).astype(int)) if slices else []
     return [slices[i] for i in idx]
 

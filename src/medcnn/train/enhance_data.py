@@ -50,14 +50,19 @@ def split_slices(plan: Plan, data: EnhanceData) -> tuple[dict, dict[str, list[tu
     ids = [src.id for src in data.sources]
     split = split_sources(ids, test_fraction=float(s.get("test_fraction", 0.2)),
                           val_fraction=float(s.get("val_fraction", 0.1)), seed=plan.seed)
-    parts: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
-    for part in parts:
-        for sid in split[part]:
-            n = len(data.slices(sid))
-            idx = slab_split(n, part, float(s.get("test_fraction", 0.2)), float(s.get("val_fraction", 0.1))) \
-                if split["by"] == "slab" else range(n)
-            parts[part] += [(sid, k) for k in idx]
-    return split, parts
+    return split, {part: part_pairs(plan, data, split, part) for part in ("train", "val", "test")}
+
+
+def part_pairs(plan: Plan, data: EnhanceData, split: dict, part: str) -> list[tuple[str, int]]:
+    """(source id, slice index) of one part of a recorded split (whole sources, or slabs of each)."""
+    s = plan.enhance.split
+    pairs = []
+    for sid in split[part]:
+        n = data.n_slices(sid)
+        idx = slab_split(n, part, float(s.get("test_fraction", 0.2)), float(s.get("val_fraction", 0.1))) \
+            if split["by"] == "slab" else range(n)
+        pairs += [(sid, k) for k in idx]
+    return pairs
 
 
 def load_slices(plan: Plan, data: EnhanceData, pairs: list[tuple[str, int]]) -> list[torch.Tensor]:
