@@ -20,6 +20,7 @@ from medcnn.utils.files import atomic_write_text
 LABEL_TYPES = ("binary", "multiclass", "multilabel")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 TASKS = ("classify", "segment", "enhance")
+TRANSFER_STRATEGIES = ("finetune", "linear-probe", "freeze-then-unfreeze")
 
 
 @dataclass
@@ -63,6 +64,21 @@ class AugmentConfig:
     scale: list[float] = field(default_factory=lambda: [0.9, 1.1])
     brightness: float = 0.1
     contrast: float = 0.1
+
+
+@dataclass
+class TransferConfig:
+    """Start from pretrained weights (issue #6): what to load and how to fine-tune it."""
+
+    # a weights file (torchvision/timm state dict, checkpoint), a run folder, or a backbone name; "" = from scratch
+    pretrained: str = ""
+    # finetune: train everything; linear-probe: train only the new tensors (the head), the pretrained
+    # ones frozen (their batch-norm statistics too); freeze-then-unfreeze: linear probe for
+    # unfreeze_epoch epochs, then everything
+    strategy: str = "finetune"
+    unfreeze_epoch: int = 1
+    backbone_lr: float = 1.0  # learning-rate multiplier of the pretrained tensors (discriminative rates)
+    inflate: bool = True  # 2D kernels may seed a 3D network (repeated along the new axis / depth)
 
 
 @dataclass
@@ -151,6 +167,7 @@ class Plan:
     threads: int = 0  # 0: torch's default
     val_metric: str = "auc"
     plugins: list[str] = field(default_factory=list)  # modules imported first (register models)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)  # task: segment only
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)  # task: enhance only
     fingerprint: dict[str, Any] = field(default_factory=dict)  # informational, from `medcnn plan`
@@ -212,6 +229,13 @@ class Plan:
             raise ConfigError(f"max_minutes must be >= 0 (0: no time budget), got {self.max_minutes}")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
+        tr = self.transfer
+        if tr.strategy not in TRANSFER_STRATEGIES:
+            raise ConfigError(f"transfer.strategy must be one of {', '.join(TRANSFER_STRATEGIES)}, got {tr.strategy!r}")
+        if tr.backbone_lr < 0 or tr.unfreeze_epoch < 0:
+            raise ConfigError("transfer.backbone_lr and transfer.unfreeze_epoch must be >= 0")
+        if tr.strategy != "finetune" and not tr.pretrained:
+            raise ConfigError(f"transfer.strategy {tr.strategy!r} needs transfer.pretrained (weights to keep)")
         return self
 
     # ---- (de)serialisation -------------------------------------------------------------

@@ -93,6 +93,32 @@ def test_restored_volume_keeps_grid_and_units(enhance_run, mr_dir):
     assert abs(float(out.array.mean()) - float(img.array.mean())) < 0.1 * float(img.array.std())
 
 
+def test_ct_padding_below_air_is_air_for_the_model_and_kept_in_the_output(enhance_run):
+    """A real CT slice with -3024 HU outside the scanner's field of view (pydicom's 693_UNCR)."""
+    import numpy as np
+    from pydicom.data import get_testdata_file
+
+    from medcnn.infer.enhancer import Enhancer
+    from medcnn.io import read_image
+    from medcnn.train.enhance_data import CT_FLOOR_HU
+
+    a = np.asarray(read_image(get_testdata_file("693_UNCR.dcm")).array, np.float32)
+    pad = a < CT_FLOOR_HU
+    assert pad.mean() > 0.1  # the scan has padding corners
+    plan = Enhancer.from_run(enhance_run).plan.override(["enhance.normalization=window", "enhance.window=[-1024,1500]"])
+    seen = []
+
+    class Identity(torch.nn.Module):  # residual U-Net predicting no correction; records what it sees
+        def forward(self, x):
+            seen.append(x.clone())
+            return torch.zeros_like(x)
+
+    out = Enhancer(plan, Identity(), bf16=False).restore_array(a)
+    assert float(seen[0].min()) >= -1e-6  # the network saw air (normalised 0), never -3024 HU
+    assert (out[pad] == a[pad]).all()  # the padding comes back unchanged
+    assert np.abs(out[~pad] - a[~pad]).max() < 0.05
+
+
 def test_enhance_cli_errors(mr_dir, capsys):
     assert main(["train", str(mr_dir), "--task", "enhance"]) == 2
     assert "needs --degradation" in capsys.readouterr().err

@@ -30,6 +30,8 @@ EPILOG = """Examples:
 
   medcnn evaluate runs/breast --split test
 
+  medcnn train pneumoniamnist --pretrained resnet18_imagenet.pth --finetune freeze-then-unfreeze   (transfer)
+
   medcnn predict runs/breast scan.dcm image.png volume.nii.gz --json preds.json
 
   medcnn train path/to/Task04_Hippocampus --out runs/hippo        (MSD / nnU-Net folder: segmentation)
@@ -220,6 +222,10 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
           task: str = typer.Option("auto", help=TASK_HELP),
           degradation: Optional[str] = typer.Option(None, help=DEGRADATION_HELP),
           level: Optional[str] = typer.Option(None, help=LEVEL_HELP),
+          pretrained: Optional[str] = typer.Option(None, help="Start from pretrained weights: a weights file "
+                                                   "(torchvision/timm state dict, checkpoint), a run folder, or a backbone name."),
+          finetune: Optional[str] = typer.Option(None, help="With --pretrained: finetune | linear-probe | "
+                                                 "freeze-then-unfreeze (see transfer.* in the plan)."),
           overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
           resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run folder from its last checkpoint."),
           progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal).")):
@@ -259,6 +265,12 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
     if augment is not None:
         a = preset(augment)
         p.augment = a
+    if pretrained is not None or finetune is not None:
+        import dataclasses
+
+        tr = dataclasses.replace(p.transfer, **({"pretrained": pretrained} if pretrained is not None else {}),
+                                 **({"strategy": finetune} if finetune is not None else {}))
+        p = dataclasses.replace(p, transfer=tr).validate()
     run_dir = out_dir or Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if p.task == "segment":
         from medcnn.cli.segment import check_plan_fits

@@ -47,16 +47,26 @@ class Enhancer:
 
     def restore_array(self, a: np.ndarray, batch: int = 16) -> np.ndarray:
         """(C, H, W) or (C, X, Y, Z) in physical units -> restored, same shape and units (volumes
-        slice by slice along the last axis)."""
-        from medcnn.train.enhance_data import image_window
+        slice by slice along the last axis). CT padding below air is restored as air and given back
+        unchanged."""
+        from medcnn.train.enhance_data import image_window, intensity_floor
 
-        lo, hi = image_window(a, self.plan)
-        t = (torch.from_numpy(np.asarray(a, np.float32)) - lo) / (hi - lo)
+        a = np.asarray(a, np.float32)
+        floor = intensity_floor(self.plan)
+        pad = a < floor if floor is not None else None
+        x = np.maximum(a, floor) if pad is not None and pad.any() else a
+        lo, hi = image_window(x, self.plan)
+        t = (torch.from_numpy(x) - lo) / (hi - lo)
         if t.ndim == 3:
-            return (self.restore_normalised(t[None])[0] * (hi - lo) + lo).numpy()
-        slices = t.movedim(-1, 0)  # (Z, C, X, Y)
-        out = torch.cat([self.restore_normalised(slices[i:i + batch]) for i in range(0, len(slices), batch)])
-        return (out.movedim(0, -1) * (hi - lo) + lo).numpy()
+            out = self.restore_normalised(t[None])[0]
+        else:
+            slices = t.movedim(-1, 0)  # (Z, C, X, Y)
+            out = torch.cat([self.restore_normalised(slices[i:i + batch]) for i in range(0, len(slices), batch)])
+            out = out.movedim(0, -1)
+        out = (out * (hi - lo) + lo).numpy()
+        if pad is not None and pad.any():
+            out[pad] = a[pad]
+        return out
 
     def restore(self, image: Image) -> Image:
         c = self.plan.preprocessing.channels

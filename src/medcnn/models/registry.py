@@ -67,6 +67,8 @@ def create_model(name: str, spatial_dims: int, in_channels: int, num_classes: in
 class Normalize(nn.Module):
     """(x - mean) / std per channel, as fixed buffers (saved with the weights, exported to ONNX)."""
 
+    keep_on_transfer = True  # the target data's normalisation: pretrained weights never replace it
+
     def __init__(self, mean: list[float], std: list[float], spatial_dims: int):
         super().__init__()
         shape = (1, -1) + (1,) * spatial_dims

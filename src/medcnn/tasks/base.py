@@ -8,6 +8,14 @@ from medcnn.errors import MedcnnError
 
 
 class TaskModule(L.LightningModule):
+    transferred: set[str] = set()  # network tensors filled from pretrained weights (medcnn.transfer)
+
+    def optimizer_params(self) -> list[dict]:
+        """The network's parameters as optimizer groups (pretrained ones at their own learning rate)."""
+        from medcnn.transfer.finetune import param_groups
+
+        return param_groups(self.net, self.plan, self.transferred)
+
     def step_loss(self, batch) -> torch.Tensor:
         """The training loss of one batch (augmentation included); ``training_step`` and the
         time-budget calibration (``medcnn.train.budget``) both call it."""

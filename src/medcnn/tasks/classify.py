@@ -106,7 +106,7 @@ class ClassificationTask(TaskModule):
     def configure_optimizers(self):
         from medcnn.train.optim import make_optimizer
 
-        return make_optimizer(self.net.parameters(), self.plan, int(self.trainer.estimated_stepping_batches))
+        return make_optimizer(self.optimizer_params(), self.plan, int(self.trainer.estimated_stepping_batches))
 
 
 def predict_logits(net: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:

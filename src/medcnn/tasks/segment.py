@@ -117,4 +117,4 @@ class SegmentationTask(TaskModule):
     def configure_optimizers(self):
         from medcnn.train.optim import make_optimizer
 
-        return make_optimizer(self.net.parameters(), self.plan, int(self.trainer.estimated_stepping_batches))
+        return make_optimizer(self.optimizer_params(), self.plan, int(self.trainer.estimated_stepping_batches))

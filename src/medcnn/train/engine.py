@@ -130,6 +130,7 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     if plan.max_minutes > 0 and not resume:
         plan, task = _fit_budget(plan, task, train_loader, val_cases if plan.task == "segment" else [],
                                  info, precision, accelerator, run_dir)
+    extra_callbacks = _transfer(plan, task, run_dir, info, resume)  # after the budget's trial steps
     atomic_write_json(run_dir / "run.json", info)
     log.info("data %s: %s; plan %s %s, %d epochs, batch %d, precision %s", data.name, info["n"],
              plan.model.name, plan.preprocessing.input_size, plan.epochs, plan.batch_size, precision)
@@ -140,7 +141,7 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
                            save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)  # every epoch (save_last only follows best saves)
-    callbacks = [ckpt, last, EpochMetrics(run_dir, print_lines=not progress, resume=resume)]
+    callbacks = [ckpt, last, EpochMetrics(run_dir, print_lines=not progress, resume=resume), *extra_callbacks]
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     val_every = plan.segment.val_every if plan.task == "segment" else 1
@@ -202,6 +203,24 @@ def member_seed(seed: int, i: int) -> int:
 
 def member_dirs(run_dir: Path, plan: Plan) -> list[Path]:
     return [Path(run_dir) / "members" / f"m{i}" for i in range(plan.ensemble)]
+
+
+def _transfer(plan: Plan, task, run_dir: Path, info: dict, resume: bool) -> list:
+    """Pretrained weights into the task's network (a new run) and the strategy's callbacks; the
+    names of the pretrained tensors are kept in transfer.json so a resumed run freezes the same."""
+    if not plan.transfer.pretrained:
+        return []
+    from medcnn.transfer.finetune import FreezePretrained, apply_transfer, frozen_epochs
+
+    path = run_dir / "transfer.json"
+    if resume:
+        task.transferred = set(_read_json(path).get("transferred", []))
+        until = frozen_epochs(plan)
+        return [] if until == 0 else [FreezePretrained(task.transferred, until)]
+    report, callbacks = apply_transfer(task, plan)
+    info["pretrained"] = report
+    atomic_write_json(path, {**report, "transferred": sorted(task.transferred)})
+    return callbacks
 
 
 def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resume: bool, **kw) -> Path:

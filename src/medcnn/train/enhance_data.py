@@ -18,6 +18,7 @@ from medcnn.plan import Plan
 from medcnn.transforms.degrade import Degradation
 
 MAX_VAL_SLICES = 32
+CT_FLOOR_HU = -1024.0  # below air: a scanner's padding outside its field of view (e.g. -2000, -3024)
 
 
 def degradation_for(plan: Plan, pixel_mm: float = 1.0) -> Degradation:
@@ -32,6 +33,13 @@ def image_window(a: np.ndarray, plan: Plan) -> list[float]:
         return list(plan.enhance.window)
     lo, hi = (float(v) for v in np.percentile(np.asarray(a, np.float32), [0.5, 99.5]))
     return [lo, hi if hi > lo else lo + 1.0]
+
+
+def intensity_floor(plan: Plan) -> float | None:
+    """Physical floor of the images the model sees: CT plans (HU window) treat values below air as
+    air (padding outside the scanner's field of view is no anatomy, and no projection model holds
+    it); other plans keep every value."""
+    return CT_FLOOR_HU if plan.enhance.normalization == "window" else None
 
 
 def normalise(a: np.ndarray, window: list[float]) -> torch.Tensor:
@@ -67,11 +75,13 @@ def part_pairs(plan: Plan, data: EnhanceData, split: dict, part: str) -> list[tu
 
 def load_slices(plan: Plan, data: EnhanceData, pairs: list[tuple[str, int]]) -> list[torch.Tensor]:
     """Normalised (C, H, W) slices; blank slices (no contrast) are dropped."""
-    out, windows = [], {}
+    out, windows, floor = [], {}, intensity_floor(plan)
     for sid, k in pairs:
         if sid not in windows:  # one window per source: slices of a volume stay on one scale
             windows[sid] = image_window(data.image(sid).array, plan)
         a = data.slices(sid, plan.preprocessing.channels)[k]
+        if floor is not None:
+            a = np.maximum(a, floor)
         if float(a.max() - a.min()) <= 0:
             continue
         out.append(normalise(a, windows[sid]))

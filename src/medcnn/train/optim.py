@@ -22,7 +22,9 @@ def make_optimizer(params, plan: Plan, total_steps: int):
     epochs = plan.epochs
     steps = max(1, int(total_steps))
     if o.scheduler == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=steps, pct_start=0.15)
+        # one peak per parameter group (pretrained tensors may train at a fraction of the rate)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
+                                                    total_steps=steps, pct_start=0.15)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
     if o.scheduler == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
