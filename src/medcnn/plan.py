@@ -79,6 +79,9 @@ class TransferConfig:
     unfreeze_epoch: int = 1
     backbone_lr: float = 1.0  # learning-rate multiplier of the pretrained tensors (discriminative rates)
     inflate: bool = True  # 2D kernels may seed a 3D network (repeated along the new axis / depth)
+    # tensors without a fitting source (other than the stem, the head, the input normalisation) are an
+    # error unless partial: true (then they train from scratch, listed in the run's transfer.json)
+    partial: bool = False
 
 
 @dataclass

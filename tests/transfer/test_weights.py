@@ -47,12 +47,14 @@ def imagenet_file(tmp_path_factory):
 
 def test_imagenet_resnet18_lands_in_a_grayscale_classifier(imagenet_file):
     net = create_model("resnet18", 2, 1, 3, mean=[0.5], std=[0.5], stem_kernel=7, stem_stride=2, max_pool=True)
-    rep = load_pretrained(net, imagenet_file)
+    rep = load_pretrained(net, imagenet_file, out_channels=3)
     src = imagenet_resnet18_state_dict()
     assert rep.target_prefix == "1." and rep.source_prefix == "module."
     assert len(rep.loaded) == 122 - 3  # all but conv1 (adapted) and the 1000-class head
-    assert set(rep.adapted) == {"conv1.weight"} and "input channels 3->1" in rep.adapted["conv1.weight"]
-    assert {"fc.weight", "fc.bias", "0.mean", "0.std"} <= set(rep.new)
+    bias_free = {f"layer{i}.0.downsample.0.bias" for i in (2, 3, 4)}  # MONAI's 1x1 shortcut has a bias
+    assert set(rep.adapted) == {"conv1.weight"} | bias_free and "input channels 3->1" in rep.adapted["conv1.weight"]
+    assert all(float(net.state_dict()["1." + k].abs().sum()) == 0 for k in bias_free)
+    assert {"fc.weight", "fc.bias", "0.mean", "0.std"} == set(rep.new) and "1000 outputs" in rep.new["fc.weight"]
     sd = net.state_dict()
     assert torch.equal(sd["1.layer3.1.conv2.weight"], src["layer3.1.conv2.weight"])
     assert torch.equal(sd["1.layer2.0.downsample.1.running_var"], src["layer2.0.downsample.1.running_var"])
@@ -83,12 +85,22 @@ def test_inflated_kernel_responds_to_a_slice_stack_as_the_2d_kernel_to_the_slice
 
 def test_imagenet_weights_inflate_into_a_3d_resnet(imagenet_file):
     net = create_model("resnet18", 3, 1, 2, stem_kernel=7, stem_stride=2)
-    rep = load_pretrained(net, imagenet_file)
+    rep = load_pretrained(net, imagenet_file, out_channels=2)
     assert "inflated 2D->3D" in rep.adapted["layer1.0.conv1.weight"]
     assert "input channels 3->1" in rep.adapted["conv1.weight"] and "inflated" in rep.adapted["conv1.weight"]
-    assert len(rep.adapted) == 20  # every conv kernel (17 + 3 downsample 1x1 convs)
+    assert len(rep.adapted) == 20 + 3  # every conv kernel (17 + 3 downsample 1x1 convs) + 3 zero biases
     with pytest.raises(InputError, match="another architecture"):
         load_pretrained(create_model("resnet18", 3, 1, 2, stem_kernel=7), imagenet_file, allow_inflate=False)
+
+
+def test_tensors_that_do_not_fit_are_listed_unless_a_partial_load_is_asked(imagenet_file):
+    net = create_model("resnet18", 2, 1, 2, stem_kernel=3)  # medcnn's 28-px stem: 3x3, not ImageNet's 7x7
+    before = net.state_dict()["conv1.weight"].clone()
+    with pytest.raises(InputError, match=r"1 tensors .*: conv1\.weight \(shape \(64, 3, 7, 7\) .*transfer.partial"):
+        load_pretrained(net, imagenet_file, out_channels=2)
+    assert torch.equal(net.state_dict()["conv1.weight"], before)  # nothing was loaded
+    rep = load_pretrained(net, imagenet_file, out_channels=2, partial=True)
+    assert "conv1.weight" in rep.new and len(rep.loaded) == 119
 
 
 def test_wrong_architecture_and_pickled_payload_are_refused(imagenet_file, tmp_path):

@@ -77,7 +77,9 @@ def apply_transfer(task, plan: Plan) -> tuple[dict, list[L.Callback]]:
 
     from medcnn.transfer.weights import load_pretrained
 
-    report = load_pretrained(task.net, plan.transfer.pretrained, allow_inflate=plan.transfer.inflate)
+    out_channels = plan.preprocessing.channels if plan.task == "enhance" else plan.num_classes
+    report = load_pretrained(task.net, plan.transfer.pretrained, allow_inflate=plan.transfer.inflate,
+                             out_channels=out_channels, partial=plan.transfer.partial)
     logging.getLogger("medcnn").info(report.summary())
     task.transferred = report.transferred
     until = frozen_epochs(plan)

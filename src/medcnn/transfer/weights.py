@@ -187,6 +187,11 @@ def _adapt(name: str, w: torch.Tensor, target: torch.Tensor, allow_inflate: bool
     return None, f"shape {tuple(w.shape)} in the source, {tuple(target.shape)} here"
 
 
+def _is_head(w: torch.Tensor, t: torch.Tensor, out_channels: int) -> bool:
+    """An output layer for another number of classes: only dimension 0 differs, and it is ours."""
+    return w.ndim == t.ndim and w.shape[1:] == t.shape[1:] and t.shape[0] == out_channels != w.shape[0]
+
+
 def _kept_names(net: nn.Module) -> set[str]:
     """State names of modules that belong to this plan, not to any source (``keep_on_transfer``:
     the input normalisation of the target's data)."""
@@ -198,11 +203,14 @@ def _kept_names(net: nn.Module) -> set[str]:
 
 
 def load_pretrained(net: nn.Module, source: str | os.PathLike, *, allow_inflate: bool = True,
-                    min_fraction: float = 0.1) -> LoadReport:
+                    out_channels: int | None = None, partial: bool = False, min_fraction: float = 0.1) -> LoadReport:
     """Load ``source`` into ``net`` in place and report what happened to every tensor.
 
-    Raises InputError when fewer than ``min_fraction`` of the network's convolution kernels receive
-    pretrained values (the source is for another architecture): silently training from scratch would mislead."""
+    Expected differences are handled: the input stem (adapted), the output head when only its
+    output dimension differs and equals ``out_channels`` (new), the plan's input normalisation
+    (kept). Any other tensor without a fitting source raises InputError listing them, unless
+    ``partial`` (then they start from scratch, reported). InputError also when fewer than
+    ``min_fraction`` of the convolution kernels receive pretrained values (another architecture)."""
     sd, path = read_state_dict(source)
     target = net.state_dict()
     ps, pt = align(list(sd), list(target))
@@ -217,7 +225,11 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike, *, allow_inflate:
             report.new[name] = KEPT
             continue
         if name not in src:
-            report.new[name] = "not in the source"
+            if name.endswith(".bias") and name[:-5] + ".weight" in src:  # the source's layer has no bias
+                new_state[full] = torch.zeros_like(t)
+                report.adapted[name] = "zero (the source layer has no bias)"
+            else:
+                report.new[name] = "not in the source"
             continue
         w = sd[src[name]]
         used.add(src[name])
@@ -226,7 +238,9 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike, *, allow_inflate:
             report.loaded.append(name)
             continue
         w2, how = _adapt(name, w.float(), t, allow_inflate)
-        if w2 is None:
+        if w2 is None and out_channels is not None and _is_head(w, t, out_channels):
+            report.new[name] = f"new head: {w.shape[0]} outputs in the source, {t.shape[0]} here"
+        elif w2 is None:
             report.new[name] = how
         else:
             new_state[full] = w2.to(t.dtype)
@@ -241,5 +255,11 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike, *, allow_inflate:
         why = "" if allow_inflate else "; 2D weights for a 3D network need transfer.inflate: true"
         raise InputError(f"only {len(got)} of the network's {len(kernels)} convolution kernels match these weights: "
                          f"they are for another architecture (check the plan's model against the source{why})", path)
+    misfits = [f"{k} ({why})" for k, why in report.new.items() if not why.startswith(("new head", KEPT))]
+    if misfits and not partial:
+        more = f" and {len(misfits) - 6} more" if len(misfits) > 6 else ""
+        raise InputError(f"{len(misfits)} tensors of the network have no fitting source tensor: "
+                         f"{'; '.join(misfits[:6])}{more} (transfer.partial: true loads the rest and trains these "
+                         "from scratch)", path)
     net.load_state_dict(new_state)
     return report
