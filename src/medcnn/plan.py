@@ -167,6 +167,9 @@ class Plan:
     # the planner uses the symmetries the training augmentation assumed
     tta: str = "none"
     precision: str = "auto"
+    # exponential moving average of the weights, decay per optimizer step (0: off, e.g. 0.999);
+    # validation, the saved checkpoints and predictions then use the averaged weights
+    ema_decay: float = 0.0
     threads: int = 0  # 0: torch's default
     val_metric: str = "auc"
     plugins: list[str] = field(default_factory=list)  # modules imported first (register models)
@@ -228,6 +231,8 @@ class Plan:
             raise ConfigError(f"tta must be none, flip or dihedral, got {self.tta!r}")
         if self.tta == "dihedral" and self.spatial_dims != 2:
             raise ConfigError("tta: dihedral is for 2D images; use flip or none for 3D")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
         if self.max_minutes < 0:
             raise ConfigError(f"max_minutes must be >= 0 (0: no time budget), got {self.max_minutes}")
         if self.optim.lr <= 0:

@@ -93,3 +93,17 @@ def test_auto_precision_keeps_3d_classification_fp32_on_cpu():
     bf16_cpu = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
     if not torch.cuda.is_available():
         assert resolve_precision("auto", 3, "segment") == ("bf16-mixed" if bf16_cpu else "32")
+
+
+def test_weight_averaging_is_what_validation_scores_and_the_checkpoint_keeps(breast_npz, tmp_path):
+    data = load_classification(str(breast_npz))
+    plan = default_plan(data, str(breast_npz)).override(["epochs=2", "ensemble=1", "tta=none", "ema_decay=0.9"])
+    run = train(plan, data, tmp_path / "ema", progress=False)
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    avg, cur = ckpt["state_dict"], ckpt["current_model_state"]
+    assert any(not torch.equal(avg[k], cur[k]) for k in avg if k.endswith("weight"))
+    from medcnn.metrics.classification import auc_score
+
+    x, y = data.split("val")
+    auc = auc_score(Predictor.from_run(run, "best").predict_array(x), y, "binary")
+    assert auc == pytest.approx(json.loads((run / "run.json").read_text())["best_val_score"], abs=0.02)
