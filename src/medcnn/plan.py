@@ -64,6 +64,17 @@ class AugmentConfig:
     scale: list[float] = field(default_factory=lambda: [0.9, 1.1])
     brightness: float = 0.1
     contrast: float = 0.1
+    # medical-specific and further transforms (strengths; 0 = off), each applied with probability p,
+    # see medcnn.transforms.artifacts: elastic deformation (joint with masks), blur, noise, gamma,
+    # MR bias field / ghosting / motion, CT window jitter
+    elastic: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
+    gamma: float = 0.0
+    bias_field: float = 0.0
+    ghosting: float = 0.0
+    motion: float = 0.0
+    window_jitter: float = 0.0
 
 
 @dataclass

@@ -8,15 +8,16 @@ from medcnn.plan import AugmentConfig
 from medcnn.transforms.seg_augment import SegAugment
 
 
+@pytest.mark.parametrize("elastic", [0.0, 0.08])
 @pytest.mark.parametrize("which", ["drive", "hippocampus"])
-def test_label_follows_the_image(which, drive_dir, hippocampus_dir):
+def test_label_follows_the_image(which, elastic, drive_dir, hippocampus_dir):
     ds = load_segmentation(drive_dir if which == "drive" else hippocampus_dir)
     _, label, _ = read_case(ds.cases[0], ds.labels)
     y = torch.as_tensor(label.array[None].astype(np.int64)).repeat(4, 1, *([1] * label.spatial_dims))
     x = (y > 0).float()  # the label itself as the "image": after the transform both must agree
     torch.manual_seed(0)
     cfg = AugmentConfig(preset="custom", p=1.0, flip=True, rotate_deg=30.0, translate=0.0, scale=[0.8, 1.2],
-                        brightness=0.0, contrast=0.0)
+                        brightness=0.0, contrast=0.0, elastic=elastic)
     xa, ya, _ = SegAugment(cfg, label.spatial_dims)(x.clone(), y.clone())
     assert ya.dtype == y.dtype and set(torch.unique(ya).tolist()) <= set(torch.unique(y).tolist())
     assert not torch.equal(ya, y)  # something happened

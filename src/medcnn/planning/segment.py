@@ -141,7 +141,7 @@ def default_plan(data: SegmentationData, data_arg: str) -> Plan:
                         use_fov=fp["has_fov"], tta_flips=True,
                         split={"test_fraction": test_fraction, "val_fraction": val_fraction_for(n_trainval), "fold": None})
     aug = AugmentConfig(preset="custom", p=0.3, flip=True, rotate_deg=15.0, translate=0.0, scale=[0.85, 1.25],
-                        brightness=0.15, contrast=0.15)
+                        brightness=0.15, contrast=0.15, gamma=0.3, noise=0.1)
     plan = Plan(task="segment", data=data_arg, label_type="multiclass", num_classes=len(names), class_names=names,
                 spatial_dims=dims,
                 preprocessing=Preprocessing(input_size=list(patch), channels=fp["channels"], intensity="none",

@@ -7,10 +7,12 @@ parameters drawn per sample.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medcnn.errors import ConfigError
 from medcnn.plan import AugmentConfig
+from medcnn.transforms.artifacts import apply_artifacts, elastic_grid
 
 PRESETS: dict[str, dict] = {
     "none": dict(p=0.0),
@@ -71,4 +73,10 @@ class BatchAugment(nn.Module):
             x = x + apply * ((x - mean) * c + mean - x)
         if self.cfg.brightness > 0:
             x = x + apply * (torch.rand(view, device=x.device) * 2 - 1) * self.cfg.brightness
-        return x.clamp(0, 1)
+        if self.cfg.elastic > 0:
+            chosen = torch.rand(b, device=x.device) < self.cfg.p
+            if chosen.any():
+                grid = elastic_grid(int(chosen.sum()), x.shape[2:], self.cfg.elastic, device=x.device)
+                x[chosen] = F.grid_sample(x[chosen], grid.to(x.dtype), mode="bilinear", padding_mode="border",
+                                          align_corners=True)
+        return apply_artifacts(x, self.cfg).clamp(0, 1)

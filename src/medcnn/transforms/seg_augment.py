@@ -2,8 +2,9 @@
 image (linear) and to its label map / field of view (nearest), plus intensity changes of the image.
 
 Spatial: mirroring along every axis, rotation (in-plane in 2D, about each axis in 3D) and
-isotropic scaling, through one ``affine_grid`` / ``grid_sample`` per batch. Intensity
-(normalised images): multiplicative brightness, contrast about the mean, gamma, Gaussian noise.
+isotropic scaling, through one ``affine_grid`` / ``grid_sample`` per batch; elastic deformation.
+Intensity (normalised images): multiplicative brightness, contrast about the mean, then the plan's
+artifacts (gamma, Gaussian noise, blur, MR bias field / ghosting / motion; ``transforms.artifacts``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from medcnn.plan import AugmentConfig
+from medcnn.transforms.artifacts import apply_artifacts, elastic_grid
 
 
 def _rotation(angles: torch.Tensor, dims: int) -> torch.Tensor:
@@ -61,6 +63,15 @@ class SegAugment:
             if fov is not None and fov.numel():
                 fov[spatial] = F.grid_sample(fov[spatial].float(), grid, mode="nearest", padding_mode="zeros",
                                              align_corners=False).to(fov.dtype)
+        elastic = (torch.rand(b) < cfg.p) if cfg.elastic > 0 else torch.zeros(b, dtype=torch.bool)
+        if elastic.any():
+            grid = elastic_grid(int(elastic.sum()), x.shape[2:], cfg.elastic)
+            x[elastic] = F.grid_sample(x[elastic], grid, mode="bilinear", padding_mode="border", align_corners=True)
+            y[elastic] = F.grid_sample(y[elastic].float(), grid, mode="nearest", padding_mode="border",
+                                       align_corners=True).to(y.dtype)
+            if fov is not None and fov.numel():
+                fov[elastic] = F.grid_sample(fov[elastic].float(), grid, mode="nearest", padding_mode="border",
+                                             align_corners=True).to(fov.dtype)
         view = (b,) + (1,) * (x.ndim - 1)
         apply = lambda: (torch.rand(view) < cfg.p).float()  # noqa: E731
         if cfg.brightness > 0:
@@ -68,11 +79,4 @@ class SegAugment:
         if cfg.contrast > 0:
             mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
             x = x + apply() * (x - mean) * (torch.rand(view) * 2 - 1) * cfg.contrast
-        gamma = apply() * (torch.rand(view) * 0.6 - 0.3)  # gamma in [0.7, 1.3] on the min-max rescaled image
-        if gamma.any():
-            lo = x.amin(dim=tuple(range(1, x.ndim)), keepdim=True)
-            rng = (x.amax(dim=tuple(range(1, x.ndim)), keepdim=True) - lo).clamp_min(1e-6)
-            x = torch.where(gamma != 0, ((x - lo) / rng).clamp_min(0) ** (1 + gamma) * rng + lo, x)
-        noise = apply() * torch.rand(view) * 0.1
-        x = x + noise * torch.randn_like(x)
-        return x.contiguous(), y.contiguous(), fov
+        return apply_artifacts(x, cfg).contiguous(), y.contiguous(), fov
