@@ -208,3 +208,18 @@ def test_unknown_option_is_a_usage_error_not_a_traceback(capsys):
     assert main(["train", "--no-such-option"]) == 2
     captured = capsys.readouterr()
     assert "No such option" in captured.err + captured.out and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("which", ["breast", "hippocampus", "enhance"])
+def test_augment_preview_on_real_images(which, breast_npz, hippocampus_dir, dicom_series_dir, tmp_path, capsys):
+    from PIL import Image as PILImage
+
+    data = {"breast": breast_npz, "hippocampus": hippocampus_dir, "enhance": dicom_series_dir}[which]
+    extra = {"breast": ["--augment", "heavy"], "hippocampus": ["--set", "augment.elastic=0.08"],
+             "enhance": ["--degradation", "rician", "--level", "0.05"]}[which]
+    png = tmp_path / "aug.png"
+    assert main(["augment", str(data), "--preview", str(png), "--samples", "2", "--views", "3", *extra]) == 0
+    w, h = PILImage.open(png).size
+    assert w > h > 200  # 2 rows x 4 columns
+    assert main(["augment", str(data), "--preview", str(png), *extra]) == 2  # never overwritten silently
+    assert "--overwrite" in capsys.readouterr().err

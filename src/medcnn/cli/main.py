@@ -42,6 +42,8 @@ EPILOG = """Examples:
 
   medcnn measure mask.nii.gz --name 1=Anterior --name 2=Posterior
 
+  medcnn augment path/to/Task04_Hippocampus --preview aug.png --set augment.bias_field=0.3 --set augment.elastic=0.05
+
   medcnn train mr_scans/ --degradation rician --level 0.02,0.1 --out runs/mr-denoise   (enhancement)
 
   medcnn predict runs/mr-denoise dicom_series_folder/ --out denoised/   (a new, derived DICOM series)
@@ -450,6 +452,38 @@ def compare(run: Path = typer.Argument(..., help="Segmentation run folder."),
     if _run_task(run) != "segment":
         raise MedcnnError("compare needs a segmentation run", run)
     compare_scans(run, before, after, json_path, checkpoint)
+
+
+@app.command()
+def augment(data: str = typer.Argument(..., help="Dataset (as for `plan`)."),
+            preview_png: Path = typer.Option(..., "--preview", help="PNG to write: originals and augmented copies."),
+            plan_file: Optional[Path] = typer.Option(None, "--plan", help="Plan YAML (default: planned from the data now)."),
+            preset_name: Optional[str] = typer.Option(None, "--augment", help="Augmentation preset: none | light | default | heavy."),
+            set_: List[str] = typer.Option([], "--set", help="Override plan fields, e.g. augment.bias_field=0.3 (repeatable)."),
+            task: str = typer.Option("auto", help=TASK_HELP),
+            degradation: Optional[str] = typer.Option(None, help=DEGRADATION_HELP),
+            level: Optional[str] = typer.Option(None, help=LEVEL_HELP),
+            samples: int = typer.Option(4, min=1, max=16, help="Training images (rows)."),
+            views: int = typer.Option(5, min=1, max=10, help="Augmented copies per image (columns)."),
+            seed: int = typer.Option(0, help="Random seed of the picks and the augmentations."),
+            overwrite: bool = typer.Option(False, help="Replace an existing PNG.")):
+    """Show what the plan's augmentation (or, for enhancement, its degradation) does to real training images."""
+    from medcnn.cli.augment import preview
+    from medcnn.plan import Plan
+    from medcnn.transforms.augment import preset
+
+    if preview_png.exists() and not overwrite:
+        raise MedcnnError("exists; pass --overwrite or choose another file", preview_png)
+    if plan_file is not None:
+        p = Plan.load(plan_file)
+        ds = _load_for(p, data)
+    else:
+        ds, p = _default_plan(data, task, degradation, level)
+    if preset_name is not None:
+        p.augment = preset(preset_name)
+    p = p.override(list(set_))
+    path = preview(p, ds, preview_png, samples=samples, views=views, seed=seed)
+    out.print(f"wrote {path}")
 
 
 @app.command()
