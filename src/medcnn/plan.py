@@ -143,6 +143,10 @@ class EnhanceConfig:
     # alone, for users who have only noisy scans (no clean targets are used)
     mode: str = "supervised"  # supervised | noise2void
     blind_spot_fraction: float = 0.02  # noise2void: share of pixels masked per patch
+    # more clean images for training only (folders / files, any modality, normalised as above): they
+    # teach the image prior when the data itself has few images; never used for validation or test
+    extra_train: list[str] = field(default_factory=list)
+    extra_share: float = 0.5  # fraction of training patches drawn from extra_train
     residual: bool = True  # the network predicts the correction added to its input
     ct_views: int = 360
     loss: str = "l1"  # l1 | mse
@@ -219,6 +223,8 @@ class Plan:
                 raise ConfigError(f"enhance.mode must be supervised or noise2void, got {en.mode!r}")
             if en.degradation == "none" and en.mode != "noise2void":
                 raise ConfigError("enhance.degradation: none (the images are the noisy data) needs enhance.mode: noise2void")
+            if not 0.0 <= en.extra_share < 1.0:
+                raise ConfigError(f"enhance.extra_share must be in [0, 1), got {en.extra_share}")
             if en.loss not in ("l1", "mse"):
                 raise ConfigError(f"enhance.loss must be l1 or mse, got {en.loss!r}")
         if self.label_type not in LABEL_TYPES:

@@ -205,3 +205,24 @@ def test_noise2void_trains_without_clean_images(mr_dir, tmp_path):
     assert json.loads((run / "run.json").read_text())["n"]["train_slices"] > 0
     assert main(["train", str(mr_dir), "--degradation", "none", "--set", "enhance.mode=supervised",
                  "--out", str(tmp_path / "x")]) == 2  # nothing to supervise with
+
+
+def test_extra_training_images_feed_training_only(mr_dir, dicom_series_dir):
+    """Hippocampus MRI volumes plus the TCIA series as extra training data: a share of the
+    patches comes from the extra images; validation and test never see them."""
+    import numpy as np
+
+    from medcnn.train.enhance_data import enhance_loaders
+
+    ds = load_enhance(mr_dir)
+    base = default_plan(ds, str(mr_dir), "gaussian").override(["enhance.patches_per_epoch=64"])
+    plan = base.override([f"enhance.extra_train=['{dicom_series_dir}']", "enhance.extra_share=0.25"])
+    tl0, _, vp0, _ = enhance_loaders(base, ds)
+    tl, _, vp, rec = enhance_loaders(plan, ds)
+    n_own = len(tl0.dataset.slices)
+    assert rec["extra_train"] == {str(dicom_series_dir): 24} and len(tl.dataset.slices) == n_own + 24
+    assert len(vp) == len(vp0) and all(torch.equal(a[1], b[1]) for a, b in zip(vp, vp0))
+    w = tl.dataset.weights
+    assert w[n_own:].sum() == pytest.approx(0.25) and np.allclose(w[:n_own], w[0])
+    x, y = next(iter(tl))
+    assert x.shape == y.shape == (plan.batch_size, 1, *plan.enhance.patch_size)

@@ -118,7 +118,9 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
         train_loader, val_loader, val_pairs, split = enhance_loaders(plan, data)
         if not resume:
             atomic_write_json(run_dir / "split.json", split)
-        info["n"] = {"train_slices": len(train_loader.dataset.slices), "val_slices": len(val_pairs),
+        n_extra = sum((split.get("extra_train") or {}).values())
+        info["n"] = {"train_slices": len(train_loader.dataset.slices) - n_extra, "extra_train_slices": n_extra,
+                     "val_slices": len(val_pairs),
                      **{f"{k}_sources": len(split[k]) for k in ("train", "val", "test")}}
         task = EnhanceTask(plan.to_dict())
         task.val_pairs = val_pairs

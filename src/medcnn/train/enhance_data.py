@@ -109,8 +109,9 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 
 class EnhancePatches(IterableDataset):
     def __init__(self, slices: list[torch.Tensor], degradation: Degradation, patch: list[int], batch_size: int,
-                 n_batches: int, seed: int = 0):
+                 n_batches: int, seed: int = 0, weights: np.ndarray | None = None):
         self.slices, self.degradation, self.patch = slices, degradation, list(patch)
+        self.weights = None if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
         self.batch_size, self.n_batches, self.seed, self.epoch = batch_size, n_batches, seed, 0
 
     def __len__(self) -> int:
@@ -130,7 +131,9 @@ class EnhancePatches(IterableDataset):
         whole = self.degradation.whole_image
         for _ in range(self.n_batches):
             clean, degraded = [], []
-            for i in rng.integers(0, len(self.slices), self.batch_size):
+            picks = rng.integers(0, len(self.slices), self.batch_size) if self.weights is None else \
+                rng.choice(len(self.slices), self.batch_size, p=self.weights)
+            for i in picks:
                 x = _pad_to(self.slices[i], self.patch)
                 top, left = self._crop(x, rng)
                 if whole:  # CT: degrade the whole slice, then crop both
@@ -157,6 +160,23 @@ def val_pairs(slices: list[torch.Tensor], degradation: Degradation, seed: int = 
     return out
 
 
+def extra_slices(plan: Plan) -> tuple[list[torch.Tensor], dict[str, int]]:
+    """All slices of ``enhance.extra_train`` (training only), and how many came from each path."""
+    from medcnn.data.enhance import load_enhance
+
+    out, record = [], {}
+    for path in plan.enhance.extra_train:
+        ed = load_enhance(path)
+        s = load_slices(plan, ed, [(src.id, k) for src in ed.sources for k in range(ed.n_slices(src.id))])
+        if not s:
+            from medcnn.errors import InputError
+
+            raise InputError("enhance.extra_train: no slices with any contrast", path)
+        out += s
+        record[str(path)] = len(s)
+    return out, record
+
+
 def enhance_loaders(plan: Plan, data: EnhanceData):
     """Train loader (patches), val loader (indices into the task's val pairs), val pairs, split record."""
     split, parts = split_slices(plan, data)
@@ -168,11 +188,16 @@ def enhance_loaders(plan: Plan, data: EnhanceData):
         raise InputError("no training slices with any contrast", data.root)
     deg = degradation_for(plan, pixel_mm(data, split["train"]))
     en = plan.enhance
+    extra, extra_record = extra_slices(plan)
+    weights = None
+    if extra:
+        weights = np.r_[np.full(len(train), (1 - en.extra_share) / len(train)),
+                        np.full(len(extra), en.extra_share / len(extra))]
     n_batches = max(1, en.patches_per_epoch // plan.batch_size)
-    train_loader = DataLoader(EnhancePatches(train, deg, en.patch_size, plan.batch_size, n_batches, plan.seed),
-                              batch_size=None, num_workers=0)
+    train_loader = DataLoader(EnhancePatches(train + extra, deg, en.patch_size, plan.batch_size, n_batches, plan.seed,
+                                             weights=weights), batch_size=None, num_workers=0)
     pairs = val_pairs(val, deg, plan.seed)
     val_loader = DataLoader(list(range(len(pairs))), batch_size=None, shuffle=False)
-    record = {**{k: split[k] for k in ("train", "val", "test")}, "by": split["by"],
+    record = {**{k: split[k] for k in ("train", "val", "test")}, "by": split["by"], "extra_train": extra_record,
               "slices": {k: [f"{sid}#{i}" for sid, i in v] for k, v in parts.items()} if split["by"] == "slab" else None}
     return train_loader, val_loader, pairs, record
