@@ -182,8 +182,8 @@ class Plan:
     # the planner uses the symmetries the training augmentation assumed
     tta: str = "none"
     precision: str = "auto"
-    # exponential moving average of the weights, decay per optimizer step (0: off, e.g. 0.999);
-    # validation, the saved checkpoints and predictions then use the averaged weights
+    # exponential moving average of the weights, decay per optimizer step (0: off, e.g. 0.998), warmed
+    # up as (1 + n) / (10 + n); validation, the saved checkpoints and predictions use the averaged weights
     ema_decay: float = 0.0
     threads: int = 0  # 0: torch's default
     val_metric: str = "auc"

@@ -97,7 +97,7 @@ def test_auto_precision_keeps_3d_classification_fp32_on_cpu():
 
 def test_weight_averaging_is_what_validation_scores_and_the_checkpoint_keeps(breast_npz, tmp_path):
     data = load_classification(str(breast_npz))
-    plan = default_plan(data, str(breast_npz)).override(["epochs=2", "ensemble=1", "tta=none", "ema_decay=0.9"])
+    plan = default_plan(data, str(breast_npz)).override(["epochs=2", "ensemble=1", "tta=none", "ema_decay=0.99"])
     run = train(plan, data, tmp_path / "ema", progress=False)
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
     avg, cur = ckpt["state_dict"], ckpt["current_model_state"]

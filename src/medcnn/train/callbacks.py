@@ -100,3 +100,20 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
+
+
+def _ema_with_warmup(averaged, current, num_averaged, decay: float):
+    """EMA whose decay grows as (1 + n) / (10 + n) up to ``decay``: early averages are not
+    dominated by the random initial weights (a short CPU training is a few thousand steps)."""
+    n = float(num_averaged)
+    d = min(decay, (1.0 + n) / (10.0 + n))
+    return averaged * d + current * (1.0 - d)
+
+
+def weight_averaging(decay: float) -> L.Callback:
+    """Lightning's WeightAveraging with the warmed-up EMA above (parameters and buffers)."""
+    from functools import partial
+
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    return WeightAveraging(avg_fn=partial(_ema_with_warmup, decay=decay), use_buffers=True)

@@ -145,9 +145,9 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
                            enable_version_counter=False)  # every epoch (save_last only follows best saves)
     callbacks = [ckpt, last, EpochMetrics(run_dir, print_lines=not progress, resume=resume), *extra_callbacks]
     if plan.ema_decay > 0:
-        from lightning.pytorch.callbacks import EMAWeightAveraging
+        from medcnn.train.callbacks import weight_averaging
 
-        callbacks.append(EMAWeightAveraging(decay=plan.ema_decay))
+        callbacks.append(weight_averaging(plan.ema_decay))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     val_every = plan.segment.val_every if plan.task == "segment" else 1
