@@ -19,7 +19,7 @@ from medcnn.utils.files import atomic_write_text
 
 LABEL_TYPES = ("binary", "multiclass", "multilabel")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
-TASKS = ("classify", "segment", "enhance")
+TASKS = ("classify", "segment", "enhance", "pretrain")
 TRANSFER_STRATEGIES = ("finetune", "linear-probe", "freeze-then-unfreeze")
 
 

@@ -32,6 +32,8 @@ EPILOG = """Examples:
 
   medcnn train pneumoniamnist --pretrained resnet18_imagenet.pth --finetune freeze-then-unfreeze   (transfer)
 
+  medcnn pretrain pneumoniamnist breastmnist organamnist --out runs/ssl28 && medcnn train breastmnist --pretrained runs/ssl28
+
   medcnn predict runs/breast scan.dcm image.png volume.nii.gz --json preds.json
 
   medcnn train path/to/Task04_Hippocampus --out runs/hippo        (MSD / nnU-Net folder: segmentation)
@@ -484,6 +486,31 @@ def augment(data: str = typer.Argument(..., help="Dataset (as for `plan`)."),
     p = p.override(list(set_))
     path = preview(p, ds, preview_png, samples=samples, views=views, seed=seed)
     out.print(f"wrote {path}")
+
+
+@app.command()
+def pretrain(data: List[str] = typer.Argument(..., help="Unlabeled image sources: MedMNIST names, .npz files, "
+                                             "image folders (their train/val splits; never test)."),
+             out_dir: Path = typer.Option(..., "--out", help="Run folder: the backbone, usable as --pretrained RUN."),
+             size: int = typer.Option(28, help="Image size of the pool (and of the classifiers it will seed)."),
+             epochs: Optional[int] = typer.Option(None, help="Training epochs (default from the plan)."),
+             max_minutes: Optional[float] = typer.Option(None, help="Time budget in minutes (0: none)."),
+             max_per_source: int = typer.Option(0, help="At most this many images per source and split (0: all)."),
+             set_: List[str] = typer.Option([], "--set", help="Override plan fields (repeatable)."),
+             overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
+             progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar.")):
+    """Self-supervised (contrastive) pretraining of a classification backbone on pooled unlabeled images."""
+    from medcnn.planning.pretrain import pretrain_plan
+    from medcnn.tasks.pretrain import pooled_images
+    from medcnn.train.engine import train as do_train
+
+    ds, counts = pooled_images(list(data), size, max_per_source)
+    sets = list(set_) + [f"{k}={v}" for k, v in (("epochs", epochs), ("max_minutes", max_minutes)) if v is not None]
+    p = pretrain_plan(ds, size).override(sets)
+    out.print(f"pretraining on {sum(len(v) for v in ds.images.values())} images: " +
+              ", ".join(f"{k} {n}" for k, n in counts.items()))
+    run = do_train(p, ds, out_dir, overwrite=overwrite, progress=progress)
+    out.print(f"backbone in {run} (use: medcnn train DATA --pretrained {run})")
 
 
 @app.command()

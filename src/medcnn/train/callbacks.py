@@ -41,7 +41,7 @@ class EpochMetrics(L.Callback):
         if trainer.sanity_checking:
             return
         m = getattr(pl_module, "epoch_summary", {})
-        keys = list(m) if ("val_dice" in m or "val_psnr" in m) else ["train_loss", "val_loss", "val_auc", "val_acc"]
+        keys = list(m) if ("val_dice" in m or "val_psnr" in m or "val_contrastive" in m) else ["train_loss", "val_loss", "val_auc", "val_acc"]
         row = {
             "epoch": trainer.current_epoch + 1,
             "step": int(trainer.global_step),  # optimizer steps so far
@@ -55,6 +55,8 @@ class EpochMetrics(L.Callback):
             val = f"val dice {_fmt(row['val_dice'])}"
         elif "val_psnr" in row:
             val = f"val PSNR {_fmt(row['val_psnr'])} dB (degraded {_fmt(row.get('val_psnr_degraded'))})"
+        elif "val_contrastive" in row:
+            val = f"val contrastive loss {_fmt(row['val_contrastive'])}"
         else:
             val = f"val auc {_fmt(row['val_auc'])}  acc {_fmt(row['val_acc'])}"
         line = f"epoch {row['epoch']}/{trainer.max_epochs}  loss {_fmt(row['train_loss'])}  {val}  ({row['seconds']:.1f} s)"
@@ -79,7 +81,7 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
 
     ep = [h["epoch"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, label in (("train_loss", "train loss"), ("val_loss", "val loss")):
+    for key, label in (("train_loss", "train loss"), ("val_loss", "val loss"), ("val_contrastive", "val contrastive loss")):
         ys = [h.get(key) for h in history]
         if any(y is not None for y in ys):
             a1.plot(ep, [float("nan") if y is None else y for y in ys], label=label)

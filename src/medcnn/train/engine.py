@@ -128,7 +128,12 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
         info["n"] = {s: int(len(y)) for s, y in data.labels.items()}
         train_loader = array_loader(*data.split("train"), batch_size=plan.batch_size, shuffle=True)
         val_loader = array_loader(*data.split("val"), batch_size=max(plan.batch_size, 256), shuffle=False)
-        task = ClassificationTask(plan.to_dict())
+        if plan.task == "pretrain":
+            from medcnn.tasks.pretrain import ContrastiveTask
+
+            task = ContrastiveTask(plan.to_dict())
+        else:
+            task = ClassificationTask(plan.to_dict())
     if plan.max_minutes > 0 and not resume:
         plan, task = _fit_budget(plan, task, train_loader, val_cases if plan.task == "segment" else [],
                                  info, precision, accelerator, run_dir)

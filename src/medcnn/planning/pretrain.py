@@ -1,0 +1,21 @@
+"""The plan of self-supervised pretraining: the classification planner's network for the image
+size (so the backbone fits the classifiers medcnn plans), a contrastive projection as its head."""
+from __future__ import annotations
+
+from medcnn.plan import AugmentConfig, OptimConfig, Plan, Preprocessing
+from medcnn.planning.classify import model_for
+
+PROJECTION = 128
+EPOCHS, BATCH = 30, 256
+
+
+def pretrain_plan(data, size: int, epochs: int = EPOCHS) -> Plan:
+    """``data``: the pooled unlabeled images (``tasks.pretrain.pooled_images``)."""
+    return Plan(task="pretrain", data=data.source, label_type="multiclass", num_classes=PROJECTION, class_names=[],
+                spatial_dims=2,
+                preprocessing=Preprocessing(input_size=[size, size], channels=1, intensity="uint8", mean=[0.5],
+                                            std=[0.5]),
+                model=model_for(2, size), optim=OptimConfig(name="adamw", lr=2e-3, weight_decay=1e-4,
+                                                            scheduler="onecycle"),
+                augment=AugmentConfig(preset="none", p=0.0), batch_size=BATCH, epochs=epochs, val_metric="loss",
+                fingerprint={"pool": data.source, "n": {k: int(len(v)) for k, v in data.images.items()}}).validate()

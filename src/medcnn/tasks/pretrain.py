@@ -1,0 +1,111 @@
+"""Self-supervised pretraining of a classification backbone (issue #6): contrastive (SimCLR-style).
+
+Two strongly augmented views of every unlabeled image go through the network (its last layer
+becomes the first projection layer) and a small projection head; MONAI's ContrastiveLoss (NT-Xent)
+pulls the two views of an image together and pushes other images away. Augmentation runs on
+whole batches as tensors (kornia), so both views cost no worker processes. The checkpoint is
+chosen on the contrastive loss of held-out images (the pool's validation splits) with fixed views.
+A run folder of this task is a ``--pretrained`` source for any classifier of the same network.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from medcnn.plan import AugmentConfig, Plan
+from medcnn.tasks.base import TaskModule
+from medcnn.tasks.classify import build_network, to_float
+from medcnn.transforms.augment import BatchAugment
+
+VIEWS = AugmentConfig(preset="custom", p=0.8, flip=True, rotate_deg=20.0, translate=0.1, scale=[0.7, 1.3],
+                      brightness=0.3, contrast=0.3, blur=1.0, noise=0.05, gamma=0.3)
+
+
+class ContrastiveTask(TaskModule):
+    def __init__(self, plan: dict, temperature: float = 0.2):
+        super().__init__()
+        self.save_hyperparameters({"plan": plan})
+        self.plan = Plan.from_dict(plan)
+        self.net = build_network(self.plan)  # num_classes = projection width
+        d = self.plan.num_classes
+        self.proj = nn.Sequential(nn.ReLU(), nn.Linear(d, d))
+        self.views = BatchAugment(VIEWS, self.plan.spatial_dims)
+        self.temperature = temperature
+        self.epoch_summary: dict[str, float] = {}
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.net(x.contiguous()).float())
+
+    def contrastive(self, x: torch.Tensor) -> torch.Tensor:
+        from monai.losses import ContrastiveLoss
+
+        with torch.no_grad():
+            v1, v2 = self.views(x.clone()), self.views(x.clone())
+        return ContrastiveLoss(temperature=self.temperature)(self.embed(v1), self.embed(v2))
+
+    def step_loss(self, batch) -> torch.Tensor:
+        return self.contrastive(to_float(batch[0]))
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum, self._val_n = 0.0, 0
+        self._rng_state = torch.get_rng_state()
+        torch.manual_seed(12345)  # the same views every epoch: comparable losses
+
+    def validation_step(self, batch, batch_idx):
+        x = to_float(batch[0])
+        if len(x) < 2:
+            return
+        loss = self.contrastive(x)
+        self._val_sum += float(loss) * len(x)
+        self._val_n += len(x)
+
+    def on_validation_epoch_end(self) -> None:
+        torch.set_rng_state(self._rng_state)
+        val = self._val_sum / max(self._val_n, 1)
+        self.log("val/score", -val)
+        self.epoch_summary = {"train_loss": self.mean_train_loss, "val_contrastive": val}
+
+    def configure_optimizers(self):
+        from medcnn.train.optim import make_optimizer
+
+        params = [*self.optimizer_params(), {"params": list(self.proj.parameters()), "name": "projection"}]
+        return make_optimizer(params, self.plan, int(self.trainer.estimated_stepping_batches))
+
+
+def pooled_images(sources: list[str], size: int, max_per_source: int = 0, seed: int = 0):
+    """Unlabeled gray images of ``size`` px from the train and val splits of several classification
+    datasets (never their test splits), as a ClassificationData with one dummy class."""
+    import torch.nn.functional as F
+
+    from medcnn.data.classification import ClassificationData, load_classification
+    from medcnn.errors import InputError
+
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    counts = {}
+    for src in sources:
+        ds = load_classification(src, input_size=[size, size], channels=1)
+        if ds.spatial_dims != 2:
+            raise InputError("pretraining pools 2D images; this dataset is 3D", src)
+        for split in ("train", "val"):
+            x = ds.images.get(split)
+            if x is None or not len(x):
+                continue
+            if max_per_source and len(x) > max_per_source:
+                x = x[np.sort(rng.choice(len(x), max_per_source, replace=False))]
+            t = torch.as_tensor(x).float()
+            if t.shape[1] != 1:
+                t = t.mean(1, keepdim=True)  # RGB -> gray
+            if tuple(t.shape[-2:]) != (size, size):
+                t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            parts[split].append(t.round().clamp(0, 255).to(torch.uint8).numpy())
+            counts[f"{ds.name}/{split}"] = len(x)
+    if not parts["train"]:
+        raise InputError("no training images in the pretraining sources", ", ".join(sources))
+    images = {k: np.concatenate(v) for k, v in parts.items() if v}
+    labels = {k: np.zeros(len(v), np.int64) for k, v in images.items()}
+    name = "pool-" + "+".join(sorted({str(s).rsplit("/", 1)[-1].removesuffix(".npz") for s in sources}))
+    data = ClassificationData(name=name, images=images, labels=labels, label_type="multiclass",
+                              class_names=["image"], source=", ".join(sources))
+    return data, counts
