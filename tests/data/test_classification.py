@@ -128,3 +128,19 @@ def test_empty_folder_and_bad_csv(tmp_path):
 def test_segmentation_folder_is_not_classification(hippocampus_dir):
     with pytest.raises(ConfigError, match="segmentation dataset"):
         load_classification(str(hippocampus_dir))
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.1, 0.5])
+def test_label_subset_is_stratified_and_seeded(breast_npz, fraction):
+    from medcnn.data.classification import load_classification
+
+    data = load_classification(str(breast_npz))
+    sub = data.label_subset(fraction, seed=3)
+    y, ys = data.labels["train"].ravel(), sub.labels["train"].ravel()
+    for c in np.unique(y):  # each class keeps its share (at least one image)
+        assert (ys == c).sum() == max(1, round(fraction * (y == c).sum()))
+    assert len(sub.images["train"]) == len(ys) and sub.images["test"] is data.images["test"]
+    again = data.label_subset(fraction, seed=3).images["train"]
+    assert np.array_equal(again, sub.images["train"])
+    assert not np.array_equal(data.label_subset(fraction, seed=4).images["train"], sub.images["train"]) or fraction == 0.01
+    assert data.label_subset(1.0) is data

@@ -8,6 +8,7 @@ augmentation of whole batches beat per-sample loading in worker processes.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,29 @@ class ClassificationData:
         if name not in self.images:
             raise ConfigError(f"split {name!r} not in dataset {self.name} (has {sorted(self.images)})")
         return self.images[name], self.labels[name]
+
+    def label_subset(self, fraction: float, seed: int = 0) -> "ClassificationData":
+        """A copy keeping ``fraction`` of the training labels, stratified by class (at least one
+        image per class; multilabel: by the label pattern), drawn with ``seed``; val and test kept."""
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"label fraction must be in (0, 1], got {fraction}")
+        if fraction == 1:
+            return self
+        y = self.labels["train"]
+        keys = y.reshape(len(y), -1)
+        _, strata = np.unique(keys, axis=0, return_inverse=True)
+        rng = np.random.default_rng(seed)
+        keep = []
+        for s in np.unique(strata):
+            idx = np.flatnonzero(strata == s)
+            keep.append(rng.choice(idx, max(1, int(round(fraction * len(idx)))), replace=False))
+        keep = np.sort(np.concatenate(keep))
+        images, labels = dict(self.images), dict(self.labels)
+        images["train"], labels["train"] = self.images["train"][keep], y[keep]
+        files = dict(self.files)
+        if "train" in files:
+            files["train"] = [files["train"][i] for i in keep]
+        return dataclasses.replace(self, images=images, labels=labels, files=files)
 
 
 def load_classification(data: str, *, input_size: list[int] | None = None, channels: int | None = None,

@@ -7,6 +7,7 @@ from medcnn.planning.classify import model_for
 
 PROJECTION = 128
 EPOCHS, BATCH = 30, 256
+MAX_MINUTES = 30.0  # the epochs are cut to fit (the pooled MedMNIST 2D sets are ~60 000 images)
 
 
 def pretrain_plan(data, size: int, epochs: int = EPOCHS) -> Plan:
@@ -17,5 +18,6 @@ def pretrain_plan(data, size: int, epochs: int = EPOCHS) -> Plan:
                                             std=[0.5]),
                 model=model_for(2, size), optim=OptimConfig(name="adamw", lr=2e-3, weight_decay=1e-4,
                                                             scheduler="onecycle"),
-                augment=AugmentConfig(preset="none", p=0.0), batch_size=BATCH, epochs=epochs, val_metric="loss",
+                augment=AugmentConfig(preset="none", p=0.0), batch_size=BATCH, epochs=epochs, max_minutes=MAX_MINUTES,
+                val_metric="loss",
                 fingerprint={"pool": data.source, "n": {k: int(len(v)) for k, v in data.images.items()}}).validate()
