@@ -33,7 +33,7 @@ import common  # noqa: E402
 
 ROOT = common.ROOT
 START, END = "<!-- bench-enhance:start -->", "<!-- bench-enhance:end -->"
-CASES = {  # case: (data, degradation, level, plan settings of the case)
+CASES = {  # case: (data, degradation, level, plan settings of the case); EXTRA: training-only images per data
     "mr-gaussian": ("mr", "gaussian", [25 / 255], []),
     "mr-gaussian-n2v": ("mr", "gaussian", [25 / 255], ["enhance.mode=noise2void"]),  # never sees a clean image
     "mr-rician": ("mr", "rician", [0.02, 0.1], []),
@@ -42,6 +42,7 @@ CASES = {  # case: (data, degradation, level, plan settings of the case)
     "ct-lowdose": ("ct", "lowdose-ct", [5e3, 5e4], []),
     "ct-sparse": ("ct", "sparse-view-ct", [60], []),
 }
+EXTRA: dict[str, list[str]] = {"mr": [], "ct": []}  # names of data_dirs() added as enhance.extra_train
 EXTERNAL_CT = ["693_UNCR.dcm", "eCT_Supplemental.dcm", "explicit_VR-UN.dcm"]  # pydicom-data CT slices
 EXTERNAL_MR = ["MR-SIEMENS-DICOM-WithOverlays.dcm", "MR2_UNCR.dcm", "emri_small.dcm"]  # pydicom-data MR
 # (the MSD hippocampus volumes are 35x51 crops of tissue: a model trained on them does not transfer to
@@ -58,7 +59,8 @@ def data_dirs() -> dict[str, Path]:
         sys.exit("set MEDCNN_DATA to the data folder (it holds dicom_mr_series_tcia_pgbm005/)")
     root = Path(root)
     ct_root = root if (root / "invesalius_ct").is_dir() else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medcnn"
-    return {"mr": root / "dicom_mr_series_tcia_pgbm005", "ct": fetch("invesalius-ct", ct_root, progress=False)}
+    return {"mr": root / "dicom_mr_series_tcia_pgbm005", "ct": fetch("invesalius-ct", ct_root, progress=False),
+            "hippocampus": root / "msd_task04_hippocampus" / "imagesTr"}
 
 
 def external_slices(plan, name: str, dirs: dict[str, Path]):
@@ -85,7 +87,8 @@ def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> li
 
     name, kind, level, case_sets = CASES[case]
     data = load_enhance(dirs[name])
-    plan = default_plan(data, str(dirs[name]), kind, level).override([*case_sets, *sets])
+    extra = [f"enhance.extra_train={json.dumps([str(dirs[e]) for e in EXTRA[name]])}"] if EXTRA[name] else []
+    plan = default_plan(data, str(dirs[name]), kind, level).override([*extra, *case_sets, *sets])
     run = train(plan, data, out / case, overwrite=True, progress=False)
     info = json.loads((run / "run.json").read_text())
     rep = evaluate_enhance_run(run, "test", limit=LIMIT)
@@ -99,7 +102,8 @@ def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> li
     base = {"case": case, "dataset": name, "train_minutes": round(info["train_seconds"] / 60, 2),
             "epochs": enh.plan.epochs, "model": enh.plan.model.name, "model_kwargs": enh.plan.model.kwargs,
             "patch": enh.plan.enhance.patch_size, "normalization": enh.plan.enhance.normalization,
-            "best_val_psnr": info.get("best_val_score"), "time_budget": info.get("time_budget")}
+            "best_val_psnr": info.get("best_val_score"), "time_budget": info.get("time_budget"),
+            "extra_train": [Path(p).name for p in enh.plan.enhance.extra_train], "n": info.get("n")}
     recs = [{**base, "test_set": f"{data.name} held-out ({rep['n_images']} slices)", **r} for r in rep["rows"]]
     recs += [{**base, "test_set": f"{label} ({len(ext)} slices)", **r} for r in ext_rows]
     return recs
