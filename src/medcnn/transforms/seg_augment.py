@@ -32,6 +32,16 @@ def _rotation(angles: torch.Tensor, dims: int) -> torch.Tensor:
     return out
 
 
+def _warp(chosen: torch.Tensor, grid: torch.Tensor, x: torch.Tensor, y: torch.Tensor, fov: torch.Tensor | None,
+          padding: str, align_corners: bool) -> None:
+    """Resample the ``chosen`` samples in place: the image linearly, label map and FOV nearest."""
+    x[chosen] = F.grid_sample(x[chosen], grid, mode="bilinear", padding_mode=padding, align_corners=align_corners)
+    for m in (y, fov):
+        if m is not None and m.numel():
+            m[chosen] = F.grid_sample(m[chosen].float(), grid, mode="nearest", padding_mode=padding,
+                                      align_corners=align_corners).to(m.dtype)
+
+
 class SegAugment:
     def __init__(self, cfg: AugmentConfig, spatial_dims: int):
         self.cfg, self.dims = cfg, spatial_dims
@@ -57,21 +67,11 @@ class SegAugment:
             scale = lo + torch.rand(n) * (hi - lo)
             theta = torch.cat([rot / scale.view(-1, 1, 1), torch.zeros(n, d, 1)], dim=2)
             grid = F.affine_grid(theta, [n, 1, *x.shape[2:]], align_corners=False)
-            x[spatial] = F.grid_sample(x[spatial], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            y[spatial] = F.grid_sample(y[spatial].float(), grid, mode="nearest", padding_mode="zeros",
-                                       align_corners=False).to(y.dtype)
-            if fov is not None and fov.numel():
-                fov[spatial] = F.grid_sample(fov[spatial].float(), grid, mode="nearest", padding_mode="zeros",
-                                             align_corners=False).to(fov.dtype)
+            _warp(spatial, grid, x, y, fov, padding="zeros", align_corners=False)
         elastic = (torch.rand(b) < cfg.p) if cfg.elastic > 0 else torch.zeros(b, dtype=torch.bool)
         if elastic.any():
             grid = elastic_grid(int(elastic.sum()), x.shape[2:], cfg.elastic)
-            x[elastic] = F.grid_sample(x[elastic], grid, mode="bilinear", padding_mode="border", align_corners=True)
-            y[elastic] = F.grid_sample(y[elastic].float(), grid, mode="nearest", padding_mode="border",
-                                       align_corners=True).to(y.dtype)
-            if fov is not None and fov.numel():
-                fov[elastic] = F.grid_sample(fov[elastic].float(), grid, mode="nearest", padding_mode="border",
-                                             align_corners=True).to(fov.dtype)
+            _warp(elastic, grid, x, y, fov, padding="border", align_corners=True)
         view = (b,) + (1,) * (x.ndim - 1)
         apply = lambda: (torch.rand(view) < cfg.p).float()  # noqa: E731
         if cfg.brightness > 0:
