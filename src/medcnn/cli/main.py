@@ -36,6 +36,8 @@ EPILOG = """Examples:
 
   medcnn predict runs/breast scan.dcm image.png volume.nii.gz --json preds.json
 
+  medcnn explain runs/breast image.png --method gradcam --out heatmaps/
+
   medcnn train path/to/Task04_Hippocampus --out runs/hippo        (MSD / nnU-Net folder: segmentation)
 
   medcnn predict runs/hippo scan.nii.gz dicom_series_folder/ --out masks/
@@ -511,6 +513,26 @@ def pretrain(data: List[str] = typer.Argument(..., help="Unlabeled image sources
               ", ".join(f"{k} {n}" for k, n in counts.items()))
     run = do_train(p, ds, out_dir, overwrite=overwrite, progress=progress)
     out.print(f"backbone in {run} (use: medcnn train DATA --pretrained {run})")
+
+
+@app.command()
+def explain(run: Path = typer.Argument(..., help="Classification run folder."),
+            inputs: List[Path] = typer.Argument(..., help="Images (DICOM, NIfTI, PNG, ...)."),
+            out_dir: Path = typer.Option(Path("explain"), "--out", help="Output folder."),
+            method: str = typer.Option("gradcam", help="gradcam | occlusion"),
+            class_name: Optional[str] = typer.Option(None, "--class", help="Explain this class (default: the predicted one)."),
+            checkpoint: str = typer.Option("best", help="best | last | a .ckpt path.")):
+    """Heat-maps of where a classifier looked (MONAI Grad-CAM / occlusion sensitivity), overlaid on each input."""
+    from medcnn.infer.explain import explain_files
+
+    if _run_task(run) != "classify":
+        raise MedcnnError("explain is for classification runs", run)
+    for p in inputs:
+        if not p.exists():
+            raise MedcnnError("input not found", p)
+    res = explain_files(run, list(inputs), out_dir, method, class_name, checkpoint)
+    for r in res:
+        out.print(f"{Path(r['file']).name}: {r['class']} (p={r['probability']:.3f}) -> {r['outputs']['png']}")
 
 
 @app.command()
