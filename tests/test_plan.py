@@ -43,3 +43,13 @@ def test_class_weights_are_checked():
     with pytest.raises(ConfigError, match="class_weights"):
         Plan(num_classes=3).override(["class_weights=[1.0, 2.0]"])
     assert Plan(num_classes=2).override(["class_weights=[0.7, 1.9]"]).class_weights == [0.7, 1.9]
+
+
+def test_inference_window_defaults_to_the_training_patch():
+    from medcnn.plan import Preprocessing, SegmentConfig, window_of
+
+    assert window_of(SegmentConfig(patch_size=[32, 48, 32])) == [32, 48, 32]
+    assert window_of(SegmentConfig(patch_size=[32, 48, 32], infer_patch_size=[40, 56, 40])) == [40, 56, 40]
+    with pytest.raises(ConfigError, match="infer_patch_size"):
+        Plan(task="segment", spatial_dims=3, preprocessing=Preprocessing(input_size=[32, 48, 32]),
+             segment=SegmentConfig(patch_size=[32, 48, 32], infer_patch_size=[40, 56])).validate()

@@ -110,6 +110,9 @@ class SegmentConfig:
     fg_oversample: float = 0.33  # fraction of patches centred on a random foreground voxel
     patches_per_epoch: int = 250 * 8
     sw_overlap: float = 0.5  # sliding-window overlap at validation and inference
+    # sliding-window size at validation and inference ([] = patch_size): the fully convolutional U-Net
+    # may see a larger window than it trained on, so a whole small case takes one window, not eight
+    infer_patch_size: list[int] = field(default_factory=list)
     tta_flips: bool = False  # average predictions over mirrorings (each spatial axis) at inference
     # none | largest_component (keep each label's largest component) | fill_holes | largest_component+fill_holes;
     # `evaluate` picks the best on the validation cases (RUN/postprocess.json)
@@ -117,6 +120,11 @@ class SegmentConfig:
     use_fov: bool = False  # restrict loss and metrics to the field-of-view mask (DRIVE-style data)
     val_every: int = 1  # validate (sliding windows over whole val cases) every N epochs
     split: dict[str, Any] = field(default_factory=lambda: {"test_fraction": 0.2, "val_fraction": 0.2, "fold": None})
+
+
+def window_of(seg: "SegmentConfig") -> list[int]:
+    """The sliding-window size of validation and inference."""
+    return list(seg.infer_patch_size or seg.patch_size)
 
 
 @dataclass
@@ -200,6 +208,8 @@ class Plan:
             seg = self.segment
             if len(seg.patch_size) != self.spatial_dims or min(seg.patch_size) < 1:
                 raise ConfigError(f"segment.patch_size needs {self.spatial_dims} positive values, got {seg.patch_size}")
+            if seg.infer_patch_size and len(seg.infer_patch_size) != self.spatial_dims:
+                raise ConfigError(f"segment.infer_patch_size needs {self.spatial_dims} values or [], got {seg.infer_patch_size}")
             if seg.target_spacing and len(seg.target_spacing) != self.spatial_dims:
                 raise ConfigError(f"segment.target_spacing needs {self.spatial_dims} values or [], got {seg.target_spacing}")
             if seg.normalization not in ("zscore", "ct", "rgb", "none"):

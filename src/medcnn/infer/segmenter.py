@@ -91,9 +91,10 @@ class Segmenter:
 
     def logits(self, x: torch.Tensor, flips: bool | None = None) -> torch.Tensor:
         from medcnn.infer.sliding import sliding_logits
+        from medcnn.plan import window_of
 
         seg = self.plan.segment
-        return sliding_logits(self.net, x, seg.patch_size, overlap=seg.sw_overlap, batch_size=2 * self.plan.batch_size,
+        return sliding_logits(self.net, x, window_of(seg), overlap=seg.sw_overlap, batch_size=2 * self.plan.batch_size,
                               flips=seg.tta_flips if flips is None else flips, num_classes=self.plan.num_classes,
                               bf16=self.bf16)
 

@@ -88,9 +88,10 @@ class SegmentationTask(TaskModule):
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
         """(C, *S) normalised case -> (K, *S) logits by sliding windows (+ mirrored views if planned)."""
         from medcnn.infer.sliding import sliding_logits
+        from medcnn.plan import window_of
 
         seg = self.plan.segment
-        return sliding_logits(self.net, image, seg.patch_size, overlap=seg.sw_overlap,
+        return sliding_logits(self.net, image, window_of(seg), overlap=seg.sw_overlap,
                               batch_size=2 * self.plan.batch_size, flips=False, num_classes=self.plan.num_classes)
 
     def validation_step(self, index, batch_idx):
