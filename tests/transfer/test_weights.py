@@ -142,3 +142,11 @@ def test_linear_probe_from_a_run_folder_trains_only_the_new_head(breast_run, med
     assert torch.equal(a["1.layer4.1.bn2.running_mean"], b["1.layer4.1.bn2.running_mean"])  # BN kept
     assert torch.allclose(b["1.conv1.weight"], a["1.conv1.weight"].repeat(1, 3, 1, 1) / 3)
     assert b["1.fc.weight"].shape[0] == 8 and float(b["1.fc.weight"].abs().sum()) > 0
+
+
+def test_cli_refuses_a_missing_source_before_making_a_run_folder(breast_npz, tmp_path, capsys):
+    from medcnn.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["train", str(breast_npz), "--out", str(run), "--pretrained", str(tmp_path / "nope.pth")]) == 2
+    assert "not a weights file" in capsys.readouterr().err and not run.exists()

@@ -277,6 +277,10 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
         tr = dataclasses.replace(p.transfer, **({"pretrained": pretrained} if pretrained is not None else {}),
                                  **({"strategy": finetune} if finetune is not None else {}))
         p = dataclasses.replace(p, transfer=tr).validate()
+    if p.transfer.pretrained:  # a missing source fails before a run folder is made
+        from medcnn.transfer.weights import resolve_source
+
+        resolve_source(p.transfer.pretrained)
     run_dir = out_dir or Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if p.task == "segment":
         from medcnn.cli.segment import check_plan_fits
