@@ -221,13 +221,12 @@ def _transfer(plan: Plan, task, run_dir: Path, info: dict, resume: bool) -> list
     names of the pretrained tensors are kept in transfer.json so a resumed run freezes the same."""
     if not plan.transfer.pretrained:
         return []
-    from medcnn.transfer.finetune import FreezePretrained, apply_transfer, frozen_epochs
+    from medcnn.transfer.finetune import apply_transfer, strategy_callbacks
 
     path = run_dir / "transfer.json"
     if resume:
         task.transferred = set(_read_json(path).get("transferred", []))
-        until = frozen_epochs(plan)
-        return [] if until == 0 else [FreezePretrained(task.transferred, until)]
+        return strategy_callbacks(plan, task.transferred)
     report, callbacks = apply_transfer(task, plan)
     info["pretrained"] = report
     atomic_write_json(path, {**report, "transferred": sorted(task.transferred)})

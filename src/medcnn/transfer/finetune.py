@@ -41,6 +41,7 @@ class FreezePretrained(L.Callback):
 
     def __init__(self, transferred: set[str], until_epoch: int | None):
         self.transferred, self.until = set(transferred), until_epoch
+        self._norms: list[nn.Module] | None = None  # found once, not on every batch
 
     def _frozen(self, epoch: int) -> bool:
         return self.until is None or epoch < self.until
@@ -62,12 +63,16 @@ class FreezePretrained(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._frozen(pl_module.current_epoch):  # Lightning puts the module in train mode after validation
-            for m in self._norm_layers(pl_module.net):
+            if self._norms is None:
+                self._norms = self._norm_layers(pl_module.net)
+            for m in self._norms:
                 m.eval()
 
 
-def frozen_parameter_count(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters() if not p.requires_grad)
+def strategy_callbacks(plan: Plan, transferred: set[str]) -> list[L.Callback]:
+    """The callbacks that apply the plan's strategy to the pretrained tensors (none for finetune)."""
+    until = frozen_epochs(plan)
+    return [] if until == 0 else [FreezePretrained(transferred, until)]
 
 
 def apply_transfer(task, plan: Plan) -> tuple[dict, list[L.Callback]]:
@@ -82,7 +87,6 @@ def apply_transfer(task, plan: Plan) -> tuple[dict, list[L.Callback]]:
                              out_channels=out_channels, partial=plan.transfer.partial)
     logging.getLogger("medcnn").info(report.summary())
     task.transferred = report.transferred
-    until = frozen_epochs(plan)
-    callbacks = [] if until == 0 else [FreezePretrained(report.transferred, until)]
+    callbacks = strategy_callbacks(plan, report.transferred)
     return {**report.to_dict(), "strategy": plan.transfer.strategy, "backbone_lr": plan.transfer.backbone_lr}, callbacks
 
