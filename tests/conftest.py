@@ -88,3 +88,21 @@ def hippo_run(tmp_path_factory, hippocampus_dir) -> Path:
          # hippocampus is 1 mm already; native spacing keeps the DICOM series test (0.7 x 0.7 x 6.5 mm) small
          "segment.target_spacing=[]", "segment.sw_overlap=0.25"])
     return train(plan, data, tmp_path_factory.mktemp("runs") / "hippo", progress=False)
+
+
+@pytest.fixture(scope="session")
+def mr_dir(hippocampus_dir) -> Path:
+    """Unlabelled real MR volumes (MSD hippocampus imagesTs)."""
+    return require(hippocampus_dir / "imagesTs")
+
+
+@pytest.fixture(scope="session")
+def enhance_run(mr_dir, tmp_path_factory) -> Path:
+    """A real 3-epoch MR denoising run (gaussian 25/255) shared by the enhancement and export tests."""
+    from medcnn.cli.main import main
+
+    run = tmp_path_factory.mktemp("runs") / "denoise"
+    rc = main(["train", str(mr_dir), "--degradation", "gaussian", "--level", "25/255", "--out", str(run),
+               "--epochs", "3", "--no-progress", "--set", "enhance.patches_per_epoch=768", "--set", "max_minutes=0"])
+    assert rc == 0
+    return run

@@ -11,11 +11,6 @@ from medcnn.plan import Plan
 from medcnn.planning.enhance import default_plan
 
 
-@pytest.fixture(scope="module")
-def mr_dir(hippocampus_dir):
-    return hippocampus_dir / "imagesTs"
-
-
 def test_plan_window_and_patch_follow_the_data(mr_dir):
     ds = load_enhance(mr_dir)
     assert len(ds.sources) == 130 and all(s.id.endswith(".nii.gz") for s in ds.sources)
@@ -46,15 +41,6 @@ def test_split_by_source_or_by_slab():
     assert max(parts["train"]) == 65  # two slices left out on each side of validation
     with pytest.raises(InputError):
         slab_split(6, "train")
-
-
-@pytest.fixture(scope="module")
-def enhance_run(mr_dir, tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "denoise"
-    rc = main(["train", str(mr_dir), "--degradation", "gaussian", "--level", "25/255", "--out", str(run),
-               "--epochs", "3", "--no-progress", "--set", "enhance.patches_per_epoch=768", "--set", "max_minutes=0"])
-    assert rc == 0
-    return run
 
 
 def test_enhance_training_removes_noise(enhance_run):

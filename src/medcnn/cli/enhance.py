@@ -60,7 +60,7 @@ def save_comparison(before: np.ndarray, after: np.ndarray, path: Path, window: t
 
 
 def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoint: str = "best",
-                  overwrite: bool = False) -> list[dict]:
+                  overwrite: bool = False, engine: str = "torch") -> list[dict]:
     """Restore each input into its own folder under ``out_dir``; inputs are only read."""
     from medcnn import __version__
     from medcnn.cli.segment import input_output_dir
@@ -68,7 +68,7 @@ def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoin
     from medcnn.io import read_image
     from medcnn.io.nifti import write_nifti
 
-    enh = Enhancer.from_run(run, checkpoint)
+    enh = Enhancer.from_run(run, checkpoint, engine)
     en = enh.plan.enhance
     out_dir = out_dir or run / "predictions"
     what = WHAT.get(en.degradation, "enhanced")

@@ -38,6 +38,8 @@ EPILOG = """Examples:
 
   medcnn explain runs/breast image.png --method gradcam --out heatmaps/
 
+  medcnn export runs/breast --format onnx && medcnn predict runs/breast image.png --engine onnx
+
   medcnn train path/to/Task04_Hippocampus --out runs/hippo        (MSD / nnU-Net folder: segmentation)
 
   medcnn predict runs/hippo scan.nii.gz dicom_series_folder/ --out masks/
@@ -395,16 +397,18 @@ def predict(run: Path = typer.Argument(..., help="Run folder."),
             max_uncertainty: Optional[float] = typer.Option(None, help="Abstain ('uncertain - refer') when 1 - top "
                                                             "probability exceeds this (calibrated once `evaluate` ran)."),
             out_dir: Optional[Path] = typer.Option(None, "--out", help="Segmentation / enhancement: output folder (default RUN/predictions)."),
-            overwrite: bool = typer.Option(False, help="Segmentation / enhancement: replace existing output folders.")):
+            overwrite: bool = typer.Option(False, help="Segmentation / enhancement: replace existing output folders."),
+            engine: str = typer.Option("torch", help="torch | onnx (the run's `medcnn export`, in ONNX Runtime).")):
     """Classification: class probabilities. Segmentation: mask (NIfTI, PNG in 2D, DICOM SEG for a DICOM
     series), overlay PNG and measurements (size in mm³/mm², components, centroids, boxes) per input.
     Enhancement: the restored image (a new DICOM series for DICOM, NIfTI for NIfTI, PNG for PNG) and a
     before / after / difference PNG."""
+    engine = _engine(engine)
     if _run_task(run) == "enhance":
         from medcnn.cli.enhance import predict_files as enhance_files
         from medcnn.utils.files import atomic_write_json
 
-        results = enhance_files(run, inputs, out_dir, checkpoint, overwrite)
+        results = enhance_files(run, inputs, out_dir, checkpoint, overwrite, engine)
         if json_path:
             atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "results": results})
         return
@@ -412,14 +416,14 @@ def predict(run: Path = typer.Argument(..., help="Run folder."),
         from medcnn.cli.segment import predict_files
         from medcnn.utils.files import atomic_write_json
 
-        results = predict_files(run, inputs, out_dir, checkpoint, overwrite)
+        results = predict_files(run, inputs, out_dir, checkpoint, overwrite, engine)
         if json_path:
             atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "results": results})
         return
     from medcnn.infer.predictor import Predictor
     from medcnn.utils.files import atomic_write_json
 
-    pred = Predictor.from_run(run, checkpoint)
+    pred = Predictor.from_run(run, checkpoint, engine=_engine(engine))
     results = pred.predict_files(inputs, max_uncertainty=max_uncertainty)
     t = Table(title=f"{run} ({checkpoint})")
     t.add_column("file"), t.add_column("prediction"), t.add_column("probabilities")
@@ -537,6 +541,33 @@ def explain(run: Path = typer.Argument(..., help="Classification run folder."),
     res = explain_files(run, list(inputs), out_dir, method, class_name, checkpoint)
     for r in res:
         out.print(f"{Path(r['file']).name}: {r['class']} (p={r['probability']:.3f}) -> {r['outputs']['png']}")
+
+
+@app.command()
+def export(run: Path = typer.Argument(..., help="Run folder (any task)."),
+           fmt: str = typer.Option("onnx", "--format", help="onnx"),
+           checkpoint: str = typer.Option("best", help="best | last | a .ckpt path."),
+           inputs: List[Path] = typer.Option([], "--inputs", help="Real images for the parity check (default: the "
+                                             "run's validation images, when its data is at hand).")):
+    """Write RUN/export/model.onnx (+ model.json: preprocessing, classes, windows), after checking on real
+    inputs that ONNX Runtime and PyTorch agree within 1e-4; `medcnn predict RUN --engine onnx` then uses it."""
+    from medcnn.export.onnx import export_run
+
+    if not run.is_dir():
+        raise MedcnnError("run folder not found", run)
+    rec = export_run(run, checkpoint, list(inputs) or None, fmt)
+    par = rec["parity"]
+    out.print(f"{run}/export/model.onnx ({rec['bytes'] / 2**20:.1f} MB, opset {rec['opset']}, {rec['task']}); "
+              f"parity on {par['inputs']}: max |ONNX - PyTorch| {par['max_abs_diff']:.1e} "
+              f"({par['what']}, tolerance {par['tolerance']:g})")
+
+
+def _engine(engine: str) -> str:
+    from medcnn.infer.onnx_net import ENGINES
+
+    if engine not in ENGINES:
+        raise MedcnnError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return engine
 
 
 @app.command()

@@ -34,7 +34,7 @@ def input_output_dir(out_dir: Path, path: Path, overwrite: bool) -> Path:
 
 
 def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoint: str = "best",
-                  overwrite: bool = False) -> list[dict]:
+                  overwrite: bool = False, engine: str = "torch") -> list[dict]:
     """Segment each input; per input a folder with mask.nii.gz, overlay.png, measurements.json/.csv
     (and seg.dcm for a DICOM series). Inputs are only read, never written."""
     from medcnn.infer.seg_outputs import save_measurements, save_overlay
@@ -42,7 +42,7 @@ def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoin
     from medcnn.io import read_image
     from medcnn.io.nifti import write_nifti
 
-    seg = Segmenter.from_run(run, checkpoint)
+    seg = Segmenter.from_run(run, checkpoint, engine)
     out_dir = out_dir or run / "predictions"
     names = {i: n for i, n in enumerate(seg.plan.class_names)}
     labels = list(range(1, seg.plan.num_classes))
@@ -119,7 +119,7 @@ def compare_scans(run: Path, before: Path, after: Path, json_out: Path | None, c
     from medcnn.io import read_image
     from medcnn.measure import compare, measure
 
-    seg = Segmenter.from_run(run, checkpoint)
+    seg = Segmenter.from_run(run, checkpoint, engine)
     names = {i: n for i, n in enumerate(seg.plan.class_names)}
     labels = list(range(1, seg.plan.num_classes))
     ms = [measure(seg.segment(read_image(p)).label, label_names=names, labels=labels) for p in (before, after)]

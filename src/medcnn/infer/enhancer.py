@@ -14,16 +14,26 @@ from medcnn.plan import Plan
 
 
 class Enhancer:
-    def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, bf16: bool | None = None):
+    def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, bf16: bool | None = None,
+                 residual_in_net: bool = False):
         from medcnn.tasks.enhance import stride_of
         from medcnn.train.engine import resolve_precision
 
         self.plan, self.net, self.run_dir = plan, net.eval(), run_dir
+        self.add_input = plan.enhance.residual and not residual_in_net  # an ONNX export adds it itself
         self.stride = stride_of(plan)
         self.bf16 = resolve_precision(plan.precision, 2, "enhance").startswith("bf16") if bf16 is None else bf16
 
     @classmethod
-    def from_run(cls, run: str | Path, checkpoint: str = "best") -> "Enhancer":
+    def from_run(cls, run: str | Path, checkpoint: str = "best", engine: str = "torch") -> "Enhancer":
+        """``engine="onnx"``: the run's ONNX export in ONNX Runtime (float32) instead of PyTorch."""
+        if engine == "onnx":
+            from medcnn.infer.onnx_net import onnx_model
+
+            plan, net = onnx_model(run, checkpoint)
+            if plan.task != "enhance":
+                raise RunFolderError(f"is a {plan.task} run, not an enhancement run", run)
+            return cls(plan, net, Path(run), bf16=False, residual_in_net=True)
         from medcnn.infer.predictor import load_run
 
         run, plan, net = load_run(run, checkpoint)
@@ -41,7 +51,7 @@ class Enhancer:
         ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else nullcontext()
         with ctx:
             out = self.net(xp.contiguous()).float()
-        if self.plan.enhance.residual:
+        if self.add_input:
             out = xp.float() + out
         return out[..., :h, :w]
 

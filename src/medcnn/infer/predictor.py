@@ -89,8 +89,8 @@ class Predictor:
     """A trained classifier with its plan: ``Predictor.from_run("runs/x").predict_files([...])``."""
 
     def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, checkpoint: str = "",
-                 temperature: float = 1.0):
-        if plan.tta != "none":
+                 temperature: float = 1.0, tta_in_net: bool = False):
+        if plan.tta != "none" and not tta_in_net:  # an ONNX export holds its symmetries
             from medcnn.models.ensemble import SymmetryTTA
 
             net = SymmetryTTA(net, plan.tta, plan.label_type)
@@ -98,11 +98,17 @@ class Predictor:
         self.temperature = temperature  # from RUN/calibration.json, fitted on validation by `evaluate`
 
     @classmethod
-    def from_run(cls, run: str | Path, checkpoint: str = "best") -> "Predictor":
-        """``checkpoint``: best | last | a .ckpt path. An ensemble run loads every member's checkpoint."""
+    def from_run(cls, run: str | Path, checkpoint: str = "best", engine: str = "torch") -> "Predictor":
+        """``checkpoint``: best | last | a .ckpt path. An ensemble run loads every member's checkpoint.
+        ``engine="onnx"`` runs the run's ONNX export (``medcnn export``) in ONNX Runtime."""
         run = Path(run)
         if not run.is_dir() and checkpoint in CHECKPOINTS:
             raise RunFolderError("run folder not found", run)
+        if engine == "onnx":
+            from medcnn.infer.onnx_net import onnx_model
+
+            plan, net = onnx_model(run, checkpoint)
+            return cls(plan, net, run, f"{checkpoint} (onnx)", _temperature(run, checkpoint), tta_in_net=True)
         if checkpoint in CHECKPOINTS and (run / "plan.yaml").is_file():
             top = Plan.load(run / "plan.yaml")
             if top.ensemble > 1:

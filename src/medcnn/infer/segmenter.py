@@ -75,7 +75,15 @@ class Segmenter:
         self.bf16 = resolve_precision(plan.precision, plan.spatial_dims, plan.task) == "bf16-mixed"
 
     @classmethod
-    def from_run(cls, run: str | Path, checkpoint: str = "best") -> "Segmenter":
+    def from_run(cls, run: str | Path, checkpoint: str = "best", engine: str = "torch") -> "Segmenter":
+        """``engine="onnx"``: the run's ONNX export in ONNX Runtime (float32) instead of PyTorch."""
+        if engine == "onnx":
+            from medcnn.infer.onnx_net import onnx_model
+
+            plan, net = onnx_model(run, checkpoint)
+            seg = cls(plan, net, Path(run))
+            seg.bf16 = False
+            return seg
         from medcnn.infer.predictor import load_run
 
         run, plan, net = load_run(run, checkpoint)
