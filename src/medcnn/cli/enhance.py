@@ -59,25 +59,32 @@ def save_comparison(before: np.ndarray, after: np.ndarray, path: Path, window: t
     return path
 
 
-def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoint: str = "best",
-                  overwrite: bool = False, engine: str = "torch") -> list[dict]:
-    """Restore each input into its own folder under ``out_dir``; inputs are only read."""
-    from medcnn import __version__
-    from medcnn.cli.segment import input_output_dir
-    from medcnn.infer.enhancer import Enhancer
-    from medcnn.io import read_image
-    from medcnn.io.nifti import write_nifti
+class EnhanceJob:
+    """``medcnn predict`` for an enhancement run: each input restored into its own folder (a derived
+    DICOM series for a DICOM series, NIfTI for NIfTI and volumes, PNG for PNG) with a before / after /
+    difference picture; inputs are only read."""
 
-    enh = Enhancer.from_run(run, checkpoint, engine)
-    en = enh.plan.enhance
-    out_dir = out_dir or run / "predictions"
-    what = WHAT.get(en.degradation, "enhanced")
-    results = []
-    for path in inputs:
-        dest = input_output_dir(out_dir, path, overwrite)
+    fields = ["mean_abs_change", "p99_abs_change", "outputs"]
+
+    def __init__(self, run: Path, out_dir: Path | None, checkpoint: str = "best", overwrite: bool = False,
+                 engine: str = "torch"):
+        from medcnn.infer.enhancer import Enhancer
+
+        self.run, self.checkpoint, self.overwrite = run, checkpoint, overwrite
+        self.enh = Enhancer.from_run(run, checkpoint, engine)
+        self.out_dir = out_dir or run / "predictions"
+        self.what = WHAT.get(self.enh.plan.enhance.degradation, "enhanced")
+
+    def one(self, path: Path, dest: Path) -> dict:
+        from medcnn import __version__
+        from medcnn.io import read_image
+        from medcnn.io.nifti import write_nifti
+        from medcnn.train.enhance_data import image_window
+
+        en = self.enh.plan.enhance
         image = read_image(path)
         dtype = image.array.dtype
-        restored = enh.restore(image)
+        restored = self.enh.restore(image)
         dest.mkdir(parents=True, exist_ok=True)
         files = {}
         fmt = image.meta.get("format")
@@ -86,25 +93,29 @@ def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoin
 
             level = ",".join(f"{v:g}" for v in en.level)
             files["dicom"] = dest / "dicom"
-            write_derived_series(path, restored, dest / "dicom", description=f"medcnn {what}",
-                                 derivation=f"medcnn {__version__}: {what} by a U-Net trained to undo {en.degradation} "
-                                            f"(level {level}); run {Path(run).name}")
+            write_derived_series(path, restored, dest / "dicom", description=f"medcnn {self.what}",
+                                 derivation=f"medcnn {__version__}: {self.what} by a U-Net trained to undo "
+                                            f"{en.degradation} (level {level}); run {Path(self.run).name}")
         elif fmt == "nifti" or image.spatial_dims == 3:
             files["nifti"] = write_nifti(restored, dest / "restored.nii.gz")
         else:
             files["png"] = write_png_like(restored.array, dtype, dest / "restored.png")
-        from medcnn.train.enhance_data import image_window
-
-        lo, hi = image_window(image.array, enh.plan)
+        lo, hi = image_window(image.array, self.enh.plan)
         files["comparison"] = save_comparison(image.array, restored.array, dest / "comparison.png", (lo, hi))
         change = np.abs(restored.array.astype(np.float64) - image.array.astype(np.float64))
-        results.append({"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
-                        "mean_abs_change": round(float(change.mean()), 4),
-                        "p99_abs_change": round(float(np.percentile(change, 99)), 4)})
-    t = Table(title=f"{run} ({checkpoint}): {what}")
-    t.add_column("file"), t.add_column("mean |change|", justify="right"), t.add_column("99th pct |change|", justify="right")
-    for r in results:
-        t.add_row(Path(r["file"]).name, f"{r['mean_abs_change']:.4g}", f"{r['p99_abs_change']:.4g}")
-    out.print(t)
-    out.print(f"outputs in {out_dir} (intensities in the input's units)")
-    return results
+        return {"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
+                "mean_abs_change": round(float(change.mean()), 4),
+                "p99_abs_change": round(float(np.percentile(change, 99)), 4)}
+
+    def row(self, r: dict) -> dict:
+        return {k: r.get(k) for k in ("file", *self.fields, "error")}
+
+    def table(self, results: list[dict]) -> None:
+        t = Table(title=f"{self.run} ({self.checkpoint}): {self.what}")
+        t.add_column("file"), t.add_column("mean |change|", justify="right")
+        t.add_column("99th pct |change|", justify="right")
+        for r in results:
+            if "error" not in r:
+                t.add_row(Path(r["file"]).name, f"{r['mean_abs_change']:.4g}", f"{r['p99_abs_change']:.4g}")
+        out.print(t)
+        out.print(f"outputs in {self.out_dir} (intensities in the input's units)")

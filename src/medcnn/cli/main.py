@@ -36,6 +36,8 @@ EPILOG = """Examples:
 
   medcnn predict runs/breast scan.dcm image.png volume.nii.gz --json preds.json
 
+  medcnn predict runs/breast folder_of_images/ list.csv --results preds.csv   (streamed; rerun to continue)
+
   medcnn explain runs/breast image.png --method gradcam --out heatmaps/
 
   medcnn export runs/breast --format onnx && medcnn predict runs/breast image.png --engine onnx
@@ -391,49 +393,34 @@ def _print_paper(r: dict) -> None:
 
 @app.command()
 def predict(run: Path = typer.Argument(..., help="Run folder."),
-            inputs: List[Path] = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM file or series folder, NIfTI."),
+            inputs: List[Path] = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM file or series folder, NIfTI; a folder "
+                                                "of images (searched recursively) or a CSV listing paths."),
             checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
-            json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file."),
+            json_path: Optional[Path] = typer.Option(None, "--json", help="Also write all results to this JSON file at the end."),
+            results_path: Optional[Path] = typer.Option(None, "--results", help="Stream one row per input to this .csv or "
+                                                        ".jsonl as it is predicted; run again to continue after a crash."),
             max_uncertainty: Optional[float] = typer.Option(None, help="Abstain ('uncertain - refer') when 1 - top "
                                                             "probability exceeds this (calibrated once `evaluate` ran)."),
             out_dir: Optional[Path] = typer.Option(None, "--out", help="Segmentation / enhancement: output folder (default RUN/predictions)."),
             overwrite: bool = typer.Option(False, help="Segmentation / enhancement: replace existing output folders."),
-            engine: str = typer.Option("torch", help="torch | onnx (the run's `medcnn export`, in ONNX Runtime).")):
+            engine: str = typer.Option("torch", help="torch | onnx (the run's `medcnn export`, in ONNX Runtime)."),
+            progress: bool = typer.Option(True, help="Progress bar for several inputs.")):
     """Classification: class probabilities. Segmentation: mask (NIfTI, PNG in 2D, DICOM SEG for a DICOM
     series), overlay PNG and measurements (size in mm³/mm², components, centroids, boxes) per input.
     Enhancement: the restored image (a new DICOM series for DICOM, NIfTI for NIfTI, PNG for PNG) and a
-    before / after / difference PNG."""
-    engine = _engine(engine)
-    if _run_task(run) == "enhance":
-        from medcnn.cli.enhance import predict_files as enhance_files
-        from medcnn.utils.files import atomic_write_json
-
-        results = enhance_files(run, inputs, out_dir, checkpoint, overwrite, engine)
-        if json_path:
-            atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "results": results})
-        return
-    if _run_task(run) == "segment":
-        from medcnn.cli.segment import predict_files
-        from medcnn.utils.files import atomic_write_json
-
-        results = predict_files(run, inputs, out_dir, checkpoint, overwrite, engine)
-        if json_path:
-            atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "results": results})
-        return
-    from medcnn.infer.predictor import Predictor
+    before / after / difference PNG. Several inputs: a bad one is reported and skipped (exit 2 at the end)."""
+    from medcnn.cli.predict import run_predict
     from medcnn.utils.files import atomic_write_json
 
-    pred = Predictor.from_run(run, checkpoint, engine=_engine(engine))
-    results = pred.predict_files(inputs, max_uncertainty=max_uncertainty)
-    t = Table(title=f"{run} ({checkpoint})")
-    t.add_column("file"), t.add_column("prediction"), t.add_column("probabilities")
-    for r in results:
-        probs = "  ".join(f"{k}: {v:.3f}" for k, v in r["probabilities"].items())
-        t.add_row(Path(r["file"]).name, str(r.get("prediction", r.get("labels"))), probs)
-    out.print(t)
+    results, failed = run_predict(_run_task(run), run, list(inputs), checkpoint=checkpoint, engine=_engine(engine),
+                                  out_dir=out_dir, overwrite=overwrite, max_uncertainty=max_uncertainty,
+                                  results_path=results_path, progress=progress)
     if json_path:
-        atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "results": results})
+        atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "engine": engine, "results": results})
         out.print(f"written {json_path}")
+    if failed:
+        where = f"; error rows in {results_path}" if results_path else ""
+        raise MedcnnError(f"{failed} of {len(results)} inputs failed (each named above{where})")
 
 
 @app.command()

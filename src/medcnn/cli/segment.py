@@ -25,32 +25,45 @@ def output_stem(path: Path) -> str:
     return name
 
 
-def input_output_dir(out_dir: Path, path: Path, overwrite: bool) -> Path:
-    """The output folder of one input (``out_dir/<input name>``); refuses to mix with earlier outputs."""
-    dest = out_dir / output_stem(path)
+def input_output_dir(out_dir: Path, path: Path, overwrite: bool, taken: set[str] | None = None) -> Path:
+    """The output folder of one input (``out_dir/<input name>``, numbered when inputs of one job share a
+    name); refuses to mix with earlier outputs."""
+    stem = output_stem(path)
+    if taken is not None:
+        k, name = 1, stem
+        while name in taken:
+            k += 1
+            name = f"{stem}_{k}"
+        taken.add(name)
+        stem = name
+    dest = out_dir / stem
     if dest.exists() and any(dest.iterdir()) and not overwrite:
         raise MedcnnError("output folder exists; pass --overwrite or choose another --out", dest)
     return dest
 
 
-def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoint: str = "best",
-                  overwrite: bool = False, engine: str = "torch") -> list[dict]:
-    """Segment each input; per input a folder with mask.nii.gz, overlay.png, measurements.json/.csv
-    (and seg.dcm for a DICOM series). Inputs are only read, never written."""
-    from medcnn.infer.seg_outputs import save_measurements, save_overlay
-    from medcnn.infer.segmenter import Segmenter
-    from medcnn.io import read_image
-    from medcnn.io.nifti import write_nifti
+class SegmentJob:
+    """``medcnn predict`` for a segmentation run: per input a folder with mask.nii.gz, overlay.png,
+    measurements.json/.csv (and seg.dcm for a DICOM series). Inputs are only read, never written."""
 
-    seg = Segmenter.from_run(run, checkpoint, engine)
-    out_dir = out_dir or run / "predictions"
-    names = {i: n for i, n in enumerate(seg.plan.class_names)}
-    labels = list(range(1, seg.plan.num_classes))
-    results = []
-    for path in inputs:
-        dest = input_output_dir(out_dir, path, overwrite)
+    def __init__(self, run: Path, out_dir: Path | None, checkpoint: str = "best", overwrite: bool = False,
+                 engine: str = "torch"):
+        from medcnn.infer.segmenter import Segmenter
+
+        self.run, self.checkpoint, self.overwrite = run, checkpoint, overwrite
+        self.seg = Segmenter.from_run(run, checkpoint, engine)
+        self.out_dir = out_dir or run / "predictions"
+        self.names = {i: n for i, n in enumerate(self.seg.plan.class_names)}
+        self.labels = list(range(1, self.seg.plan.num_classes))
+        self.fields = ["unit"] + [f"{self.names[k]}_{c}" for k in self.labels for c in ("size", "components")] + ["outputs"]
+
+    def one(self, path: Path, dest: Path) -> dict:
+        from medcnn.infer.seg_outputs import save_measurements, save_overlay
+        from medcnn.io import read_image
+        from medcnn.io.nifti import write_nifti
+
         image = read_image(path)
-        result = seg.segment(image)
+        result = self.seg.segment(image)
         dest.mkdir(parents=True, exist_ok=True)
         files = {"mask": write_nifti(result.label, dest / "mask.nii.gz"),
                  "overlay": save_overlay(image, result.label, dest / "overlay.png")}
@@ -58,23 +71,32 @@ def predict_files(run: Path, inputs: list[Path], out_dir: Path | None, checkpoin
             from medcnn.io.pil import write_png_mask
 
             files["mask_png"] = write_png_mask(result.label, dest / "mask.png")
-        report = save_measurements(result.label, names, dest / "measurements.json", dest / "measurements.csv", labels)
+        report = save_measurements(result.label, self.names, dest / "measurements.json", dest / "measurements.csv",
+                                   self.labels)
         files["measurements"] = dest / "measurements.json"
         if image.meta.get("format") == "dicom" and image.meta.get("sop_instance_uids") and image.spatial_dims == 3:
             from medcnn.io.dicom_seg import write_dicom_seg
 
-            files["dicom_seg"] = write_dicom_seg(path, result.label, names, dest / "seg.dcm", source_image=image)
-        results.append({"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
-                        "sizes": {m["name"]: m["size_mm"] for m in report["labels"]}, "unit": report["unit"],
-                        "components": {m["name"]: m["n_components"] for m in report["labels"]}})
-    t = Table(title=f"{run} ({checkpoint})")
-    t.add_column("file"), t.add_column("label"), t.add_column("size", justify="right"), t.add_column("components", justify="right")
-    for r in results:
-        for name, size in r["sizes"].items():
-            t.add_row(Path(r["file"]).name, name, f"{size:.1f} {r['unit']}", str(r["components"][name]))
-    out.print(t)
-    out.print(f"outputs in {out_dir}")
-    return results
+            files["dicom_seg"] = write_dicom_seg(path, result.label, self.names, dest / "seg.dcm", source_image=image)
+        return {"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
+                "sizes": {m["name"]: m["size_mm"] for m in report["labels"]}, "unit": report["unit"],
+                "components": {m["name"]: m["n_components"] for m in report["labels"]}}
+
+    def row(self, r: dict) -> dict:
+        flat = {"file": r["file"], "unit": r.get("unit"), "outputs": r.get("outputs"), "error": r.get("error")}
+        for name, size in r.get("sizes", {}).items():
+            flat[f"{name}_size"], flat[f"{name}_components"] = size, r["components"][name]
+        return flat
+
+    def table(self, results: list[dict]) -> None:
+        t = Table(title=f"{self.run} ({self.checkpoint})")
+        t.add_column("file"), t.add_column("label"), t.add_column("size", justify="right")
+        t.add_column("components", justify="right")
+        for r in results:
+            for name, size in r.get("sizes", {}).items():
+                t.add_row(Path(r["file"]).name, name, f"{size:.1f} {r['unit']}", str(r["components"][name]))
+        out.print(t)
+        out.print(f"outputs in {self.out_dir}")
 
 
 def print_evaluation(run: Path, r: dict) -> None:
@@ -119,7 +141,7 @@ def compare_scans(run: Path, before: Path, after: Path, json_out: Path | None, c
     from medcnn.io import read_image
     from medcnn.measure import compare, measure
 
-    seg = Segmenter.from_run(run, checkpoint, engine)
+    seg = Segmenter.from_run(run, checkpoint)
     names = {i: n for i, n in enumerate(seg.plan.class_names)}
     labels = list(range(1, seg.plan.num_classes))
     ms = [measure(seg.segment(read_image(p)).label, label_names=names, labels=labels) for p in (before, after)]

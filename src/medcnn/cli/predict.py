@@ -1,0 +1,114 @@
+"""``medcnn predict``: any run, any number of inputs (files, DICOM series, folders, CSV lists).
+
+One input at a time, with a progress bar; with ``--results FILE.csv|.jsonl`` every result is
+appended (and flushed) as soon as it exists, so a crash or a kill loses nothing already written and
+the same command run again continues where it stopped. In a batch, a bad input becomes an error
+row and the others go on; the command then exits 2 naming how many failed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from medcnn.errors import MedcnnError
+
+out = Console()
+err = Console(stderr=True)
+TABLE_ROWS = 50  # larger batches print a summary instead of a table
+
+
+class ClassifyJob:
+    def __init__(self, run: Path, checkpoint: str, engine: str, max_uncertainty: float | None):
+        from medcnn.infer.predictor import Predictor
+
+        self.run, self.checkpoint, self.max_uncertainty = run, checkpoint, max_uncertainty
+        self.pred = Predictor.from_run(run, checkpoint, engine=engine)
+        names = self.pred.plan.class_names or [str(i) for i in range(self.pred.plan.num_classes)]
+        multilabel = self.pred.plan.label_type == "multilabel"
+        self.fields = (["labels"] if multilabel else ["prediction", "confidence"]) + [f"p_{n}" for n in names]
+        self.out_dir = None
+
+    def one(self, path: Path, dest: Path | None = None) -> dict:
+        return self.pred.predict_files([path], max_uncertainty=self.max_uncertainty)[0]
+
+    def row(self, r: dict) -> dict:
+        flat = {k: r.get(k) for k in ("file", "prediction", "confidence", "labels", "error")}
+        flat.update({f"p_{k}": v for k, v in r.get("probabilities", {}).items()})
+        return flat
+
+    def table(self, results: list[dict]) -> None:
+        t = Table(title=f"{self.run} ({self.checkpoint})")
+        t.add_column("file"), t.add_column("prediction"), t.add_column("probabilities")
+        for r in results:
+            if "error" in r:
+                continue
+            probs = "  ".join(f"{k}: {v:.3f}" for k, v in r["probabilities"].items())
+            t.add_row(Path(r["file"]).name, str(r.get("prediction", r.get("labels"))), probs)
+        out.print(t)
+
+
+def make_job(task: str, run: Path, checkpoint: str, engine: str, out_dir: Path | None, overwrite: bool,
+             max_uncertainty: float | None):
+    if task == "segment":
+        from medcnn.cli.segment import SegmentJob
+
+        return SegmentJob(run, out_dir, checkpoint, overwrite, engine)
+    if task == "enhance":
+        from medcnn.cli.enhance import EnhanceJob
+
+        return EnhanceJob(run, out_dir, checkpoint, overwrite, engine)
+    return ClassifyJob(run, checkpoint, engine, max_uncertainty)
+
+
+def run_predict(task: str, run: Path, inputs: list[Path], *, checkpoint: str = "best", engine: str = "torch",
+                out_dir: Path | None = None, overwrite: bool = False, max_uncertainty: float | None = None,
+                results_path: Path | None = None, progress: bool = True) -> tuple[list[dict[str, Any]], int]:
+    """(results, number of inputs that failed)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from medcnn.cli.segment import input_output_dir
+    from medcnn.infer.stream import ResultStream
+    from medcnn.io.inputs import expand_inputs
+
+    paths = expand_inputs(inputs)
+    job = make_job(task, run, checkpoint, engine, out_dir, overwrite, max_uncertainty)
+    batch = len(paths) > 1 or results_path is not None
+    stream = ResultStream(results_path, job.fields) if results_path else None
+    resuming = bool(stream and stream.done)
+    todo = [p for p in paths if not (stream and str(p) in stream.done)]
+    if resuming:
+        out.print(f"{len(paths) - len(todo)} of {len(paths)} inputs already in {results_path}; continuing")
+    results, failed, taken = [], 0, set()
+    bar = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=err, transient=True, disable=not progress or len(todo) < 2)
+    try:
+        with bar:
+            task_id = bar.add_task("predict", total=len(todo))
+            for p in todo:
+                try:
+                    # an unfinished output folder of an interrupted batch is this job's own: replaced
+                    dest = input_output_dir(job.out_dir, p, overwrite or resuming, taken) if job.out_dir else None
+                    r = job.one(p, dest)
+                except MedcnnError as e:
+                    if not batch:
+                        raise
+                    failed += 1
+                    err.print(f"error: {e}", highlight=False, soft_wrap=True)
+                    r = {"file": str(p), "error": e.problem}
+                results.append(r)
+                if stream:
+                    stream.write(job.row(r))
+                bar.advance(task_id)
+    finally:
+        if stream:
+            stream.close()
+    if len(results) <= TABLE_ROWS and len(results) > failed:
+        job.table(results)
+    else:
+        out.print(f"{len(results) - failed} of {len(results)} inputs predicted")
+    if stream:
+        out.print(f"results in {results_path}")
+    return results, failed
