@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.medcnn-installed
 RUNS   ?= runs
 PYTEST_ARGS ?=
 
-.PHONY: demo test install fetch-demo bench-classify bench-segment bench-enhance bench-transfer clean help
+.PHONY: demo test install fetch-demo bench-classify bench-segment bench-enhance bench-transfer bench-infer clean help
 
 help:
 	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench-segment  - MSD Hippocampus + DRIVE segmentation benchmark (README table)"
 	@echo "make bench-enhance  - MR / CT denoising, low-dose and sparse-view CT, super-resolution vs BM3D, NLM, FBP, bicubic"
 	@echo "make bench-classify - 5 MedMNIST datasets x 3 seeds + the official recipe baseline (hours; README table)"
+	@echo "make bench-infer    - images/s and latency: MONAI eager vs bf16 vs torch.compile vs ONNX Runtime per task"
 	@echo "make bench-transfer - label efficiency (1-100 % of labels, scratch vs medcnn pretrain) + augmentation ablation"
 
 $(STAMP): pyproject.toml
@@ -38,6 +39,9 @@ bench-classify: $(STAMP)
 
 bench-transfer: $(STAMP)
 	$(PY) bench/transfer.py --out $(RUNS)/bench-transfer $(BENCH_ARGS)
+
+bench-infer: $(STAMP)
+	$(PY) bench/infer.py $(BENCH_ARGS)
 
 bench-segment: $(STAMP)
 	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/segment.py --out $(RUNS)/bench-segment $(BENCH_ARGS)
