@@ -22,12 +22,10 @@ def onnx_twin(model, net):
     from medcnn.infer.segmenter import Segmenter
 
     if isinstance(model, Segmenter):
-        twin = Segmenter(model.plan, net, model.run_dir, post=model.post)
-        twin.bf16 = False
-        return twin
+        return Segmenter(model.plan, net, model.run_dir, post=model.post)
     if isinstance(model, Enhancer):
-        return Enhancer(model.plan, net, model.run_dir, bf16=False, residual_in_net=True)
-    return Predictor(model.plan, net, model.run_dir, model.checkpoint, model.temperature, tta_in_net=True)
+        return Enhancer(model.plan, net, model.run_dir)
+    return Predictor(model.plan, net, model.run_dir, model.checkpoint, model.temperature)
 
 
 def _no_inputs(run: Path, why: str):

@@ -14,15 +14,16 @@ from medcnn.plan import Plan
 
 
 class Enhancer:
-    def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, bf16: bool | None = None,
-                 residual_in_net: bool = False):
+    def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, bf16: bool | None = None):
         from medcnn.tasks.enhance import stride_of
         from medcnn.train.engine import resolve_precision
 
         self.plan, self.net, self.run_dir = plan, net.eval(), run_dir
-        self.add_input = plan.enhance.residual and not residual_in_net  # an ONNX export adds it itself
+        exported = getattr(net, "exported", False)  # an ONNX graph adds the residual itself, in float32
+        self.add_input = plan.enhance.residual and not exported
         self.stride = stride_of(plan)
-        self.bf16 = resolve_precision(plan.precision, 2, "enhance").startswith("bf16") if bf16 is None else bf16
+        self.bf16 = resolve_precision(plan.precision, 2, "enhance").startswith("bf16") and not exported \
+            if bf16 is None else bf16
 
     @classmethod
     def from_run(cls, run: str | Path, checkpoint: str = "best", engine: str = "torch") -> "Enhancer":
@@ -33,7 +34,7 @@ class Enhancer:
             plan, net = onnx_model(run, checkpoint)
             if plan.task != "enhance":
                 raise RunFolderError(f"is a {plan.task} run, not an enhancement run", run)
-            return cls(plan, net, Path(run), bf16=False, residual_in_net=True)
+            return cls(plan, net, Path(run))
         from medcnn.infer.predictor import load_run
 
         run, plan, net = load_run(run, checkpoint)

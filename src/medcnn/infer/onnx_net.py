@@ -36,7 +36,11 @@ def file_sha256(path: Path) -> str:
 
 
 class OnnxNet(torch.nn.Module):
-    """``net(x)`` on an ONNX Runtime session: torch tensor in, the graph's first output out."""
+    """``net(x)`` on an ONNX Runtime session: torch tensor in, the graph's first output out. Its graph
+    already holds the test-time symmetries (classification) and the residual (enhancement), and runs
+    in float32 (``exported``: the predictors neither add these again nor autocast)."""
+
+    exported = True
 
     def __init__(self, path: str | Path, record: dict[str, Any] | None = None, threads: int | None = None):
         super().__init__()

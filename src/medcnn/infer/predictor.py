@@ -89,8 +89,8 @@ class Predictor:
     """A trained classifier with its plan: ``Predictor.from_run("runs/x").predict_files([...])``."""
 
     def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, checkpoint: str = "",
-                 temperature: float = 1.0, tta_in_net: bool = False):
-        if plan.tta != "none" and not tta_in_net:  # an ONNX export holds its symmetries
+                 temperature: float = 1.0):
+        if plan.tta != "none" and not getattr(net, "exported", False):  # an ONNX graph holds its symmetries
             from medcnn.models.ensemble import SymmetryTTA
 
             net = SymmetryTTA(net, plan.tta, plan.label_type)
@@ -108,7 +108,7 @@ class Predictor:
             from medcnn.infer.onnx_net import onnx_model
 
             plan, net = onnx_model(run, checkpoint)
-            return cls(plan, net, run, f"{checkpoint} (onnx)", _temperature(run, checkpoint), tta_in_net=True)
+            return cls(plan, net, run, f"{checkpoint} (onnx)", _temperature(run, checkpoint))
         if checkpoint in CHECKPOINTS and (run / "plan.yaml").is_file():
             top = Plan.load(run / "plan.yaml")
             if top.ensemble > 1:

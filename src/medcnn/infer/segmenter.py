@@ -72,7 +72,8 @@ class Segmenter:
         # GPU): on MSD Hippocampus test Dice .8801 vs .8802 fp32, 2.7x faster (EXPERIMENTS_segment.md)
         from medcnn.train.engine import resolve_precision
 
-        self.bf16 = resolve_precision(plan.precision, plan.spatial_dims, plan.task) == "bf16-mixed"
+        self.bf16 = resolve_precision(plan.precision, plan.spatial_dims, plan.task) == "bf16-mixed" and \
+            not getattr(net, "exported", False)
 
     @classmethod
     def from_run(cls, run: str | Path, checkpoint: str = "best", engine: str = "torch") -> "Segmenter":
@@ -81,9 +82,7 @@ class Segmenter:
             from medcnn.infer.onnx_net import onnx_model
 
             plan, net = onnx_model(run, checkpoint)
-            seg = cls(plan, net, Path(run))
-            seg.bf16 = False
-            return seg
+            return cls(plan, net, Path(run))
         from medcnn.infer.predictor import load_run
 
         run, plan, net = load_run(run, checkpoint)
