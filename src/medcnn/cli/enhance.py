@@ -76,15 +76,19 @@ class EnhanceJob:
         self.what = WHAT.get(self.enh.plan.enhance.degradation, "enhanced")
 
     def one(self, path: Path, dest: Path) -> dict:
-        from medcnn import __version__
         from medcnn.io import read_image
+
+        image = read_image(path)
+        return self.save(path, image, self.enh.restore(image), dest)
+
+    def save(self, path: Path, image, restored, dest: Path) -> dict:
+        """Write one input's restored image and comparison into ``dest``; the result row."""
+        from medcnn import __version__
         from medcnn.io.nifti import write_nifti
         from medcnn.train.enhance_data import image_window
 
         en = self.enh.plan.enhance
-        image = read_image(path)
         dtype = image.array.dtype
-        restored = self.enh.restore(image)
         dest.mkdir(parents=True, exist_ok=True)
         files = {}
         fmt = image.meta.get("format")

@@ -55,6 +55,8 @@ EPILOG = """Examples:
   medcnn train mr_scans/ --degradation rician --level 0.02,0.1 --out runs/mr-denoise   (enhancement)
 
   medcnn predict runs/mr-denoise dicom_series_folder/ --out denoised/   (a new, derived DICOM series)
+
+  medcnn serve runs/breast runs/hippo runs/mr-denoise     (web workbench + REST API at http://127.0.0.1:8000/)
 """
 
 app = typer.Typer(help="Convolutional neural networks for medical images: classify, segment, enhance.",
@@ -547,6 +549,32 @@ def export(run: Path = typer.Argument(..., help="Run folder (any task)."),
     out.print(f"{run}/export/model.onnx ({rec['bytes'] / 2**20:.1f} MB, opset {rec['opset']}, {rec['task']}); "
               f"parity on {par['inputs']}: max |ONNX - PyTorch| {par['max_abs_diff']:.1e} "
               f"({par['what']}, tolerance {par['tolerance']:g})")
+
+
+@app.command()
+def serve(runs: List[Path] = typer.Argument(..., help="Run folders to serve (any task; the first is the default)."),
+          host: str = typer.Option("127.0.0.1", help="Address to bind; the default takes no connection from "
+                                   "another machine. 0.0.0.0 exposes it to the network: put it behind a proxy with TLS."),
+          port: int = typer.Option(8000, help="TCP port."),
+          engine: str = typer.Option("torch", help="torch | onnx (ONNX Runtime; needs `medcnn export`; no heat-maps)."),
+          checkpoint: str = typer.Option("best", help="best | last"),
+          max_upload_mb: float = typer.Option(512, help="Largest upload accepted (MB); larger ones get 413."),
+          retention: float = typer.Option(3600, "--retention-s", help="Seconds results are kept before deletion."),
+          workers: int = typer.Option(1, help="Requests predicted at once (each model runs one at a time)."),
+          max_queue: int = typer.Option(16, help="Requests in progress or waiting beyond which the server answers 503.")):
+    """Serve runs over HTTP: the web workbench at http://HOST:PORT/, the REST API under /v1 (POST /v1/predict,
+    GET /v1/models), /health and /openapi.json. Uploads and results stay in a private temporary folder and
+    are deleted after --retention-s."""
+    import uvicorn
+
+    from medcnn.serve.app import create_app
+    from medcnn.serve.models import load_models
+
+    models = load_models(list(runs), _engine(engine), checkpoint)
+    api = create_app(models, max_upload_mb=max_upload_mb, retention_s=retention, workers=workers, max_queue=max_queue)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    out.print(f"serving {', '.join(f'{n} ({m.task})' for n, m in models.items())} at http://{host}:{port}/")
+    uvicorn.run(api, host=host, port=port, log_level="info" if _state["debug"] else "warning")
 
 
 def _engine(engine: str) -> str:

@@ -58,26 +58,30 @@ class SegmentJob:
         self.fields = ["unit"] + [f"{self.names[k]}_{c}" for k in self.labels for c in ("size", "components")] + ["outputs"]
 
     def one(self, path: Path, dest: Path) -> dict:
-        from medcnn.infer.seg_outputs import save_measurements, save_overlay
         from medcnn.io import read_image
-        from medcnn.io.nifti import write_nifti
 
         image = read_image(path)
-        result = self.seg.segment(image)
+        return self.save(path, image, self.seg.segment(image).label, dest)
+
+    def save(self, path: Path, image, label, dest: Path) -> dict:
+        """Write one input's outputs into ``dest``; the result row (sizes, components, output files)."""
+        from medcnn.infer.seg_outputs import save_measurements, save_overlay
+        from medcnn.io.nifti import write_nifti
+
         dest.mkdir(parents=True, exist_ok=True)
-        files = {"mask": write_nifti(result.label, dest / "mask.nii.gz"),
-                 "overlay": save_overlay(image, result.label, dest / "overlay.png")}
+        files = {"mask": write_nifti(label, dest / "mask.nii.gz"),
+                 "overlay": save_overlay(image, label, dest / "overlay.png")}
         if image.spatial_dims == 2:
             from medcnn.io.pil import write_png_mask
 
-            files["mask_png"] = write_png_mask(result.label, dest / "mask.png")
-        report = save_measurements(result.label, self.names, dest / "measurements.json", dest / "measurements.csv",
+            files["mask_png"] = write_png_mask(label, dest / "mask.png")
+        report = save_measurements(label, self.names, dest / "measurements.json", dest / "measurements.csv",
                                    self.labels)
         files["measurements"] = dest / "measurements.json"
         if image.meta.get("format") == "dicom" and image.meta.get("sop_instance_uids") and image.spatial_dims == 3:
             from medcnn.io.dicom_seg import write_dicom_seg
 
-            files["dicom_seg"] = write_dicom_seg(path, result.label, self.names, dest / "seg.dcm", source_image=image)
+            files["dicom_seg"] = write_dicom_seg(path, label, self.names, dest / "seg.dcm", source_image=image)
         return {"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
                 "sizes": {m["name"]: m["size_mm"] for m in report["labels"]}, "unit": report["unit"],
                 "components": {m["name"]: m["n_components"] for m in report["labels"]}}

@@ -136,31 +136,31 @@ class Predictor:
         return predict_logits(self.net, images, batch_size)
 
     # ---- files -------------------------------------------------------------------------
-    def preprocess(self, path: str | Path) -> torch.Tensor:
+    def preprocess(self, path: str | Path, image=None) -> torch.Tensor:
+        """(C, *input_size) network input of a file (or of its already read ``image``)."""
         from medcnn.data.preprocess import image_to_tensor
         from medcnn.io import read_image
 
         pre = self.plan.preprocessing
-        return image_to_tensor(read_image(path), pre.input_size, pre.channels, pre.intensity, path=str(path))
+        image = read_image(path) if image is None else image
+        return image_to_tensor(image, pre.input_size, pre.channels, pre.intensity, path=str(path))
+
+    def result(self, probs: np.ndarray, path: str | Path, max_uncertainty: float | None = None) -> dict[str, Any]:
+        """One input's result from its probabilities: file, predicted class (or labels), every class
+        probability. With ``max_uncertainty``, a case whose uncertainty (1 - top probability) is above
+        it gets the prediction "uncertain - refer" instead of a class."""
+        names = self.plan.class_names or [str(i) for i in range(self.plan.num_classes)]
+        r: dict[str, Any] = {"file": str(path), "probabilities": {n: round(float(v), 6) for n, v in zip(names, probs)}}
+        if self.plan.label_type == "multilabel":
+            r["labels"] = [n for n, v in zip(names, probs) if v > 0.5]
+        else:
+            k = int(np.argmax(probs))
+            r["prediction"], r["index"], r["confidence"] = names[k], k, round(float(probs[k]), 6)
+            if max_uncertainty is not None and 1 - probs[k] > max_uncertainty:
+                r["prediction"], r["abstained"] = REFER, True
+        r["calibrated"] = self.temperature != 1.0
+        return r
 
     def predict_files(self, paths: list[str | Path], max_uncertainty: float | None = None) -> list[dict[str, Any]]:
-        """One result per input: file, predicted class (or labels), and every class probability.
-
-        With ``max_uncertainty``, a case whose uncertainty (1 - top probability) is above it gets
-        the prediction "uncertain - refer" instead of a class."""
-        results = []
-        names = self.plan.class_names or [str(i) for i in range(self.plan.num_classes)]
-        for p in paths:
-            x = self.preprocess(p)[None]
-            probs = self.predict_array(x)[0]
-            r: dict[str, Any] = {"file": str(p), "probabilities": {n: round(float(v), 6) for n, v in zip(names, probs)}}
-            if self.plan.label_type == "multilabel":
-                r["labels"] = [n for n, v in zip(names, probs) if v > 0.5]
-            else:
-                k = int(np.argmax(probs))
-                r["prediction"], r["index"], r["confidence"] = names[k], k, round(float(probs[k]), 6)
-                if max_uncertainty is not None and 1 - probs[k] > max_uncertainty:
-                    r["prediction"], r["abstained"] = REFER, True
-            r["calibrated"] = self.temperature != 1.0
-            results.append(r)
-        return results
+        """One :meth:`result` per input file."""
+        return [self.result(self.predict_array(self.preprocess(p)[None])[0], p, max_uncertainty) for p in paths]

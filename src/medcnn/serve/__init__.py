@@ -1,0 +1,1 @@
+"""``medcnn serve``: a REST API and a web workbench over trained run folders (FastAPI + uvicorn)."""

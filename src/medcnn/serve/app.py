@@ -1,0 +1,220 @@
+"""The REST API and web workbench of ``medcnn serve``: FastAPI over :class:`ServedModel`.
+
+- ``POST /v1/predict`` (multipart: ``file``; optional ``model``, ``explain``, ``max_uncertainty``)
+- ``GET /v1/models``, ``GET /health``, ``GET /v1/results/{id}/{file}``, ``DELETE /v1/results/{id}``
+- ``/`` the web page (static files in ``medcnn/serve/static``: no CDN, works offline);
+  ``/openapi.json`` the API description.
+
+Safe by default: uploads over the size limit are refused before they are read (413); the file type
+comes from the content; uploads and results live in a private temporary folder (mode 0700) under
+random ids, the input is deleted as soon as it is predicted, results after ``retention_s``, everything
+when the server stops; logs hold ids, types, sizes and timings, never file names or DICOM tags. Requests
+run in a bounded pool; beyond ``max_queue`` waiting requests the server answers 503 instead of taking
+more memory.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from medcnn.errors import InputError, MedcnnError
+
+log = logging.getLogger("medcnn.serve")
+STATIC = Path(__file__).parent / "static"
+RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
+MEDIA = {".json": "application/json", ".csv": "text/csv", ".png": "image/png", ".gz": "application/gzip",
+         ".dcm": "application/dicom", ".zip": "application/zip"}
+
+
+def display_name(name: str | None) -> str:
+    """The client's file name, for messages to that client only: its last part, printable, short."""
+    base = re.split(r"[\\/]", name or "upload")[-1]
+    base = "".join(c for c in base if c.isprintable())[:80]
+    return base or "upload"
+
+
+class Service:
+    """Loaded models, the worker pool, and the results on disk."""
+
+    def __init__(self, models: dict, workdir: Path | None = None, retention_s: float = 3600, workers: int = 1,
+                 max_queue: int = 16):
+        self.models = models
+        self.own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="medcnn-serve-")) if workdir is None else Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir.chmod(0o700)
+        self.retention_s, self.max_queue = retention_s, max_queue
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medcnn-predict")
+        self.pending = 0
+        self.results: dict[str, dict[str, Any]] = {}  # id -> {"created", "files": {file name: path}}
+        self.lock = threading.Lock()
+
+    # ---- one request -----------------------------------------------------------------------
+    def predict(self, rid: str, model, upload, filename: str, options: dict) -> dict:
+        from medcnn.serve.uploads import store_upload
+
+        folder = self.workdir / rid
+        inbox = folder / "input"
+        inbox.mkdir(parents=True)
+        raw = inbox / "upload"
+        t0 = time.perf_counter()
+        try:
+            with open(raw, "wb") as f:
+                shutil.copyfileobj(upload, f, 1 << 20)
+            size = raw.stat().st_size
+            path, kind = store_upload(raw, inbox)
+            out = model.predict(path, folder / "output", options)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(inbox, ignore_errors=True)  # the upload is not kept once predicted
+        files = {p.name: p for p in out.pop("files").values()}
+        views = out.pop("views")
+        for v in views.values():
+            files[v["name"]] = folder / "output" / v["name"]
+            v["url"] = f"/v1/results/{rid}/{v.pop('name')}"
+        with self.lock:
+            self.results[rid] = {"created": time.time(), "files": files}
+        log.info("predict %s model=%s type=%s bytes=%d seconds=%.2f", rid[:8], model.name, kind, size,
+                 time.perf_counter() - t0)
+        return {"id": rid, "model": model.name, "task": model.task, "file": filename, "type": kind, **out,
+                "views": views,
+                "downloads": [{"file": n, "url": f"/v1/results/{rid}/{n}"} for n in files
+                              if not n.endswith((".f32", ".u8"))],
+                "expires_in_s": self.retention_s}
+
+    def result_file(self, rid: str, name: str) -> Path | None:
+        with self.lock:
+            entry = self.results.get(rid) if RESULT_ID.match(rid) else None
+        return entry["files"].get(name) if entry else None
+
+    def delete(self, rid: str) -> bool:
+        with self.lock:
+            entry = self.results.pop(rid, None) if RESULT_ID.match(rid) else None
+        if entry:
+            shutil.rmtree(self.workdir / rid, ignore_errors=True)
+        return entry is not None
+
+    def expire(self) -> int:
+        now = time.time()
+        with self.lock:
+            old = [rid for rid, e in self.results.items() if now - e["created"] > self.retention_s]
+        for rid in old:
+            self.delete(rid)
+        return len(old)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        else:
+            for rid in list(self.results):
+                self.delete(rid)
+
+
+def create_app(models: dict, *, max_upload_mb: float = 512, retention_s: float = 3600, workers: int = 1,
+               max_queue: int = 16, workdir: Path | None = None):
+    """The ASGI app serving ``models`` (name -> :class:`~medcnn.serve.models.ServedModel`)."""
+    from medcnn import __version__
+    from medcnn.serve.limits import UploadLimit
+
+    service = Service(models, workdir, retention_s, workers, max_queue)
+
+    async def sweeper():
+        while True:
+            await asyncio.sleep(max(1.0, min(60.0, retention_s / 4)))
+            service.expire()
+
+    @asynccontextmanager
+    async def lifespan(app):
+        task = asyncio.create_task(sweeper())
+        try:
+            yield
+        finally:
+            task.cancel()
+            service.close()
+
+    api = FastAPI(title="medcnn", version=__version__, lifespan=lifespan,
+                  description="Classify, segment & measure, enhance medical images with the loaded medcnn runs.")
+    api.state.service = service
+
+    @api.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "version": __version__, "models": list(models), "busy": service.pending,
+                "max_queue": max_queue}
+
+    @api.get("/v1/models")
+    def list_models() -> list[dict]:
+        return [m.describe() for m in models.values()]
+
+    @api.post("/v1/predict")
+    async def predict(file: UploadFile = File(..., description="DICOM file, ZIP of a DICOM series, NIfTI, PNG/JPEG/TIFF"),
+                      model: str | None = Form(None, description="a name from /v1/models (default: the first)"),
+                      explain: bool = Form(True, description="classification: compute the Grad-CAM map"),
+                      max_uncertainty: float | None = Form(None, description="classification: abstain above this "
+                                                                             "uncertainty (1 - top probability)")):
+        name = display_name(file.filename)
+        chosen = models.get(model or next(iter(models)))
+        if chosen is None:
+            raise HTTPException(404, f"no model {model!r}; loaded: {', '.join(models)}")
+        if max_uncertainty is not None and not 0 <= max_uncertainty <= 1:
+            raise HTTPException(422, "max_uncertainty must be between 0 and 1")
+        if service.pending >= max_queue:
+            raise HTTPException(503, f"server busy ({service.pending} requests in progress or waiting); retry later",
+                                headers={"Retry-After": "5"})
+        service.pending += 1
+        rid = secrets.token_hex(16)
+        try:
+            loop = asyncio.get_running_loop()
+            options = {"explain": explain, "max_uncertainty": max_uncertainty}
+            return await loop.run_in_executor(service.pool, service.predict, rid, chosen, file.file, name, options)
+        except MedcnnError as e:
+            status = 415 if isinstance(e, InputError) and e.problem.startswith("unrecognised file type") else 422
+            log.info("predict %s model=%s refused (%d)", rid[:8], chosen.name, status)
+            return JSONResponse({"detail": f"{name}: {e.problem}"}, status_code=status)
+        except Exception:  # a bug: logged with its traceback, the server goes on
+            log.exception("predict %s model=%s failed", rid[:8], chosen.name)
+            return JSONResponse({"detail": f"{name}: internal error while predicting (request {rid[:8]})"},
+                                status_code=500)
+        finally:
+            service.pending -= 1
+            await file.close()
+
+    @api.get("/v1/results/{rid}/{name}")
+    def result_file(rid: str, name: str, download: bool = False):
+        path = service.result_file(rid, name)
+        if path is None or not path.is_file():
+            raise HTTPException(404, "no such result (unknown, deleted or expired)")
+        media = MEDIA.get(path.suffix, "application/octet-stream")
+        return FileResponse(path, media_type=media, filename=name if download else None,
+                            headers={"Cache-Control": "no-store"})
+
+    @api.delete("/v1/results/{rid}")
+    def delete_result(rid: str) -> dict:
+        if not service.delete(rid):
+            raise HTTPException(404, "no such result (unknown, deleted or expired)")
+        return {"deleted": rid}
+
+    @api.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    api.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app = UploadLimit(api, int(max_upload_mb * 2**20))
+    app.api, app.service = api, service
+    return app

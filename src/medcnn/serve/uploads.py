@@ -1,0 +1,87 @@
+"""An uploaded file, stored where the readers can take it: its type decided by its content (magic bytes),
+never by its name; the name the client sent is never used as a path.
+
+A ZIP upload is a DICOM series (or a single image): its members are written under generated names
+(``0001.dcm`` ...), with limits on their number and unpacked size (no zip bombs, no ``../`` paths).
+"""
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+from medcnn.errors import InputError
+
+MAX_ZIP_MEMBERS = 4096
+MAX_UNPACKED_BYTES = 2 * 1024**3
+TYPES = {".dcm": "DICOM", ".nii": "NIfTI", ".nii.gz": "NIfTI", ".png": "PNG", ".jpg": "JPEG", ".tif": "TIFF",
+         ".gif": "GIF", ".bmp": "BMP"}
+
+
+def _kind(path: Path) -> str | None:
+    from medcnn.io.registry import sniff
+
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04":
+        return ".zip"
+    return sniff(path)
+
+
+def _unzip(archive: Path, folder: Path) -> Path:
+    """Members of a ZIP into ``folder`` under generated names; the one image, or the folder of a series."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError):
+        raise InputError("not a readable ZIP archive") from None
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir() and not Path(m.filename).name.startswith(".")
+                   and "__MACOSX" not in m.filename and Path(m.filename).name.upper() != "DICOMDIR"]
+        if not members:
+            raise InputError("the ZIP archive holds no files")
+        if len(members) > MAX_ZIP_MEMBERS:
+            raise InputError(f"the ZIP archive holds {len(members)} files (at most {MAX_ZIP_MEMBERS})")
+        if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
+            raise InputError(f"the ZIP archive unpacks to more than {MAX_UNPACKED_BYTES / 2**30:.0f} GiB")
+        folder.mkdir()
+        written = 0
+        for i, m in enumerate(members, start=1):
+            target = folder / f"{i:04d}"
+            with zf.open(m) as src, open(target, "wb") as dst:
+                while chunk := src.read(1 << 20):  # counts real bytes: the sizes in the header can lie
+                    written += len(chunk)
+                    if written > MAX_UNPACKED_BYTES:
+                        raise InputError("the ZIP archive unpacks to more than its stated size")
+                    dst.write(chunk)
+    files = sorted(folder.iterdir())
+    kinds = {f: _kind(f) for f in files}
+    images = [f for f, k in kinds.items() if k and k != ".zip"]
+    if not images:
+        raise InputError("the ZIP archive holds no DICOM, NIfTI or image file")
+    if all(kinds[f] == ".dcm" for f in images) and len(images) > 1:
+        for f in files:
+            if f not in images:
+                f.unlink()
+            else:
+                f.rename(f.with_suffix(".dcm"))
+        return folder
+    if len(images) > 1:
+        raise InputError("the ZIP archive holds several images; upload a DICOM series or one image per request")
+    return images[0].rename(images[0].with_name("image" + kinds[images[0]]))
+
+
+def store_upload(raw: Path, folder: Path) -> tuple[Path, str]:
+    """(path the readers take, type name) for the uploaded bytes in ``raw``; files go into ``folder``."""
+    if raw.stat().st_size == 0:
+        raise InputError("empty upload (0 bytes)")
+    kind = _kind(raw)
+    if kind == ".zip":
+        path = _unzip(raw, folder / "series")
+        raw.unlink()
+        return path, "DICOM series" if path.is_dir() else TYPES[_kind(path)] + " (zipped)"
+    if kind is None:
+        raise InputError("unrecognised file type: upload DICOM (a file or a ZIP of a series), NIfTI, PNG, "
+                         "JPEG, TIFF or BMP")
+    path = folder / ("image" + kind)
+    shutil.move(raw, path)
+    return path, TYPES[kind]
