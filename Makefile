@@ -4,9 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.medcnn-installed
 RUNS   ?= runs
+CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: demo test install fetch-demo bench-classify bench-segment bench-enhance bench-transfer bench-infer clean help
+.PHONY: demo test install browser fetch-demo bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve clean help
 
 help:
 	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
@@ -15,6 +16,7 @@ help:
 	@echo "make bench-enhance  - MR / CT denoising, low-dose and sparse-view CT, super-resolution vs BM3D, NLM, FBP, bicubic"
 	@echo "make bench-classify - 5 MedMNIST datasets x 3 seeds + the official recipe baseline (hours; README table)"
 	@echo "make bench-infer    - images/s and latency: MONAI eager vs bf16 vs torch.compile vs ONNX Runtime per task"
+	@echo "make bench-serve    - load test of medcnn serve (200 requests, 8 concurrent) + workbench screenshots"
 	@echo "make bench-transfer - label efficiency (1-100 % of labels, scratch vs medcnn pretrain) + augmentation ablation"
 
 $(STAMP): pyproject.toml
@@ -22,7 +24,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# The browser tests drive Debian's chromium with Playwright (no browser download): installed when missing.
+browser:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else SUDO=none; fi; \
+	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "warning: cannot install chromium here (needs apt-get as root or sudo); the browser tests will skip" >&2; \
+	  else \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+	      || echo "warning: apt-get install chromium failed; the browser tests will skip" >&2; \
+	  fi; }
 
 fetch-demo: $(STAMP)
 	$(VENV)/bin/medcnn fetch breastmnist
@@ -31,7 +45,7 @@ demo: fetch-demo
 	$(VENV)/bin/medcnn train breastmnist --out $(RUNS)/demo-breastmnist --overwrite
 	$(VENV)/bin/medcnn evaluate $(RUNS)/demo-breastmnist --split test --paper
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench-classify: $(STAMP)
@@ -42,6 +56,9 @@ bench-transfer: $(STAMP)
 
 bench-infer: $(STAMP)
 	$(PY) bench/infer.py $(BENCH_ARGS)
+
+bench-serve: $(STAMP) browser
+	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/serve.py $(BENCH_ARGS)
 
 bench-segment: $(STAMP)
 	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/segment.py --out $(RUNS)/bench-segment $(BENCH_ARGS)

@@ -106,3 +106,14 @@ def enhance_run(mr_dir, tmp_path_factory) -> Path:
                "--epochs", "3", "--no-progress", "--set", "enhance.patches_per_epoch=768", "--set", "max_minutes=0"])
     assert rc == 0
     return run
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium for the browser tests (`make install` installs it)."""
+    import shutil
+
+    path = os.environ.get("MEDCNN_CHROMIUM", "/usr/bin/chromium")
+    if shutil.which(path) is None:
+        _missing(f"Chromium not found at {path} (`make install` installs Debian's chromium)")
+    return path
