@@ -38,8 +38,15 @@ START, END = "<!-- bench-infer:start -->", "<!-- bench-infer:end -->"
 DEFAULT_RUNS = {"classify": ROOT / "runs" / "demo-breastmnist", "segment": ROOT / "runs" / "bench-segment" / "hippocampus",
                 "enhance": ROOT / "runs" / "bench-enhance" / "mr-gaussian"}
 ENGINES = ("monai-eager", "torch-bf16", "torch-compile", "onnx")
-# what `medcnn predict` runs today (Predictor: float32 eager; Segmenter / Enhancer: bf16 autocast)
-DEFAULT_ENGINE = {"classify": "monai-eager", "segment": "torch-bf16", "enhance": "torch-bf16"}
+
+
+def default_engine(plan) -> str:
+    """What `medcnn predict` runs for this plan: bf16 autocast where training used it (the predictors'
+    rule), else float32 eager."""
+    from medcnn.train.engine import resolve_precision
+
+    bf16 = resolve_precision(plan.precision, plan.spatial_dims, plan.task) == "bf16-mixed"
+    return "torch-bf16" if bf16 else "monai-eager"
 
 
 def model_and_input(task: str, run: Path):
@@ -48,7 +55,7 @@ def model_and_input(task: str, run: Path):
 
     model = torch_model(run, "best")
     module, example, *_ = _graph(model)
-    module.eval()
+    module.eval().to(memory_format=torch.contiguous_format)  # MONAI's default layout for the baseline
     if task == "enhance":
         example = torch.rand(1, example.shape[1], 256, 256)
     batch = 8 if task == "segment" else 64
@@ -110,7 +117,7 @@ def bench_task(task: str, run: Path, repeats: int, engines: list[str]) -> list[d
         except Exception as e:  # noqa: BLE001 - one engine failing (e.g. a compiler bug) is a result too
             print(f"{task} {engine}: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}", file=sys.stderr)
             continue
-        recs.append({"task": task, "engine": engine, "default": engine == DEFAULT_ENGINE[task],
+        recs.append({"task": task, "engine": engine, "default": engine == default_engine(model.plan),
                      "run": str(run), "input": list(x1.shape[1:]),
                      "network": model.plan.model.name, "threads": torch.get_num_threads(), **r})
         print(json.dumps(recs[-1]), flush=True)
@@ -150,6 +157,10 @@ def main() -> None:
         if not (run / "plan.yaml").is_file():
             sys.exit(f"{run}: not a run folder; train one (make demo / bench-segment / bench-enhance) or pass --{task}")
         records += [{**r, **meta} for r in bench_task(task, run, args.repeats, args.engines)]
+    # the tasks not measured this time keep their earlier records
+    old = json.loads(args.results.read_text()) if args.results.is_file() else []
+    records = sorted([r for r in old if r["task"] not in args.tasks] + records,
+                     key=lambda r: (list(DEFAULT_RUNS).index(r["task"]), ENGINES.index(r["engine"])))
     args.results.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=args.results.parent, delete=False, suffix=".tmp") as fh:
         json.dump(records, fh, indent=1)

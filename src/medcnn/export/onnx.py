@@ -84,6 +84,7 @@ def torch_model(run: Path, checkpoint: str):
         from medcnn.infer.predictor import Predictor
 
         m = Predictor.from_run(run, checkpoint)
+        m.bf16 = False
     return m
 
 

@@ -96,6 +96,15 @@ class Predictor:
             net = SymmetryTTA(net, plan.tta, plan.label_type)
         self.plan, self.net, self.run_dir, self.checkpoint = plan, net.eval(), run_dir, checkpoint
         self.temperature = temperature  # from RUN/calibration.json, fitted on validation by `evaluate`
+        # bfloat16 autocast where training used it (precision auto/bf16 on an AVX-512-bf16 CPU or a GPU; not 3D
+        # classification on CPU): on the BreastMNIST demo run test AUC/ACC equal to fp32's and 4x the images/s
+        # (bench/results/EXPERIMENTS_classify.md); weights channels_last in 2D, as the inputs are.
+        from medcnn.train.engine import resolve_precision
+
+        exported = getattr(net, "exported", False)
+        self.bf16 = not exported and resolve_precision(plan.precision, plan.spatial_dims, plan.task) == "bf16-mixed"
+        if plan.spatial_dims == 2 and not exported:
+            self.net = self.net.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_run(cls, run: str | Path, checkpoint: str = "best", engine: str = "torch") -> "Predictor":
@@ -128,12 +137,12 @@ class Predictor:
         """Probabilities, temperature-scaled when the run has been calibrated."""
         from medcnn.tasks.classify import predict_probs
 
-        return predict_probs(self.net, images, self.plan.label_type, batch_size, self.temperature)
+        return predict_probs(self.net, images, self.plan.label_type, batch_size, self.temperature, self.bf16)
 
     def predict_logits(self, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
         from medcnn.tasks.classify import predict_logits
 
-        return predict_logits(self.net, images, batch_size)
+        return predict_logits(self.net, images, batch_size, self.bf16)
 
     # ---- files -------------------------------------------------------------------------
     def preprocess(self, path: str | Path, image=None) -> torch.Tensor:

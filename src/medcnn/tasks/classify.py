@@ -109,13 +109,18 @@ class ClassificationTask(TaskModule):
         return make_optimizer(self.optimizer_params(), self.plan, int(self.trainer.estimated_stepping_batches))
 
 
-def predict_logits(net: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Network outputs (before softmax/sigmoid) for an array (N, C, *spatial), uint8 or float in [0, 1]."""
+def predict_logits(net: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256,
+                   bf16: bool = False) -> np.ndarray:
+    """Network outputs (before softmax/sigmoid) for an array (N, C, *spatial), uint8 or float in [0, 1];
+    ``bf16``: under bfloat16 autocast (outputs returned as float32)."""
+    from contextlib import nullcontext
+
     net.eval()
     x_all = torch.as_tensor(images)
     channels_last = x_all.ndim == 4
     out = []
-    with torch.inference_mode():
+    cast = torch.autocast("cpu" if not x_all.is_cuda else "cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
+    with torch.inference_mode(), cast:
         for i in range(0, len(x_all), batch_size):
             x = to_float(x_all[i:i + batch_size])
             x = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
@@ -124,7 +129,7 @@ def predict_logits(net: torch.nn.Module, images: np.ndarray | torch.Tensor, batc
 
 
 def predict_probs(net: torch.nn.Module, images: np.ndarray | torch.Tensor, label_type: str,
-                  batch_size: int = 256, temperature: float = 1.0) -> np.ndarray:
+                  batch_size: int = 256, temperature: float = 1.0, bf16: bool = False) -> np.ndarray:
     """Class probabilities (optionally temperature-scaled) for an in-memory array."""
-    logits = torch.from_numpy(predict_logits(net, images, batch_size))
+    logits = torch.from_numpy(predict_logits(net, images, batch_size, bf16))
     return probabilities(logits / temperature, label_type).numpy()
