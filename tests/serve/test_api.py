@@ -57,6 +57,8 @@ def test_health_and_models_list_every_run_with_its_data_card(client, breast_run,
     assert listed[hippo_run.name]["card"]["classes"] == ["Anterior", "Posterior"]
     assert listed[enhance_run.name]["card"]["degradation"]["kind"] == "gaussian"
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+    page = client.get("/").text
+    assert "http" not in page.replace("http-equiv", "")  # the workbench loads nothing from elsewhere
 
 
 def test_classify_a_dicom_slice_with_heat_map(client, breast_run, dicom_files):

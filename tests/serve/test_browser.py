@@ -127,3 +127,4 @@ def test_a_bad_file_shows_the_error_and_the_page_recovers(page, breast_run, tmp_
     page.wait_for_function("document.body.dataset.state === 'error'", timeout=60_000)
     assert "error 415" in page.inner_text("#status") and "notes.dcm" in page.inner_text("#status")
     _upload(page, sorted(dicom_series_dir.rglob("*.dcm"))[3], breast_run.name)
+

@@ -3,7 +3,7 @@
 - ``POST /v1/predict`` (multipart: ``file``; optional ``model``, ``explain``, ``max_uncertainty``)
 - ``GET /v1/models``, ``GET /health``, ``GET /v1/results/{id}/{file}``, ``DELETE /v1/results/{id}``
 - ``/`` the web page (static files in ``medcnn/serve/static``: no CDN, works offline);
-  ``/openapi.json`` the API description.
+  ``/openapi.json`` the API description (``/docs``: FastAPI's Swagger page, whose script comes from a CDN).
 
 Safe by default: uploads over the size limit are refused before they are read (413); the file type
 comes from the content; uploads and results live in a private temporary folder (mode 0700) under
