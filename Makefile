@@ -55,7 +55,7 @@ bench-transfer: $(STAMP)
 	$(PY) bench/transfer.py --out $(RUNS)/bench-transfer $(BENCH_ARGS)
 
 bench-infer: $(STAMP)
-	$(PY) bench/infer.py $(BENCH_ARGS)
+	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/infer.py $(BENCH_ARGS)
 
 bench-serve: $(STAMP) browser
 	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/serve.py $(BENCH_ARGS)

@@ -8,7 +8,8 @@ slice), on this machine's threads:
 - p50 / p95 latency at batch 1,
 
 for each engine: ``monai-eager`` (the MONAI network as built, float32, eval mode: MONAI's default),
-``torch-bf16`` (bfloat16 autocast; channels_last in 2D), ``torch-compile`` (the same under
+``torch-bf16`` (bfloat16 autocast; channels_last in 2D; classifiers with batch norms folded into
+their convolutions, as the Predictor runs them), ``torch-compile`` (the same under
 torch.compile), ``onnx`` (ONNX Runtime, float32, the graph `medcnn export` writes). ``speedup`` is an
 engine's images/s over monai-eager's, measured side by side in one run.
 
@@ -74,6 +75,10 @@ def runner(engine: str, module, x1: torch.Tensor, task: str, run: Path):
         net = OnnxNet(export_paths(run)[0])
         return lambda x: net(x)
     net = module
+    if engine in ("torch-bf16", "torch-compile") and task == "classify":
+        from medcnn.models.fold import folded_copy
+
+        net = folded_copy(module)  # what the Predictor runs: batch norms folded into the convolutions
     if engine in ("torch-bf16", "torch-compile") and two_d:
         net = net.to(memory_format=torch.channels_last)
     if engine == "torch-compile":

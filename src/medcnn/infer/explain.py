@@ -36,7 +36,7 @@ def base_network(predictor) -> nn.Module:
     """The plain network behind a Predictor (no TTA wrapper; an ensemble's first member)."""
     net = predictor.net
     net = getattr(net, "net", net)  # SymmetryTTA
-    members = getattr(net, "nets", None)  # MeanEnsemble
+    members = getattr(net, "members", None)  # MeanEnsemble
     return members[0] if members is not None else net
 
 

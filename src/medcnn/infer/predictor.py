@@ -105,6 +105,17 @@ class Predictor:
         self.bf16 = not exported and resolve_precision(plan.precision, plan.spatial_dims, plan.task) == "bf16-mixed"
         if plan.spatial_dims == 2 and not exported:
             self.net = self.net.to(memory_format=torch.channels_last)
+        self._inference_net: torch.nn.Module | None = None
+
+    @property
+    def inference_net(self) -> torch.nn.Module:
+        """What predictions run: the network with its batch norms folded into the convolutions (made on
+        first use; ``self.net``, unfolded, is what Grad-CAM and export read)."""
+        if self._inference_net is None:
+            from medcnn.models.fold import folded_copy
+
+            self._inference_net = self.net if getattr(self.net, "exported", False) else folded_copy(self.net)
+        return self._inference_net
 
     @classmethod
     def from_run(cls, run: str | Path, checkpoint: str = "best", engine: str = "torch") -> "Predictor":
@@ -137,12 +148,12 @@ class Predictor:
         """Probabilities, temperature-scaled when the run has been calibrated."""
         from medcnn.tasks.classify import predict_probs
 
-        return predict_probs(self.net, images, self.plan.label_type, batch_size, self.temperature, self.bf16)
+        return predict_probs(self.inference_net, images, self.plan.label_type, batch_size, self.temperature, self.bf16)
 
     def predict_logits(self, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
         from medcnn.tasks.classify import predict_logits
 
-        return predict_logits(self.net, images, batch_size, self.bf16)
+        return predict_logits(self.inference_net, images, batch_size, self.bf16)
 
     # ---- files -------------------------------------------------------------------------
     def preprocess(self, path: str | Path, image=None) -> torch.Tensor:
