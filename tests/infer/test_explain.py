@@ -52,3 +52,15 @@ def test_explain_cli_writes_overlays(breast_run, breast_npz, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["t0_gradcam.png", "t1_gradcam.png"]
     assert "p=" in capsys.readouterr().out
     assert main(["explain", str(breast_run), files[0], "--class", "no-such-class", "--out", str(out)]) == 2
+
+
+def test_repeated_gradcam_does_not_pile_up_hooks(breast_run, test_images):
+    """A server explains image after image with the same network: one set of hooks, same answers."""
+    net = base_network(Predictor.from_run(breast_run))
+    layer = dict(net.named_modules())[target_layer(net)]
+    first = saliency(net, test_images[:2], "gradcam")
+    for _ in range(4):
+        again = saliency(net, test_images[:2], "gradcam")
+    assert len(layer._forward_hooks) == 1 and len(layer._backward_hooks) == 1
+    assert np.allclose(first, again, atol=1e-5)
+    assert all(p.grad is None for p in net.parameters())  # no gradients left held between requests

@@ -8,6 +8,7 @@ over it and records how much the class probability drops.
 """
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 METHODS = ("gradcam", "occlusion")
+_CAMS: "weakref.WeakKeyDictionary[nn.Module, object]" = weakref.WeakKeyDictionary()
 
 
 def target_layer(net: nn.Module) -> str:
@@ -47,9 +49,19 @@ def saliency(net: nn.Module, x: torch.Tensor, method: str = "gradcam", class_idx
     net = net.eval()
     x = x.float()
     if method == "gradcam":
-        cam = GradCAM(nn_module=net, target_layers=target_layer(net))
-        with torch.enable_grad():
-            maps = cam(x.clone().requires_grad_(True), class_idx=class_idx)
+        # one GradCAM per network: MONAI registers hooks when one is made and never removes them, so a new
+        # one per call piled up hooks (and the tensors they keep) with every image a server explained
+        cam = _CAMS.get(net)
+        if cam is None:
+            cam = _CAMS[net] = GradCAM(nn_module=net, target_layers=target_layer(net))
+        try:
+            with torch.enable_grad():
+                maps = cam(x.clone().requires_grad_(True), class_idx=class_idx)
+        finally:
+            hooks = cam.nn_module
+            hooks.activations.clear(), hooks.gradients.clear()
+            hooks.score = None
+            net.zero_grad(set_to_none=True)
         return maps[:, 0].detach().numpy()
     if method == "occlusion":
         size = [max(2, s // 4) for s in x.shape[2:]]  # a quarter of the image, windows at half-mask steps
