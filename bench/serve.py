@@ -101,7 +101,14 @@ def screenshots(url: str, models: dict[str, str], out_dir: Path) -> list[str]:
     series = sorted((data / "dicom_mr_series_tcia_pgbm005").rglob("*.dcm"))
     tmp = Path(tempfile.mkdtemp())
     (tmp / "PGBM-005_T1post.zip").write_bytes(_zip(series))
-    uploads = {"classify": series[12], "segment": data / "msd_task04_hippocampus" / "imagesTs" / "hippocampus_002.nii.gz",
+    # the classifier is shown on an image of its own kind: a BreastMNIST test image (malignant), as PNG
+    import numpy as np
+    from PIL import Image
+
+    npz = np.load(data / "medmnist" / "breastmnist.npz")
+    k = int(np.flatnonzero(npz["test_labels"][:, 0] == 0)[0])
+    Image.fromarray(npz["test_images"][k]).save(tmp / f"breastmnist_test_{k}.png")
+    uploads = {"classify": tmp / f"breastmnist_test_{k}.png", "segment": data / "msd_task04_hippocampus" / "imagesTs" / "hippocampus_002.nii.gz",
                "enhance": tmp / "PGBM-005_T1post.zip"}
     saved = []
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +162,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--no-screenshots", action="store_true")
+    ap.add_argument("--screenshots-only", action="store_true", help="no load test; results and README untouched")
     ap.add_argument("--shots", type=Path, default=ROOT / "docs" / "img")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
@@ -185,7 +193,7 @@ def main() -> None:
                 time.sleep(0.5)
         names = {m["task"]: m["name"] for m in models}
         rss_start = rss_mb(server.pid)
-        for task in runs:
+        for task in [] if args.screenshots_only else runs:
             files = inputs(task)
             asyncio.run(load(url, names[task], files, args.warmup, min(args.concurrency, args.warmup)))
             warm = rss_mb(server.pid)
@@ -201,6 +209,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=60)
+    if args.screenshots_only:
+        print("\n".join(shots))
+        return
     for r in records:
         r["screenshots"] = shots
     common.save_record(args.results, records)
