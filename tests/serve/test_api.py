@@ -193,3 +193,25 @@ def test_upload_limit_queue_limit_retention_and_privacy(models, breast_run, dico
         workdir = c.app.service.workdir
         assert workdir.is_dir()
     assert not workdir.exists()  # everything is deleted when the server stops
+
+
+def test_serve_with_the_onnx_engine(breast_run, dicom_files, tmp_path):
+    import shutil
+
+    from medcnn.cli.main import main
+
+    run = tmp_path / "breast"
+    shutil.copytree(breast_run, run, ignore=shutil.ignore_patterns("export", "predictions"))
+    assert main(["export", str(run)]) == 0
+    slice_bytes = dicom_files[12].read_bytes()
+    answers = {}
+    for engine in ("torch", "onnx"):
+        with TestClient(create_app(load_models([run], engine=engine))) as c:
+            assert c.get("/v1/models").json()[0]["engine"] == engine
+            r = c.post("/v1/predict", files={"file": ("s.dcm", slice_bytes)})
+            assert r.status_code == 200, r.text
+            answers[engine] = r.json()
+    assert "heat" not in answers["onnx"]["views"]  # no gradients through ONNX Runtime: no Grad-CAM
+    assert answers["onnx"]["result"]["prediction"] == answers["torch"]["result"]["prediction"]
+    for k, v in answers["torch"]["result"]["probabilities"].items():  # bf16 PyTorch vs float32 ONNX
+        assert abs(answers["onnx"]["result"]["probabilities"][k] - v) < 0.02

@@ -97,8 +97,8 @@ class Predictor:
         self.plan, self.net, self.run_dir, self.checkpoint = plan, net.eval(), run_dir, checkpoint
         self.temperature = temperature  # from RUN/calibration.json, fitted on validation by `evaluate`
         # bfloat16 autocast where training used it (precision auto/bf16 on an AVX-512-bf16 CPU or a GPU; not 3D
-        # classification on CPU): on the BreastMNIST demo run test AUC/ACC equal to fp32's and 4x the images/s
-        # (bench/results/EXPERIMENTS_classify.md); weights channels_last in 2D, as the inputs are.
+        # classification on CPU): test AUC/ACC equal to fp32's at the 4th decimal on four runs, about 2x the
+        # images/s (bench/results/EXPERIMENTS.md); weights channels_last in 2D, as the inputs are.
         from medcnn.train.engine import resolve_precision
 
         exported = getattr(net, "exported", False)
