@@ -98,3 +98,24 @@ def run_meta(script: str, sets: list[str], *files: str) -> dict:
             "command": " ".join(["python", script, *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": f"{platform.machine()} {os.cpu_count()} cpus", "plan_overrides": sets}
+
+
+TASK_RUNS = {"classify": ROOT / "runs" / "demo-breastmnist", "segment": ROOT / "runs" / "bench-segment" / "hippocampus",
+             "enhance": ROOT / "runs" / "bench-enhance" / "mr-gaussian"}
+"""Each task's default model for the inference and serving benchmarks (made by make demo / bench-*)."""
+
+
+def add_task_run_args(ap) -> None:
+    """--classify/--segment/--enhance RUN and --tasks: which run folders a benchmark loads."""
+    for task, d in TASK_RUNS.items():
+        ap.add_argument(f"--{task}", type=Path, default=d, help=f"{task} run folder (default {d.relative_to(ROOT)})")
+    ap.add_argument("--tasks", nargs="+", default=list(TASK_RUNS), choices=list(TASK_RUNS))
+
+
+def task_runs(args) -> dict[str, Path]:
+    """The run folder of each task asked for; exits naming the command that makes a missing one."""
+    runs = {t: getattr(args, t) for t in args.tasks}
+    for task, run in runs.items():
+        if not (run / "plan.yaml").is_file():
+            sys.exit(f"{run}: not a run folder; train one (make demo / bench-segment / bench-enhance) or pass --{task}")
+    return runs

@@ -36,8 +36,6 @@ import common  # noqa: E402
 
 ROOT = common.ROOT
 START, END = "<!-- bench-infer:start -->", "<!-- bench-infer:end -->"
-DEFAULT_RUNS = {"classify": ROOT / "runs" / "demo-breastmnist", "segment": ROOT / "runs" / "bench-segment" / "hippocampus",
-                "enhance": ROOT / "runs" / "bench-enhance" / "mr-gaussian"}
 ENGINES = ("monai-eager", "torch-bf16", "torch-compile", "onnx")
 
 
@@ -146,9 +144,7 @@ def table(records: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for task, d in DEFAULT_RUNS.items():
-        ap.add_argument(f"--{task}", type=Path, default=d, help=f"{task} run folder (default {d.relative_to(ROOT)})")
-    ap.add_argument("--tasks", nargs="+", default=list(DEFAULT_RUNS), choices=list(DEFAULT_RUNS))
+    common.add_task_run_args(ap)
     ap.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "infer.json")
@@ -157,15 +153,12 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     meta = common.run_meta("bench/infer.py", [])
     records = []
-    for task in args.tasks:
-        run = getattr(args, task)
-        if not (run / "plan.yaml").is_file():
-            sys.exit(f"{run}: not a run folder; train one (make demo / bench-segment / bench-enhance) or pass --{task}")
+    for task, run in common.task_runs(args).items():
         records += [{**r, **meta} for r in bench_task(task, run, args.repeats, args.engines)]
     # the tasks not measured this time keep their earlier records
     old = json.loads(args.results.read_text()) if args.results.is_file() else []
     records = sorted([r for r in old if r["task"] not in args.tasks] + records,
-                     key=lambda r: (list(DEFAULT_RUNS).index(r["task"]), ENGINES.index(r["engine"])))
+                     key=lambda r: (list(common.TASK_RUNS).index(r["task"]), ENGINES.index(r["engine"])))
     args.results.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=args.results.parent, delete=False, suffix=".tmp") as fh:
         json.dump(records, fh, indent=1)

@@ -33,8 +33,6 @@ import common  # noqa: E402
 
 ROOT = common.ROOT
 START, END = "<!-- bench-serve:start -->", "<!-- bench-serve:end -->"
-DEFAULT_RUNS = {"classify": ROOT / "runs" / "demo-breastmnist", "segment": ROOT / "runs" / "bench-segment" / "hippocampus",
-                "enhance": ROOT / "runs" / "bench-enhance" / "mr-gaussian"}
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
@@ -155,9 +153,7 @@ def table(records: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for task, d in DEFAULT_RUNS.items():
-        ap.add_argument(f"--{task}", type=Path, default=d, help=f"{task} run folder (default {d.relative_to(ROOT)})")
-    ap.add_argument("--tasks", nargs="+", default=list(DEFAULT_RUNS), choices=list(DEFAULT_RUNS))
+    common.add_task_run_args(ap)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=10)
@@ -167,10 +163,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = ap.parse_args()
-    runs = {t: getattr(args, t) for t in args.tasks}
-    for task, run in runs.items():
-        if not (run / "plan.yaml").is_file():
-            sys.exit(f"{run}: not a run folder; train one (make demo / bench-segment / bench-enhance) or pass --{task}")
+    runs = common.task_runs(args)
     meta = common.run_meta("bench/serve.py", [], "src/medcnn/serve")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
