@@ -135,6 +135,14 @@ def test_enhance_a_zipped_dicom_series_into_a_derived_series(client, enhance_run
     assert first.SeriesInstanceUID != pydicom.dcmread(dicom_files[0]).SeriesInstanceUID
 
 
+def test_a_dicom_without_its_preamble_is_still_recognised(client, breast_run, dicom_files):
+    whole = client.post("/v1/predict", files={"file": ("a", dicom_files[12].read_bytes())}, data={"model": breast_run.name})
+    bare = client.post("/v1/predict", files={"file": ("a", dicom_files[12].read_bytes()[132:])},  # no preamble, no DICM
+                       data={"model": breast_run.name})
+    assert bare.status_code == 200, bare.text
+    assert bare.json()["type"] == "DICOM" and bare.json()["result"] == whole.json()["result"]
+
+
 def test_bad_uploads_get_a_clear_4xx_and_the_server_keeps_serving(client, breast_run, hippocampus_dir, dicom_files):
     cases = [
         (b"this is not an image", 415, "unrecognised file type"),

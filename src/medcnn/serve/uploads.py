@@ -18,6 +18,17 @@ TYPES = {".dcm": "DICOM", ".nii": "NIfTI", ".nii.gz": "NIfTI", ".png": "PNG", ".
          ".gif": "GIF", ".bmp": "BMP"}
 
 
+def _headerless_dicom(path: Path) -> bool:
+    """A DICOM file without the 128-byte preamble and 'DICM' (older exports): it must parse as DICOM
+    and name its SOP class."""
+    import pydicom
+
+    try:
+        return "SOPClassUID" in pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception:  # noqa: BLE001 - anything unparsable is simply not DICOM
+        return False
+
+
 def _kind(path: Path) -> str | None:
     from medcnn.io.registry import sniff
 
@@ -25,7 +36,7 @@ def _kind(path: Path) -> str | None:
         head = f.read(4)
     if head == b"PK\x03\x04":
         return ".zip"
-    return sniff(path)
+    return sniff(path) or (".dcm" if _headerless_dicom(path) else None)
 
 
 def _unzip(archive: Path, folder: Path) -> Path:
