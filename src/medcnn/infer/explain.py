@@ -102,6 +102,21 @@ def save_overlay(image: np.ndarray, heat: np.ndarray, path: Path, title: str) ->
     return path
 
 
+def write_explanation(image: np.ndarray, heat: np.ndarray, base: Path, title: str) -> dict[str, Path]:
+    """The network input (C, *S) beside its map (*S) as ``base``.png; a volume shows its middle slice and
+    also gets the map as ``base``.nii.gz (on the network's input grid)."""
+    files = {}
+    if heat.ndim == 3:
+        from medcnn.data.image import Image
+        from medcnn.io.nifti import write_nifti
+
+        files["nifti"] = write_nifti(Image(heat[None].astype(np.float32), np.eye(4)), base.with_name(base.name + ".nii.gz"))
+        z = heat.shape[-1] // 2
+        image, heat = image[..., z], heat[..., z]
+    files["png"] = save_overlay(image, heat, base.with_name(base.name + ".png"), title)
+    return files
+
+
 def explain_files(run: str | Path, inputs: list[Path], out_dir: Path, method: str = "gradcam",
                   class_name: str | None = None, checkpoint: str = "best") -> list[dict[str, Any]]:
     """Per input: ``<stem>_<method>.png`` (2D; 3D: the middle slice, plus the map as NIfTI)."""
@@ -123,20 +138,8 @@ def explain_files(run: str | Path, inputs: list[Path], out_dir: Path, method: st
         cls = k if k is not None else int(np.argmax(probs))
         heat = saliency(net, x, method, cls)[0]
         stem = Path(path).name.split(".")[0]
-        files = {}
-        img = x[0].numpy()
-        if heat.ndim == 3:  # volume: the map as NIfTI on the network's input grid, and the middle slice
-            from medcnn.data.image import Image
-            from medcnn.io.nifti import write_nifti
-
-            files["nifti"] = str(write_nifti(Image(heat[None].astype(np.float32), np.eye(4)),
-                                             out_dir / f"{stem}_{method}.nii.gz"))
-            z = heat.shape[-1] // 2
-            img, heat2 = img[..., z], heat[..., z]
-        else:
-            heat2 = heat
         title = f"{method}: {names[cls] if names else cls} (p={probs[cls]:.2f})"
-        files["png"] = str(save_overlay(img, heat2, out_dir / f"{stem}_{method}.png", title))
+        files = {kind: str(f) for kind, f in write_explanation(x[0].numpy(), heat, out_dir / f"{stem}_{method}", title).items()}
         results.append({"file": str(path), "class": names[cls] if names else cls, "probability": float(probs[cls]),
                         "method": method, "outputs": files})
     return results

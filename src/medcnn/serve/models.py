@@ -66,7 +66,7 @@ class ServedModel:
         return {"image": image_view(image, dest / "image.f32", step)}, step
 
     def _classify(self, path: Path, image, dest: Path, options: dict) -> dict:
-        from medcnn.infer.explain import base_network, saliency, save_overlay
+        from medcnn.infer.explain import base_network, saliency, write_explanation
         from medcnn.serve.views import heat_view
         from medcnn.utils.files import atomic_write_json
 
@@ -80,11 +80,9 @@ class ServedModel:
             cls = r.get("index", int(np.argmax(list(r["probabilities"].values()))))
             heat = saliency(base_network(pred), x.float(), "gradcam", cls)[0]
             views["heat"] = heat_view(heat, dest / "heat.u8")
-            img, h2 = x[0].numpy(), heat
-            if heat.ndim == 3:
-                img, h2 = img[..., heat.shape[-1] // 2], heat[..., heat.shape[-1] // 2]
             name = pred.plan.class_names[cls] if pred.plan.class_names else cls
-            files["heatmap_png"] = save_overlay(img, h2, dest / "gradcam.png", f"Grad-CAM: {name}")
+            maps = write_explanation(x[0].numpy(), heat, dest / "gradcam", f"Grad-CAM: {name}")
+            files.update({f"heatmap_{k}": v for k, v in maps.items()})
         atomic_write_json(dest / "result.json", r)
         files["json"] = dest / "result.json"
         return {"result": r, "files": files, "views": views}
