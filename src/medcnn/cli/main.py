@@ -240,19 +240,28 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
                                                  "freeze-then-unfreeze (see transfer.* in the plan)."),
           overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
           resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run folder from its last checkpoint."),
+          devices: str = typer.Option("1", help="Training processes (CPU) or GPUs per machine; >1 trains data-parallel "
+                                      "(Lightning DDP). The plan's batch_size is the effective batch of all processes."),
+          nodes: int = typer.Option(1, help="Machines (launch on each with torchrun or srun; see the README)."),
           progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal).")):
     """Train a classifier or a segmentation model; writes a run folder (plan, best/last checkpoints, metrics,
     learning curve, logs; split.json for segmentation)."""
+    from functools import partial
+
     from medcnn.plan import Plan
-    from medcnn.train.engine import train as do_train
+    from medcnn.train.distributed import is_primary
+    from medcnn.train.engine import train
     from medcnn.transforms.augment import preset
 
+    n_dev = int(devices) if devices.isdigit() else devices
+    do_train = partial(train, devices=n_dev, nodes=nodes)
+    say = out.print if is_primary() else (lambda *a, **k: None)  # one voice in a data-parallel run
     if resume is not None:
         if not (resume / "plan.yaml").is_file():
             raise MedcnnError("not a run folder (no plan.yaml)", resume)
         p = Plan.load(resume / "plan.yaml")
         ds = _load_for(p, p.data)
-        out.print(f"resuming {resume}")
+        say(f"resuming {resume}")
         do_train(p, ds, resume, progress=progress, resume=True)
         return
     if plan_file is not None:
@@ -293,29 +302,38 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
 
         check_plan_fits(p, ds)
         budget = f" (at most; cut to fit {p.max_minutes:g} min)" if p.max_minutes else ""
-        out.print(f"training {p.model.name} segmentation on {ds.name} ({len(ds.cases)} labelled cases), "
-                  f"{p.epochs} epochs{budget} -> {run_dir}")
+        say(f"training {p.model.name} segmentation on {ds.name} ({len(ds.cases)} labelled cases), "
+            f"{p.epochs} epochs{budget} -> {run_dir}")
         do_train(p, ds, run_dir, overwrite=overwrite, progress=progress)
-        info = json.loads((run_dir / "run.json").read_text())
-        out.print(f"done in {info['train_seconds']:.0f} s; best val Dice {info['best_val_score']:.4f}; run folder {run_dir}")
+        info = _finished(run_dir)
+        say(f"done in {info['train_seconds']:.0f} s; best val Dice {info['best_val_score']:.4f}; run folder {run_dir}")
         return
     if p.task == "enhance":
         en = p.enhance
         budget = f" (at most; cut to fit {p.max_minutes:g} min)" if p.max_minutes else ""
-        out.print(f"training {p.model.name} enhancement ({en.degradation} {en.level}) on {ds.name} "
-                  f"({len(ds.sources)} images), {p.epochs} epochs{budget} -> {run_dir}")
+        say(f"training {p.model.name} enhancement ({en.degradation} {en.level}) on {ds.name} "
+            f"({len(ds.sources)} images), {p.epochs} epochs{budget} -> {run_dir}")
         do_train(p, ds, run_dir, overwrite=overwrite, progress=progress)
-        info = json.loads((run_dir / "run.json").read_text())
-        out.print(f"done in {info['train_seconds']:.0f} s; best val PSNR {info['best_val_score']:.2f} dB; "
-                  f"run folder {run_dir}")
+        info = _finished(run_dir)
+        say(f"done in {info['train_seconds']:.0f} s; best val PSNR {info['best_val_score']:.2f} dB; "
+            f"run folder {run_dir}")
         return
     _check_compatible(p, ds)
-    out.print(f"training {p.model.name} on {ds.name} ({len(ds.labels['train'])} train / {len(ds.labels['val'])} val), "
-              f"{p.epochs} epochs -> {run_dir}")
+    say(f"training {p.model.name} on {ds.name} ({len(ds.labels['train'])} train / {len(ds.labels['val'])} val), "
+        f"{p.epochs} epochs -> {run_dir}")
     do_train(p, ds, run_dir, overwrite=overwrite, progress=progress)
-    info = json.loads((run_dir / "run.json").read_text())
-    out.print(f"done in {info['train_seconds']:.0f} s; best val {p.val_metric} {info['best_val_score']:.4f}; "
-              f"run folder {run_dir}")
+    info = _finished(run_dir)
+    say(f"done in {info['train_seconds']:.0f} s; best val {p.val_metric} {info['best_val_score']:.4f}; "
+        f"run folder {run_dir}")
+
+
+def _finished(run_dir: Path) -> dict:
+    """The run's record, on the process that wrote it (the others of a data-parallel run stop here)."""
+    from medcnn.train.distributed import is_primary
+
+    if not is_primary():
+        raise typer.Exit(0)
+    return json.loads((run_dir / "run.json").read_text())
 
 
 @app.command()

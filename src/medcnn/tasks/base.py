@@ -27,9 +27,11 @@ class TaskModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._loss_sum, self._loss_n = 0.0, 0
         loader = getattr(self.trainer, "train_dataloader", None)
-        dataset = getattr(loader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(self.current_epoch)
+        # the epoch's data order is a function of (seed, epoch): Lightning's own sampler-epoch counter
+        # lags by one after a resume from an end-of-epoch checkpoint, so the task sets it
+        for source in (getattr(loader, "dataset", None), getattr(loader, "batch_sampler", None)):
+            if hasattr(source, "set_epoch"):
+                source.set_epoch(self.current_epoch)
 
     def record_train_loss(self, loss: torch.Tensor, batch_idx: int, n: int) -> torch.Tensor:
         """Refuse a non-finite loss (one clear error), log it, and keep the epoch's running mean."""
@@ -43,5 +45,10 @@ class TaskModule(L.LightningModule):
 
     @property
     def mean_train_loss(self) -> float:
-        n = getattr(self, "_loss_n", 0)
-        return self._loss_sum / n if n else float("nan")
+        """The epoch's mean training loss over all samples (of all processes in a data-parallel run)."""
+        total, n = getattr(self, "_loss_sum", 0.0), getattr(self, "_loss_n", 0)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            t = torch.tensor([total, float(n)], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(t)
+            total, n = float(t[0]), int(t[1])
+        return total / n if n else float("nan")

@@ -38,7 +38,7 @@ class EpochMetrics(L.Callback):
         self._t0 = time.perf_counter()
 
     def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.is_global_zero:  # one writer of the run folder
             return
         m = getattr(pl_module, "epoch_summary", {})
         keys = list(m) if ("val_dice" in m or "val_psnr" in m or "val_contrastive" in m) else ["train_loss", "val_loss", "val_auc", "val_acc"]
@@ -65,8 +65,32 @@ class EpochMetrics(L.Callback):
             print(line, flush=True)
 
     def on_fit_end(self, trainer, pl_module):
-        if self.history:
+        if self.history and trainer.is_global_zero:
             plot_learning_curve(self.history, self.run_dir / "learning_curve.png")
+
+
+class EpochSeed(L.Callback):
+    """Reseed Python, NumPy and torch before the first step of every epoch from (seed, epoch, rank).
+
+    Everything random in an epoch (augmentation, dropout) is then a function of those three: a run
+    resumed from the checkpoint of epoch k trains epoch k + 1 as the uninterrupted run did, and the
+    processes of a data-parallel run draw different augmentations for their shares of a batch."""
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx != 0:  # not at epoch start: creating data iterators draws from torch's RNG, and a
+            return  # resumed run creates them in another order than an uninterrupted one
+        import random
+
+        import numpy as np
+        import torch
+
+        s = np.random.SeedSequence([self.seed, trainer.current_epoch, trainer.global_rank]).generate_state(1)[0]
+        random.seed(int(s))
+        np.random.seed(int(s))
+        torch.manual_seed(int(s))
 
 
 def _fmt(v) -> str:

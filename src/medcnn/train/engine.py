@@ -59,35 +59,49 @@ def resolve_precision(precision: str, spatial_dims: int = 2, task: str = "classi
 
 
 def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: bool = False,
-          progress: bool | None = None, devices: int | str = 1, accelerator: str = "auto",
+          progress: bool | None = None, devices: int | str = 1, nodes: int = 1, accelerator: str = "auto",
           resume: bool = False) -> Path:
     """Train ``plan`` on ``data``; return the run folder.
 
     ``resume=True`` continues an interrupted run in ``run_dir`` from ``checkpoints/last.ckpt``
-    (weights, optimizer, scheduler, epoch) with the run's own plan.
+    (weights, optimizer, scheduler, epoch; data order and random draws are functions of seed and
+    epoch) with the run's own plan.
+    ``devices`` x ``nodes`` > 1 trains data-parallel (``medcnn.train.distributed``): ``plan.batch_size``
+    is the effective batch, and only the global rank 0 writes the run folder.
     A plan with ``ensemble: k > 1`` trains k members, each a run folder under ``members/``.
     """
     if plan.ensemble > 1:
         return _train_ensemble(plan, data, Path(run_dir), overwrite=overwrite, progress=progress,
-                               devices=devices, accelerator=accelerator, resume=resume)
+                               devices=devices, nodes=nodes, accelerator=accelerator, resume=resume)
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
+    from medcnn.infer.predictor import load_checkpoint
     from medcnn.tasks.classify import ClassificationTask
-    from medcnn.train.callbacks import EpochMetrics
+    from medcnn.train import distributed as dist
+    from medcnn.train.callbacks import EpochMetrics, EpochSeed
+    from medcnn.train.checkpoints import AtomicCheckpointIO, remove_partial_writes
     from medcnn.train.loaders import array_loader
 
+    world = dist.world_size(devices, nodes)
+    rank = dist.global_rank(world // max(1, nodes))
+    primary = rank == 0
+    batch = dist.per_process_batch(plan.batch_size, world)  # checks the split before any work
     ckpt_path = None
+    run_dir = Path(run_dir)
     if resume:
-        run_dir = Path(run_dir)
         ckpt_path = run_dir / "checkpoints" / "last.ckpt"
+        if primary:
+            remove_partial_writes(run_dir / "checkpoints")
         if not ckpt_path.is_file():
             raise RunFolderError("nothing to resume: no checkpoints/last.ckpt (start a new run instead)", run_dir)
-        _file_log(run_dir / "train.log")
-        log.info("resuming from %s", ckpt_path)
-    else:
+        load_checkpoint(ckpt_path)  # refuses a pickled payload with one clear line, before Lightning reads it
+        if primary:
+            _file_log(run_dir / "train.log")
+            log.info("resuming from %s", ckpt_path)
+    elif primary:  # the other processes of a data-parallel run only read; rank 0 writes the folder
         run_dir = prepare_run_dir(run_dir, overwrite)
         _file_log(run_dir / "train.log")
         plan.save(run_dir / "plan.yaml")
@@ -100,13 +114,13 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     info = {"medcnn": _version(), "resumed": resume, "torch": torch.__version__, "lightning": L.__version__,
             "command": " ".join(sys.argv), "data": data.source or data.name, "precision": precision,
             "threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "n": {}}
+            "n": {}, "distributed": dist.distributed_record(plan, devices, nodes)}
     if plan.task == "segment":
         from medcnn.tasks.segment import SegmentationTask
         from medcnn.train.seg_data import segment_loaders
 
-        train_loader, val_loader, val_cases, split = segment_loaders(plan, data)
-        if not resume:
+        train_loader, val_loader, val_cases, split = segment_loaders(plan, data, rank, world)
+        if not resume and primary:
             atomic_write_json(run_dir / "split.json", split)
         info["n"] = {k: len(v) for k, v in split.items()}
         task = SegmentationTask(plan.to_dict())
@@ -115,8 +129,8 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
         from medcnn.tasks.enhance import EnhanceTask
         from medcnn.train.enhance_data import enhance_loaders
 
-        train_loader, val_loader, val_pairs, split = enhance_loaders(plan, data)
-        if not resume:
+        train_loader, val_loader, val_pairs, split = enhance_loaders(plan, data, rank, world)
+        if not resume and primary:
             atomic_write_json(run_dir / "split.json", split)
         n_extra = sum((split.get("extra_train") or {}).values())
         info["n"] = {"train_slices": len(train_loader.dataset.slices) - n_extra, "extra_train_slices": n_extra,
@@ -126,8 +140,10 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
         task.val_pairs = val_pairs
     else:
         info["n"] = {s: int(len(y)) for s, y in data.labels.items()}
-        train_loader = array_loader(*data.split("train"), batch_size=plan.batch_size, shuffle=True)
-        val_loader = array_loader(*data.split("val"), batch_size=max(plan.batch_size, 256), shuffle=False)
+        train_loader = array_loader(*data.split("train"), batch_size=plan.batch_size, shuffle=True, seed=plan.seed,
+                                    rank=rank, world=world)
+        # every process scores the whole validation set: the checkpoint choice is the same everywhere
+        val_loader = array_loader(*data.split("val"), batch_size=max(batch, 256), shuffle=False)
         if plan.task == "pretrain":
             from medcnn.tasks.pretrain import ContrastiveTask
 
@@ -135,10 +151,15 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
         else:
             task = ClassificationTask(plan.to_dict())
     if plan.max_minutes > 0 and not resume:
-        plan, task = _fit_budget(plan, task, train_loader, val_cases if plan.task == "segment" else [],
-                                 info, precision, accelerator, run_dir)
-    extra_callbacks = _transfer(plan, task, run_dir, info, resume)  # after the budget's trial steps
-    atomic_write_json(run_dir / "run.json", info)
+        if world > 1:  # processes timing steps apart could choose different epochs and wait on each other forever
+            info["time_budget"] = {"skipped": f"{world} processes: the plan's epochs are trained"}
+            log.warning("max_minutes is ignored with %d processes; the plan's %d epochs are trained", world, plan.epochs)
+        else:
+            plan, task = _fit_budget(plan, task, train_loader, val_cases if plan.task == "segment" else [],
+                                     info, precision, accelerator, run_dir)
+    extra_callbacks = _transfer(plan, task, run_dir, info, resume, primary)  # after the budget's trial steps
+    if primary:
+        atomic_write_json(run_dir / "run.json", info)
     log.info("data %s: %s; plan %s %s, %d epochs, batch %d, precision %s", data.name, info["n"],
              plan.model.name, plan.preprocessing.input_size, plan.epochs, plan.batch_size, precision)
 
@@ -148,16 +169,20 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
                            save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)  # every epoch (save_last only follows best saves)
-    callbacks = [ckpt, last, EpochMetrics(run_dir, print_lines=not progress, resume=resume), *extra_callbacks]
+    callbacks = [ckpt, last, EpochMetrics(run_dir, print_lines=not progress and primary, resume=resume),
+                 EpochSeed(plan.seed), *extra_callbacks]
     if plan.ema_decay > 0:
         from medcnn.train.callbacks import weight_averaging
 
         callbacks.append(weight_averaging(plan.ema_decay))
+    progress = progress and primary
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     val_every = plan.segment.val_every if plan.task == "segment" else 1
     trainer = L.Trainer(max_epochs=plan.epochs, check_val_every_n_epoch=val_every, accelerator=accelerator,
-                        devices=devices, precision=precision,
+                        devices=devices, num_nodes=nodes, strategy=dist.strategy(world),
+                        sync_batchnorm=world > 1 and _on_gpu(accelerator), use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
+                        precision=precision,
                         callbacks=callbacks, logger=CSVLogger(run_dir, name="logs", version=""),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         log_every_n_steps=max(1, min(50, len(train_loader))), deterministic=False,
@@ -166,14 +191,25 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
-        trainer.fit(task, train_loader, val_loader, ckpt_path=ckpt_path)
-    info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), train_seconds=round(time.perf_counter() - t0, 2),
+        trainer.fit(task, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
+    if not trainer.is_global_zero:
+        return run_dir
+    info.update(threads=torch.get_num_threads(),  # per process: Lightning shares the cores between processes
+                finished=time.strftime("%Y-%m-%dT%H:%M:%S"), train_seconds=round(time.perf_counter() - t0, 2),
                 best_val_score=float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
                 best_checkpoint=os.path.relpath(ckpt.best_model_path, run_dir) if ckpt.best_model_path else None,
                 val_metric=plan.val_metric)
     atomic_write_json(run_dir / "run.json", info)
     log.info("done in %.1f s; best val %s = %s", info["train_seconds"], plan.val_metric, info["best_val_score"])
     return run_dir
+
+
+def _on_gpu(accelerator: str) -> bool:
+    """Whether the processes train on GPUs: there BatchNorm statistics are synchronised across them
+    (torch's SyncBatchNorm is GPU-only; CPU processes normalise over their own share of the batch)."""
+    import torch
+
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
 def _fit_budget(plan: Plan, task, train_loader, val_cases: list, info: dict, precision: str, accelerator: str,
@@ -216,7 +252,7 @@ def member_dirs(run_dir: Path, plan: Plan) -> list[Path]:
     return [Path(run_dir) / "members" / f"m{i}" for i in range(plan.ensemble)]
 
 
-def _transfer(plan: Plan, task, run_dir: Path, info: dict, resume: bool) -> list:
+def _transfer(plan: Plan, task, run_dir: Path, info: dict, resume: bool, primary: bool = True) -> list:
     """Pretrained weights into the task's network (a new run) and the strategy's callbacks; the
     names of the pretrained tensors are kept in transfer.json so a resumed run freezes the same."""
     if not plan.transfer.pretrained:
@@ -229,7 +265,8 @@ def _transfer(plan: Plan, task, run_dir: Path, info: dict, resume: bool) -> list
         return strategy_callbacks(plan, task.transferred)
     report, callbacks = apply_transfer(task, plan)
     info["pretrained"] = report
-    atomic_write_json(path, {**report, "transferred": sorted(task.transferred)})
+    if primary:
+        atomic_write_json(path, {**report, "transferred": sorted(task.transferred)})
     return callbacks
 
 
@@ -237,10 +274,14 @@ def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resu
     """Members one after another; on resume, finished members are kept and the interrupted one continues."""
     import dataclasses
 
+    from medcnn.train.distributed import global_rank, world_size
+
+    nodes = kw.get("nodes", 1)
+    primary = global_rank(world_size(kw.get("devices", 1), nodes) // max(1, nodes)) == 0
     if resume:
         if not (run_dir / "plan.yaml").is_file():
             raise RunFolderError("nothing to resume: no plan.yaml", run_dir)
-    else:
+    elif primary:
         run_dir = prepare_run_dir(run_dir, kw["overwrite"])
         plan.save(run_dir / "plan.yaml")
         _write_split(run_dir, data)
@@ -255,8 +296,12 @@ def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resu
             log.info("ensemble member %d/%d (seed %d)", i + 1, plan.ensemble, m_plan.seed)
             can_resume = resume and (m_dir / "checkpoints" / "last.ckpt").is_file()
             train(m_plan, data, m_dir, **{**kw, "overwrite": True}, resume=can_resume)
+            if not primary:  # the other processes of a data-parallel run go on to the next member
+                continue
             m_info = _read_json(info_file)
         members.append(m_info)
+    if not primary:
+        return run_dir
     _file_log(run_dir / "train.log")
     scores = [m["best_val_score"] for m in members if m.get("best_val_score") is not None]
     info = {k: members[0][k] for k in ("medcnn", "torch", "lightning", "data", "precision", "threads", "n")}

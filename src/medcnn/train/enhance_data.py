@@ -109,10 +109,11 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 
 class EnhancePatches(IterableDataset):
     def __init__(self, slices: list[torch.Tensor], degradation: Degradation, patch: list[int], batch_size: int,
-                 n_batches: int, seed: int = 0, weights: np.ndarray | None = None):
+                 n_batches: int, seed: int = 0, weights: np.ndarray | None = None, rank: int | None = None):
         self.slices, self.degradation, self.patch = slices, degradation, list(patch)
         self.weights = None if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
         self.batch_size, self.n_batches, self.seed, self.epoch = batch_size, n_batches, seed, 0
+        self.rank = rank  # data-parallel: each process draws its own stream (and its share of the batch)
 
     def __len__(self) -> int:
         return self.n_batches
@@ -125,7 +126,7 @@ class EnhancePatches(IterableDataset):
         return int(rng.integers(0, h - self.patch[0] + 1)), int(rng.integers(0, w - self.patch[1] + 1))
 
     def __iter__(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = np.random.default_rng([self.seed, self.epoch] + ([] if self.rank is None else [self.rank]))
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         ph, pw = self.patch
         whole = self.degradation.whole_image
@@ -177,8 +178,9 @@ def extra_slices(plan: Plan) -> tuple[list[torch.Tensor], dict[str, int]]:
     return out, record
 
 
-def enhance_loaders(plan: Plan, data: EnhanceData):
-    """Train loader (patches), val loader (indices into the task's val pairs), val pairs, split record."""
+def enhance_loaders(plan: Plan, data: EnhanceData, rank: int = 0, world: int = 1):
+    """Train loader (patches), val loader (indices into the task's val pairs), val pairs, split record.
+    With ``world`` > 1 processes, each draws ``batch_size / world`` patches per step from its own stream."""
     split, parts = split_slices(plan, data)
     train = load_slices(plan, data, parts["train"])
     val = load_slices(plan, data, parts["val"])
@@ -194,8 +196,9 @@ def enhance_loaders(plan: Plan, data: EnhanceData):
         weights = np.r_[np.full(len(train), (1 - en.extra_share) / len(train)),
                         np.full(len(extra), en.extra_share / len(extra))]
     n_batches = max(1, en.patches_per_epoch // plan.batch_size)
-    train_loader = DataLoader(EnhancePatches(train + extra, deg, en.patch_size, plan.batch_size, n_batches, plan.seed,
-                                             weights=weights), batch_size=None, num_workers=0)
+    train_loader = DataLoader(EnhancePatches(train + extra, deg, en.patch_size, plan.batch_size // world, n_batches,
+                                             plan.seed, weights=weights, rank=rank if world > 1 else None),
+                              batch_size=None, num_workers=0)
     pairs = val_pairs(val, deg, plan.seed)
     val_loader = DataLoader(list(range(len(pairs))), batch_size=None, shuffle=False)
     record = {**{k: split[k] for k in ("train", "val", "test")}, "by": split["by"], "extra_train": extra_record,

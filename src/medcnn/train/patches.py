@@ -15,8 +15,9 @@ from medcnn.data.seg_prepare import PreparedCase
 
 class PatchBatches(IterableDataset):
     def __init__(self, cases: list[PreparedCase], patch: list[int], batch_size: int, n_batches: int,
-                 fg_oversample: float = 0.33, seed: int = 0):
+                 fg_oversample: float = 0.33, seed: int = 0, rank: int = 0, world: int = 1):
         self.cases, self.patch, self.batch_size = cases, list(patch), batch_size
+        self.rank, self.world = rank, world  # data-parallel: this process crops its slice of each global batch
         self.n_batches, self.fg, self.seed, self.epoch = n_batches, fg_oversample, seed, 0
         self.fg_coords = []  # per case: {label: (N, dims) int32 voxel indices}
         for c in cases:
@@ -61,13 +62,17 @@ class PatchBatches(IterableDataset):
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1  # the next pass, unless set_epoch says otherwise
+        share = self.batch_size // self.world
+        mine = range(self.rank * share, (self.rank + 1) * share)
         for _ in range(self.n_batches):
             xs, ys, fs = [], [], []
-            for b in range(self.batch_size):
+            for b in range(self.batch_size):  # every process draws the whole global batch (cheap) ...
                 i = int(rng.integers(len(self.cases)))
                 c = self.cases[i]
                 forced = b >= self.batch_size * (1 - self.fg) - 1e-9 if self.fg > 0 else False
                 start = self._start(rng, i, tuple(c.image.shape[1:]), forced)
+                if b not in mine:  # ... and crops only its own slice
+                    continue
                 xs.append(self._crop(c.image, start))
                 ys.append(self._crop(c.label, start))
                 if c.fov is not None:
@@ -76,6 +81,6 @@ class PatchBatches(IterableDataset):
 
 
 def patch_loader(cases: list[PreparedCase], patch: list[int], batch_size: int, n_batches: int,
-                 fg_oversample: float, seed: int) -> DataLoader:
-    return DataLoader(PatchBatches(cases, patch, batch_size, n_batches, fg_oversample, seed), batch_size=None,
-                      num_workers=0)
+                 fg_oversample: float, seed: int, rank: int = 0, world: int = 1) -> DataLoader:
+    return DataLoader(PatchBatches(cases, patch, batch_size, n_batches, fg_oversample, seed, rank, world),
+                      batch_size=None, num_workers=0)

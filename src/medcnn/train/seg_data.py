@@ -37,8 +37,9 @@ def prepare_cases(cases: list[Case], data: SegmentationData, plan: Plan) -> list
     return out
 
 
-def segment_loaders(plan: Plan, data: SegmentationData):
-    """(train patch loader, val index loader, prepared val cases, split)."""
+def segment_loaders(plan: Plan, data: SegmentationData, rank: int = 0, world: int = 1):
+    """(train patch loader, val index loader, prepared val cases, split); with ``world`` > 1
+    processes, this one's slice of each global batch."""
     t0 = time.perf_counter()
     split = case_split(plan, data)
     train_cases = prepare_cases(cases_of(data, split["train"]), data, plan)
@@ -46,6 +47,7 @@ def segment_loaders(plan: Plan, data: SegmentationData):
     log.info("prepared %d train / %d val cases in %.1f s", len(train_cases), len(val_cases), time.perf_counter() - t0)
     seg = plan.segment
     n_batches = max(1, seg.patches_per_epoch // plan.batch_size)
-    train = patch_loader(train_cases, seg.patch_size, plan.batch_size, n_batches, seg.fg_oversample, plan.seed)
+    train = patch_loader(train_cases, seg.patch_size, plan.batch_size, n_batches, seg.fg_oversample, plan.seed,
+                          rank, world)
     val = DataLoader(list(range(len(val_cases))), batch_size=None, shuffle=False, num_workers=0)
     return train, val, val_cases, split
