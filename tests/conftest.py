@@ -117,3 +117,46 @@ def chromium() -> str:
     if shutil.which(path) is None:
         _missing(f"Chromium not found at {path} (`make install` installs Debian's chromium)")
     return path
+
+
+# identifying values written into a copy of the real TCIA series: none may leave medcnn unless asked
+PHI = {"PatientName": "Sentinel^Phiona", "PatientID": "PHI7391MRN", "PatientBirthDate": "19230405",
+       "OtherPatientIDs": "PHIOTHER55", "PatientAddress": "12 Sentinel Road", "AccessionNumber": "PHIACC0042",
+       "InstitutionName": "Sentinel General Hospital", "ReferringPhysicianName": "Sentinelle^Doctor"}
+PHI_STRINGS = ("Phiona", "PHI7391MRN", "19230405", "PHIOTHER55", "Sentinel Road", "PHIACC0042", "Sentinel General",
+               "Sentinelle")
+
+
+@pytest.fixture(scope="session")
+def phi_series(dicom_series_dir, tmp_path_factory) -> Path:
+    """The real TCIA MR series with the patient, visit and institution attributes set to known values
+    (folder study/series, names neutral)."""
+    import pydicom
+
+    folder = tmp_path_factory.mktemp("phi") / "study" / "series"
+    folder.mkdir(parents=True)
+    for f in sorted(dicom_series_dir.glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        for kw, value in PHI.items():
+            setattr(ds, kw, value)
+        ds.save_as(folder / f.name)
+    return folder
+
+
+def phi_leaks(texts=(), folders=()) -> list[str]:
+    """Where any PHI string appears: in the given texts, or in the names or bytes (gunzipped where
+    compressed) of every file under the folders."""
+    import gzip
+
+    found = []
+    for i, t in enumerate(texts):
+        found += [f"text {i}: {s}" for s in PHI_STRINGS if s in t]
+    for folder in folders:
+        for p in Path(folder).rglob("*"):
+            found += [f"name {p}: {s}" for s in PHI_STRINGS if s in p.name]
+            if p.is_file():
+                raw = p.read_bytes()
+                if raw[:2] == b"\x1f\x8b":
+                    raw = gzip.decompress(raw)
+                found += [f"file {p}: {s}" for s in PHI_STRINGS if s.encode() in raw]
+    return found

@@ -65,6 +65,7 @@ class EnhanceJob:
     difference picture; inputs are only read."""
 
     fields = ["mean_abs_change", "p99_abs_change", "outputs"]
+    keep_phi = False  # DICOM outputs keep the source's patient identity (medcnn.io.phi)
 
     def __init__(self, run: Path, out_dir: Path | None, checkpoint: str = "best", overwrite: bool = False,
                  engine: str = "torch"):
@@ -99,7 +100,8 @@ class EnhanceJob:
             files["dicom"] = dest / "dicom"
             write_derived_series(path, restored, dest / "dicom", description=f"medcnn {self.what}",
                                  derivation=f"medcnn {__version__}: {self.what} by a U-Net trained to undo "
-                                            f"{en.degradation} (level {level}); run {Path(self.run).name}")
+                                            f"{en.degradation} (level {level}); run {Path(self.run).name}",
+                                 keep_phi=self.keep_phi)
         elif fmt == "nifti" or image.spatial_dims == 3:
             files["nifti"] = write_nifti(restored, dest / "restored.nii.gz")
         else:

@@ -424,6 +424,9 @@ def predict(run: Path = typer.Argument(..., help="Run folder."),
             out_dir: Optional[Path] = typer.Option(None, "--out", help="Segmentation / enhancement: output folder (default RUN/predictions)."),
             overwrite: bool = typer.Option(False, help="Segmentation / enhancement: replace existing output folders."),
             engine: str = typer.Option("torch", help="torch | onnx (the run's `medcnn export`, in ONNX Runtime)."),
+            keep_phi: bool = typer.Option(False, "--keep-phi", help="DICOM outputs keep the source's patient name/ID/"
+                                          "birth date (to file them into the patient's record in a PACS), and "
+                                          "results gain patient_id etc. Default: no patient identity anywhere."),
             progress: bool = typer.Option(True, help="Progress bar for several inputs.")):
     """Classification: class probabilities. Segmentation: mask (NIfTI, PNG in 2D, DICOM SEG for a DICOM
     series), overlay PNG and measurements (size in mm³/mm², components, centroids, boxes) per input.
@@ -434,7 +437,7 @@ def predict(run: Path = typer.Argument(..., help="Run folder."),
 
     results, failed = run_predict(_run_task(run), run, list(inputs), checkpoint=checkpoint, engine=_engine(engine),
                                   out_dir=out_dir, overwrite=overwrite, max_uncertainty=max_uncertainty,
-                                  results_path=results_path, progress=progress)
+                                  results_path=results_path, progress=progress, keep_phi=keep_phi)
     if json_path:
         atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "engine": engine, "results": results})
         out.print(f"written {json_path}")
@@ -579,7 +582,9 @@ def serve(runs: List[Path] = typer.Argument(..., help="Run folders to serve (any
           max_upload_mb: float = typer.Option(512, help="Largest upload accepted (MB); larger ones get 413."),
           retention: float = typer.Option(3600, "--retention-s", help="Seconds results are kept before deletion."),
           workers: int = typer.Option(1, help="Requests predicted at once (each model runs one at a time)."),
-          max_queue: int = typer.Option(16, help="Requests in progress or waiting beyond which the server answers 503.")):
+          max_queue: int = typer.Option(16, help="Requests in progress or waiting beyond which the server answers 503."),
+          keep_phi: bool = typer.Option(False, "--keep-phi", help="DICOM results (SEG, derived series) keep the "
+                                        "upload's patient name/ID/birth date. Default: emptied.")):
     """Serve runs over HTTP: the web workbench at http://HOST:PORT/, the REST API under /v1 (POST /v1/predict,
     GET /v1/models), /health and /openapi.json. Uploads and results stay in a private temporary folder and
     are deleted after --retention-s."""
@@ -588,7 +593,7 @@ def serve(runs: List[Path] = typer.Argument(..., help="Run folders to serve (any
     from medcnn.serve.app import create_app
     from medcnn.serve.models import load_models
 
-    models = load_models(list(runs), _engine(engine), checkpoint)
+    models = load_models(list(runs), _engine(engine), checkpoint, keep_phi)
     api = create_app(models, max_upload_mb=max_upload_mb, retention_s=retention, workers=workers, max_queue=max_queue)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out.print(f"serving {', '.join(f'{n} ({m.task})' for n, m in models.items())} at http://{host}:{port}/")

@@ -51,22 +51,28 @@ class ClassifyJob:
 
 
 def make_job(task: str, run: Path, checkpoint: str, engine: str, out_dir: Path | None, overwrite: bool,
-             max_uncertainty: float | None):
+             max_uncertainty: float | None, keep_phi: bool = False):
+    """The task's job; ``keep_phi``: DICOM outputs keep the patient's identity (medcnn.io.phi)."""
     if task == "segment":
         from medcnn.cli.segment import SegmentJob
 
-        return SegmentJob(run, out_dir, checkpoint, overwrite, engine)
-    if task == "enhance":
+        job = SegmentJob(run, out_dir, checkpoint, overwrite, engine)
+    elif task == "enhance":
         from medcnn.cli.enhance import EnhanceJob
 
-        return EnhanceJob(run, out_dir, checkpoint, overwrite, engine)
-    return ClassifyJob(run, checkpoint, engine, max_uncertainty)
+        job = EnhanceJob(run, out_dir, checkpoint, overwrite, engine)
+    else:
+        job = ClassifyJob(run, checkpoint, engine, max_uncertainty)
+    job.keep_phi = keep_phi
+    return job
 
 
 def run_predict(task: str, run: Path, inputs: list[Path], *, checkpoint: str = "best", engine: str = "torch",
                 out_dir: Path | None = None, overwrite: bool = False, max_uncertainty: float | None = None,
-                results_path: Path | None = None, progress: bool = True) -> tuple[list[dict[str, Any]], int]:
-    """(results, number of inputs that failed)."""
+                results_path: Path | None = None, progress: bool = True,
+                keep_phi: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """(results, number of inputs that failed). Results carry no patient identity unless ``keep_phi``:
+    then DICOM inputs' rows gain patient_id, patient_name, ... (``medcnn.io.phi.LINK_FIELDS``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from medcnn.cli.segment import input_output_dir
@@ -74,9 +80,11 @@ def run_predict(task: str, run: Path, inputs: list[Path], *, checkpoint: str = "
     from medcnn.io.inputs import expand_inputs
 
     paths = expand_inputs(inputs)
-    job = make_job(task, run, checkpoint, engine, out_dir, overwrite, max_uncertainty)
+    from medcnn.io.phi import LINK_FIELDS, link_fields
+
+    job = make_job(task, run, checkpoint, engine, out_dir, overwrite, max_uncertainty, keep_phi)
     batch = len(paths) > 1 or results_path is not None
-    stream = ResultStream(results_path, job.fields) if results_path else None
+    stream = ResultStream(results_path, job.fields + (list(LINK_FIELDS) if keep_phi else [])) if results_path else None
     resuming = bool(stream and stream.done)
     todo = [p for p in paths if not (stream and str(p) in stream.done)]
     if resuming:
@@ -92,6 +100,8 @@ def run_predict(task: str, run: Path, inputs: list[Path], *, checkpoint: str = "
                     # an unfinished output folder of an interrupted batch is this job's own: replaced
                     dest = input_output_dir(job.out_dir, p, overwrite or resuming, taken) if job.out_dir else None
                     r = job.one(p, dest)
+                    if keep_phi:
+                        r.update(link_fields(p))
                 except MedcnnError as e:
                     if not batch:
                         raise
@@ -100,7 +110,7 @@ def run_predict(task: str, run: Path, inputs: list[Path], *, checkpoint: str = "
                     r = {"file": str(p), "error": e.problem}
                 results.append(r)
                 if stream:
-                    stream.write(job.row(r))
+                    stream.write({**job.row(r), **{k: r.get(k) for k in LINK_FIELDS if keep_phi}})
                 bar.advance(task_id)
     finally:
         if stream:

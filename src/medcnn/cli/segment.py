@@ -46,6 +46,8 @@ class SegmentJob:
     """``medcnn predict`` for a segmentation run: per input a folder with mask.nii.gz, overlay.png,
     measurements.json/.csv (and seg.dcm for a DICOM series). Inputs are only read, never written."""
 
+    keep_phi = False  # DICOM outputs keep the source's patient identity (medcnn.io.phi)
+
     def __init__(self, run: Path, out_dir: Path | None, checkpoint: str = "best", overwrite: bool = False,
                  engine: str = "torch"):
         from medcnn.infer.segmenter import Segmenter
@@ -81,7 +83,8 @@ class SegmentJob:
         if image.meta.get("format") == "dicom" and image.meta.get("sop_instance_uids") and image.spatial_dims == 3:
             from medcnn.io.dicom_seg import write_dicom_seg
 
-            files["dicom_seg"] = write_dicom_seg(path, label, self.names, dest / "seg.dcm", source_image=image)
+            files["dicom_seg"] = write_dicom_seg(path, label, self.names, dest / "seg.dcm", source_image=image,
+                                                 keep_phi=self.keep_phi)
         return {"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
                 "sizes": {m["name"]: m["size_mm"] for m in report["labels"]}, "unit": report["unit"],
                 "components": {m["name"]: m["n_components"] for m in report["labels"]}}

@@ -48,9 +48,10 @@ def to_stored(values: np.ndarray, ds) -> tuple[np.ndarray, int]:
 
 
 def write_derived_series(series: str | Path, image: Image, out_dir: str | Path, *, description: str,
-                         derivation: str, series_number_offset: int = 1000) -> list[Path]:
+                         derivation: str, series_number_offset: int = 1000, keep_phi: bool = False) -> list[Path]:
     """``image`` (the processed volume, on the grid the DICOM reader gave, with the source's
-    ``sop_instance_uids`` in ``meta``) -> one file per source instance under ``out_dir``."""
+    ``sop_instance_uids`` in ``meta``) -> one file per source instance under ``out_dir``; patient
+    identity emptied unless ``keep_phi`` (``medcnn.io.phi``)."""
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     from medcnn.io.dicom_seg import _sources
@@ -97,6 +98,10 @@ def write_derived_series(series: str | Path, image: Image, out_dir: str | Path, 
         ds.SeriesDescription = (f"{src.get('SeriesDescription', '')} {description}").strip()[:64]
         ds.DerivationDescription = derivation[:1024]
         ds.SeriesNumber = int(src.get("SeriesNumber", 0) or 0) + series_number_offset
+        if not keep_phi:
+            from medcnn.io.phi import deidentify
+
+            deidentify(ds)
         path = out_dir / f"{k + 1:04d}.dcm"
         with atomic_path(path) as tmp:
             ds.save_as(tmp, enforce_file_format=True)

@@ -34,7 +34,9 @@ def _sources(series: Path, uids: list[str]):
 
 
 def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], path: str | Path, *,
-                    source_image: Image | None = None) -> Path:
+                    source_image: Image | None = None, keep_phi: bool = False) -> Path:
+    """A DICOM SEG of ``label`` referencing the source ``series``; patient identity emptied unless
+    ``keep_phi`` (``medcnn.io.phi``)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -72,6 +74,10 @@ def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], pat
         software_versions=__version__, device_serial_number="none", content_label="MEDCNN",
         content_description="medcnn automatic segmentation",
         omit_empty_frames=bool(present))  # an all-empty result keeps its (empty) frames
+    if not keep_phi:
+        from medcnn.io.phi import deidentify
+
+        deidentify(seg)
     path = Path(path)
     with atomic_path(path) as tmp:
         seg.save_as(tmp)

@@ -20,7 +20,7 @@ SHOW_COMPONENTS = 5
 
 
 class ServedModel:
-    def __init__(self, run: Path, name: str, engine: str = "torch", checkpoint: str = "best"):
+    def __init__(self, run: Path, name: str, engine: str = "torch", checkpoint: str = "best", keep_phi: bool = False):
         from medcnn.cli.predict import make_job
         from medcnn.plan import Plan
         from medcnn.serve.card import data_card
@@ -29,7 +29,7 @@ class ServedModel:
             raise RunFolderError("not a run folder (no plan.yaml)", run)
         plan = Plan.load(run / "plan.yaml")
         self.run, self.name, self.task, self.engine = run, name, plan.task, engine
-        self.job = make_job(plan.task, run, checkpoint, engine, None, True, None)
+        self.job = make_job(plan.task, run, checkpoint, engine, None, True, None, keep_phi)
         self.plan = self._net_plan()
         self.card = data_card(run, self.plan)
         self.lock = threading.Lock()
@@ -131,8 +131,10 @@ def _zip_folder(folder: Path, target: Path) -> Path:
     return target
 
 
-def load_models(runs: list[Path], engine: str = "torch", checkpoint: str = "best") -> dict[str, ServedModel]:
-    """Run folders -> served models named by their folder (numbered when two share a name)."""
+def load_models(runs: list[Path], engine: str = "torch", checkpoint: str = "best",
+                keep_phi: bool = False) -> dict[str, ServedModel]:
+    """Run folders -> served models named by their folder (numbered when two share a name);
+    ``keep_phi``: DICOM results keep the upload's patient identity (medcnn.io.phi)."""
     models: dict[str, ServedModel] = {}
     for run in runs:
         run = Path(run)
@@ -142,5 +144,5 @@ def load_models(runs: list[Path], engine: str = "torch", checkpoint: str = "best
         while name in models:
             k += 1
             name = f"{run.name}-{k}"
-        models[name] = ServedModel(run, name, engine, checkpoint)
+        models[name] = ServedModel(run, name, engine, checkpoint, keep_phi)
     return models
