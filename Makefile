@@ -7,11 +7,14 @@ RUNS   ?= runs
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: demo test install browser fetch-demo bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve clean help
+FUZZ_SECONDS ?= 600
+
+.PHONY: demo test fuzz install browser fetch-demo bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve clean help
 
 help:
 	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
 	@echo "make test   - install, run the test suite (set MEDCNN_DATA to the data mirror)"
+	@echo "make fuzz   - mutate real DICOM/NIfTI/PNG/npz files through every reader and predict (FUZZ_SECONDS=600)"
 	@echo "make bench-segment  - MSD Hippocampus + DRIVE segmentation benchmark (README table)"
 	@echo "make bench-enhance  - MR / CT denoising, low-dose and sparse-view CT, super-resolution vs BM3D, NLM, FBP, bicubic"
 	@echo "make bench-classify - 5 MedMNIST datasets x 3 seeds + the official recipe baseline (hours; README table)"
@@ -47,6 +50,9 @@ demo: fetch-demo
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+fuzz: $(STAMP)
+	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) tools/fuzz.py --seconds $(FUZZ_SECONDS) --out fuzz-out $(FUZZ_ARGS)
 
 bench-classify: $(STAMP)
 	$(PY) bench/classify.py --out $(RUNS)/bench-classify $(BENCH_ARGS)

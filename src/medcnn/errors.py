@@ -13,8 +13,12 @@ class MedcnnError(Exception):
     """A problem the user can fix, reported on one line."""
 
     exit_code = 2
+    max_chars = 600  # a broken file's own text (quoted in the problem) must not flood the terminal
 
     def __init__(self, problem: str, path: str | os.PathLike | None = None):
+        problem = " ".join(str(problem).split())  # one line, whatever a library's message held
+        if len(problem) > self.max_chars:
+            problem = problem[: self.max_chars - 3] + "..."
         self.problem = problem
         self.path = None if path is None else os.fspath(path)
         super().__init__(f"{self.path}: {problem}" if self.path else problem)

@@ -111,6 +111,7 @@ def load_npz(path: str | Path) -> ClassificationData:
     missing = sorted(need - keys)
     if missing:
         raise InputError(f"missing key(s) {missing}; a MedMNIST-style npz holds {sorted(need)}", path)
+    _check_npz_sizes(path, sorted(need))
 
     flag = path.name[:-4].lower()
     flag = flag.rsplit("_", 1)[0] if flag.rsplit("_", 1)[-1].isdigit() else flag
@@ -120,7 +121,9 @@ def load_npz(path: str | Path) -> ClassificationData:
         try:
             x, y = npz[f"{s}_images"], npz[f"{s}_labels"]
         except Exception as e:
-            raise InputError(f"cannot read {s} arrays ({e})".splitlines()[0], path) from None
+            raise InputError(f"cannot read {s} arrays ({type(e).__name__}: {e})", path) from None
+        if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+            raise InputError(f"{s}_images / {s}_labels are not .npy arrays inside the npz", path)
         images[s], labels[s] = _check_images(x, path, s), _check_labels(y, len(x), path, s)
 
     if info is not None:
@@ -135,6 +138,40 @@ def load_npz(path: str | Path) -> ClassificationData:
         labels[s] = _finalise_labels(labels[s], label_type, len(names), path, s)
     return ClassificationData(name=flag, images=images, labels=labels, label_type=label_type,
                               class_names=names, modality=modality, source=str(path))
+
+
+MAX_NPZ_BYTES = 16 * 1024**3
+"""Arrays of an npz dataset may decompress to at most this much in all (checked before decoding)."""
+
+
+def _check_npz_sizes(path: Path, names: list[str]) -> None:
+    """Refuse, before anything is decompressed, an npz whose arrays declare more than MAX_NPZ_BYTES
+    (a zip bomb, or a corrupt header), hold Python objects, or disagree with their own headers."""
+    import zipfile
+
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for name in names:
+                info = zf.getinfo(name + ".npy")
+                with zf.open(info) as fh:
+                    fmt = np.lib.format
+                    read = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
+                    shape, _, dtype = read(fh)
+                if dtype.hasobject:
+                    raise InputError(f"{name} holds Python objects; only numeric arrays are read", path)
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared > info.file_size:
+                    raise InputError(f"{name} declares {declared} bytes of data but its member holds "
+                                     f"{info.file_size}: corrupt or truncated", path)
+                total += info.file_size
+    except InputError:
+        raise
+    except Exception as e:  # zipfile/format errors: a corrupt container
+        raise InputError(f"not a readable .npz file ({type(e).__name__}: {e})", path) from None
+    if total > MAX_NPZ_BYTES:
+        raise InputError(f"its arrays decompress to {total / 2**30:.1f} GiB, over the "
+                         f"{MAX_NPZ_BYTES / 2**30:.0f} GiB limit (medcnn.data.classification.MAX_NPZ_BYTES)", path)
 
 
 _MEDMNIST_MODALITY = {

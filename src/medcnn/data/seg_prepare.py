@@ -29,9 +29,22 @@ def prepare_image(image: Image, plan: Plan) -> torch.Tensor:
     return resample(x, target_shape(image, plan)).float().contiguous()
 
 
+MAX_RESAMPLED = 2**28  # voxels after resampling to the plan's spacing (1 GiB of float32 per channel)
+
+
 def target_shape(image: Image, plan: Plan) -> tuple[int, ...]:
     t = plan.segment.target_spacing
-    return resampled_shape(image.spatial_shape, image.spacing, t) if t else image.spatial_shape
+    if not t:
+        return image.spatial_shape
+    shape = resampled_shape(image.spatial_shape, image.spacing, t)
+    n = float(np.prod([float(s) for s in shape]))
+    if n > MAX_RESAMPLED:
+        from medcnn.errors import InputError
+
+        spacing = " x ".join(f"{s:.3g}" for s in image.spacing)
+        raise InputError(f"at the model's voxel size the image would have {n:.3g} voxels (limit {MAX_RESAMPLED}); "
+                         f"its voxel size {spacing} mm looks wrong", image.meta.get("source"))
+    return shape
 
 
 def prepare_case(case_id: str, image: Image, label: Image | None, fov: Image | None, plan: Plan) -> PreparedCase:

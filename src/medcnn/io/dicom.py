@@ -104,7 +104,11 @@ def _check_decoder(ds, path: Path) -> str:
     """Raise if no installed plugin decodes the transfer syntax; else a hint naming others."""
     from pydicom.pixels import get_decoder
     tsyntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
-    if tsyntax is None or not tsyntax.is_compressed:
+    if tsyntax is None:
+        return ""
+    if not tsyntax.is_transfer_syntax:
+        raise InputError(f"the transfer syntax UID {str(tsyntax)[:64]!r} is not a DICOM transfer syntax", path)
+    if not tsyntax.is_compressed:
         return ""
     try:
         decoder = get_decoder(tsyntax)
@@ -122,7 +126,8 @@ def _check_decoder(ds, path: Path) -> str:
 def _decode(ds, path: Path) -> tuple[np.ndarray, dict]:
     """Pixels as float32 (frames, channels, rows, cols), and facts about the conversion."""
     if not any(k in ds for k in _PIXEL_KEYWORDS):
-        sop = getattr(ds.get("SOPClassUID"), "name", "unknown SOP class")
+        uid = ds.get("SOPClassUID")
+        sop = uid.name if hasattr(uid, "is_valid") and uid.is_valid else "unknown SOP class"
         if "Rows" in ds or "Image Storage" in sop:
             raise InputError(f"{sop} without pixel data: the file is truncated or corrupt", path)
         raise InputError(f"no pixel data (e.g. a structured report or RT object; this is {sop})", path)
@@ -143,9 +148,9 @@ def _decode(ds, path: Path) -> tuple[np.ndarray, dict]:
             if int(ds.RedPaletteColorLookupTableDescriptor[2]) == 16:
                 raw = raw >> 8  # 16-bit LUT entries -> 0..255 like other colour images
         a = raw.reshape(nf, rows, cols, -1).transpose(0, 3, 1, 2)
-    except (MedcnnError, MemoryError):
+    except (MedcnnError, MemoryError, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as e:
+    except BaseException as e:  # decoder plugins written in Rust raise pyo3 panics, which are BaseExceptions
         raise InputError(f"cannot decode pixel data ({one_line(e)}){hint}", path) from None
     info = {"photometric_interpretation": photometric or None, "rescale_applied": False, "invert_sum": None}
     if a.shape[1] != 1:
@@ -186,6 +191,9 @@ def _geometry(ds, positions, numbers, path: Path) -> tuple[np.ndarray, np.ndarra
                if (v := _floats(_find(ds, kw), 1)) is not None and v[0] > 0), 1.0)
     order = np.argsort(numbers, kind="stable") if None not in numbers else np.arange(n)
     iop = _floats(_find(ds, "ImageOrientationPatient"), 6)
+    if iop is not None and not (np.allclose(np.linalg.norm(iop.reshape(2, 3), axis=1), 1, atol=0.05)
+                                and np.linalg.norm(np.cross(iop[:3], iop[3:])) > 0.9):
+        iop = None  # not two orthogonal unit vectors: as good as absent
     if iop is None:  # orientation unknown: axis-aligned
         return order, np.diag([col_sp, row_sp, dz, 1.0])
     r, c = iop[:3], iop[3:]
@@ -248,6 +256,13 @@ def _image_headers(folder: Path) -> list:
     return headers
 
 
+def _instance_number(ds) -> int | None:
+    try:
+        return int(ds.get("InstanceNumber"))
+    except (TypeError, ValueError):  # absent or malformed: order by position alone
+        return None
+
+
 def read_dicom_series(folder: Path) -> Image:
     """All DICOM images in ``folder`` (one series) as a (C, cols, rows, slices) volume."""
     headers = _image_headers(folder)
@@ -265,17 +280,20 @@ def read_dicom_series(folder: Path) -> Image:
     iop0 = _floats(ds0.get("ImageOrientationPatient"), 6)
     for p, ds in headers[1:]:
         if (ds.get("Rows"), ds.get("Columns")) != (ds0.get("Rows"), ds0.get("Columns")):
-            raise InputError(f"slices have different sizes ({ds0.Rows}x{ds0.Columns} in {p0.name}, "
-                             f"{ds.Rows}x{ds.Columns} in {p.name})", folder)
+            raise InputError(f"slices have different sizes ({ds0.get('Rows')}x{ds0.get('Columns')} in {p0.name}, "
+                             f"{ds.get('Rows')}x{ds.get('Columns')} in {p.name})", folder)
         iop = _floats(ds.get("ImageOrientationPatient"), 6)
         if (iop is None) != (iop0 is None) or iop is not None and not np.allclose(iop, iop0, atol=1e-3):
             raise InputError(f"slices have different orientations ({p0.name}, {p.name}), "
                              "e.g. a localizer series", folder)
-    rows, cols = int(ds0.Rows), int(ds0.Columns)
-    check_pixels(rows * cols * n * int(ds0.get("SamplesPerPixel") or 1), f"{n} x {rows} x {cols}", folder)
+    try:
+        rows, cols = int(ds0.Rows), int(ds0.Columns)
+        spp = int(ds0.get("SamplesPerPixel") or 1)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise InputError(f"invalid image dimensions in {p0.name} ({one_line(e)})", folder) from None
+    check_pixels(rows * cols * n * spp, f"{n} x {rows} x {cols}", folder)
     positions = [_floats(ds.get("ImagePositionPatient"), 3) for _, ds in headers]
-    numbers = [int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None
-               for _, ds in headers]
+    numbers = [_instance_number(ds) for _, ds in headers]
     order, aff = _geometry(ds0, positions, numbers, folder)
     out, info = None, {}
     for k, i in enumerate(order):

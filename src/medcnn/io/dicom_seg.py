@@ -67,13 +67,13 @@ def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], pat
         remap[v] = n
     for n, d in enumerate(descriptions, start=1):
         d.SegmentNumber = n
-    seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=remap[frames], segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9000,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medcnn", manufacturer_model_name="medcnn",
-        software_versions=__version__, device_serial_number="none", content_label="MEDCNN",
-        content_description="medcnn automatic segmentation",
-        omit_empty_frames=bool(present))  # an all-empty result keeps its (empty) frames
+    try:
+        seg = _segmentation(hd, sources, remap[frames], descriptions, present)
+    except (AttributeError, ValueError, TypeError, KeyError, IndexError) as e:
+        from medcnn.io.registry import one_line
+
+        raise InputError(f"cannot write a DICOM SEG for this series: its headers lack what SEG needs "
+                         f"({type(e).__name__}: {one_line(e)})", series) from None
     if not keep_phi:
         from medcnn.io.phi import deidentify
 
@@ -82,6 +82,18 @@ def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], pat
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
     return path
+
+
+def _segmentation(hd, sources, label_map, descriptions, present):
+    from medcnn import __version__
+
+    return hd.seg.Segmentation(
+        source_images=sources, pixel_array=label_map, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9000,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medcnn", manufacturer_model_name="medcnn",
+        software_versions=__version__, device_serial_number="none", content_label="MEDCNN",
+        content_description="medcnn automatic segmentation",
+        omit_empty_frames=bool(present))  # an all-empty result keeps its (empty) frames
 
 
 def _quiet(fn):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def sniff(path: Path) -> str | None:
         try:
             with gzip.open(path, "rb") as f:
                 inner = f.read(548)
-        except (OSError, EOFError):
+        except (OSError, EOFError, zlib.error):  # not gzip after all, or a corrupt stream
             return None
         return ".nii.gz" if any(inner[o:o + len(m)] == m for o, m, s in _MAGIC if s == ".nii") else None
     for offset, magic, suffix in _MAGIC:
@@ -135,6 +136,17 @@ def read_image(path: str | os.PathLike) -> Image:
 
 
 def _check_result(image: object, path: Path) -> Image:
+    import numpy as np
+
     if not isinstance(image, Image):
         raise TypeError(f"reader for {path} returned {type(image).__name__}, not medcnn Image")
+    if not np.isfinite(image.affine).all() or abs(np.linalg.det(image.affine[:-1, :-1])) < 1e-12:
+        raise InputError("the voxel-to-world geometry (affine) is degenerate or not finite; the file's "
+                         "spacing/orientation fields are broken", path)
+    a = image.array
+    if a.dtype.kind in "fc":
+        bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise InputError(f"{bad} of {a.size} values are NaN or infinite; medcnn needs finite intensities "
+                             "(replace them, e.g. with 0, before use)", path)
     return image
