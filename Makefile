@@ -9,11 +9,12 @@ PYTEST_ARGS ?=
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test fuzz install browser fetch-demo bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve clean help
+.PHONY: demo test fuzz install browser fetch-demo bench-scale bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve clean help
 
 help:
 	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
 	@echo "make test   - install, run the test suite (set MEDCNN_DATA to the data mirror)"
+	@echo "make bench-scale    - 1 vs 2 training processes (DDP) and peak RAM of predict on large volumes"
 	@echo "make fuzz   - mutate real DICOM/NIfTI/PNG/npz files through every reader and predict (FUZZ_SECONDS=600)"
 	@echo "make bench-segment  - MSD Hippocampus + DRIVE segmentation benchmark (README table)"
 	@echo "make bench-enhance  - MR / CT denoising, low-dose and sparse-view CT, super-resolution vs BM3D, NLM, FBP, bicubic"
@@ -50,6 +51,9 @@ demo: fetch-demo
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench-scale: $(STAMP)
+	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/scale.py --out $(RUNS)/bench-scale $(BENCH_ARGS)
 
 fuzz: $(STAMP)
 	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) tools/fuzz.py --seconds $(FUZZ_SECONDS) --out fuzz-out $(FUZZ_ARGS)

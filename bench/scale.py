@@ -133,7 +133,7 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", default=["ddp", "memory"], choices=["ddp", "memory"])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--segment", type=Path, default=None, help="segmentation run (default: a 1-epoch Hippocampus run)")
-    ap.add_argument("--tiles", type=int, nargs="+", default=[1, 3, 5])
+    ap.add_argument("--tiles", type=int, nargs="+", default=[1, 2, 4])
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     old = json.loads(args.results.read_text()) if args.results.is_file() else {}
