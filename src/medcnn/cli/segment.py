@@ -18,11 +18,14 @@ def check_plan_fits(p, ds) -> None:
 
 
 def output_stem(path: Path) -> str:
-    name = path.name
+    """The name of an input's output folder: its file or folder name without the image suffix;
+    never empty, "." or ".." (``predict .. --out X`` must not write beside X)."""
+    name = Path(path).resolve().name
     for suffix in (".nii.gz", ".nii", ".dcm", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp"):
         if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+            name = name[: -len(suffix)]
+            break
+    return name if name.strip(". ") else "input"
 
 
 def input_output_dir(out_dir: Path, path: Path, overwrite: bool, taken: set[str] | None = None) -> Path:

@@ -137,7 +137,7 @@ def explain_files(run: str | Path, inputs: list[Path], out_dir: Path, method: st
         probs = pred.predict_array(x)[0]
         cls = k if k is not None else int(np.argmax(probs))
         heat = saliency(net, x, method, cls)[0]
-        stem = Path(path).name.split(".")[0]
+        stem = Path(path).resolve().name.split(".")[0] or "input"  # never ".." or empty: stays in out_dir
         title = f"{method}: {names[cls] if names else cls} (p={probs[cls]:.2f})"
         files = {kind: str(f) for kind, f in write_explanation(x[0].numpy(), heat, out_dir / f"{stem}_{method}", title).items()}
         results.append({"file": str(path), "class": names[cls] if names else cls, "probability": float(probs[cls]),
