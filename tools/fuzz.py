@@ -397,6 +397,7 @@ class Worker:
                 self.stop()
                 self.start()
                 return "finding", f"hang: no answer in {timeout:.0f} s"
+        self.proc.join(10)  # reaped: its exit code is known
         code = self.proc.exitcode
         self.stop()
         self.start()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-EPOCHS = 4
+EPOCHS = 3
 
 
 def train_cmd(npz: Path, out: Path, seed: int = 0, *extra: str) -> list[str]:
