@@ -181,8 +181,8 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     val_every = plan.segment.val_every if plan.task == "segment" else 1
     trainer = L.Trainer(max_epochs=plan.epochs, check_val_every_n_epoch=val_every, accelerator=accelerator,
                         devices=devices, num_nodes=nodes, strategy=dist.strategy(world),
-                        sync_batchnorm=world > 1 and _on_gpu(accelerator), use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
-                        precision=precision,
+                        sync_batchnorm=world > 1 and _on_gpu(accelerator), use_distributed_sampler=False,
+                        plugins=[AtomicCheckpointIO()], precision=precision,
                         callbacks=callbacks, logger=CSVLogger(run_dir, name="logs", version=""),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         log_every_n_steps=max(1, min(50, len(train_loader))), deterministic=False,
