@@ -209,9 +209,10 @@ def _check_images(x: np.ndarray, path: Path, split: str) -> np.ndarray:
 def _check_labels(y: np.ndarray, n: int, path: Path, split: str) -> np.ndarray:
     if not np.issubdtype(y.dtype, np.number):
         raise InputError(f"{split}_labels has non-numeric dtype {y.dtype}", path)
-    y = y.reshape(len(y), -1) if y.ndim else y
-    if len(y) != n:
-        raise InputError(f"{split}_labels has {len(y)} rows but {split}_images has {n}", path)
+    rows = len(y) if y.ndim else 0
+    if rows != n:
+        raise InputError(f"{split}_labels has {rows} rows but {split}_images has {n}", path)
+    y = y.reshape(n, -1)
     if not np.isfinite(y.astype(np.float64)).all():
         raise InputError(f"{split}_labels contains NaN or infinite values", path)
     if (y < 0).any() or not np.equal(np.mod(y, 1), 0).all():
