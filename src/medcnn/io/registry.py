@@ -77,10 +77,27 @@ def check_file(path: Path) -> int:
 
 
 def check_pixels(count: int, shape_text: str, path: Path) -> None:
-    """Raise InputError if an image of ``count`` samples would be too large to decode."""
+    """Raise InputError if an image of ``count`` samples would be too large to decode: over
+    MAX_PIXELS, or more than the memory available now (at 4 bytes a sample, as float32)."""
     if count > MAX_PIXELS:
         raise InputError(f"image too large to decode ({shape_text} = {count} samples, "
                          f"limit {MAX_PIXELS})", path)
+    free = _available_bytes()
+    if free is not None and 4 * count > free:
+        raise InputError(f"image too large for the memory available ({shape_text} = {count} samples need "
+                         f"{4 * count / 2**30:.1f} GiB as float32; {free / 2**30:.1f} GiB available)", path)
+
+
+def _available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:
@@ -121,7 +138,11 @@ def read_image(path: str | os.PathLike) -> Image:
     if path.is_dir():
         if not _DIRECTORY_READER:
             raise InputError("reading a folder is not supported", path)
-        return _check_result(_DIRECTORY_READER[0](path), path)
+        try:
+            image = _DIRECTORY_READER[0](path)
+        except MemoryError:
+            raise InputError("not enough memory to read this series", path) from None
+        return _check_result(image, path)
     check_file(path)
     reader = _suffix_reader(path)
     if reader is None:
@@ -132,7 +153,11 @@ def read_image(path: str | os.PathLike) -> Image:
     if reader is None:
         raise InputError(f"unsupported file type {path.suffix!r}; supported suffixes: "
                          f"{', '.join(supported_suffixes())}", path)
-    return _check_result(reader(path), path)
+    try:
+        image = reader(path)
+    except MemoryError:  # a size the checks let through and the allocator refused
+        raise InputError("not enough memory to decode this image", path) from None
+    return _check_result(image, path)
 
 
 def _check_result(image: object, path: Path) -> Image:
