@@ -99,7 +99,7 @@ def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> li
         pixel = float(data.image(json.loads((run / "split.json").read_text())["train"][0]).spacing[0])
     ext_rows = evaluate_slices(enh, ext, degradation_for(enh.plan, pixel), eval_levels(enh.plan.enhance.level, kind),
                                seed=enh.plan.seed)
-    base = {"case": case, "dataset": name, "train_minutes": round(info["train_seconds"] / 60, 2),
+    base = {"case": case, "dataset": name, "train_minutes": round((info["train_seconds"] + info.get("data_prepare_seconds", 0)) / 60, 2),
             "epochs": enh.plan.epochs, "model": enh.plan.model.name, "model_kwargs": enh.plan.model.kwargs,
             "patch": enh.plan.enhance.patch_size, "normalization": enh.plan.enhance.normalization,
             "best_val_psnr": info.get("best_val_score"), "time_budget": info.get("time_budget"),

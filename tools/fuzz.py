@@ -62,9 +62,9 @@ def collect_seeds(data_root: Path | None, work: Path, max_dicom: int = 40) -> li
     seeds: list[Seed] = []
     dcm_dirs = [Path(pydicom.__file__).parent / "data" / "test_files"]
     try:
-        import pydicom_data
+        import data_store  # the pydicom-data package
 
-        dcm_dirs.append(Path(pydicom_data.__file__).parent / "data")
+        dcm_dirs.append(Path(data_store.__file__).parent / "data")
     except ImportError:
         pass
     dicoms = sorted(f for d in dcm_dirs if d.is_dir() for f in d.rglob("*.dcm") if f.stat().st_size < 600_000)

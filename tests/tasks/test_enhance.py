@@ -212,3 +212,27 @@ def test_extra_training_images_feed_training_only(mr_dir, dicom_series_dir):
     assert w[n_own:].sum() == pytest.approx(0.25) and np.allclose(w[:n_own], w[0])
     x, y = next(iter(tl))
     assert x.shape == y.shape == (plan.batch_size, 1, *plan.enhance.patch_size)
+
+
+def test_lowdose_ct_training_prepares_projections_within_the_budget(tmp_path):
+    """Real CT slices (pydicom-data): the projections are computed once before training, counted in
+    the time budget, and training runs on the cached draws."""
+    import shutil
+    from pathlib import Path
+
+    import data_store  # pydicom-data
+
+    src = Path(data_store.__file__).parent / "data"
+    data = tmp_path / "ct"
+    data.mkdir()
+    for k, name in enumerate(("693_UNCR.dcm", "explicit_VR-UN.dcm", "bad_sequence.dcm", "693_J2KR.dcm")):
+        (data / f"scan{k}").mkdir()  # one series per folder
+        shutil.copy(src / name, data / f"scan{k}" / name)
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--degradation", "lowdose-ct", "--level", "5000,50000", "--out", str(run),
+                 "--epochs", "2", "--no-progress", "--set", "enhance.ct_views=90", "--set", "max_minutes=0.5",
+                 "--set", "enhance.patches_per_epoch=32"]) == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["data_prepare_seconds"] > 0
+    assert info["time_budget"]["data_prepare_minutes"] == pytest.approx(info["data_prepare_seconds"] / 60, abs=0.01)
+    assert info["best_val_score"] is not None

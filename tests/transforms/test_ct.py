@@ -68,3 +68,22 @@ def test_fewer_views_more_streaks(slice_hu):
 def test_non_square_input_is_refused():
     with pytest.raises(ValueError, match=r"\(B, 1, N, N\)"):
         ct.radon(torch.zeros(1, 1, 8, 10), 4)
+
+
+def test_lowdose_basis_draws_match_the_poisson_simulation(slice_hu):
+    """The cheap training draws (FBP is linear; post-log noise is Gaussian) have the exact
+    simulation's mean and noise level, and fresh draws differ from each other."""
+    hu, mm = slice_hu
+    centre = (slice(None), slice(None), slice(40, 88), slice(40, 88))
+    clean, noise = ct.lowdose_basis(hu, mm, 180, k=4, generator=torch.Generator().manual_seed(0))
+    for photons in (1e4, 1e5):
+        exact = torch.cat([ct.lowdose(hu, photons, mm, 180, generator=torch.Generator().manual_seed(s))
+                           for s in range(4)])
+        fast = torch.cat([ct.lowdose_from_basis(clean, noise, photons, torch.Generator().manual_seed(s))
+                          for s in range(4)])
+        exact_sd = (exact - clean)[centre].std().item()
+        fast_sd = (fast - clean)[centre].std().item()
+        assert fast_sd == pytest.approx(exact_sd, rel=0.15), (photons, fast_sd, exact_sd)
+        assert abs(fast[centre].mean() - exact[centre].mean()) < 5  # HU
+    a, b = (ct.lowdose_from_basis(clean, noise, 1e5, torch.Generator().manual_seed(s)) for s in (1, 2))
+    assert (a - b)[centre].std() > 0.5 * exact_sd

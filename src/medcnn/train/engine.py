@@ -133,6 +133,7 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
         if not resume and primary:
             atomic_write_json(run_dir / "split.json", split)
         n_extra = sum((split.get("extra_train") or {}).values())
+        info["data_prepare_seconds"] = round(getattr(train_loader.dataset, "prepare_seconds", 0.0), 2)
         info["n"] = {"train_slices": len(train_loader.dataset.slices) - n_extra, "extra_train_slices": n_extra,
                      "val_slices": len(val_pairs),
                      **{f"{k}_sources": len(split[k]) for k in ("train", "val", "test")}}
@@ -223,7 +224,10 @@ def _fit_budget(plan: Plan, task, train_loader, val_cases: list, info: dict, pre
     from medcnn.train.budget import plan_epochs
 
     n_val = int(info["n"].get("val", info["n"].get("val_slices", 0)))
-    info["time_budget"] = rec = plan_epochs(task, plan, train_loader, val_cases, n_val, precision, accelerator)
+    spent = info.get("data_prepare_seconds", 0.0) / 60  # work done for training before the first step
+    budget = dataclasses.replace(plan, max_minutes=max(plan.max_minutes - spent, 0.05 * plan.max_minutes))
+    info["time_budget"] = rec = plan_epochs(task, budget, train_loader, val_cases, n_val, precision, accelerator)
+    rec["data_prepare_minutes"] = round(spent, 2)
     L.seed_everything(plan.seed, workers=True, verbose=False)
     steps = rec.get("stretched_steps_per_epoch", rec["steps_per_epoch"])
     if steps != rec["steps_per_epoch"]:  # longer epochs of sampled patches use the whole budget

@@ -107,6 +107,62 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.flip(-1) if k >= 4 else x
 
 
+class WholeSliceDegrader:
+    """The CT degradations of whole training slices, with the projection work done once per slice.
+
+    ``sparse-view-ct`` is deterministic: each (slice, views) result is kept. ``lowdose-ct`` keeps
+    per slice the parts of :func:`medcnn.transforms.ct.lowdose_basis` (clean FBP and ``k`` unit-dose
+    noise images) and makes every later draw from them, at the dose drawn for it: one projection
+    and 1 + k FBPs per slice instead of a projection and an FBP per draw. Evaluation uses the exact
+    Poisson simulation. Up to ``max_bytes`` of results are kept; beyond, slices are computed anew."""
+
+    def __init__(self, degradation: Degradation, k: int = 4, max_bytes: int = 4 * 2**30):
+        self.d, self.k, self.max_bytes, self.bytes = degradation, k, max_bytes, 0
+        self.cache: dict = {}
+
+    def __call__(self, i: int, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(1, 1, H, W) normalised slice number ``i`` -> its degraded copy (normalised)."""
+        from medcnn.transforms import ct
+
+        d = self.d
+        lo, hi = d.window
+        level = float(d.sample_levels(1, generator)[0])
+        parts = self.parts(i, x, level, generator)
+        if d.kind == "sparse-view-ct":
+            return parts[0]
+        return (ct.lowdose_from_basis(*parts, level, generator) - lo) / (hi - lo)
+
+    def prepare(self, slices: list[torch.Tensor], generator: torch.Generator) -> None:
+        """Compute every slice's parts now (the levels of a fixed-level model; low-dose parts serve
+        all doses), so that training steps, and the time budget's measurement of them, run at the
+        speed of the cached draws."""
+        d = self.d
+        levels = [float(d.level[0])] if d.kind == "lowdose-ct" or len(d.level) == 1 else []
+        for i, x in enumerate(slices):
+            for level in levels:
+                self.parts(i, x[None], level, generator)
+
+    def parts(self, i: int, x: torch.Tensor, level: float, generator: torch.Generator) -> tuple:
+        from medcnn.transforms import ct
+        from medcnn.transforms.degrade import square_slice
+
+        d = self.d
+        lo, hi = d.window
+        key = (i, int(level)) if d.kind == "sparse-view-ct" else i
+        parts = self.cache.get(key)
+        if parts is None:
+            if d.kind == "sparse-view-ct":
+                parts = (d(x, levels=torch.tensor([level]))[0],)
+            else:
+                sq, (rows, cols) = square_slice(lo + x.float() * (hi - lo))
+                clean, noise = ct.lowdose_basis(sq, d.pixel_mm, d.ct_views, self.k, generator)
+                parts = (clean[..., rows, cols], noise[..., rows, cols].to(torch.bfloat16))  # float16 overflows (3e5)
+            size = sum(p.numel() * p.element_size() for p in parts)
+            if self.bytes + size <= self.max_bytes:
+                self.cache[key], self.bytes = parts, self.bytes + size
+        return parts
+
+
 class EnhancePatches(IterableDataset):
     def __init__(self, slices: list[torch.Tensor], degradation: Degradation, patch: list[int], batch_size: int,
                  n_batches: int, seed: int = 0, weights: np.ndarray | None = None, rank: int | None = None):
@@ -114,12 +170,25 @@ class EnhancePatches(IterableDataset):
         self.weights = None if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
         self.batch_size, self.n_batches, self.seed, self.epoch = batch_size, n_batches, seed, 0
         self.rank = rank  # data-parallel: each process draws its own stream (and its share of the batch)
+        self.whole = WholeSliceDegrader(degradation) if degradation.whole_image else None
 
     def __len__(self) -> int:
         return self.n_batches
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def prepare(self) -> float:
+        """CT models: compute every training slice's projection parts before training (see
+        :class:`WholeSliceDegrader`); the seconds it took (part of the training time)."""
+        import time
+
+        t0 = time.perf_counter()
+        if self.whole is not None:
+            gen = torch.Generator().manual_seed(self.seed + 7919)
+            self.whole.prepare([_pad_to(s, self.patch) for s in self.slices], gen)
+        self.prepare_seconds = time.perf_counter() - t0
+        return self.prepare_seconds
 
     def _crop(self, x: torch.Tensor, rng: np.random.Generator) -> tuple[int, int]:
         h, w = x.shape[-2:]
@@ -138,7 +207,7 @@ class EnhancePatches(IterableDataset):
                 x = _pad_to(self.slices[i], self.patch)
                 top, left = self._crop(x, rng)
                 if whole:  # CT: degrade the whole slice, then crop both
-                    y, _ = self.degradation(x[None], gen)
+                    y = self.whole(int(i), x[None], gen)
                     degraded.append(y[0, :, top:top + ph, left:left + pw])
                 clean.append(x[:, top:top + ph, left:left + pw])
             c = torch.stack(clean)
@@ -199,6 +268,12 @@ def enhance_loaders(plan: Plan, data: EnhanceData, rank: int = 0, world: int = 1
     train_loader = DataLoader(EnhancePatches(train + extra, deg, en.patch_size, plan.batch_size // world, n_batches,
                                              plan.seed, weights=weights, rank=rank if world > 1 else None),
                               batch_size=None, num_workers=0)
+    if deg.whole_image:
+        import logging
+
+        seconds = train_loader.dataset.prepare()
+        logging.getLogger("medcnn.train").info("CT projections of %d training slices prepared in %.1f s",
+                                               len(train_loader.dataset.slices), seconds)
     pairs = val_pairs(val, deg, plan.seed)
     val_loader = DataLoader(list(range(len(pairs))), batch_size=None, shuffle=False)
     record = {**{k: split[k] for k in ("train", "val", "test")}, "by": split["by"], "extra_train": extra_record,

@@ -127,6 +127,35 @@ def lowdose(hu: torch.Tensor, photons: float | torch.Tensor, pixel_mm: float, n_
     return mu_to_hu(fbp(p_noisy, n, window) / pixel_mm)
 
 
+def lowdose_basis(hu: torch.Tensor, pixel_mm: float, n_views: int = 360, k: int = 4,
+                  generator: torch.Generator | None = None, window: str = "ramlak") -> tuple[torch.Tensor, torch.Tensor]:
+    """What many low-dose scans of the same slices are made of, for drawing them cheaply in training.
+
+    A count with mean I0 exp(-p) gives, after the log, p plus noise of variance exp(p) / I0
+    (Gaussian for all but photon-starved rays), and FBP is linear, so a low-dose scan is
+    ``clean + noise_w / sqrt(I0)`` with ``clean`` = FBP(p) and ``noise_w`` = FBP(sqrt(exp p) z). Returns
+    ``clean`` (B, 1, N, N) in HU and ``k`` unit-dose noise images (B, k, N, N) in HU x sqrt(photons);
+    :func:`lowdose_from_basis` mixes them with random unit-norm weights (again a Gaussian field with
+    the same covariance) for each new draw. :func:`lowdose` stays the exact (Poisson) simulation."""
+    b, n = _check(hu)
+    p = radon(hu_to_mu(hu.float()).clamp_min(0), n_views) * pixel_mm
+    clean = mu_to_hu(fbp(p, n, window) / pixel_mm)
+    z = torch.randn((b, k, *p.shape[1:]), generator=generator)
+    sino = (torch.exp(p / 2)[:, None] * z).reshape(b * k, *p.shape[1:])
+    noise = fbp(sino, n, window).reshape(b, k, n, n) * (1000.0 / (MU_WATER_PER_MM * pixel_mm))
+    return clean, noise
+
+
+def lowdose_from_basis(clean: torch.Tensor, noise: torch.Tensor, photons: float | torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """One low-dose draw per image from :func:`lowdose_basis`'s parts, at ``photons`` per detector bin."""
+    b, k = noise.shape[:2]
+    w = torch.randn((b, k), generator=generator)
+    w = w / w.norm(dim=1, keepdim=True)
+    i0 = torch.as_tensor(photons, dtype=torch.float32).reshape(-1, 1, 1, 1)
+    return clean.float() + (w[..., None, None] * noise.float()).sum(1, keepdim=True) / torch.sqrt(i0)
+
+
 def sparse_view(hu: torch.Tensor, n_views: int, window: str = "ramlak") -> torch.Tensor:
     """FBP of ``hu`` (B, 1, N, N) from ``n_views`` projections (streak artifacts when few)."""
     _, n = _check(hu)

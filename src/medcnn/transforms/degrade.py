@@ -145,18 +145,25 @@ def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     raise ValueError(f"downsample needs (B, C, H, W) or (B, C, X, Y, Z), got {tuple(x.shape)}")
 
 
-def _ct_one(kind: str, hu: torch.Tensor, level: float, pixel_mm: float, views: int, generator) -> torch.Tensor:
-    """One (1, 1, H, W) slice in HU, padded with air to a square for the projector, cropped back."""
-    from medcnn.transforms import ct
-
+def square_slice(hu: torch.Tensor) -> tuple[torch.Tensor, tuple[slice, slice]]:
+    """A (B, 1, H, W) slice in HU padded with air to the square the projector needs, and the
+    (rows, columns) that crop the result back."""
     if hu.ndim != 4 or hu.shape[1] != 1:
         raise ValueError(f"CT degradations need single-channel 2D slices (B, 1, H, W), got {tuple(hu.shape)}")
     h, w = hu.shape[-2:]
     n = max(h, w)
     top, left = (n - h) // 2, (n - w) // 2
     sq = F.pad(hu, (left, n - w - left, top, n - h - top), value=AIR_HU)
+    return sq, (slice(top, top + h), slice(left, left + w))
+
+
+def _ct_one(kind: str, hu: torch.Tensor, level: float, pixel_mm: float, views: int, generator) -> torch.Tensor:
+    """One (1, 1, H, W) slice in HU, padded with air to a square for the projector, cropped back."""
+    from medcnn.transforms import ct
+
+    sq, (rows, cols) = square_slice(hu)
     if kind == "lowdose-ct":
         out = ct.lowdose(sq, level, pixel_mm, views, generator=generator)
     else:
         out = ct.sparse_view(sq, int(level))
-    return out[..., top:top + h, left:left + w]
+    return out[..., rows, cols]
