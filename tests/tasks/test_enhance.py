@@ -230,7 +230,7 @@ def test_lowdose_ct_training_prepares_projections_within_the_budget(tmp_path):
         shutil.copy(src / name, data / f"scan{k}" / name)
     run = tmp_path / "run"
     assert main(["train", str(data), "--degradation", "lowdose-ct", "--level", "5000,50000", "--out", str(run),
-                 "--epochs", "2", "--no-progress", "--set", "enhance.ct_views=90", "--set", "max_minutes=0.5",
+                 "--epochs", "2", "--no-progress", "--set", "enhance.ct_views=45", "--set", "max_minutes=0.5",
                  "--set", "enhance.patches_per_epoch=32"]) == 0
     info = json.loads((run / "run.json").read_text())
     assert info["data_prepare_seconds"] > 0

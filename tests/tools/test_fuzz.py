@@ -25,11 +25,11 @@ def test_harness_reports_each_kind_of_failure():
 def test_short_campaign_finds_nothing(breast_run, hippo_run, data_root, tmp_path):
     seeds = fuzz.collect_seeds(data_root, tmp_path / "seeds", max_dicom=25)
     assert {s.kind for s in seeds} == {"dicom", "nifti", "png", "npz", "series"}
-    report = fuzz.fuzz(seeds, {"classify": str(breast_run), "segment": str(hippo_run)}, seconds=25, seed=0,
+    report = fuzz.fuzz(seeds, {"classify": str(breast_run), "segment": str(hippo_run)}, seconds=15, seed=0,
                        out=tmp_path / "out", timeout=60, log=lambda *a: None)
     d = report.as_dict()
     assert not d["findings"], d["findings"][:3]
-    assert d["executions"] >= 40, d
+    assert d["executions"] >= 25, d
     assert set(d["by_target"]) == {"read", "classify", "segment", "npz"}, d["by_target"]
     errors = sum(t["clean_error"] for t in d["by_target"].values())
     assert 0 < errors < d["executions"], d["by_target"]  # the mutants are broken, and not all of them
