@@ -30,6 +30,10 @@ EPILOG = """Examples:
 
   medcnn evaluate runs/breast --split test
 
+  medcnn train --resume runs/breast        (after a crash or a kill: continues from the last checkpoint)
+
+  medcnn train pneumoniamnist --devices 2 --out runs/pneu   (data-parallel: 2 processes; torchrun/srun for several machines)
+
   medcnn train pneumoniamnist --pretrained resnet18_imagenet.pth --finetune freeze-then-unfreeze   (transfer)
 
   medcnn pretrain pneumoniamnist breastmnist organamnist --out runs/ssl28 && medcnn train breastmnist --pretrained runs/ssl28
