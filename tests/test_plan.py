@@ -53,3 +53,16 @@ def test_inference_window_defaults_to_the_training_patch():
     with pytest.raises(ConfigError, match="infer_patch_size"):
         Plan(task="segment", spatial_dims=3, preprocessing=Preprocessing(input_size=[32, 48, 32]),
              segment=SegmentConfig(patch_size=[32, 48, 32], infer_patch_size=[40, 56])).validate()
+
+
+def test_preset_override_applies_the_preset():
+    """`--set augment.preset=none` must switch augmentation off, not only rename it; a later
+    single-field assignment still adjusts the preset."""
+    plan = Plan()
+    assert plan.augment.rotate_deg > 0
+    off = plan.override(["augment.preset=none"])
+    assert off.augment.preset == "none" and off.augment.p == 0.0 and off.augment.rotate_deg == 0.0
+    heavy = plan.override(["augment.preset=heavy", "augment.flip=false"])
+    assert heavy.augment.rotate_deg == 25.0 and heavy.augment.flip is False
+    with pytest.raises(ConfigError, match="preset"):
+        plan.override(["augment.preset=strong"])

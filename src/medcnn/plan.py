@@ -322,6 +322,14 @@ class Plan:
                 node = node[part]
             if parts[-1] not in node and not (len(parts) > 1 and parts[-2] == "kwargs"):
                 raise ConfigError(f"unknown plan field {key!r}")
+            if parts == ["augment", "preset"]:
+                # a preset names all the augmentation settings: apply them, not just the label
+                # (later augment.* assignments still adjust single fields)
+                from medcnn.transforms.augment import preset
+
+                node.clear()
+                node.update(dataclasses.asdict(preset(str(value))))
+                continue
             node[parts[-1]] = value
         return Plan.from_dict(d, source="overrides")
 
