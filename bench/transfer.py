@@ -7,8 +7,16 @@ the pooled train/val images of the MedMNIST 2D datasets (never their test splits
 if OUT/backbone is absent. Augmentation ablation: presets none/light/default/heavy at 10 % of the
 labels, from scratch.
 
+Segmentation part (MSD Hippocampus, $MEDCNN_DATA/msd_task04_hippocampus): the same fractions of
+the training cases (val and test cases fixed), the default plan at a SEG_MINUTES time budget per
+run, from scratch and fine-tuned from `medcnn pretrain HIPPOCAMPUS` (restoration pretraining of
+the same U-Net on the training cases and the 130 unlabelled imagesTs volumes, never val or test);
+test Dice (mean over labels). Its ablation adds the segmentation plan's own augmentation
+("planned") to the presets.
+
     make bench-transfer
     .venv/bin/python bench/transfer.py --datasets breastmnist --fractions 0.1 1 --seeds 0   # a quick check
+    .venv/bin/python bench/transfer.py --part segment                                      # hippocampus only
 
 Each finished run is saved under OUT/ and reused when the code is unchanged since (`--fresh`
 re-runs). Writes bench/results/transfer.json, bench/results/transfer_<dataset>.png and the
@@ -33,21 +41,33 @@ FRACTIONS = [0.01, 0.05, 0.1, 0.25, 1.0]
 POOL = ["pneumoniamnist", "breastmnist", "organamnist", "bloodmnist"]  # train + val splits only
 PRESETS = ["none", "light", "default", "heavy"]
 SCRIPT = "bench/transfer.py"
+SEG = "hippocampus"  # the segmentation dataset (MSD Task04 under $MEDCNN_DATA)
+SEG_MINUTES = 4.0  # training budget of every segmentation run (the full default plan takes 30)
+SEG_PRESETS = ["none", "light", "default", "heavy", "planned"]  # planned: the segmentation plan's own
 
 
-def backbone(out: Path, sets: list[str], fresh: bool) -> Path:
-    """The pretrained run folder (made by `medcnn pretrain` when absent or stale)."""
+def seg_path() -> Path:
+    import os
+
+    p = Path(os.environ.get("MEDCNN_DATA", "../shared/data")) / "msd_task04_hippocampus"
+    if not (p / "dataset.json").is_file():
+        sys.exit(f"{p}: MSD Task04 Hippocampus not found (set MEDCNN_DATA)")
+    return p
+
+
+def backbone(out: Path, sets: list[str], fresh: bool, name: str = "backbone", sources: list[str] = POOL) -> Path:
+    """The pretrained run folder OUT/NAME (made by `medcnn pretrain SOURCES` when absent or stale)."""
     from medcnn.cli.main import main as cli
 
-    run = out / "backbone"
-    rec = common.load_reusable(out / "backbone.json", [], SCRIPT) if not fresh else None
+    run = out / name
+    rec = common.load_reusable(out / f"{name}.json", [], SCRIPT) if not fresh else None
     if rec and (run / "checkpoints" / "best.ckpt").is_file():
         return run
-    args = ["pretrain", *POOL, "--out", str(run), "--overwrite", "--no-progress", *sum((["--set", s] for s in sets), [])]
+    args = ["pretrain", *sources, "--out", str(run), "--overwrite", "--no-progress", *sum((["--set", s] for s in sets), [])]
     t0 = time.perf_counter()
     if cli(args) != 0:
         sys.exit("pretraining failed")
-    common.save_record(out / "backbone.json", {"command": "medcnn " + " ".join(args), "plan_overrides": [],
+    common.save_record(out / f"{name}.json", {"command": "medcnn " + " ".join(args), "plan_overrides": [],
                                                "minutes": round((time.perf_counter() - t0) / 60, 2),
                                                **common.run_meta(SCRIPT, [])})
     return run
@@ -70,9 +90,38 @@ def one_run(name: str, fraction: float, seed: int, init: str, augment: str | Non
     t0 = time.perf_counter()
     run = train(plan, data, out / name / tag, overwrite=True, progress=False)
     rep = evaluate_run(run, "test")
-    return {"dataset": name, "fraction": fraction, "seed": seed, "init": init, "augment": plan.augment.preset,
-            "n_train": int(len(data.labels["train"])), "epochs": plan.epochs, "test_auc": round(rep["auc"], 4),
-            "test_acc": round(rep["acc"], 4), "minutes": round((time.perf_counter() - t0) / 60, 2)}
+    return {"task": "classify", "dataset": name, "fraction": fraction, "seed": seed, "init": init,
+            "augment": plan.augment.preset, "n_train": int(len(data.labels["train"])), "epochs": plan.epochs,
+            "test_auc": round(rep["auc"], 4), "test_acc": round(rep["acc"], 4),
+            "minutes": round((time.perf_counter() - t0) / 60, 2)}
+
+
+def seg_run(fraction: float, seed: int, init: str, augment: str | None, out: Path) -> dict:
+    """One hippocampus run: default plan, SEG_MINUTES, ``fraction`` of the training cases; test Dice."""
+    from medcnn.data.segmentation import load_segmentation
+    from medcnn.plan import Plan
+    from medcnn.planning.segment import default_plan
+    from medcnn.tasks.evaluate_segment import evaluate_segment_run
+    from medcnn.train.engine import train
+    from medcnn.transforms.augment import preset
+
+    path = seg_path()
+    data = load_segmentation(path)
+    plan = default_plan(data, str(path)).override([f"seed={seed}", f"max_minutes={SEG_MINUTES}",
+                                                   f"segment.split.train_fraction={fraction}"])
+    if augment not in (None, "planned"):
+        plan.augment = preset(augment)
+    if init != "scratch":
+        plan = plan.override([f"transfer.pretrained={init}"])
+    tag = f"{'aug-' + augment if augment else init if init == 'scratch' else 'pretrained'}_f{fraction:g}_s{seed}"
+    t0 = time.perf_counter()
+    run = train(plan, data, out / SEG / tag, overwrite=True, progress=False)
+    rep = evaluate_segment_run(run, "test", overlays=0)
+    split = json.loads((run / "split.json").read_text())
+    return {"task": "segment", "dataset": SEG, "fraction": fraction, "seed": seed, "init": init,
+            "augment": augment or plan.augment.preset, "n_train": len(split["train"]),
+            "epochs": Plan.load(run / "plan.yaml").epochs, "test_dice": round(rep["dice_mean"], 4),
+            "minutes": round((time.perf_counter() - t0) / 60, 2)}
 
 
 def cached(path: Path, fresh: bool, fn) -> dict:
@@ -89,9 +138,11 @@ def summarise(runs: list[dict], keys: tuple[str, ...]) -> list[dict]:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
     out = []
     for k, rs in groups.items():
-        auc = np.array([r["test_auc"] for r in rs])
-        out.append({"task": "classify", **dict(zip(keys, k)), "metric": "auc", "mean": round(float(auc.mean()), 4),
-                    "std": round(float(auc.std()), 4), "seeds": [r["seed"] for r in rs],
+        task = rs[0].get("task", "classify")
+        metric = "dice" if task == "segment" else "auc"
+        v = np.array([r[f"test_{metric}"] for r in rs])
+        out.append({"task": task, **dict(zip(keys, k)), "metric": metric, "mean": round(float(v.mean()), 4),
+                    "std": round(float(v.std()), 4), "seeds": [r["seed"] for r in rs],
                     "n_train": rs[0]["n_train"], "commit": rs[0]["commit"], "command": rs[0]["command"]})
     return out
 
@@ -109,7 +160,9 @@ def plot(records: list[dict], name: str, path: Path) -> None:
         if rs:
             ax.errorbar([r["fraction"] * 100 for r in rs], [r["mean"] for r in rs], yerr=[r["std"] for r in rs],
                         marker="o", capsize=3, label=label)
-    ax.set_xscale("log"), ax.set_xlabel("training labels used (%)"), ax.set_ylabel("test AUC")
+    metric = next((r["metric"] for r in records if r["dataset"] == name), "auc")
+    ax.set_xscale("log"), ax.set_xlabel("training labels used (%)")
+    ax.set_ylabel("test Dice (mean over labels)" if metric == "dice" else "test AUC")
     ax.set_title(f"{name}: label efficiency (mean ± std, 3 seeds)", fontsize=9), ax.grid(alpha=0.3), ax.legend()
     fig.tight_layout()
     from medcnn.utils.files import atomic_savefig
@@ -118,20 +171,44 @@ def plot(records: list[dict], name: str, path: Path) -> None:
     plt.close(fig)
 
 
+METRIC = {"auc": "AUC", "dice": "Dice"}
+
+
+def goal(eff: list[dict], name: str) -> str:
+    """The label-efficiency goal of issue #6 for one dataset, measured ('' when a point is missing)."""
+    at = {(r["fraction"], r["init_kind"]): r for r in eff if r["dataset"] == name}
+    s10, p10 = at.get((0.1, "scratch")), at.get((0.1, "pretrained"))
+    full = [r["mean"] for k, r in at.items() if k[0] == 1.0]
+    if not (s10 and p10 and full):
+        return ""
+    share, gain, spread = p10["mean"] / max(full), p10["mean"] - s10["mean"], max(s10["std"], p10["std"])
+    met = share >= 0.95 and gain > spread
+    return (f"{name}: fine-tuned at 10 % = {share * 100:.1f} % of full-label {METRIC[p10['metric']]} {max(full):.3f}; "
+            f"gain over scratch {gain:+.3f} vs spread {spread:.3f}: **{'met' if met else 'not met'}**")
+
+
 def table(records: list[dict]) -> str:
-    lines = ["| dataset | labels | n train | scratch AUC | pretrained AUC | commit |", "|---|---|---|---|---|---|"]
+    lines = ["| dataset | metric | labels | n train | scratch | fine-tuned from medcnn pretrain | commit |",
+             "|---|---|---|---|---|---|---|"]
     eff = [r for r in records if "fraction" in r and "augment" not in r]
     for name in sorted({r["dataset"] for r in eff}):
         for f in sorted({r["fraction"] for r in eff if r["dataset"] == name}):
             row = {r["init_kind"]: r for r in eff if r["dataset"] == name and r["fraction"] == f}
             s, p = row.get("scratch"), row.get("pretrained")
             fmt = lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}" if r else "–"  # noqa: E731
-            lines.append(f"| {name} | {f * 100:g} % | {(s or p)['n_train']} | {fmt(s)} | {fmt(p)} | `{(s or p)['commit']}` |")
+            r = s or p
+            lines.append(f"| {name} | test {METRIC[r['metric']]} | {f * 100:g} % | "
+                         f"{r['n_train']} | {fmt(s)} | {fmt(p)} | `{r['commit']}` |")
+    goals = [g for g in (goal(eff, name) for name in sorted({r["dataset"] for r in eff})) if g]
+    if goals:
+        lines += ["", "Goal (issue #6): with 10 % of the labels, fine-tuned reaches >= 95 % of the best full-label "
+                  "mean and beats scratch by more than the larger seed std."] + [f"- {g}" for g in goals]
     aug = [r for r in records if "augment" in r]
     if aug:
-        lines += ["", "| dataset (10 % of labels, scratch) | augment preset | AUC | commit |", "|---|---|---|---|"]
+        lines += ["", "| dataset (10 % of labels, scratch) | augment preset | test metric | commit |", "|---|---|---|---|"]
         for r in aug:
-            lines.append(f"| {r['dataset']} | {r['augment']} | {r['mean']:.3f} ± {r['std']:.3f} | `{r['commit']}` |")
+            lines.append(f"| {r['dataset']} | {r['augment']} | {METRIC[r['metric']]} "
+                         f"{r['mean']:.3f} ± {r['std']:.3f} | `{r['commit']}` |")
     cmds = sorted({r["command"] for r in records})
     return "\n".join(lines + ["", "Command(s): " + "; ".join(f"`{c}`" for c in cmds) + "."])
 
@@ -141,7 +218,8 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
     ap.add_argument("--fractions", nargs="+", type=float, default=FRACTIONS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--part", choices=["all", "labels", "augment"], default="all")
+    ap.add_argument("--part", choices=["all", "labels", "augment", "segment"], default="all",
+                    help="labels / augment: the classification parts; segment: hippocampus (both studies)")
     ap.add_argument("--fresh", action="store_true", help="re-run everything, even unchanged finished runs")
     common.add_common_args(ap, "transfer")
     args = ap.parse_args()
@@ -171,6 +249,30 @@ def main() -> None:
                     path = args.out / name / f"aug-{a}_f0.1_s{seed}.json"
                     runs.append(cached(path, args.fresh, lambda: one_run(name, 0.1, seed, "scratch", a, args.out)))
         records += summarise(runs, ("dataset", "augment"))
+    if args.part in ("all", "segment"):
+        bb = backbone(args.out, [], args.fresh, name="seg-backbone", sources=[str(seg_path())])
+        runs = []
+        for f in args.fractions:
+            for seed in args.seeds:
+                for init in ("scratch", str(bb)):
+                    kind = "scratch" if init == "scratch" else "pretrained"
+                    path = args.out / SEG / f"{kind}_f{f:g}_s{seed}.json"
+                    r = cached(path, args.fresh, lambda: seg_run(f, seed, init, None, args.out))
+                    runs.append({**r, "init_kind": kind})
+                    print(json.dumps({k: r[k] for k in ("dataset", "fraction", "seed", "init", "test_dice")}), flush=True)
+        recs = summarise(runs, ("dataset", "fraction", "init_kind", "init"))
+        records += recs
+        plot(recs, SEG, common.ROOT / "bench" / "results" / f"transfer_{SEG}.png")
+        runs = []
+        for a in SEG_PRESETS:
+            for seed in args.seeds:
+                path = args.out / SEG / f"aug-{a}_f0.1_s{seed}.json"
+                runs.append(cached(path, args.fresh, lambda: seg_run(0.1, seed, "scratch", a, args.out)))
+        records += summarise(runs, ("dataset", "augment"))
+    done = {(r["task"], "augment" in r) for r in records}  # (task, ablation?) studies run now
+    old = json.loads(args.results.read_text()) if args.results.is_file() else []
+    records = [r for r in old if (r.get("task", "classify"), "augment" in r) not in done] + records
+    records.sort(key=lambda r: (r.get("task", "classify"), "augment" in r))
     common.save_record(args.results, records)
     common.update_readme(args.readme, START, END, table(records))
     print(table(records))

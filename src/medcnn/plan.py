@@ -21,6 +21,10 @@ LABEL_TYPES = ("binary", "multiclass", "multilabel")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 TASKS = ("classify", "segment", "enhance", "pretrain")
 TRANSFER_STRATEGIES = ("finetune", "linear-probe", "freeze-then-unfreeze")
+# task pretrain: contrastive (a classification backbone, 2D image pools) | restoration (the planned
+# segmentation U-Net restores corrupted patches of a segmentation dataset's images, 2D or 3D)
+PRETEXTS = ("contrastive", "restoration")
+SPLIT_KEYS = ("test_fraction", "val_fraction", "fold", "folds", "seed", "train_fraction")  # segment.split
 
 
 @dataclass
@@ -119,6 +123,8 @@ class SegmentConfig:
     postprocess: str = "none"
     use_fov: bool = False  # restrict loss and metrics to the field-of-view mask (DRIVE-style data)
     val_every: int = 1  # validate (sliding windows over whole val cases) every N epochs
+    # test_fraction, val_fraction, fold (k-fold), seed (of the split); train_fraction < 1 trains on that
+    # share of the training cases (at least one), drawn with the plan's seed: label-efficiency studies
     split: dict[str, Any] = field(default_factory=lambda: {"test_fraction": 0.2, "val_fraction": 0.2, "fold": None})
 
 
@@ -197,6 +203,7 @@ class Plan:
     val_metric: str = "auc"
     plugins: list[str] = field(default_factory=list)  # modules imported first (register models)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    pretext: str = "contrastive"  # task: pretrain only (PRETEXTS)
     segment: SegmentConfig = field(default_factory=SegmentConfig)  # task: segment only
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)  # task: enhance only
     fingerprint: dict[str, Any] = field(default_factory=dict)  # informational, from `medcnn plan`
@@ -204,7 +211,9 @@ class Plan:
     def validate(self) -> "Plan":
         if self.task not in TASKS:
             raise ConfigError(f"task {self.task!r} is not available (available: {', '.join(TASKS)})")
-        if self.task == "segment":
+        if self.task == "pretrain" and self.pretext not in PRETEXTS:
+            raise ConfigError(f"pretext must be one of {', '.join(PRETEXTS)}, got {self.pretext!r}")
+        if self.task == "segment" or self.restores:
             seg = self.segment
             if len(seg.patch_size) != self.spatial_dims or min(seg.patch_size) < 1:
                 raise ConfigError(f"segment.patch_size needs {self.spatial_dims} positive values, got {seg.patch_size}")
@@ -214,6 +223,11 @@ class Plan:
                 raise ConfigError(f"segment.target_spacing needs {self.spatial_dims} values or [], got {seg.target_spacing}")
             if seg.normalization not in ("zscore", "ct", "rgb", "none"):
                 raise ConfigError(f"segment.normalization must be zscore, ct, rgb or none, got {seg.normalization!r}")
+            unknown = set(seg.split) - set(SPLIT_KEYS)
+            if unknown:
+                raise ConfigError(f"segment.split: unknown {', '.join(sorted(unknown))} (known: {', '.join(SPLIT_KEYS)})")
+            if not 0.0 < float(seg.split.get("train_fraction", 1.0)) <= 1.0:
+                raise ConfigError(f"segment.split.train_fraction must be in (0, 1], got {seg.split['train_fraction']}")
             modes = ("none", "largest_component", "fill_holes", "largest_component+fill_holes")
             if seg.postprocess not in modes:
                 raise ConfigError(f"segment.postprocess must be one of {modes}, got {seg.postprocess!r}")
@@ -277,9 +291,16 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         for other in ("segment", "enhance"):
-            if self.task != other:
+            if self.task != other and not (other == "segment" and self.restores):
                 d.pop(other)  # keep each task's plan free of the other tasks' settings
+        if self.task != "pretrain":
+            d.pop("pretext")
         return d
+
+    @property
+    def restores(self) -> bool:
+        """A restoration pretraining plan: it samples patches as its segmentation plan does."""
+        return self.task == "pretrain" and self.pretext == "restoration"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "plan") -> "Plan":
@@ -320,7 +341,7 @@ class Plan:
                 if not isinstance(node.get(part), dict):
                     raise ConfigError(f"unknown plan field {key!r}")
                 node = node[part]
-            if parts[-1] not in node and not (len(parts) > 1 and parts[-2] == "kwargs"):
+            if parts[-1] not in node and not (len(parts) > 1 and parts[-2] in ("kwargs", "split")):
                 raise ConfigError(f"unknown plan field {key!r}")
             if parts == ["augment", "preset"]:
                 # a preset names all the augmentation settings: apply them, not just the label

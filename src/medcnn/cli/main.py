@@ -514,7 +514,8 @@ def augment(data: str = typer.Argument(..., help="Dataset (as for `plan`)."),
 
 @app.command()
 def pretrain(data: List[str] = typer.Argument(..., help="Unlabeled image sources: MedMNIST names, .npz files, "
-                                             "image folders (their train/val splits; never test)."),
+                                             "image folders (their train/val splits; never test); or one "
+                                             "segmentation dataset (its training cases and unlabelled imagesTs)."),
              out_dir: Path = typer.Option(..., "--out", help="Run folder: the backbone, usable as --pretrained RUN."),
              size: int = typer.Option(28, help="Image size of the pool (and of the classifiers it will seed)."),
              epochs: Optional[int] = typer.Option(None, help="Training epochs (default from the plan)."),
@@ -523,13 +524,27 @@ def pretrain(data: List[str] = typer.Argument(..., help="Unlabeled image sources
              set_: List[str] = typer.Option([], "--set", help="Override plan fields (repeatable)."),
              overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
              progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar.")):
-    """Self-supervised (contrastive) pretraining of a classification backbone on pooled unlabeled images."""
-    from medcnn.planning.pretrain import pretrain_plan
-    from medcnn.tasks.pretrain import pooled_images
+    """Self-supervised pretraining: contrastive, of a classification backbone on pooled unlabeled 2D
+    images; or, given a segmentation dataset, restoration (in-/out-painting) of the U-Net its
+    segmentation plan trains, 2D or 3D."""
     from medcnn.train.engine import train as do_train
 
-    ds, counts = pooled_images(list(data), size, max_per_source)
     sets = list(set_) + [f"{k}={v}" for k, v in (("epochs", epochs), ("max_minutes", max_minutes)) if v is not None]
+    if len(data) == 1 and _task_of(data[0], "auto") == "segment":
+        from medcnn.data.segmentation import load_segmentation
+        from medcnn.planning.pretrain import restoration_plan
+
+        ds = load_segmentation(data[0])
+        p = restoration_plan(ds, data[0]).override(sets)
+        out.print(f"restoration pretraining of the segmentation U-Net on the training cases and {len(ds.unlabelled)} "
+                  f"unlabelled images of {ds.name} (patch {p.segment.patch_size})")
+        run = do_train(p, ds, out_dir, overwrite=overwrite, progress=progress)
+        out.print(f"pretrained U-Net in {run} (use: medcnn train {data[0]} --pretrained {run})")
+        return
+    from medcnn.planning.pretrain import pretrain_plan
+    from medcnn.tasks.pretrain import pooled_images
+
+    ds, counts = pooled_images(list(data), size, max_per_source)
     p = pretrain_plan(ds, size).override(sets)
     out.print(f"pretraining on {sum(len(v) for v in ds.images.values())} images: " +
               ", ".join(f"{k} {n}" for k, n in counts.items()))

@@ -21,3 +21,20 @@ def pretrain_plan(data, size: int, epochs: int = EPOCHS) -> Plan:
                 augment=AugmentConfig(preset="none", p=0.0), batch_size=BATCH, epochs=epochs, max_minutes=MAX_MINUTES,
                 val_metric="loss",
                 fingerprint={"pool": data.source, "n": {k: int(len(v)) for k, v in data.images.items()}}).validate()
+
+
+RESTORE_MINUTES = {2: 15.0, 3: 20.0}
+
+
+def restoration_plan(data, data_arg: str) -> Plan:
+    """Restoration pretraining on a segmentation dataset (``tasks.restore``): the network, patches,
+    spacing, normalisation and augmentation of the segmentation plan for ``data``, so its run seeds
+    that plan's U-Net whole; it outputs the image channels."""
+    import dataclasses
+
+    from medcnn.planning.segment import default_plan
+
+    seg = default_plan(data, data_arg)
+    return dataclasses.replace(seg, task="pretrain", pretext="restoration", num_classes=seg.preprocessing.channels,
+                               class_names=[], max_minutes=RESTORE_MINUTES[seg.spatial_dims],
+                               val_metric="loss").validate()

@@ -20,6 +20,10 @@ def _num(v):
     return v if math.isfinite(v) else None
 
 
+# the validation losses of the pretraining tasks (medcnn.tasks.pretrain, medcnn.tasks.restore)
+PRETEXT_LOSSES = {"val_contrastive": "val contrastive loss", "val_restoration_l1": "val restoration L1"}
+
+
 class EpochMetrics(L.Callback):
     """After each validation: append the epoch's numbers to metrics.json and redraw the curve."""
 
@@ -41,7 +45,7 @@ class EpochMetrics(L.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero:  # one writer of the run folder
             return
         m = getattr(pl_module, "epoch_summary", {})
-        keys = list(m) if ("val_dice" in m or "val_psnr" in m or "val_contrastive" in m) else ["train_loss", "val_loss", "val_auc", "val_acc"]
+        keys = list(m) if ({"val_dice", "val_psnr", *PRETEXT_LOSSES} & set(m)) else ["train_loss", "val_loss", "val_auc", "val_acc"]
         row = {
             "epoch": trainer.current_epoch + 1,
             "step": int(trainer.global_step),  # optimizer steps so far
@@ -55,8 +59,9 @@ class EpochMetrics(L.Callback):
             val = f"val dice {_fmt(row['val_dice'])}"
         elif "val_psnr" in row:
             val = f"val PSNR {_fmt(row['val_psnr'])} dB (degraded {_fmt(row.get('val_psnr_degraded'))})"
-        elif "val_contrastive" in row:
-            val = f"val contrastive loss {_fmt(row['val_contrastive'])}"
+        elif PRETEXT_LOSSES.keys() & row.keys():
+            key = next(k for k in PRETEXT_LOSSES if k in row)
+            val = f"{PRETEXT_LOSSES[key]} {_fmt(row[key])}"
         else:
             val = f"val auc {_fmt(row['val_auc'])}  acc {_fmt(row['val_acc'])}"
         line = f"epoch {row['epoch']}/{trainer.max_epochs}  loss {_fmt(row['train_loss'])}  {val}  ({row['seconds']:.1f} s)"
@@ -105,7 +110,7 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
 
     ep = [h["epoch"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, label in (("train_loss", "train loss"), ("val_loss", "val loss"), ("val_contrastive", "val contrastive loss")):
+    for key, label in (("train_loss", "train loss"), ("val_loss", "val loss"), *PRETEXT_LOSSES.items()):
         ys = [h.get(key) for h in history]
         if any(y is not None for y in ys):
             a1.plot(ep, [float("nan") if y is None else y for y in ys], label=label)

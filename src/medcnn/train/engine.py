@@ -125,6 +125,16 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
         info["n"] = {k: len(v) for k, v in split.items()}
         task = SegmentationTask(plan.to_dict())
         task.val_cases = val_cases
+    elif plan.restores:
+        from medcnn.tasks.restore import RestorationTask
+        from medcnn.train.seg_data import restoration_loaders
+
+        train_loader, val_loader, split = restoration_loaders(plan, data, rank, world)
+        if not resume and primary:
+            atomic_write_json(run_dir / "split.json", split)
+        info["n"] = {"train": len(split["train"]), "unlabelled": len(split["unlabelled"]),
+                     "val": len(val_loader.dataset)}
+        task = RestorationTask(plan.to_dict())
     elif plan.task == "enhance":
         from medcnn.tasks.enhance import EnhanceTask
         from medcnn.train.enhance_data import enhance_loaders
@@ -232,7 +242,7 @@ def _fit_budget(plan: Plan, task, train_loader, val_cases: list, info: dict, pre
     steps = rec.get("stretched_steps_per_epoch", rec["steps_per_epoch"])
     if steps != rec["steps_per_epoch"]:  # longer epochs of sampled patches use the whole budget
         train_loader.dataset.n_batches = steps
-        section = plan.task  # segment | enhance: the config that holds patches_per_epoch
+        section = "enhance" if plan.task == "enhance" else "segment"  # the config that holds patches_per_epoch
         cfg = dataclasses.replace(getattr(plan, section), patches_per_epoch=steps * plan.batch_size)
         plan = dataclasses.replace(plan, **{section: cfg})
     if rec["epochs"] != plan.epochs or steps != rec["steps_per_epoch"]:

@@ -13,6 +13,19 @@ from torch.utils.data import DataLoader, IterableDataset
 from medcnn.data.seg_prepare import PreparedCase
 
 
+def crop(t: torch.Tensor, start, patch: list[int]) -> torch.Tensor:
+    """(C, *S) -> (C, *patch) at ``start`` (may be negative / overhang: zero padding)."""
+    out = torch.zeros((t.shape[0], *patch), dtype=t.dtype)
+    src, dst = [slice(None)], [slice(None)]
+    for d in range(len(patch)):
+        lo, hi = int(start[d]), int(start[d]) + patch[d]
+        s0, s1 = max(lo, 0), min(hi, t.shape[1 + d])
+        src.append(slice(s0, s1))
+        dst.append(slice(s0 - lo, s1 - lo))
+    out[tuple(dst)] = t[tuple(src)]
+    return out
+
+
 class PatchBatches(IterableDataset):
     def __init__(self, cases: list[PreparedCase], patch: list[int], batch_size: int, n_batches: int,
                  fg_oversample: float = 0.33, seed: int = 0, rank: int = 0, world: int = 1):
@@ -33,17 +46,7 @@ class PatchBatches(IterableDataset):
         self.epoch = int(epoch)
 
     def _crop(self, t: torch.Tensor, start: np.ndarray) -> torch.Tensor:
-        """(C, *S) -> (C, *patch) at ``start`` (may be negative / overhang: zero padding)."""
-        dims = len(self.patch)
-        out = torch.zeros((t.shape[0], *self.patch), dtype=t.dtype)
-        src, dst = [slice(None)], [slice(None)]
-        for d in range(dims):
-            lo, hi = int(start[d]), int(start[d]) + self.patch[d]
-            s0, s1 = max(lo, 0), min(hi, t.shape[1 + d])
-            src.append(slice(s0, s1))
-            dst.append(slice(s0 - lo, s1 - lo))
-        out[tuple(dst)] = t[tuple(src)]
-        return out
+        return crop(t, start, self.patch)
 
     def _start(self, rng: np.random.Generator, i: int, shape: tuple[int, ...], forced: bool) -> np.ndarray:
         patch = np.asarray(self.patch)

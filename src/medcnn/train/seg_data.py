@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
+
 from torch.utils.data import DataLoader
 
 from medcnn.data.seg_prepare import PreparedCase, prepare_case
@@ -21,6 +23,11 @@ def case_split(plan: Plan, data: SegmentationData) -> dict[str, list[str]]:
                         folds=int(s.get("folds", 5)), fold=s.get("fold"), seed=int(s.get("seed", 0)))
     if data.test_cases:  # the layout's own test set (DRIVE test/)
         split["test"] = sorted(split["test"] + [c.id for c in data.test_cases])
+    frac = float(s.get("train_fraction", 1.0))  # checked by Plan.validate
+    if frac < 1.0:  # val and test stay as they are: only the labelled training cases shrink
+        n = max(1, int(round(len(split["train"]) * frac)))
+        keep = np.random.default_rng(plan.seed).choice(len(split["train"]), n, replace=False)
+        split["train"] = sorted(split["train"][i] for i in keep)
     return split
 
 
@@ -51,3 +58,40 @@ def segment_loaders(plan: Plan, data: SegmentationData, rank: int = 0, world: in
                           rank, world)
     val = DataLoader(list(range(len(val_cases))), batch_size=None, shuffle=False, num_workers=0)
     return train, val, val_cases, split
+
+
+def image_cases(cases: list[Case], data: SegmentationData, plan: Plan) -> list[PreparedCase]:
+    """Prepared images without their labels (an all-background map, so patches sample uniformly)."""
+    import torch
+
+    out = []
+    for c in cases:
+        image, _, _ = read_case(Case(c.id, c.images), data.labels)
+        pc = prepare_case(c.id, image, None, None, plan)
+        pc.label = torch.zeros((1, *pc.image.shape[1:]), dtype=torch.uint8)
+        out.append(pc)
+    return out
+
+
+def restoration_loaders(plan: Plan, data: SegmentationData, rank: int = 0, world: int = 1):
+    """Restoration pretraining (``tasks.restore``): patches of the images of the training cases and
+    of the unlabelled cases (MSD imagesTs), never of the validation or test cases; one fixed centre
+    patch per validation case for the checkpoint choice. Returns (train loader, val loader, split)."""
+    import torch
+
+    from medcnn.train.patches import crop
+
+    t0 = time.perf_counter()
+    split = case_split(plan, data)
+    split["unlabelled"] = [c.id for c in data.unlabelled]
+    train_cases = image_cases(cases_of(data, split["train"]) + list(data.unlabelled), data, plan)
+    patch = list(plan.segment.patch_size)
+    val = [crop(c.image, [(s - p) // 2 for s, p in zip(c.image.shape[1:], patch)], patch)
+           for c in image_cases(cases_of(data, split["val"]), data, plan)]
+    log.info("prepared %d train + %d unlabelled images, %d val patches in %.1f s", len(split["train"]),
+             len(split["unlabelled"]), len(val), time.perf_counter() - t0)
+    n_batches = max(1, plan.segment.patches_per_epoch // plan.batch_size)
+    train = patch_loader(train_cases, patch, plan.batch_size, n_batches, 0.0, plan.seed, rank, world)
+    val_x = torch.stack(val) if val else torch.zeros((0, plan.preprocessing.channels, *patch))
+    val_loader = DataLoader(torch.utils.data.TensorDataset(val_x), batch_size=plan.batch_size, shuffle=False)
+    return train, val_loader, split
