@@ -74,3 +74,11 @@ def test_segmentation_on_a_label_fraction_starts_from_the_whole_pretrained_unet(
 def test_an_unknown_split_key_is_refused(small_msd, tmp_path, capsys):
     rc = main(["train", str(small_msd), "--out", str(tmp_path / "x"), "--set", "segment.split.train_fracton=0.5"])
     assert rc == 2 and "train_fracton" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_pretraining_run_is_not_evaluated_or_predicted(restore_run, small_msd, tmp_path, capsys):
+    image = next((small_msd / "imagesTs").iterdir())
+    assert main(["evaluate", str(restore_run)]) == 2
+    assert main(["predict", str(restore_run), str(image), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("a pretraining run predicts nothing") == 2 and "Traceback" not in err

@@ -636,13 +636,18 @@ def models():
 
 
 def _run_task(run: Path) -> str:
-    """The task of a run folder, from its plan (classification when it cannot tell)."""
+    """The task of a run folder, from its plan (classification when it cannot tell); a pretraining
+    run is refused: it has no classes or labels to predict."""
     f = Path(run) / "plan.yaml"
     if not f.is_file():
         return "classify"
     from medcnn.plan import Plan
 
-    return Plan.load(f).task
+    task = Plan.load(f).task
+    if task == "pretrain":
+        raise MedcnnError("a pretraining run predicts nothing; start a task from it: medcnn train DATA --pretrained "
+                          "RUN", run)
+    return task
 
 
 def _sized(data: str, size: Optional[int]) -> str:

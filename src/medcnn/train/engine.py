@@ -79,11 +79,10 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     from lightning.pytorch.loggers import CSVLogger
 
     from medcnn.infer.predictor import load_checkpoint
-    from medcnn.tasks.classify import ClassificationTask
     from medcnn.train import distributed as dist
     from medcnn.train.callbacks import EpochMetrics, EpochSeed
     from medcnn.train.checkpoints import AtomicCheckpointIO, remove_partial_writes
-    from medcnn.train.loaders import array_loader
+    from medcnn.train.task_setup import task_and_loaders
 
     world = dist.world_size(devices, nodes)
     rank = dist.global_rank(world // max(1, nodes))
@@ -115,59 +114,14 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
             "command": " ".join(sys.argv), "data": data.source or data.name, "precision": precision,
             "threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "n": {}, "distributed": dist.distributed_record(plan, devices, nodes)}
-    if plan.task == "segment":
-        from medcnn.tasks.segment import SegmentationTask
-        from medcnn.train.seg_data import segment_loaders
-
-        train_loader, val_loader, val_cases, split = segment_loaders(plan, data, rank, world)
-        if not resume and primary:
-            atomic_write_json(run_dir / "split.json", split)
-        info["n"] = {k: len(v) for k, v in split.items()}
-        task = SegmentationTask(plan.to_dict())
-        task.val_cases = val_cases
-    elif plan.restores:
-        from medcnn.tasks.restore import RestorationTask
-        from medcnn.train.seg_data import restoration_loaders
-
-        train_loader, val_loader, split = restoration_loaders(plan, data, rank, world)
-        if not resume and primary:
-            atomic_write_json(run_dir / "split.json", split)
-        info["n"] = {"train": len(split["train"]), "unlabelled": len(split["unlabelled"]),
-                     "val": len(val_loader.dataset)}
-        task = RestorationTask(plan.to_dict())
-    elif plan.task == "enhance":
-        from medcnn.tasks.enhance import EnhanceTask
-        from medcnn.train.enhance_data import enhance_loaders
-
-        train_loader, val_loader, val_pairs, split = enhance_loaders(plan, data, rank, world)
-        if not resume and primary:
-            atomic_write_json(run_dir / "split.json", split)
-        n_extra = sum((split.get("extra_train") or {}).values())
-        info["data_prepare_seconds"] = round(getattr(train_loader.dataset, "prepare_seconds", 0.0), 2)
-        info["n"] = {"train_slices": len(train_loader.dataset.slices) - n_extra, "extra_train_slices": n_extra,
-                     "val_slices": len(val_pairs),
-                     **{f"{k}_sources": len(split[k]) for k in ("train", "val", "test")}}
-        task = EnhanceTask(plan.to_dict())
-        task.val_pairs = val_pairs
-    else:
-        info["n"] = {s: int(len(y)) for s, y in data.labels.items()}
-        train_loader = array_loader(*data.split("train"), batch_size=plan.batch_size, shuffle=True, seed=plan.seed,
-                                    rank=rank, world=world)
-        # every process scores the whole validation set: the checkpoint choice is the same everywhere
-        val_loader = array_loader(*data.split("val"), batch_size=max(batch, 256), shuffle=False)
-        if plan.task == "pretrain":
-            from medcnn.tasks.pretrain import ContrastiveTask
-
-            task = ContrastiveTask(plan.to_dict())
-        else:
-            task = ClassificationTask(plan.to_dict())
+    task, train_loader, val_loader, val_cases = task_and_loaders(plan, data, rank, world, batch, info,
+                                                                 run_dir if (primary and not resume) else None)
     if plan.max_minutes > 0 and not resume:
         if world > 1:  # processes timing steps apart could choose different epochs and wait on each other forever
             info["time_budget"] = {"skipped": f"{world} processes: the plan's epochs are trained"}
             log.warning("max_minutes is ignored with %d processes; the plan's %d epochs are trained", world, plan.epochs)
         else:
-            plan, task = _fit_budget(plan, task, train_loader, val_cases if plan.task == "segment" else [],
-                                     info, precision, accelerator, run_dir)
+            plan, task = _fit_budget(plan, task, train_loader, val_cases, info, precision, accelerator, run_dir)
     extra_callbacks = _transfer(plan, task, run_dir, info, resume, primary)  # after the budget's trial steps
     if primary:
         atomic_write_json(run_dir / "run.json", info)
