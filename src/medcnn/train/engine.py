@@ -165,7 +165,10 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
                 best_checkpoint=os.path.relpath(ckpt.best_model_path, run_dir) if ckpt.best_model_path else None,
                 val_metric=plan.val_metric)
     atomic_write_json(run_dir / "run.json", info)
-    log.info("done in %.1f s; best val %s = %s", info["train_seconds"], plan.val_metric, info["best_val_score"])
+    best = info["best_val_score"]
+    if best is not None and plan.val_metric == "loss":  # checkpoints maximise val/score = -loss
+        best = -best
+    log.info("done in %.1f s; best val %s = %s", info["train_seconds"], plan.val_metric, best)
     return run_dir
 
 
