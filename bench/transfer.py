@@ -73,20 +73,28 @@ def backbone(out: Path, sets: list[str], fresh: bool, name: str = "backbone", so
     return run
 
 
+def variant(plan, fraction: float, seed: int, init: str, augment: str | None):
+    """The plan with the augmentation preset (None / "planned": the plan's own) and the pretrained
+    source applied, and the run's folder name."""
+    from medcnn.transforms.augment import preset
+
+    if augment not in (None, "planned"):
+        plan.augment = preset(augment)
+    if init != "scratch":
+        plan = plan.override([f"transfer.pretrained={init}"])
+    kind = "aug-" + augment if augment else init if init == "scratch" else "pretrained"
+    return plan, f"{kind}_f{fraction:g}_s{seed}"
+
+
 def one_run(name: str, fraction: float, seed: int, init: str, augment: str | None, out: Path) -> dict:
     from medcnn.data.classification import load_classification
     from medcnn.planning import default_plan
     from medcnn.tasks.evaluate_classify import evaluate_run
     from medcnn.train.engine import train
-    from medcnn.transforms.augment import preset
 
     data = load_classification(name).label_subset(fraction, seed)
     plan = default_plan(data, name).override([f"seed={seed}", "ensemble=1"])
-    if augment is not None:
-        plan.augment = preset(augment)
-    if init != "scratch":
-        plan = plan.override([f"transfer.pretrained={init}"])
-    tag = f"{'aug-' + augment if augment else init if init == 'scratch' else 'pretrained'}_f{fraction:g}_s{seed}"
+    plan, tag = variant(plan, fraction, seed, init, augment)
     t0 = time.perf_counter()
     run = train(plan, data, out / name / tag, overwrite=True, progress=False)
     rep = evaluate_run(run, "test")
@@ -103,17 +111,12 @@ def seg_run(fraction: float, seed: int, init: str, augment: str | None, out: Pat
     from medcnn.planning.segment import default_plan
     from medcnn.tasks.evaluate_segment import evaluate_segment_run
     from medcnn.train.engine import train
-    from medcnn.transforms.augment import preset
 
     path = seg_path()
     data = load_segmentation(path)
     plan = default_plan(data, str(path)).override([f"seed={seed}", f"max_minutes={SEG_MINUTES}",
                                                    f"segment.split.train_fraction={fraction}"])
-    if augment not in (None, "planned"):
-        plan.augment = preset(augment)
-    if init != "scratch":
-        plan = plan.override([f"transfer.pretrained={init}"])
-    tag = f"{'aug-' + augment if augment else init if init == 'scratch' else 'pretrained'}_f{fraction:g}_s{seed}"
+    plan, tag = variant(plan, fraction, seed, init, augment)
     t0 = time.perf_counter()
     run = train(plan, data, out / SEG / tag, overwrite=True, progress=False)
     rep = evaluate_segment_run(run, "test", overlays=0)
