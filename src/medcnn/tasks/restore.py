@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from medcnn.plan import Plan
 from medcnn.tasks.base import TaskModule
-from medcnn.tasks.segment import build_seg_network
+from medcnn.tasks.segment import build_seg_network, deep_supervision_weights
 from medcnn.transforms.seg_augment import SegAugment
 
 BOXES = (1, 4)  # in-painted boxes per patch
@@ -70,10 +70,8 @@ class RestorationTask(TaskModule):
 
     def restoration_loss(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
         out = self.net(corrupt(x, g).contiguous())
-        if out.ndim == x.ndim + 1:  # deep supervision: every head restores, weights 1, 1/2, 1/4, ...
-            w = torch.tensor([0.5 ** i for i in range(out.shape[1])])
-            w = w / w.sum()
-            return sum(float(w[i]) * F.l1_loss(out[:, i].float(), x) for i in range(out.shape[1]))
+        if out.ndim == x.ndim + 1:  # deep supervision: every head restores
+            return sum(w * F.l1_loss(out[:, i].float(), x) for i, w in enumerate(deep_supervision_weights(out.shape[1])))
         return F.l1_loss(out.float(), x)
 
     def step_loss(self, batch) -> torch.Tensor:

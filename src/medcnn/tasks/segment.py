@@ -46,6 +46,12 @@ def dice_ce_loss(logits: torch.Tensor, y: torch.Tensor, fov: torch.Tensor | None
     return ce + dice
 
 
+def deep_supervision_weights(heads: int) -> list[float]:
+    """Loss weights of the full-size output and the coarser heads: 1, 1/2, 1/4, ... normalised (nnU-Net)."""
+    w = [0.5 ** i for i in range(heads)]
+    return [v / sum(w) for v in w]
+
+
 def dice_per_label(pred: torch.Tensor, ref: torch.Tensor, labels: list[int], fov: torch.Tensor | None = None) -> list[float]:
     """Dice of each label between two label maps (NaN when the label is absent from both)."""
     if fov is not None and fov.numel():
@@ -79,10 +85,8 @@ class SegmentationTask(TaskModule):
             x, y, fov = self.augment(x, y, fov)
         out = self(x)
         fov = fov if self.plan.segment.use_fov else None
-        if out.ndim == x.ndim + 1:  # deep supervision: (B, heads, K, *S), weights 1, 1/2, 1/4, ... (nnU-Net)
-            w = torch.tensor([0.5 ** i for i in range(out.shape[1])])
-            w = w / w.sum()
-            return sum(float(w[i]) * dice_ce_loss(out[:, i], y, fov) for i in range(out.shape[1]))
+        if out.ndim == x.ndim + 1:  # deep supervision: (B, heads, K, *S)
+            return sum(w * dice_ce_loss(out[:, i], y, fov) for i, w in enumerate(deep_supervision_weights(out.shape[1])))
         return dice_ce_loss(out, y, fov)
 
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
