@@ -266,9 +266,13 @@ def main() -> None:
         recs = summarise(runs, ("dataset", "fraction", "init_kind", "init"))
         records += recs
         plot(recs, SEG, common.ROOT / "bench" / "results" / f"transfer_{SEG}.png")
+        same = {r["seed"]: r for r in runs if r["fraction"] == 0.1 and r["init_kind"] == "scratch"}
         runs = []
         for a in SEG_PRESETS:
             for seed in args.seeds:
+                if a == "planned" and seed in same:  # the plan's own augmentation = the scratch run at 10 %
+                    runs.append({**same[seed], "augment": a})
+                    continue
                 path = args.out / SEG / f"aug-{a}_f0.1_s{seed}.json"
                 runs.append(cached(path, args.fresh, lambda: seg_run(0.1, seed, "scratch", a, args.out)))
         records += summarise(runs, ("dataset", "augment"))
