@@ -221,8 +221,9 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
     ap.add_argument("--fractions", nargs="+", type=float, default=FRACTIONS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--part", choices=["all", "labels", "augment", "segment"], default="all",
-                    help="labels / augment: the classification parts; segment: hippocampus (both studies)")
+    ap.add_argument("--part", choices=["all", "labels", "augment", "segment", "segment-augment"], default="all",
+                    help="labels / augment: the classification parts; segment: hippocampus (both studies); "
+                         "segment-augment: its augmentation ablation only")
     ap.add_argument("--fresh", action="store_true", help="re-run everything, even unchanged finished runs")
     common.add_common_args(ap, "transfer")
     args = ap.parse_args()
@@ -266,15 +267,17 @@ def main() -> None:
         recs = summarise(runs, ("dataset", "fraction", "init_kind", "init"))
         records += recs
         plot(recs, SEG, common.ROOT / "bench" / "results" / f"transfer_{SEG}.png")
-        same = {r["seed"]: r for r in runs if r["fraction"] == 0.1 and r["init_kind"] == "scratch"}
+    if args.part in ("all", "segment", "segment-augment"):
         runs = []
         for a in SEG_PRESETS:
             for seed in args.seeds:
-                if a == "planned" and seed in same:  # the plan's own augmentation = the scratch run at 10 %
-                    runs.append({**same[seed], "augment": a})
-                    continue
-                path = args.out / SEG / f"aug-{a}_f0.1_s{seed}.json"
-                runs.append(cached(path, args.fresh, lambda: seg_run(0.1, seed, "scratch", a, args.out)))
+                # the plan's own augmentation is the label-efficiency study's scratch run at 10 % (one cache)
+                name = "scratch" if a == "planned" else f"aug-{a}"
+                path = args.out / SEG / f"{name}_f0.1_s{seed}.json"
+                r = cached(path, args.fresh, lambda: seg_run(0.1, seed, "scratch", None if a == "planned" else a,
+                                                             args.out))
+                runs.append({**r, "augment": a})
+                print(json.dumps({k: r[k] for k in ("dataset", "seed", "augment", "test_dice")}), flush=True)
         records += summarise(runs, ("dataset", "augment"))
     done = {(r["task"], "augment" in r) for r in records}  # (task, ablation?) studies run now
     old = json.loads(args.results.read_text()) if args.results.is_file() else []

@@ -22,6 +22,14 @@ def test_any_rotation_only_for_orientation_free_images(plans):
     assert plans["pneumoniamnist"].augment.rotate_deg < 30 and plans["organamnist"].augment.rotate_deg < 30
 
 
+def test_small_training_sets_get_stronger_augmentation(plans, medmnist_dir):
+    assert all(plans[n].augment.preset == "light" for n in ("breastmnist", "pneumoniamnist", "organamnist"))
+    tenth = load_classification(str(medmnist_dir / "breastmnist.npz")).label_subset(0.1, 0)  # 55 images
+    small = default_plan(tenth, "breastmnist")
+    assert small.augment.preset == "default" and small.augment.flip
+    assert small.augment.rotate_deg > plans["breastmnist"].augment.rotate_deg
+
+
 def test_budget_buys_epochs_then_ensemble_members(plans):
     breast, pneu, organ = plans["breastmnist"], plans["pneumoniamnist"], plans["organamnist"]
     assert breast.epochs == 50 and breast.ensemble == 5  # 546 images: epoch cap reached, budget left over

@@ -101,7 +101,7 @@ def _graph(model) -> tuple[nn.Module, torch.Tensor, dict, list[str], list[str], 
                 "outputs": {"logits": ["batch", plan.num_classes, *window]},
                 "outside_the_graph": {"sliding_window": {"size": window, "overlap": plan.segment.sw_overlap,
                                                          "weighting": "gaussian"},
-                                      "mirrored_views": plan.segment.tta_flips,
+                                      "mirrored_views": plan.mirror_tta,
                                       "normalization": plan.segment.normalization,
                                       "target_spacing": plan.segment.target_spacing,
                                       "postprocess": model.post, "class_names": plan.class_names}}

@@ -102,7 +102,7 @@ class Segmenter:
 
         seg = self.plan.segment
         return sliding_logits(self.net, x, window_of(seg), overlap=seg.sw_overlap, batch_size=2 * self.plan.batch_size,
-                              flips=seg.tta_flips if flips is None else flips, num_classes=self.plan.num_classes,
+                              flips=self.plan.mirror_tta if flips is None else flips, num_classes=self.plan.num_classes,
                               bf16=self.bf16)
 
     def probabilities(self, image: Image, flips: bool | None = None) -> torch.Tensor:

@@ -20,6 +20,7 @@ from medcnn.transforms.augment import preset
 SAMPLE_BUDGET = {2: 150_000, 3: 20_000}
 EPOCHS = (10, 50)
 MAX_MEMBERS = 5
+SMALL_TRAIN = 500  # training sets up to this size get the "default" augmentation preset, larger "light"
 
 
 def fingerprint(data: ClassificationData) -> dict[str, Any]:
@@ -92,11 +93,16 @@ LATERALITY = re.compile(r"\b(left|right)\b|(^|[_-])(l|r)($|[_-])", re.IGNORECASE
 
 
 def augment_for(fp: dict[str, Any]):
-    """The "light" preset, plus the symmetries the data allow:
+    """The "default" preset for small training sets (at most SMALL_TRAIN images), "light" for
+    larger ones, plus the symmetries the data allow:
     - mirror (left-right flip) unless a class name carries laterality ("kidney-left"): mirroring
       would turn one class into another (OrganAMNIST);
-    - any rotation for orientation-free images (microscopy, pathology, dermatoscopy)."""
-    aug = preset("light")
+    - any rotation for orientation-free images (microscopy, pathology, dermatoscopy).
+    The size rule is measured (bench/results/EXPERIMENTS.md): "default" beats "light" with 55
+    BreastMNIST and 470 PneumoniaMNIST training images (bench-transfer ablation), "light" beats
+    "default" with all 546 BreastMNIST images, and heavier augmentation lowered OrganAMNIST's accuracy."""
+    n_train = int(fp.get("n", {}).get("train", 0))
+    aug = preset("default" if n_train <= SMALL_TRAIN else "light")
     aug.flip = not any(LATERALITY.search(str(c)) for c in fp.get("class_names", []))
     if any(k in str(fp.get("modality", "")).lower() for k in ORIENTATION_FREE):
         aug.rotate_deg = 180.0
