@@ -274,8 +274,9 @@ def main() -> None:
                 # the plan's own augmentation is the label-efficiency study's scratch run at 10 % (one cache)
                 name = "scratch" if a == "planned" else f"aug-{a}"
                 path = args.out / SEG / f"{name}_f0.1_s{seed}.json"
-                r = cached(path, args.fresh, lambda: seg_run(0.1, seed, "scratch", None if a == "planned" else a,
-                                                             args.out))
+                # with --fresh, the label-efficiency part (when it ran) has just re-made the planned run
+                fresh = args.fresh and not (a == "planned" and args.part != "segment-augment")
+                r = cached(path, fresh, lambda: seg_run(0.1, seed, "scratch", None if a == "planned" else a, args.out))
                 runs.append({**r, "augment": a})
                 print(json.dumps({k: r[k] for k in ("dataset", "seed", "augment", "test_dice")}), flush=True)
         records += summarise(runs, ("dataset", "augment"))
