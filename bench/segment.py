@@ -64,7 +64,7 @@ def run_one(name: str, out: Path, sets: list[str]) -> dict:
            "infer_s_per_case": round(rep["infer_s_per_case"], 3),
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
            "epochs": plan.epochs, "patch": plan.segment.patch_size, "batch": plan.batch_size,
-           "model": plan.model.name, "model_kwargs": plan.model.kwargs, "tta_flips": plan.segment.tta_flips,
+           "model": plan.model.name, "model_kwargs": plan.model.kwargs, "tta_flips": plan.mirror_tta,
            "precision": info.get("precision"), "time_budget": info.get("time_budget"), "reference": REFERENCE[name]}
     if "fov" in rep:
         rec.update({k: round(rep["fov"][k], 4) for k in ("f1", "auc", "acc", "sensitivity", "specificity")})

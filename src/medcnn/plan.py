@@ -118,6 +118,10 @@ class SegmentConfig:
     # may see a larger window than it trained on, so a whole small case takes one window, not eight
     infer_patch_size: list[int] = field(default_factory=list)
     tta_flips: bool = False  # average predictions over mirrorings (each spatial axis) at inference
+    # spatial axes (0 = first) along which mirroring keeps the labels right: training mirrors (augment.flip)
+    # and inference averages mirrored views only along these. The planner drops an axis along which
+    # the label classes lie in a fixed order (hippocampus: anterior before posterior)
+    mirror_axes: list[int] = field(default_factory=lambda: [0, 1, 2])
     # none | largest_component (keep each label's largest component) | fill_holes | largest_component+fill_holes;
     # `evaluate` picks the best on the validation cases (RUN/postprocess.json)
     postprocess: str = "none"
@@ -228,6 +232,8 @@ class Plan:
                 raise ConfigError(f"segment.split: unknown {', '.join(sorted(unknown))} (known: {', '.join(SPLIT_KEYS)})")
             if not 0.0 < float(seg.split.get("train_fraction", 1.0)) <= 1.0:
                 raise ConfigError(f"segment.split.train_fraction must be in (0, 1], got {seg.split['train_fraction']}")
+            if any(not 0 <= a < 3 for a in seg.mirror_axes):
+                raise ConfigError(f"segment.mirror_axes are spatial axes 0, 1 or 2, got {seg.mirror_axes}")
             modes = ("none", "largest_component", "fill_holes", "largest_component+fill_holes")
             if seg.postprocess not in modes:
                 raise ConfigError(f"segment.postprocess must be one of {modes}, got {seg.postprocess!r}")
@@ -298,11 +304,19 @@ class Plan:
         return d
 
     @property
-    def mirror_tta(self) -> bool:
-        """Average over mirrored views at inference: ``segment.tta_flips``, but only where training
-        mirrored the cases. A network that never saw a mirrored case mislabels it (hippocampus:
+    def mirror_axes(self) -> list[int]:
+        """Spatial axes a segmentation (or restoration) plan mirrors in training: ``segment.mirror_axes``
+        when ``augment.flip`` is on, else none."""
+        if not (self.task == "segment" or self.restores) or not self.augment.flip or self.augment.p <= 0:
+            return []
+        return sorted({a for a in self.segment.mirror_axes if 0 <= a < self.spatial_dims})
+
+    @property
+    def mirror_tta(self) -> list[int]:
+        """Axes whose mirrored views inference averages: ``segment.tta_flips``, but only along the axes
+        training mirrored. A network that never saw a mirrored case mislabels it (hippocampus:
         anterior <-> posterior; test Dice .84 -> .51 in the bench-transfer ablation without augmentation)."""
-        return bool(self.task == "segment" and self.segment.tta_flips and self.augment.flip and self.augment.p > 0)
+        return self.mirror_axes if self.task == "segment" and self.segment.tta_flips else []
 
     @property
     def restores(self) -> bool:

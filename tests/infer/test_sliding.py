@@ -12,6 +12,8 @@ from medcnn.infer.sliding import mirror_axes, sliding_logits
 def test_mirror_axes_cover_every_spatial_axis():
     assert len(mirror_axes(3)) == 8 and len(mirror_axes(2)) == 4
     assert set().union(*mirror_axes(3)) == {2, 3, 4}  # never the batch or channel axis
+    assert mirror_axes(3, [0]) == [(), (2,)] and mirror_axes(3, []) == [()]  # only the axes asked for
+    assert mirror_axes(3, [2, 0]) == [(), (2,), (4,), (2, 4)]
 
 
 @pytest.mark.parametrize("view_bytes", [sliding.VIEW_BYTES, 1])  # views batched together / one at a time

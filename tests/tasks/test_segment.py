@@ -7,7 +7,7 @@ import pytest
 
 from medcnn.cli.main import main
 from medcnn.data.segmentation import load_segmentation
-from medcnn.planning.segment import default_plan
+from medcnn.planning.segment import default_plan, fingerprint, mirror_axes_for
 
 
 def test_plans_follow_the_data(hippocampus_dir, drive_dir):
@@ -23,14 +23,24 @@ def test_plans_follow_the_data(hippocampus_dir, drive_dir):
     assert round(208 * hippo.segment.split["val_fraction"]) == 21
 
 
-def test_mirrored_views_only_where_training_mirrored(hippocampus_dir):
+def test_mirrored_views_only_where_training_mirrored(hippocampus_dir, drive_dir):
     """Mirrored test-time views of a network trained without mirroring are mislabelled (anterior <->
-    posterior: test Dice .84 -> .51 in the bench-transfer ablation); inference leaves them out."""
-    plan = default_plan(load_segmentation(hippocampus_dir), str(hippocampus_dir))
-    assert plan.segment.tta_flips and plan.augment.flip and plan.mirror_tta
+    posterior: test Dice .84 -> .51 in the bench-transfer ablation); inference leaves them out, and
+    the planner mirrors no axis along which the label classes keep a fixed order."""
+    hippo = load_segmentation(hippocampus_dir)
+    fp = fingerprint(hippo)
+    # anterior lies before posterior along the 2nd and 3rd array axes in every case read
+    assert fp["label_order"]["share"][1:] == [1.0, 1.0] and min(fp["label_order"]["cases"]) >= 50
+    plan = default_plan(hippo, str(hippocampus_dir))
+    assert plan.segment.mirror_axes == mirror_axes_for(fp) and 1 not in plan.mirror_axes and 2 not in plan.mirror_axes
+    assert plan.mirror_tta == plan.mirror_axes and plan.augment.flip == bool(plan.mirror_axes)
+    drive = default_plan(load_segmentation(drive_dir), str(drive_dir))  # one label class: nothing to swap
+    assert drive.augment.flip and drive.segment.tta_flips and drive.mirror_tta == [0, 1]
+    assert drive.override(["segment.mirror_axes=[1]"]).mirror_tta == [1]
     for off in (["augment.preset=none"], ["augment.preset=light"], ["augment.flip=false"], ["augment.p=0"]):
-        assert plan.override(off).segment.tta_flips and not plan.override(off).mirror_tta, off
-    assert not plan.override(["segment.tta_flips=false"]).mirror_tta
+        assert drive.override(off).segment.tta_flips and not drive.override(off).mirror_tta, off
+    assert not drive.override(["segment.tta_flips=false"]).mirror_tta
+    assert drive.override(["segment.tta_flips=false"]).mirror_axes == [0, 1]  # training still mirrors
 
 
 def test_train_writes_split_and_evaluate_reports_mm(hippo_run):

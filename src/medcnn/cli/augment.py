@@ -38,7 +38,7 @@ def _augment(plan, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tenso
     if plan.task == "segment":
         from medcnn.transforms.seg_augment import SegAugment
 
-        xa, ya, _ = SegAugment(plan.augment, plan.spatial_dims)(x.clone(), y.clone())
+        xa, ya, _ = SegAugment(plan.augment, plan.spatial_dims, plan.mirror_axes)(x.clone(), y.clone())
         return xa, ya
     from medcnn.transforms.augment import BatchAugment
 

@@ -97,12 +97,15 @@ class Segmenter:
                              f"{image.channels}", path)
 
     def logits(self, x: torch.Tensor, flips: bool | None = None) -> torch.Tensor:
+        """``flips``: None = the plan's mirrored views (``Plan.mirror_tta``), False = none, True = every
+        mirroring along the axes training mirrored."""
         from medcnn.infer.sliding import sliding_logits
         from medcnn.plan import window_of
 
         seg = self.plan.segment
         return sliding_logits(self.net, x, window_of(seg), overlap=seg.sw_overlap, batch_size=2 * self.plan.batch_size,
-                              flips=self.plan.mirror_tta if flips is None else flips, num_classes=self.plan.num_classes,
+                              flips=self.plan.mirror_tta if flips is None else flips and self.plan.mirror_axes,
+                              num_classes=self.plan.num_classes,
                               bf16=self.bf16)
 
     def probabilities(self, image: Image, flips: bool | None = None) -> torch.Tensor:

@@ -8,6 +8,7 @@ logits stay under ``VIEW_BYTES``; large volumes fall back to one view at a time.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from contextlib import nullcontext
 
 import torch
@@ -15,16 +16,19 @@ import torch
 VIEW_BYTES = 512 * 2**20  # logits of the views processed together (float32)
 
 
-def mirror_axes(dims: int) -> list[tuple[int, ...]]:
-    """Every mirroring of the spatial axes of an (N, C, *S) tensor, the identity first."""
-    return [()] + [c for r in range(1, dims + 1) for c in itertools.combinations(range(2, 2 + dims), r)]
+def mirror_axes(dims: int, spatial: Sequence[int] | None = None) -> list[tuple[int, ...]]:
+    """Every mirroring of the spatial axes of an (N, C, *S) tensor (of the ``spatial`` axes only,
+    0 = first spatial axis, if given), the identity first."""
+    axes = [2 + a for a in (range(dims) if spatial is None else sorted(set(spatial)))]
+    return [()] + [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
 def sliding_logits(net: torch.nn.Module, image: torch.Tensor, patch: list[int], *, overlap: float = 0.5,
-                   batch_size: int = 4, flips: bool = False, num_classes: int | None = None,
+                   batch_size: int = 4, flips: bool | Sequence[int] = False, num_classes: int | None = None,
                    bf16: bool = False) -> torch.Tensor:
     """(C, *S) -> (K, *S) float logits (mean of softmax-free logits over the views).
 
+    ``flips``: True averages over every mirroring, a list of spatial axes over the mirrorings of those.
     Images smaller than the patch are padded by MONAI and cropped back. ``bf16`` runs the network
     under bfloat16 autocast (CPU with AVX-512 bf16, or GPU)."""
     from monai.inferers import sliding_window_inference
@@ -33,7 +37,7 @@ def sliding_logits(net: torch.nn.Module, image: torch.Tensor, patch: list[int], 
     net.eval()
     dims = image.ndim - 1
     x = image[None].float()
-    views = mirror_axes(dims) if flips else [()]
+    views = [()] if not flips else mirror_axes(dims, None if flips is True else flips)
     k = num_classes or 8
     per_view = k * x[0, 0].numel() * 4
     group = max(1, min(len(views), VIEW_BYTES // max(per_view, 1)))

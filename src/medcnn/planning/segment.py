@@ -8,13 +8,17 @@ The rules follow nnU-Net's planner, scaled to a CPU budget:
   supervision from the two next-coarser decoder stages (nnU-Net's default);
 - validation: 20 % of the non-test cases, at most 20 cases (or 10 %) on large datasets;
 - normalisation: CT -> clip to the foreground's 0.5-99.5 % HU, dataset z-score; colour images ->
-  per-image per-channel z-score; anything else (MRI, ...) -> per-image z-score.
+  per-image per-channel z-score; anything else (MRI, ...) -> per-image z-score;
+- mirroring (training augmentation and test-time views, as nnU-Net) along every axis except those
+  along which two label classes keep a fixed order (hippocampus: anterior/posterior, measured in
+  bench/results/EXPERIMENTS_segment.md).
 """
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from medcnn.data.segmentation import SegmentationData, read_case
 from medcnn.plan import AugmentConfig, ModelConfig, OptimConfig, Plan, Preprocessing, SegmentConfig
@@ -32,6 +36,10 @@ FINGERPRINT_CASES = 64  # cases read for intensity statistics
 MAX_EPOCHS = 50
 MAX_MINUTES = {2: 20.0, 3: 30.0}
 DEEP_SUPERVISION = 2  # extra decoder outputs in the loss, as nnU-Net (fewer when the U-Net is shallow)
+# mirroring along an axis is left out when, in at least ORDERED of the (>= ORDER_CASES) cases holding both,
+# two label classes lie in the same order along it (hippocampus: anterior before posterior): a mirrored
+# case would show the classes swapped, which no real case does
+ORDERED, ORDER_CASES = 0.9, 5
 # validation cases (checkpoint and post-processing choice): 20 % of the non-test cases, but no more
 # than VAL_CASES (or 10 %, if that is more) -- large datasets keep more cases for training
 VAL_FRACTION, VAL_CASES = 0.2, 20
@@ -49,7 +57,7 @@ def fingerprint(data: SegmentationData, max_cases: int = FINGERPRINT_CASES) -> d
     """Spacings and shapes of every case read (up to ``max_cases``, evenly spread), foreground
     intensity percentiles, label frequencies."""
     idx = np.unique(np.linspace(0, len(data.cases) - 1, min(len(data.cases), max_cases)).astype(int))
-    spacings, shapes, fg_vals, label_vox, channels, dtypes = [], [], [], {}, set(), set()
+    spacings, shapes, fg_vals, label_vox, channels, dtypes, centroids = [], [], [], {}, set(), set(), []
     has_fov = False
     rng = np.random.default_rng(0)
     for i in idx:
@@ -62,6 +70,10 @@ def fingerprint(data: SegmentationData, max_cases: int = FINGERPRINT_CASES) -> d
         fg = label.array[0] > 0
         for v, n in zip(*np.unique(label.array, return_counts=True)):
             label_vox[int(v)] = label_vox.get(int(v), 0) + int(n)
+        classes = [int(k) for k in np.unique(label.array[0]) if k > 0]
+        if len(classes) > 1:
+            centres = ndimage.center_of_mass(np.ones(label.array[0].shape, np.uint8), label.array[0], classes)
+            centroids.append(dict(zip(classes, map(np.asarray, centres))))
         vals = image.array[0][fg]
         if vals.size:
             fg_vals.append(rng.choice(vals, size=min(vals.size, 10_000), replace=False))
@@ -82,7 +94,36 @@ def fingerprint(data: SegmentationData, max_cases: int = FINGERPRINT_CASES) -> d
             ("p99.5", lambda a: np.percentile(a, 99.5)))},
         "label_fraction": {str(k): round(v / total, 5) for k, v in sorted(label_vox.items())},
         "has_fov": has_fov,
+        "label_order": label_order(centroids, len(shapes[0])),
     }
+
+
+def label_order(centroids: list[dict[int, np.ndarray]], dims: int) -> dict[str, Any]:
+    """Per spatial axis, how consistently two label classes keep one order along it: the largest
+    share, over class pairs, of the cases (holding both) in which the first class's centroid lies
+    before the second's, or after it, whichever is more common; with the number of those cases."""
+    share, cases = [0.0] * dims, [0] * dims
+    classes = sorted({k for c in centroids for k in c})
+    for i, a in enumerate(classes):
+        for b in classes[i + 1:]:
+            d = np.array([c[b] - c[a] for c in centroids if a in c and b in c])
+            if len(d) == 0:
+                continue
+            for ax in range(dims):
+                before = float(np.mean(d[:, ax] > 0))
+                s = max(before, float(np.mean(d[:, ax] < 0)))
+                if s > share[ax]:
+                    share[ax], cases[ax] = round(s, 3), len(d)
+    return {"share": share, "cases": cases}
+
+
+def mirror_axes_for(fp: dict[str, Any]) -> list[int]:
+    """Spatial axes along which mirroring keeps the labels right (every axis, unless the fingerprint
+    shows label classes in a fixed order along it)."""
+    order = fp.get("label_order") or {}
+    share, cases = order.get("share", []), order.get("cases", [])
+    return [ax for ax in range(fp["spatial_dims"])
+            if not (ax < len(share) and share[ax] >= ORDERED and cases[ax] >= ORDER_CASES)]
 
 
 def _stages(patch: list[int]) -> int:
@@ -137,10 +178,11 @@ def default_plan(data: SegmentationData, data_arg: str) -> Plan:
     n_trainval = len(data.cases) - int(round(len(data.cases) * test_fraction))
     labels = {int(k): v for k, v in fp["labels"].items()}
     names = [labels[k] for k in sorted(labels)]
+    mirror = mirror_axes_for(fp)
     seg = SegmentConfig(patch_size=patch, target_spacing=target, normalization=norm, ct_clip=clip, ct_mean_std=mean_std,
-                        use_fov=fp["has_fov"], tta_flips=True,
+                        use_fov=fp["has_fov"], tta_flips=bool(mirror), mirror_axes=mirror,
                         split={"test_fraction": test_fraction, "val_fraction": val_fraction_for(n_trainval), "fold": None})
-    aug = AugmentConfig(preset="custom", p=0.3, flip=True, rotate_deg=15.0, translate=0.0, scale=[0.85, 1.25],
+    aug = AugmentConfig(preset="custom", p=0.3, flip=bool(mirror), rotate_deg=15.0, translate=0.0, scale=[0.85, 1.25],
                         brightness=0.15, contrast=0.15, gamma=0.3, noise=0.1)
     plan = Plan(task="segment", data=data_arg, label_type="multiclass", num_classes=len(names), class_names=names,
                 spatial_dims=dims,

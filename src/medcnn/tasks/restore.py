@@ -65,7 +65,7 @@ class RestorationTask(TaskModule):
         self.save_hyperparameters({"plan": plan})
         self.plan = Plan.from_dict(plan)
         self.net = build_seg_network(self.plan)  # num_classes = image channels: the restored image
-        self.augment = SegAugment(self.plan.augment, self.plan.spatial_dims)
+        self.augment = SegAugment(self.plan.augment, self.plan.spatial_dims, self.plan.mirror_axes)
         self.epoch_summary: dict[str, float] = {}
 
     def restoration_loss(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:

@@ -71,7 +71,7 @@ class SegmentationTask(TaskModule):
         self.save_hyperparameters({"plan": plan})
         self.plan = Plan.from_dict(plan)
         self.net = build_seg_network(self.plan)
-        self.augment = SegAugment(self.plan.augment, self.plan.spatial_dims)
+        self.augment = SegAugment(self.plan.augment, self.plan.spatial_dims, self.plan.mirror_axes)
         self.val_cases: list = []  # PreparedCase, set by the engine (not saved in checkpoints)
         self._dice: list[list[float]] = []
         self.epoch_summary: dict[str, float] = {}

@@ -118,7 +118,7 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
                                                                  run_dir if (primary and not resume) else None)
     if plan.task == "segment" and plan.segment.tta_flips and not plan.mirror_tta:
         log.warning("segment.tta_flips is not applied: training does not mirror the cases (augment.flip false "
-                    "or augment.p 0), and mirrored views of an unmirrored network would be mislabelled")
+                    "or augment.p 0 or segment.mirror_axes empty), and mirrored views of an unmirrored network would be mislabelled")
     if plan.max_minutes > 0 and not resume:
         if world > 1:  # processes timing steps apart could choose different epochs and wait on each other forever
             info["time_budget"] = {"skipped": f"{world} processes: the plan's epochs are trained"}

@@ -43,15 +43,19 @@ def _warp(chosen: torch.Tensor, grid: torch.Tensor, x: torch.Tensor, y: torch.Te
 
 
 class SegAugment:
-    def __init__(self, cfg: AugmentConfig, spatial_dims: int):
+    """``mirror_axes``: the spatial axes mirrored when ``cfg.flip`` is on (default: every axis);
+    a plan gives ``Plan.mirror_axes``, the axes along which mirroring keeps its labels right."""
+
+    def __init__(self, cfg: AugmentConfig, spatial_dims: int, mirror_axes: list[int] | None = None):
         self.cfg, self.dims = cfg, spatial_dims
+        self.mirror_axes = list(range(spatial_dims)) if mirror_axes is None else list(mirror_axes)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, fov: torch.Tensor | None = None):
         cfg, d, b = self.cfg, self.dims, x.shape[0]
         if cfg.p <= 0:
             return x, y, fov
         if cfg.flip:
-            for axis in range(d):
+            for axis in self.mirror_axes:
                 m = torch.rand(b) < 0.5
                 if m.any():  # x[m] is (n, C, *spatial): spatial axis `axis` is dimension axis + 2
                     x[m] = x[m].flip(axis + 2)
