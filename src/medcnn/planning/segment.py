@@ -72,7 +72,7 @@ def fingerprint(data: SegmentationData, max_cases: int = FINGERPRINT_CASES) -> d
             label_vox[int(v)] = label_vox.get(int(v), 0) + int(n)
         classes = [int(k) for k in np.unique(label.array[0]) if k > 0]
         if len(classes) > 1:
-            centres = ndimage.center_of_mass(np.ones(label.array[0].shape, np.uint8), label.array[0], classes)
+            centres = ndimage.center_of_mass(fg, label.array[0], classes)  # fg is 1 on every labelled voxel
             centroids.append(dict(zip(classes, map(np.asarray, centres))))
         vals = image.array[0][fg]
         if vals.size:
@@ -110,8 +110,7 @@ def label_order(centroids: list[dict[int, np.ndarray]], dims: int) -> dict[str, 
             if len(d) == 0:
                 continue
             for ax in range(dims):
-                before = float(np.mean(d[:, ax] > 0))
-                s = max(before, float(np.mean(d[:, ax] < 0)))
+                s = max(float(np.mean(d[:, ax] > 0)), float(np.mean(d[:, ax] < 0)))
                 if s > share[ax]:
                     share[ax], cases[ax] = round(s, 3), len(d)
     return {"share": share, "cases": cases}
