@@ -53,6 +53,18 @@ def test_summary_ratio_counts_only_runs_that_reach_the_paper(tmp_path):
     assert "| breastmnist |" in text and "**0.950 ± 0.000**" in text and "0.010" in text
 
 
+def test_official_time_of_fewer_epochs_is_extrapolated_to_the_recipe():
+    meta = {"commit": "abc", "command": "python bench/classify.py", "date": "2026-11-27"}
+    # 10 epochs: 590 s of training + validation, 10 s of test evaluation -> 100 epochs take 5910 s
+    official = {"seconds": 600.0, "train_seconds": 590.0, "test_auc": 0.9, "test_acc": 0.8, "epochs": 10}
+    rec = bench.summarise("pneumoniamnist", _runs([0.97], [0.90], seconds=591.0), official, meta)
+    assert rec["official_minutes"] == pytest.approx(98.5) and rec["time_ratio"] == pytest.approx(0.1)
+    assert rec["official_extrapolated_from_epochs"] == 10
+    assert "extrapolated from 10" in bench.table([rec]) and "AUC 0.900" not in bench.table([rec])
+    full = bench.summarise("pneumoniamnist", _runs([0.97], [0.90]), {**official, "epochs": 100}, meta)
+    assert full["official_minutes"] == 10.0 and full["official_extrapolated_from_epochs"] is None
+
+
 def test_saved_seed_is_reused_only_for_the_same_code_and_overrides(tmp_path):
     import subprocess
 
