@@ -23,6 +23,8 @@ def test_run_folder_contents(breast_run):
     assert all(e["train_loss"] > 0 and 0 <= e["val_auc"] <= 1 and 0 <= e["val_acc"] <= 1 for e in epochs)
     info = json.loads((breast_run / "run.json").read_text())
     assert info["best_val_score"] == pytest.approx(max(e["val_auc"] for e in epochs), abs=1e-6)
+    best = max(epochs, key=lambda e: e["val_auc"])  # the first of equals, as the checkpoint keeps it
+    assert info["best_epoch"] == best["epoch"]
     assert Plan.load(breast_run / "plan.yaml").epochs == 2
 
 

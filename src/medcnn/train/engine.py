@@ -166,7 +166,7 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
                 finished=time.strftime("%Y-%m-%dT%H:%M:%S"), train_seconds=round(time.perf_counter() - t0, 2),
                 best_val_score=float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
                 best_checkpoint=os.path.relpath(ckpt.best_model_path, run_dir) if ckpt.best_model_path else None,
-                val_metric=plan.val_metric)
+                best_epoch=_saved_epoch(ckpt.best_model_path), val_metric=plan.val_metric)
     atomic_write_json(run_dir / "run.json", info)
     best = info["best_val_score"]
     if best is not None and plan.val_metric == "loss":  # checkpoints maximise val/score = -loss
@@ -284,11 +284,22 @@ def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resu
                 train_seconds=round(sum(m["train_seconds"] for m in members), 2),
                 best_val_score=float(sum(scores) / len(scores)) if scores else None,
                 members=[{"dir": f"members/m{i}", "seed": member_seed(plan.seed, i), "best_val_score": m.get("best_val_score"),
-                          "train_seconds": m["train_seconds"]} for i, m in enumerate(members)])
+                          "best_epoch": m.get("best_epoch"), "train_seconds": m["train_seconds"]}
+                         for i, m in enumerate(members)])
     atomic_write_json(run_dir / "run.json", info)
     log.info("ensemble of %d done in %.1f s (this call %.1f s); mean best val %s = %s", plan.ensemble,
              info["train_seconds"], time.perf_counter() - t0, plan.val_metric, info["best_val_score"])
     return run_dir
+
+
+def _saved_epoch(path: str) -> int | None:
+    """The (1-based) epoch a Lightning checkpoint was saved after; None without one."""
+    if not path or not os.path.isfile(path):
+        return None
+    import torch
+
+    epoch = torch.load(path, map_location="cpu", weights_only=True).get("epoch")
+    return int(epoch) + 1 if epoch is not None else None
 
 
 def _read_json(path: Path) -> dict:
