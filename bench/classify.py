@@ -129,7 +129,7 @@ def table(records: list[dict]) -> str:
         r18 = r["paper_r18_28"]
         off = "–"
         if r.get("official") and r.get("official_extrapolated_from_epochs"):
-            off = f"{r['official_minutes']:.1f} (100 ep, time extrapolated from {r['official']['epochs']} measured)"
+            off = f"{r['official_minutes']:.1f} ({RECIPE_EPOCHS} ep, time extrapolated from {r['official']['epochs']} measured)"
         elif r.get("official"):
             off = f"{r['official_minutes']:.1f} (AUC {r['official']['test_auc']:.3f}, ACC {r['official']['test_acc']:.3f}, " \
                   f"{r['official']['epochs']} ep)"
