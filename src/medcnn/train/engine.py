@@ -298,7 +298,8 @@ def _saved_epoch(path: str) -> int | None:
         return None
     import torch
 
-    epoch = torch.load(path, map_location="cpu", weights_only=True).get("epoch")
+    # mmap: the tensors stay on disk, only the small "epoch" entry is read
+    epoch = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("epoch")
     return int(epoch) + 1 if epoch is not None else None
 
 
