@@ -11,6 +11,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _quiet() -> None:
+    """Benchmark logs keep the runs' own lines, without Lightning's tips and deprecation noise."""
+    try:
+        from medcnn.utils.quiet import quiet_libraries
+    except ImportError:  # the package is not importable: the script will say so itself
+        return
+    quiet_libraries()
+
+
+_quiet()
+
+
 def commit(*paths: str) -> str:
     """Short HEAD, with "-dirty" when src/ or the given bench files differ from it."""
     try:

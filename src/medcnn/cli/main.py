@@ -8,7 +8,6 @@ import json
 import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -75,12 +74,9 @@ _state = {"debug": False}
 def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library logs.")):
     _state["debug"] = debug
     if not debug:
-        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning",
-                     "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        warnings.filterwarnings("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
+        from medcnn.utils.quiet import quiet_libraries
+
+        quiet_libraries()
 
 
 @app.command()
