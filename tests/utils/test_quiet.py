@@ -1,0 +1,20 @@
+import logging
+import warnings
+
+from medcnn.utils.quiet import quiet_libraries
+
+
+def test_quiet_libraries_drops_lightning_info_and_deprecations():
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    old = log.level
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            quiet_libraries()
+            warnings.warn("old API", DeprecationWarning)
+            warnings.warn("a tip", UserWarning)
+            warnings.warn("kept", RuntimeWarning)
+        assert not log.isEnabledFor(logging.INFO) and log.isEnabledFor(logging.WARNING)
+        assert [str(w.message) for w in caught] == ["kept"]
+    finally:
+        log.setLevel(old)
