@@ -1,5 +1,6 @@
 """What every benchmark script shares: the commit label, merging records into a results file,
-and replacing a README table between two markers (all writes atomic)."""
+and replacing a README table between two markers (all writes atomic). Importing it silences
+Lightning's tips and deprecation warnings."""
 from __future__ import annotations
 
 import json
@@ -8,19 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from medcnn.utils.quiet import quiet_libraries
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _quiet() -> None:
-    """Benchmark logs keep the runs' own lines, without Lightning's tips and deprecation noise."""
-    try:
-        from medcnn.utils.quiet import quiet_libraries
-    except ImportError:  # the package is not importable: the script will say so itself
-        return
-    quiet_libraries()
-
-
-_quiet()
+quiet_libraries()  # benchmark logs keep the runs' own lines, as the CLI's do
 
 
 def commit(*paths: str) -> str:
