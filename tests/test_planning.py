@@ -57,3 +57,10 @@ def test_binary_tasks_get_balanced_weights_multiclass_none(plans):
         w = plans[n].class_weights
         assert len(w) == 2 and w[0] * list(counts.values())[0] == pytest.approx(w[1] * list(counts.values())[1], rel=1e-3)
     assert plans["bloodmnist"].class_weights == [] and plans["organamnist"].class_weights == []
+
+
+def test_multiclass_tasks_are_regularised_binary_ones_not(plans):
+    for n in ("bloodmnist", "organamnist"):
+        assert plans[n].label_smoothing == 0.1 and plans[n].optim.weight_decay == 0.05
+    for n in ("breastmnist", "pneumoniamnist", "adrenalmnist3d"):
+        assert plans[n].label_smoothing == 0.0 and plans[n].optim.weight_decay == 1e-4
