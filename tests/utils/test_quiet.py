@@ -14,8 +14,8 @@ def test_quiet_libraries_drops_lightning_info_and_deprecations():
             warnings.warn("old API", DeprecationWarning)
             warnings.warn("a tip", UserWarning)
             warnings.warn("kept", RuntimeWarning)
-        # the level itself, not isEnabledFor: another test's library may have called
-        # logging.disable(), which isEnabledFor also consults
+        # the level itself, not isEnabledFor: another test's library may have disabled the logger
+        # (logging.config with disable_existing_loggers) or called logging.disable()
         assert log.getEffectiveLevel() == logging.WARNING
         assert [str(w.message) for w in caught] == ["kept"]
     finally:
