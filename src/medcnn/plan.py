@@ -79,6 +79,10 @@ class AugmentConfig:
     ghosting: float = 0.0
     motion: float = 0.0
     window_jitter: float = 0.0
+    # classification only: MixUp / CutMix of images and labels within each batch, as the alpha of
+    # the Beta distribution of the mixing weight (0 = off; both on: one of the two per batch)
+    mixup: float = 0.0
+    cutmix: float = 0.0
 
 
 @dataclass
@@ -278,6 +282,9 @@ class Plan:
             raise ConfigError(f"tta must be none, flip or dihedral, got {self.tta!r}")
         if self.tta == "dihedral" and self.spatial_dims != 2:
             raise ConfigError("tta: dihedral is for 2D images; use flip or none for 3D")
+        if min(self.augment.mixup, self.augment.cutmix) < 0:
+            raise ConfigError(f"augment.mixup and augment.cutmix are Beta alphas >= 0 (0: off), "
+                              f"got {self.augment.mixup}, {self.augment.cutmix}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
         if self.max_minutes < 0:

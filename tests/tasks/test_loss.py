@@ -35,3 +35,22 @@ def test_deep_supervision_weights_the_heads():
     assert torch.isclose(task.step_loss((x, y, torch.empty(0))), expected, atol=1e-5)
     task.eval()
     assert task(x).shape == (2, 3, 16, 16, 16)  # inference: the main head only
+
+
+def test_mixup_trains_on_the_mixed_labels():
+    """With augment.cutmix on, the loss is the cross-entropy against the area-weighted label pair."""
+    plan = Plan(num_classes=3, label_type="multiclass", label_smoothing=0.1).validate()
+    plan.augment.p, plan.augment.cutmix = 0.0, 1.0
+    task = ClassificationTask(plan.validate().to_dict())
+    x = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    torch.manual_seed(3)
+    loss = task.step_loss((x, y))
+    torch.manual_seed(3)
+    from medcnn.transforms.mix import mix_batch
+
+    mixed, perm, lam = mix_batch(x.float() / 255, cutmix=1.0)
+    target = lam[:, None] * F.one_hot(y, 3) + (1 - lam[:, None]) * F.one_hot(y[perm], 3)
+    expected = F.cross_entropy(task(mixed).float(), target, label_smoothing=0.1)
+    assert torch.isclose(loss, expected, atol=1e-5)
+    assert not torch.isclose(loss, F.cross_entropy(task(mixed).float(), y, label_smoothing=0.1))

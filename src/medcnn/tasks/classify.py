@@ -15,6 +15,7 @@ from medcnn.models import create_model, load_plugins
 from medcnn.plan import Plan
 from medcnn.tasks.base import TaskModule
 from medcnn.transforms.augment import BatchAugment
+from medcnn.transforms.mix import mix_batch
 
 
 def build_network(plan: Plan) -> torch.nn.Module:
@@ -56,6 +57,7 @@ class ClassificationTask(TaskModule):
             self.net.to(memory_format=torch.channels_last)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``y``: class indices (B,), or for MixUp/CutMix soft targets (B, K); multi-hot for multilabel."""
         logits = logits.float()
         if self.plan.label_type == "multilabel":
             target = y.float()
@@ -63,12 +65,19 @@ class ClassificationTask(TaskModule):
                 target = target * (1 - self.plan.label_smoothing) + 0.5 * self.plan.label_smoothing
             return F.binary_cross_entropy_with_logits(logits, target)
         weight = torch.tensor(self.plan.class_weights, device=logits.device) if self.plan.class_weights else None
-        return F.cross_entropy(logits, y.long(), weight=weight, label_smoothing=self.plan.label_smoothing)
+        target = y.float() if y.ndim == 2 else y.long()
+        return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.plan.label_smoothing)
 
     def step_loss(self, batch) -> torch.Tensor:
         x, y = batch
+        aug = self.plan.augment
         with torch.no_grad():
             x = self.augment(to_float(x))
+            if aug.mixup > 0 or aug.cutmix > 0:
+                x, perm, lam = mix_batch(x, aug.mixup, aug.cutmix)
+                y = y.float() if self.plan.label_type == "multilabel" else F.one_hot(y.long(), self.plan.num_classes).float()
+                w = lam.view(-1, 1)
+                y = w * y + (1 - w) * y[perm]
         return self.loss(self(x), y)
 
     def on_validation_epoch_start(self) -> None:
