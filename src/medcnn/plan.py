@@ -200,7 +200,8 @@ class Plan:
     # >1: train this many members (seeds seed, seed+1000, ...) and average their probabilities;
     # the planner uses it for small datasets, where one model's checkpoint choice is noisy
     ensemble: int = 1
-    # test-time augmentation at predict/evaluate: none | flip | dihedral (2D, 8 rotations/mirrors);
+    # test-time augmentation at predict/evaluate: none | flip | dihedral (2D, 8 rotations/mirrors) |
+    # scale (the input and its copies zoomed by 0.9 and 1.1);
     # the planner uses the symmetries the training augmentation assumed
     tta: str = "none"
     precision: str = "auto"
@@ -278,8 +279,8 @@ class Plan:
                                    or self.label_type == "multilabel"):
             raise ConfigError(f"class_weights needs {self.num_classes} positive numbers (single-label tasks only), "
                               f"got {self.class_weights}")
-        if self.tta not in ("none", "flip", "dihedral"):
-            raise ConfigError(f"tta must be none, flip or dihedral, got {self.tta!r}")
+        if self.tta not in ("none", "flip", "dihedral", "scale"):
+            raise ConfigError(f"tta must be none, flip, dihedral or scale, got {self.tta!r}")
         if self.tta == "dihedral" and self.spatial_dims != 2:
             raise ConfigError("tta: dihedral is for 2D images; use flip or none for 3D")
         if min(self.augment.mixup, self.augment.cutmix) < 0:

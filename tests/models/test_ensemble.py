@@ -10,11 +10,28 @@ from medcnn.infer.predictor import Predictor
 from medcnn.models.ensemble import mean_probability_logits, symmetric_views
 
 
-@pytest.mark.parametrize("mode, n", [("none", 1), ("flip", 2), ("dihedral", 8)])
+@pytest.mark.parametrize("mode, n", [("none", 1), ("flip", 2), ("dihedral", 8), ("scale", 3)])
 def test_views_are_distinct_symmetries(mode, n):
     x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5)
     views = symmetric_views(x, mode)
     assert len(views) == n and len({v.numpy().tobytes() for v in views}) == n
+
+
+@pytest.mark.parametrize("spatial", [(28, 28), (20, 24, 22)])
+def test_scale_views_zoom_about_the_centre(spatial):
+    """A centred square (cube) keeps its centre and grows / shrinks by the zoom factor per axis."""
+    x = torch.zeros((1, 1) + spatial)
+    x[(0, 0) + tuple(slice(n // 2 - 4, n // 2 + 4) for n in spatial)] = 1.0
+    views = symmetric_views(x, "scale")
+    assert all(v.shape == x.shape for v in views)
+    for v, f in zip(views[1:], (0.9, 1.1)):
+        mass = v.sum() / x.sum()
+        assert abs(float(mass) - f ** len(spatial)) < 0.08
+        centre = [float((v.sum(dim=tuple(d for d in range(2, v.ndim) if d != ax)) * torch.arange(n)).sum() / v.sum())
+                  for ax, n in zip(range(2, v.ndim), spatial)]
+        assert max(abs(c - (n / 2 - 0.5)) for c, n in zip(centre, spatial)) < 0.6
+    flat = torch.full((1, 1) + spatial, 0.3)
+    assert all(torch.allclose(v, flat) for v in symmetric_views(flat, "scale"))  # border fill: no dark frame
 
 
 def test_mean_probability_logits_average_probabilities():

@@ -4,9 +4,11 @@ so everything downstream -- probabilities, temperature scaling -- treats them li
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-TTA_MODES = ("none", "flip", "dihedral")
+TTA_MODES = ("none", "flip", "dihedral", "scale")
+SCALES = (0.9, 1.1)  # "scale" views: the training augmentation's light preset scales by 0.9-1.1
 
 
 def mean_probability_logits(outputs: list[torch.Tensor], multilabel: bool) -> torch.Tensor:
@@ -30,9 +32,25 @@ class MeanEnsemble(nn.Module):
         return mean_probability_logits([m(x) for m in self.members], self.multilabel)
 
 
+def zoomed(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """The input magnified by ``factor`` about its centre, same size: resized, then centre-cropped
+    (zoom in) or padded with its border values (zoom out) -- plain ops, so ONNX export keeps them."""
+    size = x.shape[2:]
+    new = [max(1, round(n * factor)) for n in size]
+    y = F.interpolate(x, size=new, mode="bilinear" if x.ndim == 4 else "trilinear", align_corners=False)
+    pad = []
+    for n, m in zip(reversed(size), reversed(new)):  # F.pad lists the last axis first
+        lo = (n - m) // 2
+        pad += [lo, n - m - lo]
+    if factor < 1:
+        return F.pad(y, pad, mode="replicate")
+    return y[(slice(None), slice(None)) + tuple(slice(-p0, -p0 + n) for p0, n in zip(pad[::2][::-1], size))]
+
+
 def symmetric_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
     """``flip``: the input and its mirror image (last axis); ``dihedral`` (2D): the 8 rotations by
-    90 degrees and their mirror images, for images with no canonical orientation."""
+    90 degrees and their mirror images, for images with no canonical orientation; ``scale``: the
+    input and its copies magnified by SCALES, for images whose mirror image is another class."""
     if mode == "none":
         return [x]
     if mode == "flip":
@@ -42,6 +60,8 @@ def symmetric_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
             raise ValueError("dihedral test-time augmentation is 2D only")
         rots = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
         return rots + [r.flip(-1) for r in rots]
+    if mode == "scale":
+        return [x] + [zoomed(x, f) for f in SCALES]
     raise ValueError(f"unknown test-time augmentation {mode!r} (choose from {', '.join(TTA_MODES)})")
 
 
