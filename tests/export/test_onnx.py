@@ -52,6 +52,35 @@ def test_classifier_export_is_self_contained_and_predicts_like_pytorch(breast_ru
     assert np.allclose(probs.sum(1), 1, atol=1e-5) and probs.shape == (5, 2)
 
 
+def test_zoom_tta_exports_with_parity(breast_run, breast_npz, tmp_path, monkeypatch):
+    """``tta: scale`` (interpolate, then pad or crop: static sizes) goes into the graph and matches PyTorch."""
+    import dataclasses
+
+    from medcnn.export import onnx as exp
+    from medcnn.infer.predictor import Predictor
+
+    run = _copy(breast_run, tmp_path)
+    plain = exp.torch_model
+
+    def zoom_tta(run, checkpoint):
+        m = plain(run, checkpoint)
+        z = Predictor(dataclasses.replace(m.plan, tta="scale"), m.net, m.run_dir, m.checkpoint, m.temperature)
+        z.bf16 = False
+        return z
+
+    monkeypatch.setattr(exp, "torch_model", zoom_tta)
+    rec = exp.export_run(run)
+    assert rec["plan"]["tta"] == "scale"
+    assert rec["parity"]["ok"] and rec["parity"]["max_abs_diff"] <= 1e-4  # parity is against the zoomed views
+
+    import onnxruntime as ort
+
+    x = (np.load(breast_npz)["test_images"][:8, None] / 255).astype(np.float32)  # real test images
+    _, probs = ort.InferenceSession(str(run / "export" / "model.onnx")).run(None, {"image": x})
+    np.testing.assert_allclose(probs, zoom_tta(run, "best").predict_array(x), atol=1e-4)
+    assert not np.allclose(probs, plain(run, "best").predict_array(x), atol=1e-4)  # the views are in the graph
+
+
 def test_segmentation_export_masks_match_pytorch(hippo_run, hippocampus_dir, tmp_path):
     from medcnn.export.onnx import export_run
     from medcnn.infer.segmenter import Segmenter

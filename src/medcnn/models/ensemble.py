@@ -38,13 +38,13 @@ def zoomed(x: torch.Tensor, factor: float) -> torch.Tensor:
     size = x.shape[2:]
     new = [max(1, round(n * factor)) for n in size]
     y = F.interpolate(x, size=new, mode="bilinear" if x.ndim == 4 else "trilinear", align_corners=False)
-    pad = []
-    for n, m in zip(reversed(size), reversed(new)):  # F.pad lists the last axis first
-        lo = (n - m) // 2
-        pad += [lo, n - m - lo]
     if factor < 1:
+        pad = []
+        for n, m in zip(reversed(size), reversed(new)):  # F.pad lists the last axis first
+            pad += [(n - m) // 2, n - m - (n - m) // 2]
         return F.pad(y, pad, mode="replicate")
-    return y[(slice(None), slice(None)) + tuple(slice(-p0, -p0 + n) for p0, n in zip(pad[::2][::-1], size))]
+    starts = [(m - n + 1) // 2 for n, m in zip(size, new)]  # the centre crop, rounded as the padding is
+    return y[(slice(None), slice(None), *(slice(s, s + n) for s, n in zip(starts, size)))]
 
 
 def symmetric_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
