@@ -34,8 +34,8 @@ def test_budget_buys_epochs_then_ensemble_members(plans):
     breast, pneu, organ = plans["breastmnist"], plans["pneumoniamnist"], plans["organamnist"]
     assert breast.epochs == 50 and breast.ensemble == 5  # 546 images: epoch cap reached, budget left over
     assert pneu.ensemble == 1 and 25 <= pneu.epochs <= 40
-    assert organ.ensemble == 1 and organ.epochs == 20  # 10, doubled for CutMix
-    assert plans["bloodmnist"].epochs == 13  # 150k / 11959 images, no CutMix (microscopy)
+    assert organ.ensemble == 2 and organ.epochs == 20  # 10, doubled for CutMix; multi-class: two members
+    assert plans["bloodmnist"].epochs == 13 and plans["bloodmnist"].ensemble == 2  # 150k / 11959, no CutMix
     assert plans["adrenalmnist3d"].ensemble == 1
 
 
