@@ -36,9 +36,10 @@ def blind_spot(x: torch.Tensor, fraction: float, radius: int = 2,
     of a random other pixel within ``radius``; returns the masked input and the (B, C, H, W) mask.
     A network that predicts the masked pixels from their surroundings cannot copy their noise."""
     b, c, h, w = x.shape
-    mask = torch.rand(b, 1, h, w, generator=generator, device=x.device) < fraction
-    dy = torch.randint(-radius, radius + 1, (b, 1, h, w), generator=generator, device=x.device)
-    dx = torch.randint(-radius, radius + 1, (b, 1, h, w), generator=generator, device=x.device)
+    dev = generator.device if generator is not None else x.device  # a seeded CPU generator draws on the CPU
+    mask = (torch.rand(b, 1, h, w, generator=generator, device=dev) < fraction).to(x.device)
+    dy = torch.randint(-radius, radius + 1, (b, 1, h, w), generator=generator, device=dev).to(x.device)
+    dx = torch.randint(-radius, radius + 1, (b, 1, h, w), generator=generator, device=dev).to(x.device)
     dx = torch.where((dy == 0) & (dx == 0), torch.ones_like(dx), dx)  # never the pixel itself
     yy = (torch.arange(h, device=x.device).view(1, 1, h, 1) + dy).abs()
     yy = torch.where(yy > h - 1, 2 * (h - 1) - yy, yy)  # reflect at the borders

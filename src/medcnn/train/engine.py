@@ -163,6 +163,7 @@ def train(plan: Plan, data: ClassificationData, run_dir: Path, *, overwrite: boo
     if not trainer.is_global_zero:
         return run_dir
     info.update(threads=torch.get_num_threads(),  # per process: Lightning shares the cores between processes
+                device=str(trainer.strategy.root_device),  # where it trained: cpu, cuda:0, ...
                 finished=time.strftime("%Y-%m-%dT%H:%M:%S"), train_seconds=round(time.perf_counter() - t0, 2),
                 best_val_score=float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
                 best_checkpoint=os.path.relpath(ckpt.best_model_path, run_dir) if ckpt.best_model_path else None,
