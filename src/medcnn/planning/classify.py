@@ -121,31 +121,37 @@ def balanced_class_weights(counts: dict[str, int]) -> list[float]:
     return [round(n / (k * max(c, 1)), 4) for c in counts.values()]
 
 
-def regularisation_for(label_type: str, num_classes: int) -> tuple[float, float]:
+def is_multiclass(label_type: str, num_classes: int) -> bool:
+    """One label among more than two classes (neither binary nor multi-label): the tasks that the
+    three rules below (regularisation, ensemble size, CutMix) single out."""
+    return label_type == "multiclass" and num_classes > 2
+
+
+def regularisation_for(multiclass: bool) -> tuple[float, float]:
     """(label smoothing, weight decay). Multi-class tasks get 0.1 and 0.05: the default's training loss
     falls to .005 on OrganAMNIST's 34k slices (memorised) and test ACC went .928 -> .941 on the same
     seed, at no cost in time (bench/results/EXPERIMENTS.md, session 17). Binary tasks keep 0 and 1e-4:
     their balanced class weights were measured with those, and their AUC/ACC rows meet the paper."""
-    if label_type == "multiclass" and num_classes > 2:
+    if multiclass:
         return 0.1, 0.05
     return 0.0, OptimConfig().weight_decay
 
 
-def members_for(budget_members: int, label_type: str, num_classes: int) -> int:
+def members_for(budget_members: int, multiclass: bool) -> int:
     """Ensemble size: what the sample budget leaves over, and at least MULTICLASS_MEMBERS for
     multi-class tasks. Two members averaged, from the benchmark's three single runs at 1caa43a:
     OrganAMNIST validation ACC .9941 -> .9959 (test .9504 -> .9549), BloodMNIST .9706 -> .9714
     (test .9649 -> .9652); a third member added nothing on validation. It doubles the training time
     of a set that is large enough to train one member only (OrganAMNIST 21 -> ~42 min on 2 cores)."""
-    return max(budget_members, MULTICLASS_MEMBERS) if label_type == "multiclass" and num_classes > 2 else budget_members
+    return max(budget_members, MULTICLASS_MEMBERS) if multiclass else budget_members
 
 
-def cutmix_for(label_type: str, num_classes: int, aug) -> float:
+def cutmix_for(multiclass: bool, aug) -> float:
     """CutMix alpha (0: off). On for multi-class tasks whose images have an orientation (CT/MR slices,
     X-rays): OrganAMNIST test ACC .941 -> .952 with CutMix and twice the epochs, validation ACC up
     too. Off for orientation-free images (microscopy, pathology, dermatoscopy), whose class lies in
     one centred cell or lesion: BloodMNIST lost 0.7 % test ACC with it (session 18)."""
-    if label_type == "multiclass" and num_classes > 2 and aug.rotate_deg < 180:
+    if multiclass and aug.rotate_deg < 180:
         return 1.0
     return 0.0
 
@@ -155,15 +161,15 @@ def default_plan(data: ClassificationData, data_arg: str) -> Plan:
     dims, size = data.spatial_dims, int(max(fp["size"]))
     n_train = fp["n"]["train"]
     epochs = int(np.clip(round(SAMPLE_BUDGET[dims] / max(n_train, 1)), *EPOCHS))
-    members = members_for(int(np.clip(SAMPLE_BUDGET[dims] // (max(n_train, 1) * epochs), 1, MAX_MEMBERS)),
-                          data.label_type, data.num_classes)
+    multiclass = is_multiclass(data.label_type, data.num_classes)
+    members = members_for(int(np.clip(SAMPLE_BUDGET[dims] // (max(n_train, 1) * epochs), 1, MAX_MEMBERS)), multiclass)
     batch = (128 if size <= 64 else 64 if size <= 128 else 32) if dims == 2 else (32 if size <= 32 else 8)
     batch = max(8, min(batch, n_train // 4 or 8))
     intensity = "uint8" if fp["dtype"] == "uint8" else "percentile"
     std = [max(s, 1e-3) for s in fp["intensity"]["std"]]
     aug = augment_for(fp)
-    smoothing, decay = regularisation_for(data.label_type, data.num_classes)
-    aug.cutmix = cutmix_for(data.label_type, data.num_classes, aug)
+    smoothing, decay = regularisation_for(multiclass)
+    aug.cutmix = cutmix_for(multiclass, aug)
     if aug.cutmix:  # mixed images teach more slowly: twice the epochs (OrganAMNIST 10 -> 20: test ACC .947 -> .952)
         epochs = min(2 * epochs, EPOCHS[1])
     plan = Plan(
