@@ -5,7 +5,7 @@
 # chosen on validation, test Dice on the 52 held-out cases) with the time budget off and fixed epochs.
 # Run on a lent GPU machine from the repository root, with the missing wheels in .whl/ (monai,
 # kornia, kornia_rs, nibabel, pydicom) and $MEDCNN_DATA/msd_task04_hippocampus in .gpudata/ (both
-# git-ignored, carried; bench/gpu/setup.sh). Results: bench/results/EXPERIMENTS_segment.md, "GPU probes".
+# git-ignored, carried; bench/gpu/setup.sh). Results: bench/results/EXPERIMENTS_segment.md, "Session 28".
 source bench/gpu/setup.sh
 R=/tmp/runs; mkdir -p $R
 nvidia-smi -L 2>&1 | tee $OUT/env.txt

@@ -2,8 +2,8 @@
 project's CPU machines; run on a lent GPU machine by bench/gpu/cuda_check.sh).
 
 What this guards: random draws or constants made on the CPU and applied to tensors on the GPU (the
-segmentation augmentation failed that way until session 28), and outputs that must not depend on
-where the network ran (NIfTI masks, JSON results).
+segmentation augmentation and Noise2Void validation failed that way until session 28), and the
+outputs written after GPU training (evaluation, NIfTI masks on the input's grid, predictions).
 """
 from __future__ import annotations
 
@@ -45,15 +45,15 @@ def test_segmentation_augmentation_runs_on_the_gpu(hippocampus_dir):
 
 
 def test_classification_2d_and_3d(breast_npz, medmnist_dir, tmp_path):
+    from medcnn.data.classification import load_classification
+    from medcnn.infer.predictor import Predictor
+
     for name, npz in (("breast", breast_npz), ("adrenal", medmnist_dir / "adrenalmnist3d.npz")):
         run = tmp_path / name
         assert main(["train", str(npz), "--out", str(run), "--epochs", "2", "--set", "ensemble=1",
                      "--no-progress"]) == 0
         _trained_on_gpu(run)
         assert main(["evaluate", str(run), "--json"]) == 0
-        from medcnn.data.classification import load_classification
-        from medcnn.infer.predictor import Predictor
-
         x, _ = load_classification(str(npz)).split("test")
         probs = Predictor.from_run(run, "best").predict_array(x[:4])
         assert probs.shape[0] == 4 and np.allclose(probs.sum(1), 1, atol=1e-3)
