@@ -55,6 +55,7 @@ def run_one(name: str, out: Path, sets: list[str]) -> dict:
     run = train(plan, data, out / name, overwrite=True, progress=False)
     info = json.loads((run / "run.json").read_text())
     plan = Plan.load(run / "plan.yaml")  # the epochs actually trained (cut to the time budget)
+    member_epochs = [Plan.load(run / m["dir"] / "plan.yaml").epochs for m in info.get("members", [])]
     rep = evaluate_segment_run(run, "test")
     rec = {"dataset": name, "dice_mean": round(rep["dice_mean"], 4),
            "per_label": {k: {m: round(v[m], 4) for m in ("dice", "iou", "hd95_mm", "assd_mm", "size_correlation",
@@ -63,8 +64,10 @@ def run_one(name: str, out: Path, sets: list[str]) -> dict:
            "train_minutes": round(info["train_seconds"] / 60, 2), "best_val_dice": info.get("best_val_score"),
            "infer_s_per_case": round(rep["infer_s_per_case"], 3),
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-           "epochs": plan.epochs, "patch": plan.segment.patch_size, "batch": plan.batch_size,
+           "epochs": sum(member_epochs) if member_epochs else plan.epochs, "ensemble": plan.ensemble,
+           "member_epochs": member_epochs or None, "patch": plan.segment.patch_size, "batch": plan.batch_size,
            "model": plan.model.name, "model_kwargs": plan.model.kwargs, "tta_flips": plan.mirror_tta,
+           "tta_shift": plan.segment.tta_shift,
            "precision": info.get("precision"), "time_budget": info.get("time_budget"), "reference": REFERENCE[name]}
     if "fov" in rep:
         rec.update({k: round(rep["fov"][k], 4) for k in ("f1", "auc", "acc", "sensitivity", "specificity")})
@@ -78,7 +81,11 @@ def table(records: list[dict]) -> str:
     for r in records:
         per = "; ".join(f"{k} {v['dice']:.3f}" for k, v in r["per_label"].items())
         fov = f"{r['f1']:.3f} / {r['auc']:.3f} / {r['acc']:.3f}" if r.get("f1") is not None else "–"
-        net = f"{r['model']} {r['model_kwargs'].get('filters')}, {'×'.join(map(str, r['patch']))}, {r['epochs']} ep"
+        ep = f"{r['epochs']} ep" if not r.get("member_epochs") else \
+            f"{len(r['member_epochs'])} members × {'/'.join(map(str, r['member_epochs']))} ep"
+        net = f"{r['model']} {r['model_kwargs'].get('filters')}, {'×'.join(map(str, r['patch']))}, {ep}"
+        if r.get("tta_shift"):
+            net += f", shifted views ±{r['tta_shift']} vox"
         lines.append(f"| {r['dataset']} ({r['n_test']} test cases) | {r['dice_mean']:.3f} | {per} | {fov} | {r['reference']} | "
                      f"{r['train_minutes']:.1f} | {r['infer_s_per_case']:.2f} | {r['peak_rss_mb']:.0f} | {net} | "
                      f"`{r['commit']}` |")

@@ -24,7 +24,7 @@ TRANSFER_STRATEGIES = ("finetune", "linear-probe", "freeze-then-unfreeze")
 # task pretrain: contrastive (a classification backbone, 2D image pools) | restoration (the planned
 # segmentation U-Net restores corrupted patches of a segmentation dataset's images, 2D or 3D)
 PRETEXTS = ("contrastive", "restoration")
-SPLIT_KEYS = ("test_fraction", "val_fraction", "fold", "folds", "seed", "train_fraction")  # segment.split
+SPLIT_KEYS = ("test_fraction", "val_fraction", "fold", "folds", "seed", "train_fraction", "subset_seed")  # segment.split
 
 
 @dataclass
@@ -122,6 +122,8 @@ class SegmentConfig:
     # may see a larger window than it trained on, so a whole small case takes one window, not eight
     infer_patch_size: list[int] = field(default_factory=list)
     tta_flips: bool = False  # average predictions over mirrorings (each spatial axis) at inference
+    # > 0: also average over copies of the case moved by this many voxels along each axis (2**dims views)
+    tta_shift: int = 0
     # spatial axes (0 = first) along which mirroring keeps the labels right: training mirrors (augment.flip)
     # and inference averages mirrored views only along these. The planner drops an axis along which
     # the label classes lie in a fixed order (hippocampus: anterior before posterior)
@@ -132,7 +134,8 @@ class SegmentConfig:
     use_fov: bool = False  # restrict loss and metrics to the field-of-view mask (DRIVE-style data)
     val_every: int = 1  # validate (sliding windows over whole val cases) every N epochs
     # test_fraction, val_fraction, fold (k-fold), seed (of the split); train_fraction < 1 trains on that
-    # share of the training cases (at least one), drawn with the plan's seed: label-efficiency studies
+    # share of the training cases (at least one), drawn with subset_seed (default: the plan's seed; an
+    # ensemble's members keep the run's): label-efficiency studies
     split: dict[str, Any] = field(default_factory=lambda: {"test_fraction": 0.2, "val_fraction": 0.2, "fold": None})
 
 
@@ -237,6 +240,9 @@ class Plan:
                 raise ConfigError(f"segment.split: unknown {', '.join(sorted(unknown))} (known: {', '.join(SPLIT_KEYS)})")
             if not 0.0 < float(seg.split.get("train_fraction", 1.0)) <= 1.0:
                 raise ConfigError(f"segment.split.train_fraction must be in (0, 1], got {seg.split['train_fraction']}")
+            if not 0 <= seg.tta_shift < min(window_of(seg)):
+                raise ConfigError(f"segment.tta_shift must be 0 (off) or a number of voxels below the window, "
+                                  f"got {seg.tta_shift}")
             if any(not 0 <= a < 3 for a in seg.mirror_axes):
                 raise ConfigError(f"segment.mirror_axes are spatial axes 0, 1 or 2, got {seg.mirror_axes}")
             modes = ("none", "largest_component", "fill_holes", "largest_component+fill_holes")
@@ -275,6 +281,8 @@ class Plan:
                         ("ensemble", self.ensemble)):
             if v < 1:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
+        if self.ensemble > 1 and self.task not in ("classify", "segment"):
+            raise ConfigError(f"ensemble: {self.ensemble} is for classify and segment plans, not {self.task}")
         if self.class_weights and (len(self.class_weights) != self.num_classes or min(self.class_weights) <= 0
                                    or self.label_type == "multilabel"):
             raise ConfigError(f"class_weights needs {self.num_classes} positive numbers (single-label tasks only), "

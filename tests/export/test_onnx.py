@@ -100,7 +100,11 @@ def test_segmentation_export_masks_match_pytorch(hippo_run, hippocampus_dir, tmp
     assert main(["predict", str(run), str(case), "--engine", "onnx", "--out", str(out)]) == 0
     mask = nib.load(str(next(out.rglob("mask.nii.gz"))))
     assert np.allclose(mask.affine, nib.load(str(case)).affine)
-    assert np.array_equal(np.asarray(mask.dataobj), p_onnx.argmax(0).numpy())  # no post-processing chosen
+    from medcnn.infer.segmenter import postprocess
+
+    # the run's post-processing, if `evaluate` chose one (test order: test_segment may evaluate hippo_run first)
+    expected = postprocess(p_onnx.argmax(0).numpy().astype(np.uint8), ref.post, ref.plan.num_classes)
+    assert np.array_equal(np.asarray(mask.dataobj), expected)
 
 
 def test_enhancement_export_restores_like_pytorch(enhance_run, mr_dir, tmp_path):

@@ -36,3 +36,38 @@ def test_batched_views_equal_the_mean_of_single_views(hippocampus_dir, monkeypat
             views.append(y.flip(axes) if axes else y)
     assert got.shape == (3, *x.shape[1:])
     assert torch.allclose(got, torch.stack(views).mean(0), atol=1e-4)
+
+
+def test_shifted_views_are_the_mean_of_explicitly_moved_copies(hippocampus_dir):
+    """``shift``: each view is the case moved by 0 or ``shift`` voxels along every axis inside zero
+    padding; its logits are moved back, so a view-by-view reference can be built by hand."""
+    from monai.networks.nets import UNet
+
+    from medcnn.infer.sliding import shift_offsets
+
+    data = load_segmentation(hippocampus_dir)
+    image, _, _ = read_case(data.cases[1], data.labels)
+    x = torch.as_tensor(image.array, dtype=torch.float32)
+    x = (x - x.mean()) / x.std()
+    torch.manual_seed(0)
+    net = UNet(3, 1, 3, channels=(4, 8, 16), strides=(2, 2), num_res_units=0).eval()
+    patch, s = [32, 32, 32], 3
+    got = sliding_logits(net, x, patch, overlap=0.25, batch_size=4, shift=s, flips=[0], num_classes=3)
+    views = []
+    for o in shift_offsets(3, s):
+        moved = torch.nn.functional.pad(x, [v for d in reversed(range(3)) for v in (o[d], s - o[d])])
+        y = sliding_logits(net, moved, patch, overlap=0.25, batch_size=4, flips=[0])
+        views.append(y[(slice(None), *(slice(o[d], o[d] + x.shape[1 + d]) for d in range(3)))])
+    assert len(views) == 8 and got.shape == (3, *x.shape[1:])
+    assert torch.allclose(got, torch.stack(views).mean(0), atol=1e-4)
+    assert not torch.allclose(views[0], views[-1], atol=1e-3)  # the strided network sees different views
+
+
+def test_shifted_views_change_nothing_for_a_pointwise_network(hippocampus_dir):
+    data = load_segmentation(hippocampus_dir)
+    image, _, _ = read_case(data.cases[0], data.labels)
+    x = torch.as_tensor(image.array, dtype=torch.float32)
+    torch.manual_seed(0)
+    net = torch.nn.Conv3d(1, 3, 1).eval()
+    plain = sliding_logits(net, x, [24, 24, 24], overlap=0.5)
+    assert torch.allclose(sliding_logits(net, x, [24, 24, 24], overlap=0.5, shift=5), plain, atol=1e-4)

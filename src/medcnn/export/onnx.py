@@ -102,6 +102,7 @@ def _graph(model) -> tuple[nn.Module, torch.Tensor, dict, list[str], list[str], 
                 "outside_the_graph": {"sliding_window": {"size": window, "overlap": plan.segment.sw_overlap,
                                                          "weighting": "gaussian"},
                                       "mirrored_views": plan.mirror_tta,
+                                      "shifted_views_voxels": plan.segment.tta_shift,
                                       "normalization": plan.segment.normalization,
                                       "target_spacing": plan.segment.target_spacing,
                                       "postprocess": model.post, "class_names": plan.class_names}}
@@ -149,7 +150,7 @@ def checkpoint_files(run: Path, plan: Plan, checkpoint: str) -> list[Path]:
 
     if checkpoint not in CHECKPOINTS:
         return [Path(checkpoint)]
-    if plan.task == "classify" and plan.ensemble > 1:
+    if plan.ensemble > 1:
         from medcnn.train.engine import member_dirs
 
         return [m / CHECKPOINTS[checkpoint] for m in member_dirs(run, plan)]
@@ -188,7 +189,7 @@ def export_run(run: str | Path, checkpoint: str = "best", inputs: list[Path] | N
             "format": "onnx", "opset": OPSET, "task": plan.task, "checkpoint": checkpoint,
             "checkpoint_sha256": {str(p.relative_to(run)) if p.is_relative_to(run) else str(p): file_sha256(p)
                                   for p in checkpoint_files(run, plan, checkpoint)},
-            "ensemble": plan.ensemble if plan.task == "classify" else 1, **info,
+            "ensemble": plan.ensemble, **info,
             "torch": torch.__version__, "onnx": onnx.__version__, "export_seconds": round(export_s, 1),
             "plan": plan.to_dict()}
         from medcnn.infer.onnx_net import OnnxNet

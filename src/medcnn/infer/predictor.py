@@ -65,10 +65,19 @@ def _load_net(ckpt_path: Path) -> tuple[Plan, torch.nn.Module]:
 
 
 def load_run(run: str | Path, checkpoint: str = "best") -> tuple[Path, Plan, torch.nn.Module]:
-    """(run folder, plan, network with the checkpoint's weights) of a run folder."""
+    """(run folder, plan, network with the checkpoint's weights) of a run folder. An ensemble run
+    (``ensemble: k > 1``) gives its own plan and the members' networks averaged (``MeanEnsemble``)."""
     run = Path(run)
     if not run.is_dir():
         raise RunFolderError("run folder not found", run)
+    if checkpoint in CHECKPOINTS and (run / "plan.yaml").is_file():
+        top = Plan.load(run / "plan.yaml")
+        if top.ensemble > 1:
+            from medcnn.models.ensemble import MeanEnsemble
+            from medcnn.train.engine import member_dirs
+
+            nets = [_load_net(_checkpoint_path(m, checkpoint))[1] for m in member_dirs(run, top)]
+            return run, top, MeanEnsemble(nets, top.label_type)
     plan, net = _load_net(_checkpoint_path(run, checkpoint))
     return run, plan, net
 
@@ -129,15 +138,9 @@ class Predictor:
 
             plan, net = onnx_model(run, checkpoint)
             return cls(plan, net, run, f"{checkpoint} (onnx)", _temperature(run, checkpoint))
-        if checkpoint in CHECKPOINTS and (run / "plan.yaml").is_file():
-            top = Plan.load(run / "plan.yaml")
-            if top.ensemble > 1:
-                from medcnn.models.ensemble import MeanEnsemble
-                from medcnn.train.engine import member_dirs
-
-                nets = [_load_net(_checkpoint_path(m, checkpoint))[1] for m in member_dirs(run, top)]
-                return cls(top, MeanEnsemble(nets, top.label_type), run, f"{checkpoint} of {len(nets)} members",
-                           _temperature(run, checkpoint))
+        if checkpoint in CHECKPOINTS and (run / "plan.yaml").is_file() and Plan.load(run / "plan.yaml").ensemble > 1:
+            _, top, net = load_run(run, checkpoint)
+            return cls(top, net, run, f"{checkpoint} of {top.ensemble} members", _temperature(run, checkpoint))
         ckpt_path = _checkpoint_path(run, checkpoint)
         plan, net = _load_net(ckpt_path)
         return cls(plan, net, run if run.is_dir() else None, str(ckpt_path),

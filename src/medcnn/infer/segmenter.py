@@ -1,7 +1,8 @@
 """A trained segmentation model from its run folder: image in, label map on the image's own grid out.
 
 Steps (the plan's, as in training): normalise, resample to the plan's spacing, sliding windows
-(+ mirrored views if ``segment.tta_flips``), softmax, resample the probabilities back to the input
+(+ mirrored views if ``segment.tta_flips``, shifted views if ``segment.tta_shift``; the members of
+an ensemble run averaged), softmax, resample the probabilities back to the input
 grid, argmax, the post-processing chosen on validation (RUN/postprocess.json). The result keeps the
 input's affine, so NIfTI written from it overlays the input exactly.
 """
@@ -105,8 +106,7 @@ class Segmenter:
         seg = self.plan.segment
         return sliding_logits(self.net, x, window_of(seg), overlap=seg.sw_overlap, batch_size=2 * self.plan.batch_size,
                               flips=self.plan.mirror_tta if flips is None else flips and self.plan.mirror_axes,
-                              num_classes=self.plan.num_classes,
-                              bf16=self.bf16)
+                              num_classes=self.plan.num_classes, bf16=self.bf16, shift=seg.tta_shift)
 
     def probabilities(self, image: Image, flips: bool | None = None) -> torch.Tensor:
         """(K, *spatial) class probabilities on the input's grid."""

@@ -159,7 +159,7 @@ def evaluate_segment_run(run: str | Path, split: str = "test", checkpoint: str =
                         "size_abs_error_pct": float(np.mean(np.abs(preds - refs) / np.maximum(refs, 1e-9)) * 100)}
     report: dict[str, Any] = {
         "split": split, "n": len(rows), "checkpoint": checkpoint, "data": plan.data, "postprocess": post,
-        "tta_flips": plan.mirror_tta,
+        "tta_flips": plan.mirror_tta, "tta_shift": plan.segment.tta_shift, "ensemble": plan.ensemble,
         "dice_mean": float(np.mean([v["dice"] for v in per_label.values()])),
         "per_label": per_label, "size_unit": "mm3" if plan.spatial_dims == 3 else "mm2",
         "infer_s_per_case": float(np.mean(times)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -259,12 +259,16 @@ def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resu
     elif primary:
         run_dir = prepare_run_dir(run_dir, kw["overwrite"])
         plan.save(run_dir / "plan.yaml")
-        _write_split(run_dir, data)
+        if plan.task == "classify":
+            _write_split(run_dir, data)
     t0 = time.perf_counter()
     members = []
     for i, m_dir in enumerate(member_dirs(run_dir, plan)):
         m_plan = dataclasses.replace(plan, ensemble=1, seed=member_seed(plan.seed, i),
                                      max_minutes=plan.max_minutes / plan.ensemble)  # the budget is the whole run's
+        if plan.task == "segment":  # every member trains on the same cases (a train_fraction subset included)
+            m_plan = dataclasses.replace(m_plan, segment=dataclasses.replace(
+                plan.segment, split={"subset_seed": plan.seed, **plan.segment.split}))
         info_file = m_dir / "run.json"
         m_info = _read_json(info_file) if info_file.is_file() else {}
         if "finished" not in m_info:
@@ -278,6 +282,8 @@ def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resu
     if not primary:
         return run_dir
     _file_log(run_dir / "train.log")
+    if plan.task == "segment":  # the members' common case split is the run's (evaluate reads it)
+        atomic_write_json(run_dir / "split.json", _read_json(run_dir / "members" / "m0" / "split.json"))
     scores = [m["best_val_score"] for m in members if m.get("best_val_score") is not None]
     info = {k: members[0][k] for k in ("medcnn", "torch", "lightning", "data", "precision", "threads", "n")}
     info.update(command=" ".join(sys.argv), ensemble=plan.ensemble, resumed=resume, val_metric=plan.val_metric,

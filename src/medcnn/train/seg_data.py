@@ -26,7 +26,7 @@ def case_split(plan: Plan, data: SegmentationData) -> dict[str, list[str]]:
     frac = float(s.get("train_fraction", 1.0))  # checked by Plan.validate
     if frac < 1.0:  # val and test stay as they are: only the labelled training cases shrink
         n = max(1, int(round(len(split["train"]) * frac)))
-        keep = np.random.default_rng(plan.seed).choice(len(split["train"]), n, replace=False)
+        keep = np.random.default_rng(int(s.get("subset_seed", plan.seed))).choice(len(split["train"]), n, replace=False)
         split["train"] = sorted(split["train"][i] for i in keep)
     return split
 
