@@ -16,17 +16,21 @@ def test_mirror_axes_cover_every_spatial_axis():
     assert mirror_axes(3, [2, 0]) == [(), (2,), (4,), (2, 4)]
 
 
-@pytest.mark.parametrize("view_bytes", [sliding.VIEW_BYTES, 1])  # views batched together / one at a time
-def test_batched_views_equal_the_mean_of_single_views(hippocampus_dir, monkeypatch, view_bytes):
+def _case_and_unet(hippocampus_dir, i: int):
+    """Real case ``i`` (z-scored) and a small seeded 3D U-Net with two stride-2 stages."""
     from monai.networks.nets import UNet
 
-    monkeypatch.setattr(sliding, "VIEW_BYTES", view_bytes)
     data = load_segmentation(hippocampus_dir)
-    image, _, _ = read_case(data.cases[0], data.labels)
+    image, _, _ = read_case(data.cases[i], data.labels)
     x = torch.as_tensor(image.array, dtype=torch.float32)
-    x = (x - x.mean()) / x.std()
     torch.manual_seed(0)
-    net = UNet(3, 1, 3, channels=(4, 8, 16), strides=(2, 2), num_res_units=0).eval()
+    return (x - x.mean()) / x.std(), UNet(3, 1, 3, channels=(4, 8, 16), strides=(2, 2), num_res_units=0).eval()
+
+
+@pytest.mark.parametrize("view_bytes", [sliding.VIEW_BYTES, 1])  # views batched together / one at a time
+def test_batched_views_equal_the_mean_of_single_views(hippocampus_dir, monkeypatch, view_bytes):
+    monkeypatch.setattr(sliding, "VIEW_BYTES", view_bytes)
+    x, net = _case_and_unet(hippocampus_dir, 0)
     patch = [32, 32, 32]  # smaller than the volume: several windows
     got = sliding_logits(net, x, patch, overlap=0.25, batch_size=3, flips=True, num_classes=3)
     views = []
@@ -41,16 +45,9 @@ def test_batched_views_equal_the_mean_of_single_views(hippocampus_dir, monkeypat
 def test_shifted_views_are_the_mean_of_explicitly_moved_copies(hippocampus_dir):
     """``shift``: each view is the case moved by 0 or ``shift`` voxels along every axis inside zero
     padding; its logits are moved back, so a view-by-view reference can be built by hand."""
-    from monai.networks.nets import UNet
-
     from medcnn.infer.sliding import shift_offsets
 
-    data = load_segmentation(hippocampus_dir)
-    image, _, _ = read_case(data.cases[1], data.labels)
-    x = torch.as_tensor(image.array, dtype=torch.float32)
-    x = (x - x.mean()) / x.std()
-    torch.manual_seed(0)
-    net = UNet(3, 1, 3, channels=(4, 8, 16), strides=(2, 2), num_res_units=0).eval()
+    x, net = _case_and_unet(hippocampus_dir, 1)
     patch, s = [32, 32, 32], 3
     got = sliding_logits(net, x, patch, overlap=0.25, batch_size=4, shift=s, flips=[0], num_classes=3)
     views = []
