@@ -10,7 +10,7 @@ from medcnn.planning.segment import default_plan
 from medcnn.train.engine import member_dirs, train
 
 TINY = ["epochs=1", "segment.patches_per_epoch=12", "segment.val_every=1", "segment.target_spacing=[]",
-        "segment.split={test_fraction: 0.02, val_fraction: 0.02, fold: null, train_fraction: 0.5}"]
+        "segment.split={test_fraction: 0.02, val_fraction: 0.02, fold: null, train_fraction: 0.1}"]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_members_share_the_split_and_the_run_has_it(hippo_ensemble):
     top = json.loads((run / "split.json").read_text())
     for m in member_dirs(run, plan):  # the train_fraction subset too, although the members' seeds differ
         assert json.loads((m / "split.json").read_text()) == top
-    assert len(top["train"]) == round(0.5 * (260 - len(top["val"]) - len(top["test"])))
+    assert len(top["train"]) == round(0.1 * (260 - len(top["val"]) - len(top["test"])))
 
 
 def test_ensemble_probabilities_are_the_members_mean(hippo_ensemble):
