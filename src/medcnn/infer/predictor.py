@@ -138,13 +138,12 @@ class Predictor:
 
             plan, net = onnx_model(run, checkpoint)
             return cls(plan, net, run, f"{checkpoint} (onnx)", _temperature(run, checkpoint))
-        if checkpoint in CHECKPOINTS and (run / "plan.yaml").is_file() and Plan.load(run / "plan.yaml").ensemble > 1:
-            _, top, net = load_run(run, checkpoint)
-            return cls(top, net, run, f"{checkpoint} of {top.ensemble} members", _temperature(run, checkpoint))
-        ckpt_path = _checkpoint_path(run, checkpoint)
-        plan, net = _load_net(ckpt_path)
-        return cls(plan, net, run if run.is_dir() else None, str(ckpt_path),
-                   _temperature(run, checkpoint) if run.is_dir() else 1.0)
+        if not run.is_dir():  # a checkpoint file given on its own
+            plan, net = _load_net(_checkpoint_path(run, checkpoint))
+            return cls(plan, net, None, checkpoint, 1.0)
+        _, plan, net = load_run(run, checkpoint)  # every member's checkpoint for an ensemble run
+        what = f"{checkpoint} of {plan.ensemble} members" if plan.ensemble > 1 else str(_checkpoint_path(run, checkpoint))
+        return cls(plan, net, run, what, _temperature(run, checkpoint))
 
     # ---- arrays ------------------------------------------------------------------------
     def predict_array(self, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
