@@ -67,7 +67,7 @@ def run_one(name: str, out: Path, sets: list[str]) -> dict:
            "epochs": sum(member_epochs) if member_epochs else plan.epochs, "ensemble": plan.ensemble,
            "member_epochs": member_epochs or None, "patch": plan.segment.patch_size, "batch": plan.batch_size,
            "model": plan.model.name, "model_kwargs": plan.model.kwargs, "tta_flips": plan.mirror_tta,
-           "tta_shift": plan.segment.tta_shift,
+           "tta_shift": plan.segment.tta_shift, "cross_validation": plan.segment.split.get("fold") == "cv",
            "precision": info.get("precision"), "time_budget": info.get("time_budget"), "reference": REFERENCE[name]}
     if "fov" in rep:
         rec.update({k: round(rep["fov"][k], 4) for k in ("f1", "auc", "acc", "sensitivity", "specificity")})
@@ -82,7 +82,8 @@ def table(records: list[dict]) -> str:
         per = "; ".join(f"{k} {v['dice']:.3f}" for k, v in r["per_label"].items())
         fov = f"{r['f1']:.3f} / {r['auc']:.3f} / {r['acc']:.3f}" if r.get("f1") is not None else "–"
         ep = f"{r['epochs']} ep" if not r.get("member_epochs") else \
-            f"{len(r['member_epochs'])} members × {'/'.join(map(str, r['member_epochs']))} ep"
+            f"{len(r['member_epochs'])} {'folds' if r.get('cross_validation') else 'members'} × " \
+            f"{'/'.join(map(str, r['member_epochs']))} ep"
         net = f"{r['model']} {r['model_kwargs'].get('filters')}, {'×'.join(map(str, r['patch']))}, {ep}"
         if r.get("tta_shift"):
             net += f", shifted views ±{r['tta_shift']} vox"

@@ -66,3 +66,21 @@ def test_preset_override_applies_the_preset():
     assert heavy.augment.rotate_deg == 25.0 and heavy.augment.flip is False
     with pytest.raises(ConfigError, match="preset"):
         plan.override(["augment.preset=strong"])
+
+
+@pytest.mark.parametrize("sets, msg", [
+    (["segment.split.fold=cv"], "set ensemble to the number of folds"),
+    (["ensemble=3", "segment.split={fold: cv, folds: 5}"], "folds \\(5\\) must equal ensemble \\(3\\)"),
+    (["segment.split.fold=5"], "fold 0..4"),
+    (["segment.split={fold: 1, folds: 1}"], "fold"),
+    (["segment.split.fold=first"], "fold"),
+])
+def test_segmentation_folds_are_checked(sets, msg):
+    from medcnn.plan import Preprocessing, SegmentConfig
+
+    plan = Plan(task="segment", spatial_dims=3, preprocessing=Preprocessing(input_size=[32, 48, 32]),
+                segment=SegmentConfig(patch_size=[32, 48, 32]))
+    with pytest.raises(ConfigError, match=msg):
+        plan.override(sets)
+    assert plan.override(["ensemble=5", "segment.split.fold=cv"]).segment.split["fold"] == "cv"
+    assert plan.override(["segment.split={fold: 2, folds: 3}"]).segment.split["fold"] == 2

@@ -133,7 +133,8 @@ class SegmentConfig:
     postprocess: str = "none"
     use_fov: bool = False  # restrict loss and metrics to the field-of-view mask (DRIVE-style data)
     val_every: int = 1  # validate (sliding windows over whole val cases) every N epochs
-    # test_fraction, val_fraction, fold (k-fold), seed (of the split); train_fraction < 1 trains on that
+    # test_fraction, val_fraction, fold (k of folds: k-fold cross-validation; cv with ensemble: k > 1 trains
+    # one member per fold), seed (of the split); train_fraction < 1 trains on that
     # share of the training cases (at least one), drawn with subset_seed (default: the plan's seed; an
     # ensemble's members keep the run's): label-efficiency studies
     split: dict[str, Any] = field(default_factory=lambda: {"test_fraction": 0.2, "val_fraction": 0.2, "fold": None})
@@ -220,6 +221,21 @@ class Plan:
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)  # task: enhance only
     fingerprint: dict[str, Any] = field(default_factory=dict)  # informational, from `medcnn plan`
 
+    def _check_fold(self, split: dict[str, Any]) -> None:
+        """``fold``: None (a ``val_fraction`` split), k in 0..folds-1, or ``cv`` (an ensemble with one member per fold)."""
+        fold, folds = split.get("fold"), split.get("folds")
+        if fold == "cv":
+            if self.ensemble < 2:
+                raise ConfigError("segment.split.fold: cv trains one member per fold; set ensemble to the number of "
+                                  "folds (e.g. --set ensemble=5)")
+            if folds is not None and int(folds) != self.ensemble:
+                raise ConfigError(f"segment.split.fold: cv has one fold per member: folds ({folds}) must equal "
+                                  f"ensemble ({self.ensemble})")
+        elif fold is not None:
+            n = int(folds if folds is not None else 5)
+            if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < n or n < 2:
+                raise ConfigError(f"segment.split.fold must be empty, cv, or a fold 0..{n - 1} of folds: {n}; got {fold!r}")
+
     def validate(self) -> "Plan":
         if self.task not in TASKS:
             raise ConfigError(f"task {self.task!r} is not available (available: {', '.join(TASKS)})")
@@ -240,6 +256,7 @@ class Plan:
                 raise ConfigError(f"segment.split: unknown {', '.join(sorted(unknown))} (known: {', '.join(SPLIT_KEYS)})")
             if not 0.0 < float(seg.split.get("train_fraction", 1.0)) <= 1.0:
                 raise ConfigError(f"segment.split.train_fraction must be in (0, 1], got {seg.split['train_fraction']}")
+            self._check_fold(seg.split)
             if not 0 <= seg.tta_shift < min(window_of(seg)):
                 raise ConfigError(f"segment.tta_shift must be 0 (off) or a number of voxels below the window, "
                                   f"got {seg.tta_shift}")

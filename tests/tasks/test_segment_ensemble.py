@@ -88,3 +88,39 @@ def test_an_ensemble_with_shifted_views_exports_with_parity(hippo_ensemble, hipp
     ref.bf16 = False
     p_torch, p_onnx = ref.probabilities(image), Segmenter.from_run(run, engine="onnx").probabilities(image)
     assert float((p_torch - p_onnx).abs().max()) <= 1e-4
+
+
+def test_a_cross_validation_ensemble_validates_out_of_fold(tmp_path, hippocampus_dir):
+    """`fold: cv`: member i validates on fold i and trains on the others; the run's validation cases are
+    all non-test cases, each predicted by the member that did not train on it; test cases by both."""
+    import csv
+
+    from medcnn.cli.main import main
+
+    data = load_segmentation(hippocampus_dir)
+    cv = ["epochs=1", "segment.patches_per_epoch=12", "segment.target_spacing=[]", "ensemble=2", "seed=4",
+          "max_minutes=0", "segment.split={test_fraction: 0.95, fold: cv}"]
+    plan = default_plan(data, str(hippocampus_dir)).override(cv)
+    run = train(plan, data, tmp_path / "cv", progress=False)
+    top = json.loads((run / "split.json").read_text())
+    members = [json.loads((m / "split.json").read_text()) for m in member_dirs(run, plan)]
+    assert top["folds"] == [m["val"] for m in members] and all(m["test"] == top["test"] for m in members)
+    for m in members:
+        assert not set(m["train"]) & set(m["val"]) and sorted(m["train"] + m["val"]) == top["val"]
+    assert len(top["val"]) == 260 - len(top["test"]) and not set(top["folds"][0]) & set(top["folds"][1])
+
+    assert main(["evaluate", str(run), "--split", "val"]) == 0
+    r = json.loads((run / "eval" / "val_segment.json").read_text())
+    assert r["out_of_fold"] and r["n"] == len(top["val"])
+    rows = {row["case"]: row for row in csv.DictReader(open(run / "eval" / "val_cases.csv"))}
+    both = Segmenter.from_run(run)
+    for i, m in enumerate(member_dirs(run, plan)):  # the first case of each fold: its own member's prediction
+        case = next(c for c in data.cases if c.id == top["folds"][i][0])
+        image, _, _ = read_case(case, data.labels)
+        sizes = []
+        for seg in (Segmenter.from_run(m), both):
+            seg.post = r["postprocess"]["postprocess"]
+            label = seg.segment(image).label.array[0]
+            sizes.append([float((label == k).sum()) for k in (1, 2)])  # 1 mm voxels: mm³
+        assert sizes[0] != sizes[1]
+        assert sizes[0] == [float(rows[case.id][f"{n}_pred_size"]) for n in ("Anterior", "Posterior")]

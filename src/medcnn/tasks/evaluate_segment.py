@@ -7,6 +7,9 @@ field of view, pooled over all pixels of the split's images, as the DRIVE litera
 
 Post-processing (keep each label's largest component) is chosen here on the validation cases,
 once per run, and written to RUN/postprocess.json for predict to use.
+
+A cross-validation ensemble (``segment.split.fold: cv``) validates out-of-fold, as nnU-Net does: each
+validation case is predicted by the one member that did not train on it; test cases by all members.
 """
 from __future__ import annotations
 
@@ -74,22 +77,43 @@ def _load(run: Path):
     return plan, load_segmentation(plan.data), json.loads((run / "split.json").read_text())
 
 
-def choose_postprocess(seg: Segmenter, data, ids: list[str], run: Path) -> dict[str, Any]:
+class CaseSegmenters:
+    """The Segmenter for each case of a split: the run's own, or on the validation cases of a
+    cross-validation ensemble the member whose validation fold holds the case."""
+
+    def __init__(self, run: Path, seg: Segmenter, splits: dict[str, Any], split: str, checkpoint: str):
+        self.seg, self.owner, self.members = seg, {}, []
+        if split == "val" and splits.get("folds"):
+            from medcnn.train.engine import member_dirs
+
+            self.members = [Segmenter.from_run(d, checkpoint) for d in member_dirs(run, seg.plan)]
+            self.owner = {c: i for i, fold in enumerate(splits["folds"]) for c in fold}
+
+    def __call__(self, case_id: str) -> Segmenter:
+        return self.members[self.owner[case_id]] if case_id in self.owner else self.seg
+
+    def set_post(self, mode: str) -> None:
+        for s in [self.seg, *self.members]:
+            s.post = mode
+
+
+def choose_postprocess(segs: CaseSegmenters, data, ids: list[str], run: Path) -> dict[str, Any]:
     """The post-processing (none, keep largest component, fill holes, both) with the best mean
     validation Dice; "none" unless another beats it. Saved to RUN/postprocess.json."""
     from medcnn.data.segmentation import read_case
     from medcnn.infer.segmenter import POSTPROCESS, postprocess
     from medcnn.train.seg_data import cases_of
 
-    k = seg.plan.num_classes
+    k = segs.seg.plan.num_classes
     labels = list(range(1, k))
     scores: dict[str, list[float]] = {m: [] for m in POSTPROCESS}
     for case in cases_of(data, ids):
         image, ref, fov = read_case(case, data.labels)
-        pred = seg.probabilities(image).argmax(0).numpy().astype(np.uint8)
+        s = segs(case.id)
+        pred = s.probabilities(image).argmax(0).numpy().astype(np.uint8)
         for mode in POSTPROCESS:
             p = postprocess(pred, mode, k)
-            inside = fov.array[0] > 0 if (fov is not None and seg.plan.segment.use_fov) else None
+            inside = fov.array[0] > 0 if (fov is not None and s.plan.segment.use_fov) else None
             a, b = (p, ref.array[0]) if inside is None else (np.where(inside, p, 0), np.where(inside, ref.array[0], 0))
             m = surface_metrics(a, b, labels, image.spacing, distances=False)
             scores[mode].append(float(np.mean([m[lab]["dice"] for lab in labels])))
@@ -97,7 +121,7 @@ def choose_postprocess(seg: Segmenter, data, ids: list[str], run: Path) -> dict[
     best = max(means, key=lambda m: (means[m] - (1e-4 if m != "none" else 0.0)))
     choice = {"postprocess": best, "val_dice": means, "n_val": len(ids)}
     atomic_write_json(run / "postprocess.json", choice)
-    seg.post = best
+    segs.set_post(best)
     return choice
 
 
@@ -113,9 +137,11 @@ def evaluate_segment_run(run: str | Path, split: str = "test", checkpoint: str =
     if split not in splits or not splits[split]:
         raise RunFolderError(f"the run's split.json has no {split!r} cases", run)
     seg = Segmenter.from_run(run, checkpoint)
+    segs = CaseSegmenters(run, seg, splits, split, checkpoint)
     post = json.loads((run / "postprocess.json").read_text()) if (run / "postprocess.json").is_file() else \
-        choose_postprocess(seg, data, splits["val"], run)
-    seg.post = post["postprocess"]
+        choose_postprocess(segs if split == "val" else CaseSegmenters(run, seg, splits, "val", checkpoint),
+                           data, splits["val"], run)
+    segs.set_post(post["postprocess"])
     labels = list(range(1, plan.num_classes))
     names = {lab: plan.class_names[lab] for lab in labels}
     rows, times, pooled = [], [], {"probs": [], "ref": [], "fov": []}
@@ -124,7 +150,7 @@ def evaluate_segment_run(run: str | Path, split: str = "test", checkpoint: str =
     for i, case in enumerate(cases_of(data, splits[split])):
         image, ref, fov = read_case(case, data.labels)
         t0 = time.perf_counter()
-        result = seg.segment(image, keep_probs=plan.segment.use_fov)
+        result = segs(case.id).segment(image, keep_probs=plan.segment.use_fov)
         times.append(time.perf_counter() - t0)
         pred = result.label.array[0]
         if plan.segment.use_fov and fov is not None:  # metrics count the field of view only
@@ -160,6 +186,7 @@ def evaluate_segment_run(run: str | Path, split: str = "test", checkpoint: str =
     report: dict[str, Any] = {
         "split": split, "n": len(rows), "checkpoint": checkpoint, "data": plan.data, "postprocess": post,
         "tta_flips": plan.mirror_tta, "tta_shift": plan.segment.tta_shift, "ensemble": plan.ensemble,
+        "out_of_fold": bool(segs.members),
         "dice_mean": float(np.mean([v["dice"] for v in per_label.values()])),
         "per_label": per_label, "size_unit": "mm3" if plan.spatial_dims == 3 else "mm2",
         "infer_s_per_case": float(np.mean(times)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -227,6 +227,28 @@ def member_dirs(run_dir: Path, plan: Plan) -> list[Path]:
     return [Path(run_dir) / "members" / f"m{i}" for i in range(plan.ensemble)]
 
 
+def member_split(plan: Plan, i: int) -> dict:
+    """Member i's ``segment.split``: the run's, with the training-subset seed shared by every member;
+    in a cross-validation ensemble (``fold: cv``) member i validates on fold i of ``ensemble`` folds."""
+    split = {"subset_seed": plan.seed, **plan.segment.split}
+    if split.get("fold") == "cv":
+        split.update(fold=i, folds=plan.ensemble)
+    return split
+
+
+def ensemble_split(members: list[dict]) -> dict:
+    """The case split of an ensemble run from its members' split.json. Members sharing one split give it
+    unchanged. Cross-validation members (one validation fold each) give every non-test case as "val",
+    with the folds kept under "folds" so that `evaluate` predicts each validation case with the one
+    member that did not train on it (out-of-fold)."""
+    first = members[0]
+    if all(m["val"] == first["val"] for m in members):
+        return first
+    val = sorted({c for m in members for c in m["val"]})
+    return {"train": sorted({c for m in members for c in m["train"]}), "val": val, "test": first["test"],
+            "folds": [m["val"] for m in members]}
+
+
 def _transfer(plan: Plan, task, run_dir: Path, info: dict, resume: bool, primary: bool = True) -> list:
     """Pretrained weights into the task's network (a new run) and the strategy's callbacks; the
     names of the pretrained tensors are kept in transfer.json so a resumed run freezes the same."""
@@ -267,8 +289,7 @@ def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resu
         m_plan = dataclasses.replace(plan, ensemble=1, seed=member_seed(plan.seed, i),
                                      max_minutes=plan.max_minutes / plan.ensemble)  # the budget is the whole run's
         if plan.task == "segment":  # every member trains on the same cases (a train_fraction subset included)
-            m_plan = dataclasses.replace(m_plan, segment=dataclasses.replace(
-                plan.segment, split={"subset_seed": plan.seed, **plan.segment.split}))
+            m_plan = dataclasses.replace(m_plan, segment=dataclasses.replace(plan.segment, split=member_split(plan, i)))
         info_file = m_dir / "run.json"
         m_info = _read_json(info_file) if info_file.is_file() else {}
         if "finished" not in m_info:
@@ -282,8 +303,8 @@ def _train_ensemble(plan: Plan, data: ClassificationData, run_dir: Path, *, resu
     if not primary:
         return run_dir
     _file_log(run_dir / "train.log")
-    if plan.task == "segment":  # the members' common case split is the run's (evaluate reads it)
-        atomic_write_json(run_dir / "split.json", _read_json(run_dir / "members" / "m0" / "split.json"))
+    if plan.task == "segment":  # the members' case split is the run's (evaluate reads it)
+        atomic_write_json(run_dir / "split.json", ensemble_split([_read_json(d / "split.json") for d in member_dirs(run_dir, plan)]))
     scores = [m["best_val_score"] for m in members if m.get("best_val_score") is not None]
     info = {k: members[0][k] for k in ("medcnn", "torch", "lightning", "data", "precision", "threads", "n")}
     info.update(command=" ".join(sys.argv), ensemble=plan.ensemble, resumed=resume, val_metric=plan.val_metric,
