@@ -145,6 +145,19 @@ def window_of(seg: "SegmentConfig") -> list[int]:
     return list(seg.infer_patch_size or seg.patch_size)
 
 
+# segmentation settings that change only how a trained network predicts: a run's plan.yaml overrides
+# the ones its checkpoint was trained with (edit them there to change predict / evaluate / serve)
+INFERENCE_FIELDS = ("tta_flips", "tta_shift", "infer_patch_size", "sw_overlap")
+
+
+def with_inference_settings(plan: "Plan", source: "Plan") -> "Plan":
+    """``plan`` with the segmentation inference settings of ``source`` (checked)."""
+    if plan.task != "segment" or source.task != "segment":
+        return plan
+    seg = dataclasses.replace(plan.segment, **{f: getattr(source.segment, f) for f in INFERENCE_FIELDS})
+    return dataclasses.replace(plan, segment=seg).validate()
+
+
 @dataclass
 class EnhanceConfig:
     """Enhancement settings (task: enhance): what degradation the network learns to undo, and how

@@ -4,6 +4,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from medcnn.cli.main import main
 from medcnn.data.segmentation import load_segmentation
@@ -131,3 +132,29 @@ def test_postprocessing_on_a_real_label_map(hippocampus_dir):
     assert postprocess(noisy, "fill_holes", 3)[c] == 2
     both = postprocess(noisy, "largest_component+fill_holes", 3)
     assert (both != ref).sum() <= (noisy != ref).sum() - 9
+
+
+def test_the_run_plan_decides_the_test_time_views(hippo_run, hippocampus_dir, tmp_path):
+    """Editing RUN/plan.yaml's inference settings changes how the run predicts (the checkpoint's plan
+    holds what training used); settings that would change the network are not taken from it."""
+    import shutil
+
+    from medcnn.errors import ConfigError
+    from medcnn.infer.segmenter import Segmenter
+    from medcnn.io import read_image
+    from medcnn.plan import Plan
+
+    run = tmp_path / "hippo"
+    shutil.copytree(hippo_run, run, ignore=shutil.ignore_patterns("eval", "predictions", "export"))
+    image = read_image(sorted((hippocampus_dir / "imagesTs").glob("*.nii.gz"))[0])
+    before = Segmenter.from_run(run)
+    plan = Plan.load(run / "plan.yaml")
+    plan.override(["segment.tta_shift=2", "segment.sw_overlap=0.5", "model.kwargs.filters=[8, 16, 32, 64]"]).save(run / "plan.yaml")
+    after = Segmenter.from_run(run)
+    assert (after.plan.segment.tta_shift, after.plan.segment.sw_overlap) == (2, 0.5)
+    assert after.plan.model.kwargs == before.plan.model.kwargs  # the network comes from the checkpoint
+    assert not torch.allclose(before.probabilities(image), after.probabilities(image), atol=1e-3)
+    bad = (run / "plan.yaml").read_text().replace("tta_shift: 2", "tta_shift: 500")
+    (run / "plan.yaml").write_text(bad)
+    with pytest.raises(ConfigError, match="tta_shift"):
+        Segmenter.from_run(run)

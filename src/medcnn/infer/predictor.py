@@ -66,19 +66,23 @@ def _load_net(ckpt_path: Path) -> tuple[Plan, torch.nn.Module]:
 
 def load_run(run: str | Path, checkpoint: str = "best") -> tuple[Path, Plan, torch.nn.Module]:
     """(run folder, plan, network with the checkpoint's weights) of a run folder. An ensemble run
-    (``ensemble: k > 1``) gives its own plan and the members' networks averaged (``MeanEnsemble``)."""
+    (``ensemble: k > 1``) gives its own plan and the members' networks averaged (``MeanEnsemble``).
+    A segmentation run's plan.yaml decides the inference settings (``plan.INFERENCE_FIELDS``)."""
     run = Path(run)
     if not run.is_dir():
         raise RunFolderError("run folder not found", run)
-    if checkpoint in CHECKPOINTS and (run / "plan.yaml").is_file():
-        top = Plan.load(run / "plan.yaml")
-        if top.ensemble > 1:
-            from medcnn.models.ensemble import MeanEnsemble
-            from medcnn.train.engine import member_dirs
+    top = Plan.load(run / "plan.yaml") if (run / "plan.yaml").is_file() else None
+    if checkpoint in CHECKPOINTS and top is not None and top.ensemble > 1:
+        from medcnn.models.ensemble import MeanEnsemble
+        from medcnn.train.engine import member_dirs
 
-            nets = [_load_net(_checkpoint_path(m, checkpoint))[1] for m in member_dirs(run, top)]
-            return run, top, MeanEnsemble(nets, top.label_type)
+        nets = [_load_net(_checkpoint_path(m, checkpoint))[1] for m in member_dirs(run, top)]
+        return run, top, MeanEnsemble(nets, top.label_type)
     plan, net = _load_net(_checkpoint_path(run, checkpoint))
+    if top is not None:  # test-time views, window and overlap as the run's plan.yaml says now
+        from medcnn.plan import with_inference_settings
+
+        plan = with_inference_settings(plan, top)
     return run, plan, net
 
 

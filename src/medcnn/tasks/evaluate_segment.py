@@ -86,7 +86,11 @@ class CaseSegmenters:
         if split == "val" and splits.get("folds"):
             from medcnn.train.engine import member_dirs
 
+            from medcnn.plan import with_inference_settings
+
             self.members = [Segmenter.from_run(d, checkpoint) for d in member_dirs(run, seg.plan)]
+            for m in self.members:  # the ensemble run's test-time views, window and overlap
+                m.plan = with_inference_settings(m.plan, seg.plan)
             self.owner = {c: i for i, fold in enumerate(splits["folds"]) for c in fold}
 
     def __call__(self, case_id: str) -> Segmenter:
