@@ -52,8 +52,9 @@ class OptimConfig:
     name: str = "adamw"  # adamw | adam | sgd
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    scheduler: str = "onecycle"  # onecycle | cosine | multistep | none
+    scheduler: str = "onecycle"  # onecycle | cosine | poly (nnU-Net's (1 - step/steps)^0.9) | multistep | none
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep, as fractions of epochs
+    momentum: float = 0.9  # sgd (Nesterov); nnU-Net trains with 0.99
 
 
 @dataclass

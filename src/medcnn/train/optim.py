@@ -14,7 +14,7 @@ def make_optimizer(params, plan: Plan, total_steps: int):
     elif o.name == "adam":
         opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
     elif o.name == "sgd":
-        opt = torch.optim.SGD(params, lr=o.lr, momentum=0.9, nesterov=True, weight_decay=o.weight_decay)
+        opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=True, weight_decay=o.weight_decay)
     else:
         from medcnn.errors import ConfigError
 
@@ -29,6 +29,9 @@ def make_optimizer(params, plan: Plan, total_steps: int):
     if o.scheduler == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    if o.scheduler == "poly":  # nnU-Net: lr * (1 - step / steps) ** 0.9
+        sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=steps, power=0.9)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
     if o.scheduler == "multistep":
         ms = sorted({max(1, int(round(f * epochs))) for f in o.milestones})
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=ms, gamma=0.1)
@@ -37,4 +40,4 @@ def make_optimizer(params, plan: Plan, total_steps: int):
         return opt
     from medcnn.errors import ConfigError
 
-    raise ConfigError(f"unknown scheduler {o.scheduler!r} (onecycle | cosine | multistep | none)")
+    raise ConfigError(f"unknown scheduler {o.scheduler!r} (onecycle | cosine | poly | multistep | none)")
