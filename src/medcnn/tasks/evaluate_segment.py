@@ -84,9 +84,8 @@ class CaseSegmenters:
     def __init__(self, run: Path, seg: Segmenter, splits: dict[str, Any], split: str, checkpoint: str):
         self.seg, self.owner, self.members = seg, {}, []
         if split == "val" and splits.get("folds"):
-            from medcnn.train.engine import member_dirs
-
             from medcnn.plan import with_inference_settings
+            from medcnn.train.engine import member_dirs
 
             self.members = [Segmenter.from_run(d, checkpoint) for d in member_dirs(run, seg.plan)]
             for m in self.members:  # the ensemble run's test-time views, window and overlap
