@@ -90,7 +90,7 @@ def test_an_ensemble_with_shifted_views_exports_with_parity(hippo_ensemble, hipp
     assert float((p_torch - p_onnx).abs().max()) <= 1e-4
 
 
-def test_a_cross_validation_ensemble_validates_out_of_fold(tmp_path, hippocampus_dir):
+def test_a_cross_validation_ensemble_validates_out_of_fold(tmp_path, hippocampus_dir, capsys):
     """`fold: cv`: member i validates on fold i and trains on the others; the run's validation cases are
     all non-test cases, each predicted by the member that did not train on it; test cases by both."""
     import csv
@@ -112,6 +112,7 @@ def test_a_cross_validation_ensemble_validates_out_of_fold(tmp_path, hippocampus
     assert main(["evaluate", str(run), "--split", "val"]) == 0
     r = json.loads((run / "eval" / "val_segment.json").read_text())
     assert r["out_of_fold"] and r["n"] == len(top["val"])
+    assert "each case out-of-fold" in " ".join(capsys.readouterr().out.split())
     rows = {row["case"]: row for row in csv.DictReader(open(run / "eval" / "val_cases.csv"))}
     both = Segmenter.from_run(run)
     for i, m in enumerate(member_dirs(run, plan)):  # the first case of each fold: its own member's prediction

@@ -110,8 +110,9 @@ class SegmentJob:
 
 
 def print_evaluation(run: Path, r: dict) -> None:
-    t = Table(title=f"{run} — {r['split']} ({r['n']} cases, {r['checkpoint']} checkpoint, post-processing "
-                    f"{r['postprocess']['postprocess']})")
+    how = f"{r['ensemble']} cross-validation members, each case out-of-fold" if r.get("out_of_fold") else \
+        f"{r['checkpoint']} checkpoint" + (f" of {r['ensemble']} members" if r.get("ensemble", 1) > 1 else "")
+    t = Table(title=f"{run} — {r['split']} ({r['n']} cases, {how}, post-processing {r['postprocess']['postprocess']})")
     for c in ("label", "Dice", "IoU", "HD95 mm", "ASSD mm", f"ref {r['size_unit']}", f"pred {r['size_unit']}", "size r"):
         t.add_column(c, justify="left" if c == "label" else "right")
     for name, v in r["per_label"].items():
