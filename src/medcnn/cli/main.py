@@ -47,6 +47,8 @@ EPILOG = """Examples:
 
   medcnn train path/to/Task04_Hippocampus --out runs/hippo        (MSD / nnU-Net folder: segmentation)
 
+  medcnn train path/to/Task04_Hippocampus --out runs/hippo5 --set ensemble=5 --set segment.split.fold=cv   (nnU-Net's 5 folds)
+
   medcnn predict runs/hippo scan.nii.gz dicom_series_folder/ --out masks/
 
   medcnn compare runs/hippo before.nii.gz after.nii.gz
