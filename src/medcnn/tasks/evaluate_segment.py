@@ -79,17 +79,15 @@ def _load(run: Path):
 
 class CaseSegmenters:
     """The Segmenter for each case of a split: the run's own, or on the validation cases of a
-    cross-validation ensemble the member whose validation fold holds the case."""
+    cross-validation ensemble the member whose validation fold holds the case (its network taken
+    from the ensemble's, run with the ensemble's plan: same test-time views, window and overlap)."""
 
-    def __init__(self, run: Path, seg: Segmenter, splits: dict[str, Any], split: str, checkpoint: str):
+    def __init__(self, run: Path, seg: Segmenter, splits: dict[str, Any], split: str):
+        from medcnn.models.ensemble import MeanEnsemble
+
         self.seg, self.owner, self.members = seg, {}, []
-        if split == "val" and splits.get("folds"):
-            from medcnn.plan import with_inference_settings
-            from medcnn.train.engine import member_dirs
-
-            self.members = [Segmenter.from_run(d, checkpoint) for d in member_dirs(run, seg.plan)]
-            for m in self.members:  # the ensemble run's test-time views, window and overlap
-                m.plan = with_inference_settings(m.plan, seg.plan)
+        if split == "val" and splits.get("folds") and isinstance(seg.net, MeanEnsemble):
+            self.members = [Segmenter(seg.plan, net, run) for net in seg.net.members]
             self.owner = {c: i for i, fold in enumerate(splits["folds"]) for c in fold}
 
     def __call__(self, case_id: str) -> Segmenter:
@@ -140,9 +138,9 @@ def evaluate_segment_run(run: str | Path, split: str = "test", checkpoint: str =
     if split not in splits or not splits[split]:
         raise RunFolderError(f"the run's split.json has no {split!r} cases", run)
     seg = Segmenter.from_run(run, checkpoint)
-    segs = CaseSegmenters(run, seg, splits, split, checkpoint)
+    segs = CaseSegmenters(run, seg, splits, split)
     post = json.loads((run / "postprocess.json").read_text()) if (run / "postprocess.json").is_file() else \
-        choose_postprocess(segs if split == "val" else CaseSegmenters(run, seg, splits, "val", checkpoint),
+        choose_postprocess(segs if split == "val" else CaseSegmenters(run, seg, splits, "val"),
                            data, splits["val"], run)
     segs.set_post(post["postprocess"])
     labels = list(range(1, plan.num_classes))
