@@ -35,6 +35,10 @@ FINGERPRINT_CASES = 64  # cases read for intensity statistics
 # ones medcnn is measured against on a 2-core CPU (issue #4): 20 min for 2D, 30 min for 3D.
 MAX_EPOCHS = 50
 MAX_MINUTES = {2: 20.0, 3: 30.0}
+# AdamW peak rate of the one-cycle schedule. 3D: 1e-2 gave +.002 validation Dice over 3e-3 across the
+# five hippocampus cross-validation folds (better on four; EXPERIMENTS_segment.md, session 31); 2D
+# (DRIVE) keeps the rate it was measured with.
+LR = {2: 3e-3, 3: 1e-2}
 DEEP_SUPERVISION = 2  # extra decoder outputs in the loss, as nnU-Net (fewer when the U-Net is shallow)
 # mirroring along an axis is left out when, in at least ORDERED of the (>= ORDER_CASES) cases holding both,
 # two label classes lie in the same order along it (hippocampus: anterior before posterior): a mirrored
@@ -187,7 +191,7 @@ def default_plan(data: SegmentationData, data_arg: str) -> Plan:
                 spatial_dims=dims,
                 preprocessing=Preprocessing(input_size=list(patch), channels=fp["channels"], intensity="none",
                                             mean=[0.0] * fp["channels"], std=[1.0] * fp["channels"]),
-                model=unet_for(patch, dims), optim=OptimConfig(name="adamw", lr=3e-3, weight_decay=3e-5),
+                model=unet_for(patch, dims), optim=OptimConfig(name="adamw", lr=LR[dims], weight_decay=3e-5),
                 augment=aug, batch_size=batch, epochs=MAX_EPOCHS, max_minutes=MAX_MINUTES[dims], segment=seg,
                 val_metric="dice", fingerprint=fp)
     return plan.validate()
