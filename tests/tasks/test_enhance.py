@@ -105,6 +105,61 @@ def test_ct_padding_below_air_is_air_for_the_model_and_kept_in_the_output(enhanc
     assert np.abs(out[~pad] - a[~pad]).max() < 0.05
 
 
+def test_intensities_far_outside_a_ct_window_are_warned_about(enhance_run, caplog):
+    """A real CT slice fits a CT model's HU window; the same slice in tenths of HU (as some exports
+    store it) does not, and is restored with a stated warning. Per-image normalisation never warns."""
+    import logging
+
+    import numpy as np
+    from pydicom.data import get_testdata_file
+
+    from medcnn.data.image import Image
+    from medcnn.infer.enhancer import Enhancer
+    from medcnn.io import read_image
+
+    mr = Enhancer.from_run(enhance_run)
+    ct = Enhancer(mr.plan.override(["enhance.normalization=window", "enhance.window=[-1024,1500]"]), mr.net,
+                  bf16=False)
+    image = read_image(get_testdata_file("693_UNCR.dcm"))
+    assert ct.range_warning(image.array) is None and mr.range_warning(image.array) is None
+    tenths = Image(np.asarray(image.array, np.float32) * 10, image.affine, {"source": "ct_tenths_hu"})
+    msg = ct.range_warning(tenths.array)
+    assert msg and "training window [-1024, 1500]" in msg and mr.range_warning(tenths.array) is None
+    with caplog.at_level(logging.WARNING, logger="medcnn.infer"):
+        out = ct.restore(tenths)
+    assert out.array.shape == tenths.array.shape
+    assert any("ct_tenths_hu" in r.getMessage() and "far outside" in r.getMessage() for r in caplog.records)
+
+
+def test_predict_reports_the_range_warning(enhance_run, tmp_path):
+    """`predict` with a CT-window model on the real CT slice in tenths of HU: restored, and the
+    results say why the output is not to be trusted."""
+    import json
+    import shutil
+
+    import numpy as np
+    from pydicom.data import get_testdata_file
+
+    from medcnn.cli.main import main
+    from medcnn.io import read_image
+    from medcnn.io.nifti import write_nifti
+
+    run = tmp_path / "ct_run"
+    shutil.copytree(enhance_run, run)
+    for f in (run / "checkpoints").glob("*.ckpt"):  # the plan a run restores with is the checkpoint's
+        ckpt = torch.load(f, map_location="cpu", weights_only=True)
+        ckpt["hyper_parameters"]["plan"]["enhance"].update(normalization="window", window=[-1024.0, 1500.0])
+        torch.save(ckpt, f)
+    image = read_image(get_testdata_file("693_UNCR.dcm"))
+    image.array = np.asarray(image.array, np.float32) * 10
+    nii = write_nifti(image, tmp_path / "ct_tenths.nii.gz")
+    assert main(["predict", str(run), str(nii), "--out", str(tmp_path / "pred"), "--json",
+                 str(tmp_path / "r.json")]) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())
+    rows = rows["results"] if isinstance(rows, dict) else rows
+    assert "far outside the training window" in rows[0]["warning"]
+
+
 def test_enhance_cli_errors(mr_dir, capsys):
     assert main(["train", str(mr_dir), "--task", "enhance"]) == 2
     assert "needs --degradation" in capsys.readouterr().err

@@ -64,7 +64,7 @@ class EnhanceJob:
     DICOM series for a DICOM series, NIfTI for NIfTI and volumes, PNG for PNG) with a before / after /
     difference picture; inputs are only read."""
 
-    fields = ["mean_abs_change", "p99_abs_change", "outputs"]
+    fields = ["mean_abs_change", "p99_abs_change", "outputs", "warning"]
     keep_phi = False  # DICOM outputs keep the source's patient identity (medcnn.io.phi)
 
     def __init__(self, run: Path, out_dir: Path | None, checkpoint: str = "best", overwrite: bool = False,
@@ -109,9 +109,13 @@ class EnhanceJob:
         lo, hi = image_window(image.array, self.enh.plan)
         files["comparison"] = save_comparison(image.array, restored.array, dest / "comparison.png", (lo, hi))
         change = np.abs(restored.array.astype(np.float64) - image.array.astype(np.float64))
-        return {"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
-                "mean_abs_change": round(float(change.mean()), 4),
-                "p99_abs_change": round(float(np.percentile(change, 99)), 4)}
+        row = {"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
+               "mean_abs_change": round(float(change.mean()), 4),
+               "p99_abs_change": round(float(np.percentile(change, 99)), 4)}
+        warning = self.enh.range_warning(image.array)
+        if warning:  # Enhancer.restore has logged it
+            row["warning"] = warning
+        return row
 
     def row(self, r: dict) -> dict:
         return {k: r.get(k) for k in ("file", *self.fields, "error")}

@@ -2,6 +2,7 @@
 physical units (the plan's affine normalisation in and out, nothing clipped)."""
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import torch
 from medcnn.data.image import Image
 from medcnn.errors import InputError, RunFolderError
 from medcnn.plan import Plan
+
+log = logging.getLogger("medcnn.infer")
+# a fixed-window (CT) model has seen normalised values in about [0, 1]: an input with more than
+# FAR_SHARE of its voxels over FAR_MARGIN windows outside is not what it was trained on
+FAR_MARGIN, FAR_SHARE = 0.5, 0.01
 
 
 class Enhancer:
@@ -79,6 +85,30 @@ class Enhancer:
             out[pad] = a[pad]
         return out
 
+    def range_warning(self, a: np.ndarray) -> str | None:
+        """A one-line warning when a fixed-window model gets intensities far outside its training
+        window (e.g. an MR image, or CT stored values without their rescale, given to a CT model);
+        None when the input fits. Per-image (percentile) normalisation maps every input to its own
+        range, so those models never warn."""
+        from medcnn.train.enhance_data import intensity_floor
+
+        en = self.plan.enhance
+        if en.normalization != "window":
+            return None
+        a = np.asarray(a, np.float32)
+        floor = intensity_floor(self.plan)
+        body = a[a >= floor] if floor is not None else a.ravel()
+        if not body.size:
+            return None
+        lo, hi = en.window
+        t = (body - lo) / (hi - lo)
+        far = float(np.mean((t < -FAR_MARGIN) | (t > 1 + FAR_MARGIN)))
+        if far <= FAR_SHARE:
+            return None
+        return (f"{far:.0%} of the values lie far outside the training window [{lo:g}, {hi:g}] "
+                f"(input range {float(body.min()):g} to {float(body.max()):g}): restored as given, "
+                "but the model never saw such intensities")
+
     def restore(self, image: Image) -> Image:
         c = self.plan.preprocessing.channels
         if image.channels != c:
@@ -86,4 +116,7 @@ class Enhancer:
                              image.meta.get("source"))
         if image.spatial_dims not in (2, 3):
             raise InputError(f"{image.spatial_dims}-D images are not supported", image.meta.get("source"))
+        warning = self.range_warning(image.array)
+        if warning:
+            log.warning("%s: %s", image.meta.get("source") or "input", warning)
         return Image(self.restore_array(image.array), image.affine.copy(), dict(image.meta))

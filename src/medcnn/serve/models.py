@@ -116,7 +116,9 @@ class ServedModel:
         if "dicom" in files:  # a derived series is a folder: downloaded as one ZIP
             files["dicom"] = _zip_folder(files["dicom"], dest / "restored_dicom.zip")
         return {"result": {"what": job.what, "mean_abs_change": row["mean_abs_change"],
-                           "p99_abs_change": row["p99_abs_change"]}, "files": files, "views": views}
+                           "p99_abs_change": row["p99_abs_change"],
+                           **({"warning": row["warning"]} if "warning" in row else {})},
+                "files": files, "views": views}
 
 
 def _zip_folder(folder: Path, target: Path) -> Path:
