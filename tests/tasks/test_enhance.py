@@ -155,8 +155,7 @@ def test_predict_reports_the_range_warning(enhance_run, tmp_path):
     nii = write_nifti(image, tmp_path / "ct_tenths.nii.gz")
     assert main(["predict", str(run), str(nii), "--out", str(tmp_path / "pred"), "--json",
                  str(tmp_path / "r.json")]) == 0
-    rows = json.loads((tmp_path / "r.json").read_text())
-    rows = rows["results"] if isinstance(rows, dict) else rows
+    rows = json.loads((tmp_path / "r.json").read_text())["results"]
     assert "far outside the training window" in rows[0]["warning"]
 
 

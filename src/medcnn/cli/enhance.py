@@ -112,9 +112,8 @@ class EnhanceJob:
         row = {"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
                "mean_abs_change": round(float(change.mean()), 4),
                "p99_abs_change": round(float(np.percentile(change, 99)), 4)}
-        warning = self.enh.range_warning(image.array)
-        if warning:  # Enhancer.restore has logged it
-            row["warning"] = warning
+        if restored.meta.get("range_warning"):  # Enhancer.restore has logged it
+            row["warning"] = restored.meta["range_warning"]
         return row
 
     def row(self, r: dict) -> dict:

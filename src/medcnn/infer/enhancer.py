@@ -96,8 +96,7 @@ class Enhancer:
         if en.normalization != "window":
             return None
         a = np.asarray(a, np.float32)
-        floor = intensity_floor(self.plan)
-        body = a[a >= floor] if floor is not None else a.ravel()
+        body = a[a >= intensity_floor(self.plan)]  # padding below air is restored as air anyway
         if not body.size:
             return None
         lo, hi = en.window
@@ -116,7 +115,9 @@ class Enhancer:
                              image.meta.get("source"))
         if image.spatial_dims not in (2, 3):
             raise InputError(f"{image.spatial_dims}-D images are not supported", image.meta.get("source"))
+        meta = dict(image.meta)
         warning = self.range_warning(image.array)
-        if warning:
+        if warning:  # logged, and kept in the result's meta for the reports of predict and the service
             log.warning("%s: %s", image.meta.get("source") or "input", warning)
-        return Image(self.restore_array(image.array), image.affine.copy(), dict(image.meta))
+            meta["range_warning"] = warning
+        return Image(self.restore_array(image.array), image.affine.copy(), meta)
