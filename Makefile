@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test fuzz install browser fetch-demo bench-scale bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve clean help
+.PHONY: demo test lint fuzz install browser fetch-demo bench-scale bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve clean help
 
 help:
 	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
@@ -49,7 +49,11 @@ demo: fetch-demo
 	$(VENV)/bin/medcnn train breastmnist --out $(RUNS)/demo-breastmnist --overwrite
 	$(VENV)/bin/medcnn evaluate $(RUNS)/demo-breastmnist --split test --paper
 
-test: $(STAMP) browser
+# ruff (rules in pyproject.toml) on every Python file of the project
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench tools
+
+test: $(STAMP) browser lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench-scale: $(STAMP)

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require
 from medcnn.data import catalog, fetch
 from medcnn.errors import ChecksumError, ConfigError, DataNotFoundError, InputError, MedcnnError
-
-from conftest import require
 
 BREAST_MD5 = "750601b1f35ba3300ea97c75c52ff8f6"
 
@@ -211,7 +210,7 @@ def test_manifests_match_the_mirror_checksums(data_root):
                                 ("drive.md5", "drive", 140)):
         manifest = catalog.read_manifest(name)
         assert len(manifest) == count
-        mirror = {rel.split("/", 2)[2]: md5 for md5, rel in (l.split(None, 1) for l in listing)
+        mirror = {rel.split("/", 2)[2]: md5 for md5, rel in (line.split(None, 1) for line in listing)
                   if rel.startswith(f"./{folder}/")}
         assert manifest == mirror
 

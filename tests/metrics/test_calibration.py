@@ -1,5 +1,4 @@
 """Temperature scaling on a real trained model's validation logits."""
-import numpy as np
 import torch
 import torch.nn.functional as F
 

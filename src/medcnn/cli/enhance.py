@@ -8,7 +8,6 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-
 out = Console()
 
 WHAT = {"gaussian": "denoised", "rician": "denoised", "speckle": "despeckled", "downsample": "super-resolved",

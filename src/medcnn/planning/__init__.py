@@ -2,8 +2,15 @@
 
 ``classify``: MedMNIST-style arrays, class folders, CSVs; ``segment``: image + label-map datasets.
 """
-from medcnn.planning.classify import (ORIENTATION_FREE, augment_for, balanced_class_weights, choose_input_size,
-                                      default_plan, fingerprint, model_for)
+from medcnn.planning.classify import (
+    ORIENTATION_FREE,
+    augment_for,
+    balanced_class_weights,
+    choose_input_size,
+    default_plan,
+    fingerprint,
+    model_for,
+)
 
 __all__ = ["ORIENTATION_FREE", "augment_for", "balanced_class_weights", "choose_input_size", "default_plan",
            "fingerprint", "model_for"]

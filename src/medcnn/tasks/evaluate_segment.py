@@ -32,8 +32,7 @@ def surface_metrics(pred: np.ndarray, ref: np.ndarray, labels: list[int], spacin
                     distances: bool = True) -> dict[int, dict[str, float]]:
     """Dice, IoU, HD95 (mm), ASSD (mm) per label; distances are NaN when either mask is empty
     (or not asked for)."""
-    from monai.metrics import (compute_average_surface_distance, compute_dice, compute_hausdorff_distance,
-                               compute_iou)
+    from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance, compute_iou
 
     k = max(labels) + 1
     p = torch.nn.functional.one_hot(torch.as_tensor(pred.astype(np.int64)), k).movedim(-1, 0)[None]

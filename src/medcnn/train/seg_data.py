@@ -5,7 +5,6 @@ import logging
 import time
 
 import numpy as np
-
 from torch.utils.data import DataLoader
 
 from medcnn.data.seg_prepare import PreparedCase, prepare_case
