@@ -56,15 +56,14 @@ def paper_targets(name: str) -> dict:
 def run_ours(name: str, seed: int, out: Path, sets: list[str]) -> dict:
     from medcnn.data.classification import load_classification
     from medcnn.planning import default_plan
-    from medcnn.tasks.evaluate_classify import evaluate_run
-    from medcnn.train.engine import train
+    from medcnn.tasks import evaluate, train
 
     t0 = time.perf_counter()
     data = load_classification(name)
     plan = default_plan(data, name).override([f"seed={seed}", *sets])
     run = train(plan, data, out / name / f"seed{seed}", overwrite=True, progress=False)
     info = json.loads((run / "run.json").read_text())
-    rep = evaluate_run(run, "test")
+    rep = evaluate(run, "test")
     seconds = time.perf_counter() - t0
     n_train = len(data.labels["train"])
     return {"seed": seed, "test_auc": round(rep["auc"], 4), "test_acc": round(rep["acc"], 4),

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medcnn.tasks import load_model
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -24,13 +26,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from medcnn.data.classification import load_classification
-    from medcnn.infer.predictor import Predictor
     from medcnn.metrics.classification import classification_report
 
     data = load_classification(args.dataset)
     probs = {}
     for s in args.seeds:
-        pred = Predictor.from_run(args.runs / f"seed{s}")
+        pred = load_model(args.runs / f"seed{s}")
         for split in ("val", "test"):
             probs[s, split] = pred.predict_array(data.split(split)[0])
     print("| members | split | AUC | ACC | combinations |\n|---|---|---|---|---|")

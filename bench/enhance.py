@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from medcnn.tasks import load_model
 
 ROOT = common.ROOT
 START, END = "<!-- bench-enhance:start -->", "<!-- bench-enhance:end -->"
@@ -79,10 +80,9 @@ def external_slices(plan, name: str, dirs: dict[str, Path]):
 
 def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> list[dict]:
     from medcnn.data.enhance import load_enhance
-    from medcnn.infer.enhancer import Enhancer
     from medcnn.planning.enhance import default_plan
-    from medcnn.tasks.evaluate_enhance import eval_levels, evaluate_enhance_run, evaluate_slices
-    from medcnn.train.engine import train
+    from medcnn.tasks import evaluate, train
+    from medcnn.tasks.enhance.evaluate import eval_levels, evaluate_slices
     from medcnn.train.enhance_data import degradation_for
 
     name, kind, level, case_sets = CASES[case]
@@ -91,8 +91,8 @@ def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> li
     plan = default_plan(data, str(dirs[name]), kind, level).override([*extra, *case_sets, *sets])
     run = train(plan, data, out / case, overwrite=True, progress=False)
     info = json.loads((run / "run.json").read_text())
-    rep = evaluate_enhance_run(run, "test", limit=LIMIT)
-    enh = Enhancer.from_run(run)
+    rep = evaluate(run, "test", limit=LIMIT)
+    enh = load_model(run)
     label, ext = external_slices(enh.plan, name, dirs)
     pixel = 1.0
     if kind in ("lowdose-ct", "sparse-view-ct"):

@@ -42,18 +42,20 @@ ENGINES = ("monai-eager", "torch-bf16", "torch-compile", "onnx")
 def default_engine(plan) -> str:
     """What `medcnn predict` runs for this plan: bf16 autocast where training used it (the predictors'
     rule), else float32 eager."""
-    from medcnn.train.engine import resolve_precision
+    from medcnn.tasks import task_of
+    from medcnn.utils.precision import resolve_precision
 
-    bf16 = resolve_precision(plan.precision, plan.spatial_dims, plan.task) == "bf16-mixed"
+    bf16 = resolve_precision(plan.precision, task_of(plan).cpu_bf16(plan)) == "bf16-mixed"
     return "torch-bf16" if bf16 else "monai-eager"
 
 
 def model_and_input(task: str, run: Path):
     """(network in eval mode, one input (1, C, *S), throughput batch) of a run."""
-    from medcnn.export.onnx import _graph, torch_model
+    from medcnn.export.onnx import torch_model
+    from medcnn.tasks import run_task
 
     model = torch_model(run, "best")
-    module, example, *_ = _graph(model)
+    module, example, *_ = run_task(run).export_graph(model)
     module.eval().to(memory_format=torch.contiguous_format)  # MONAI's default layout for the baseline
     if task == "enhance":
         example = torch.rand(1, example.shape[1], 256, 256)

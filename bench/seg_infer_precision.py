@@ -11,13 +11,13 @@ import numpy as np
 import torch
 
 from medcnn.data.segmentation import load_segmentation, read_case
-from medcnn.infer.segmenter import Segmenter
-from medcnn.tasks.evaluate_segment import surface_metrics
+from medcnn.tasks import load_model
+from medcnn.tasks.segment.evaluate import surface_metrics
 from medcnn.train.seg_data import cases_of
 
 run = sys.argv[1]
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
-seg = Segmenter.from_run(run)
+seg = load_model(run)
 split = json.load(open(f"{run}/split.json"))
 data = load_segmentation(seg.plan.data)
 labels = list(range(1, seg.plan.num_classes))

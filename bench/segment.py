@@ -46,8 +46,7 @@ def run_one(name: str, out: Path, sets: list[str]) -> dict:
     from medcnn.data.segmentation import load_segmentation
     from medcnn.plan import Plan
     from medcnn.planning.segment import default_plan
-    from medcnn.tasks.evaluate_segment import evaluate_segment_run
-    from medcnn.train.engine import train
+    from medcnn.tasks import evaluate, train
 
     path = data_path(name)
     data = load_segmentation(path)
@@ -56,7 +55,7 @@ def run_one(name: str, out: Path, sets: list[str]) -> dict:
     info = json.loads((run / "run.json").read_text())
     plan = Plan.load(run / "plan.yaml")  # the epochs actually trained (cut to the time budget)
     member_epochs = [Plan.load(run / m["dir"] / "plan.yaml").epochs for m in info.get("members", [])]
-    rep = evaluate_segment_run(run, "test")
+    rep = evaluate(run, "test")
     rec = {"dataset": name, "dice_mean": round(rep["dice_mean"], 4),
            "per_label": {k: {m: round(v[m], 4) for m in ("dice", "iou", "hd95_mm", "assd_mm", "size_correlation",
                                                        "size_abs_error_pct")} for k, v in rep["per_label"].items()},

@@ -89,15 +89,14 @@ def variant(plan, fraction: float, seed: int, init: str, augment: str | None):
 def one_run(name: str, fraction: float, seed: int, init: str, augment: str | None, out: Path) -> dict:
     from medcnn.data.classification import load_classification
     from medcnn.planning import default_plan
-    from medcnn.tasks.evaluate_classify import evaluate_run
-    from medcnn.train.engine import train
+    from medcnn.tasks import evaluate, train
 
     data = load_classification(name).label_subset(fraction, seed)
     plan = default_plan(data, name).override([f"seed={seed}", "ensemble=1"])
     plan, tag = variant(plan, fraction, seed, init, augment)
     t0 = time.perf_counter()
     run = train(plan, data, out / name / tag, overwrite=True, progress=False)
-    rep = evaluate_run(run, "test")
+    rep = evaluate(run, "test")
     return {"task": "classify", "dataset": name, "fraction": fraction, "seed": seed, "init": init,
             "augment": plan.augment.preset, "n_train": int(len(data.labels["train"])), "epochs": plan.epochs,
             "test_auc": round(rep["auc"], 4), "test_acc": round(rep["acc"], 4),
@@ -109,8 +108,7 @@ def seg_run(fraction: float, seed: int, init: str, augment: str | None, out: Pat
     from medcnn.data.segmentation import load_segmentation
     from medcnn.plan import Plan
     from medcnn.planning.segment import default_plan
-    from medcnn.tasks.evaluate_segment import evaluate_segment_run
-    from medcnn.train.engine import train
+    from medcnn.tasks import evaluate, train
 
     path = seg_path()
     data = load_segmentation(path)
@@ -119,7 +117,7 @@ def seg_run(fraction: float, seed: int, init: str, augment: str | None, out: Pat
     plan, tag = variant(plan, fraction, seed, init, augment)
     t0 = time.perf_counter()
     run = train(plan, data, out / SEG / tag, overwrite=True, progress=False)
-    rep = evaluate_segment_run(run, "test", overlays=0)
+    rep = evaluate(run, "test", overlays=0)
     split = json.loads((run / "split.json").read_text())
     return {"task": "segment", "dataset": SEG, "fraction": fraction, "seed": seed, "init": init,
             "augment": augment or plan.augment.preset, "n_train": len(split["train"]),

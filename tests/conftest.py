@@ -67,7 +67,7 @@ def breast_run(tmp_path_factory, breast_npz) -> Path:
     """A real 2-epoch BreastMNIST run shared by the predictor/evaluate/CLI tests."""
     from medcnn.data.classification import load_classification
     from medcnn.planning import default_plan
-    from medcnn.train.engine import train
+    from medcnn.tasks import train
 
     data = load_classification(str(breast_npz))
     plan = default_plan(data, str(breast_npz)).override(["epochs=2", "ensemble=1", "tta=none"])
@@ -79,7 +79,7 @@ def hippo_run(tmp_path_factory, hippocampus_dir) -> Path:
     """A real, briefly trained MSD Hippocampus segmentation run (a few dozen patches)."""
     from medcnn.data.segmentation import load_segmentation
     from medcnn.planning.segment import default_plan
-    from medcnn.train.engine import train
+    from medcnn.tasks import train
 
     data = load_segmentation(hippocampus_dir)
     plan = default_plan(data, str(hippocampus_dir)).override(

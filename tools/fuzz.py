@@ -295,13 +295,13 @@ def _worker(conn, runs: dict[str, str], threads: int) -> None:
 
     jobs = {}
     if runs.get("classify"):
-        from medcnn.cli.predict import make_job
+        from medcnn.tasks.jobs import predict_job
 
-        jobs["classify"] = make_job("classify", Path(runs["classify"]), "best", "torch", None, True, None)
+        jobs["classify"] = predict_job(Path(runs["classify"]), "best", "torch", None, True, None)
     if runs.get("segment"):
-        from medcnn.cli.predict import make_job
+        from medcnn.tasks.jobs import predict_job
 
-        jobs["segment"] = make_job("segment", Path(runs["segment"]), "best", "torch", None, True, None)
+        jobs["segment"] = predict_job(Path(runs["segment"]), "best", "torch", None, True, None)
         jobs["segment"].seg.plan.segment.tta_flips = False  # 8x fewer windows: more executions per second
     conn.send(("ready", ""))
     while True:

@@ -42,3 +42,12 @@ class ConfigError(MedcnnError):
 
 class RunFolderError(MedcnnError):
     """A run folder is missing, incomplete, or would be overwritten."""
+
+
+class ExportError(MedcnnError):
+    """An export failed its parity check, or the network does not export."""
+
+    @classmethod
+    def no_inputs(cls, run: str | os.PathLike, why: str) -> ExportError:
+        """The parity check has nothing to compare on."""
+        return cls(f"parity needs real inputs and {why}; pass some with --inputs FILE ...", run)

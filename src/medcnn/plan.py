@@ -10,7 +10,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -19,11 +19,36 @@ from medcnn.utils.files import atomic_write_text
 
 LABEL_TYPES = ("binary", "multiclass", "multilabel")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
-TASKS = ("classify", "segment", "enhance", "pretrain")
 TRANSFER_STRATEGIES = ("finetune", "linear-probe", "freeze-then-unfreeze")
 # task pretrain: contrastive (a classification backbone, 2D image pools) | restoration (the planned
 # segmentation U-Net restores corrupted patches of a segmentation dataset's images, 2D or 3D)
 PRETEXTS = ("contrastive", "restoration")
+
+
+@dataclass(frozen=True)
+class TaskSchema:
+    """What the plan knows of a task: the plan sections its plans use (``segment``, ``enhance``), the
+    extra sections of each pretext (a task with pretexts needs one), whether it trains ensembles, and
+    a check of its own settings in ``Plan.options`` (tasks from plugins)."""
+
+    sections: tuple[str, ...] = ()
+    pretexts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ensemble: bool = False
+    check: Callable[["Plan"], None] | None = None
+
+
+TASK_SCHEMAS: dict[str, TaskSchema] = {
+    "classify": TaskSchema(ensemble=True),
+    "segment": TaskSchema(sections=("segment",), ensemble=True),
+    "enhance": TaskSchema(sections=("enhance",)),
+    "pretrain": TaskSchema(pretexts={"contrastive": (), "restoration": ("segment",)}),
+}
+SECTIONS = ("segment", "enhance")  # the task-specific sections of a plan
+
+
+def register_task_schema(name: str, schema: TaskSchema) -> None:
+    """Make plans of task ``name`` valid (``medcnn.tasks.register_task`` calls it for plugin tasks)."""
+    TASK_SCHEMAS[name] = schema
 SPLIT_KEYS = ("test_fraction", "val_fraction", "fold", "folds", "seed", "train_fraction", "subset_seed")  # segment.split
 
 
@@ -151,14 +176,6 @@ def window_of(seg: "SegmentConfig") -> list[int]:
 INFERENCE_FIELDS = ("tta_flips", "tta_shift", "infer_patch_size", "sw_overlap")
 
 
-def with_inference_settings(plan: "Plan", source: "Plan") -> "Plan":
-    """``plan`` with the segmentation inference settings of ``source`` (checked)."""
-    if plan.task != "segment" or source.task != "segment":
-        return plan
-    seg = dataclasses.replace(plan.segment, **{f: getattr(source.segment, f) for f in INFERENCE_FIELDS})
-    return dataclasses.replace(plan, segment=seg).validate()
-
-
 @dataclass
 class EnhanceConfig:
     """Enhancement settings (task: enhance): what degradation the network learns to undo, and how
@@ -231,6 +248,7 @@ class Plan:
     plugins: list[str] = field(default_factory=list)  # modules imported first (register models)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     pretext: str = "contrastive"  # task: pretrain only (PRETEXTS)
+    options: dict[str, Any] = field(default_factory=dict)  # a plugin task's own settings (TaskSchema.check)
     segment: SegmentConfig = field(default_factory=SegmentConfig)  # task: segment only
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)  # task: enhance only
     fingerprint: dict[str, Any] = field(default_factory=dict)  # informational, from `medcnn plan`
@@ -251,11 +269,17 @@ class Plan:
                 raise ConfigError(f"segment.split.fold must be empty, cv, or a fold 0..{n - 1} of folds: {n}; got {fold!r}")
 
     def validate(self) -> "Plan":
-        if self.task not in TASKS:
-            raise ConfigError(f"task {self.task!r} is not available (available: {', '.join(TASKS)})")
-        if self.task == "pretrain" and self.pretext not in PRETEXTS:
-            raise ConfigError(f"pretext must be one of {', '.join(PRETEXTS)}, got {self.pretext!r}")
-        if self.task == "segment" or self.restores:
+        if self.task not in TASK_SCHEMAS and self.plugins:  # a plugin's task: its module registers it
+            from medcnn.utils.plugins import import_plugins
+
+            import_plugins(self.plugins)
+        if self.task not in TASK_SCHEMAS:
+            raise ConfigError(f"task {self.task!r} is not available (available: {', '.join(sorted(TASK_SCHEMAS))}); "
+                              "a plugin task needs its plugin: medcnn --plugin MODULE, or $MEDCNN_PLUGINS")
+        schema = self.schema
+        if schema.pretexts and self.pretext not in schema.pretexts:
+            raise ConfigError(f"pretext must be one of {', '.join(schema.pretexts)}, got {self.pretext!r}")
+        if "segment" in self.sections:
             seg = self.segment
             if len(seg.patch_size) != self.spatial_dims or min(seg.patch_size) < 1:
                 raise ConfigError(f"segment.patch_size needs {self.spatial_dims} positive values, got {seg.patch_size}")
@@ -279,7 +303,7 @@ class Plan:
             modes = ("none", "largest_component", "fill_holes", "largest_component+fill_holes")
             if seg.postprocess not in modes:
                 raise ConfigError(f"segment.postprocess must be one of {modes}, got {seg.postprocess!r}")
-        if self.task == "enhance":
+        if "enhance" in self.sections:
             from medcnn.transforms.degrade import Degradation
 
             en = self.enhance
@@ -312,8 +336,9 @@ class Plan:
                         ("ensemble", self.ensemble)):
             if v < 1:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
-        if self.ensemble > 1 and self.task not in ("classify", "segment"):
-            raise ConfigError(f"ensemble: {self.ensemble} is for classify and segment plans, not {self.task}")
+        if self.ensemble > 1 and not schema.ensemble:
+            able = " and ".join(n for n, t in TASK_SCHEMAS.items() if t.ensemble)
+            raise ConfigError(f"ensemble: {self.ensemble} is for {able} plans, not {self.task}")
         if self.class_weights and (len(self.class_weights) != self.num_classes or min(self.class_weights) <= 0
                                    or self.label_type == "multilabel"):
             raise ConfigError(f"class_weights needs {self.num_classes} positive numbers (single-label tasks only), "
@@ -338,23 +363,36 @@ class Plan:
             raise ConfigError("transfer.backbone_lr and transfer.unfreeze_epoch must be >= 0")
         if tr.strategy != "finetune" and not tr.pretrained:
             raise ConfigError(f"transfer.strategy {tr.strategy!r} needs transfer.pretrained (weights to keep)")
+        if schema.check is not None:
+            schema.check(self)
         return self
 
     # ---- (de)serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for other in ("segment", "enhance"):
-            if self.task != other and not (other == "segment" and self.restores):
+        for other in SECTIONS:
+            if other not in self.sections:
                 d.pop(other)  # keep each task's plan free of the other tasks' settings
-        if self.task != "pretrain":
+        if not self.schema.pretexts:
             d.pop("pretext")
+        if not self.options:
+            d.pop("options")
         return d
+
+    @property
+    def schema(self) -> TaskSchema:
+        return TASK_SCHEMAS.get(self.task, TaskSchema())
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """The task-specific sections this plan uses (its task's, and its pretext's)."""
+        return self.schema.sections + self.schema.pretexts.get(self.pretext, ())
 
     @property
     def mirror_axes(self) -> list[int]:
         """Spatial axes a segmentation (or restoration) plan mirrors in training: ``segment.mirror_axes``
         when ``augment.flip`` is on, else none."""
-        if not (self.task == "segment" or self.restores) or not self.augment.flip or self.augment.p <= 0:
+        if "segment" not in self.sections or not self.augment.flip or self.augment.p <= 0:
             return []
         return sorted({a for a in self.segment.mirror_axes if 0 <= a < self.spatial_dims})
 
@@ -363,12 +401,12 @@ class Plan:
         """Axes whose mirrored views inference averages: ``segment.tta_flips``, but only along the axes
         training mirrored. A network that never saw a mirrored case mislabels it (hippocampus:
         anterior <-> posterior; test Dice .84 -> .51 in the bench-transfer ablation without augmentation)."""
-        return self.mirror_axes if self.task == "segment" and self.segment.tta_flips else []
+        return self.mirror_axes if "segment" in self.schema.sections and self.segment.tta_flips else []
 
     @property
     def restores(self) -> bool:
         """A restoration pretraining plan: it samples patches as its segmentation plan does."""
-        return self.task == "pretrain" and self.pretext == "restoration"
+        return "segment" in self.schema.pretexts.get(self.pretext, ())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "plan") -> "Plan":

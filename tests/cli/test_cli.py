@@ -9,6 +9,7 @@ import pytest
 from PIL import Image as PILImage
 
 from medcnn.cli.main import main
+from medcnn.tasks import load_model
 
 COMMANDS = ["fetch", "plan", "train", "evaluate", "predict", "models"]
 
@@ -53,9 +54,8 @@ def test_train_evaluate_predict(breast_npz, tmp_path, capsys):
         pngs.append(str(tmp_path / f"t{i}.png"))
     assert main(["predict", str(run), *pngs, "--json", str(tmp_path / "p.json")]) == 0
     res = json.loads((tmp_path / "p.json").read_text())["results"]
-    from medcnn.infer.predictor import Predictor
 
-    ref = Predictor.from_run(run).predict_array(x[:, None])
+    ref = load_model(run).predict_array(x[:, None])
     got = np.array([[r["probabilities"][k] for k in ("malignant", "normal, benign")] for r in res])
     assert np.allclose(got, ref, atol=1e-5)
 
@@ -159,7 +159,7 @@ def test_3d_model_predicts_dicom_series_and_nifti(medmnist_dir, dicom_series_dir
     from conftest import require
     from medcnn.data.classification import load_classification
     from medcnn.planning import default_plan
-    from medcnn.train.engine import train
+    from medcnn.tasks import train
 
     data = load_classification(str(require(medmnist_dir / "adrenalmnist3d.npz")))
     for s in ("train", "val"):

@@ -11,6 +11,7 @@ from PIL import Image
 
 from medcnn.cli.main import main
 from medcnn.errors import RunFolderError
+from medcnn.tasks import load_model
 
 
 def _copy(run, tmp_path):
@@ -83,7 +84,6 @@ def test_zoom_tta_exports_with_parity(breast_run, breast_npz, tmp_path, monkeypa
 
 def test_segmentation_export_masks_match_pytorch(hippo_run, hippocampus_dir, tmp_path):
     from medcnn.export.onnx import export_run
-    from medcnn.infer.segmenter import Segmenter
     from medcnn.io import read_image
 
     run = _copy(hippo_run, tmp_path)
@@ -92,9 +92,9 @@ def test_segmentation_export_masks_match_pytorch(hippo_run, hippocampus_dir, tmp
     assert rec["outside_the_graph"]["sliding_window"]["size"] == rec["input"]["shape"][2:]
     case = sorted((hippocampus_dir / "imagesTs").glob("*.nii.gz"))[0]  # never seen by the run
     image = read_image(case)
-    ref = Segmenter.from_run(run)
+    ref = load_model(run)
     ref.bf16 = False
-    p_torch, p_onnx = ref.probabilities(image), Segmenter.from_run(run, engine="onnx").probabilities(image)
+    p_torch, p_onnx = ref.probabilities(image), load_model(run, engine="onnx").probabilities(image)
     assert float((p_torch - p_onnx).abs().max()) <= 1e-4
     out = tmp_path / "masks"
     assert main(["predict", str(run), str(case), "--engine", "onnx", "--out", str(out)]) == 0
@@ -109,16 +109,15 @@ def test_segmentation_export_masks_match_pytorch(hippo_run, hippocampus_dir, tmp
 
 def test_enhancement_export_restores_like_pytorch(enhance_run, mr_dir, tmp_path):
     from medcnn.export.onnx import export_run
-    from medcnn.infer.enhancer import Enhancer
     from medcnn.io import read_image
 
     run = _copy(enhance_run, tmp_path)
     rec = export_run(run)
     assert rec["parity"]["ok"] and rec["input"]["shape"][2].endswith("*h") and rec["outputs"]["restored"]
     vol = read_image(sorted(mr_dir.glob("*.nii.gz"))[1])
-    ref = Enhancer.from_run(run)
+    ref = load_model(run)
     ref.bf16 = False
-    a, b = ref.restore(vol).array, Enhancer.from_run(run, engine="onnx").restore(vol).array
+    a, b = ref.restore(vol).array, load_model(run, engine="onnx").restore(vol).array
     span = float(np.percentile(vol.array, 99.5) - np.percentile(vol.array, 0.5))
     assert a.shape == b.shape == vol.array.shape  # odd slice sizes: the graph takes any multiple of the stride
     assert np.abs(a - b).max() <= 1e-4 * span
@@ -127,11 +126,10 @@ def test_enhancement_export_restores_like_pytorch(enhance_run, mr_dir, tmp_path)
 def test_failed_parity_writes_nothing_and_stale_exports_are_refused(breast_run, tmp_path, monkeypatch):
     from medcnn.export import onnx as exp
     from medcnn.infer.onnx_net import OnnxNet
-    from medcnn.infer.predictor import Predictor
 
     run = _copy(breast_run, tmp_path)
     with pytest.raises(RunFolderError, match="medcnn export"):
-        Predictor.from_run(run, engine="onnx")
+        load_model(run, engine="onnx")
     assert main(["predict", str(run), str(run / "plan.yaml"), "--engine", "onnx"]) == 2
 
     forward = OnnxNet.forward
@@ -142,12 +140,12 @@ def test_failed_parity_writes_nothing_and_stale_exports_are_refused(breast_run, 
     monkeypatch.setattr(OnnxNet, "forward", forward)
 
     exp.export_run(run)
-    assert Predictor.from_run(run, engine="onnx").predict_array(torch.rand(2, 1, 28, 28)).shape == (2, 2)
+    assert load_model(run, engine="onnx").predict_array(torch.rand(2, 1, 28, 28)).shape == (2, 2)
     with pytest.raises(RunFolderError, match="export is of the 'best'"):
-        Predictor.from_run(run, "last", engine="onnx")
+        load_model(run, "last", engine="onnx")
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)  # e.g. training resumed later
     first = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
     ckpt["state_dict"][first] += 0.01
     torch.save(ckpt, run / "checkpoints" / "best.ckpt")
     with pytest.raises(RunFolderError, match="older than"):
-        Predictor.from_run(run, engine="onnx")
+        load_model(run, engine="onnx")

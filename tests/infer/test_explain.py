@@ -9,7 +9,7 @@ from scipy.stats import spearmanr
 
 from medcnn.cli.main import main
 from medcnn.infer.explain import base_network, saliency, target_layer
-from medcnn.infer.predictor import Predictor
+from medcnn.tasks import load_model
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def _randomised(net):
 
 @pytest.mark.parametrize("method", ["gradcam", "occlusion"])
 def test_maps_change_when_the_weights_are_randomised(breast_run, test_images, method):
-    net = base_network(Predictor.from_run(breast_run))
+    net = base_network(load_model(breast_run))
     assert target_layer(net) == "1.layer4"
     images = test_images if method == "gradcam" else test_images[:6]
     maps = saliency(net, images, method)
@@ -56,7 +56,7 @@ def test_explain_cli_writes_overlays(breast_run, breast_npz, tmp_path, capsys):
 
 def test_repeated_gradcam_does_not_pile_up_hooks(breast_run, test_images):
     """A server explains image after image with the same network: one set of hooks, same answers."""
-    net = base_network(Predictor.from_run(breast_run))
+    net = base_network(load_model(breast_run))
     layer = dict(net.named_modules())[target_layer(net)]
     first = saliency(net, test_images[:2], "gradcam")
     for _ in range(4):

@@ -3,12 +3,12 @@ import torch
 import torch.nn.functional as F
 
 from medcnn.data.classification import load_classification
-from medcnn.infer.predictor import Predictor
 from medcnn.metrics.calibration import accuracy_coverage, fit_temperature
+from medcnn.tasks import load_model
 
 
 def test_temperature_minimises_validation_nll(breast_run, breast_npz):
-    pred = Predictor.from_run(breast_run)
+    pred = load_model(breast_run)
     x, y = load_classification(str(breast_npz)).split("val")
     z = torch.from_numpy(pred.predict_logits(x))
     t = fit_temperature(z.numpy(), y, "binary")
@@ -18,7 +18,7 @@ def test_temperature_minimises_validation_nll(breast_run, breast_npz):
 
 
 def test_accuracy_coverage_keeps_confident_cases(breast_run, breast_npz):
-    pred = Predictor.from_run(breast_run)
+    pred = load_model(breast_run)
     x, y = load_classification(str(breast_npz)).split("test")
     rows = accuracy_coverage(pred.predict_array(x), y)
     assert rows[0]["coverage"] == 1.0 and rows[-1]["coverage"] == 0.5

@@ -8,6 +8,7 @@ import torch
 from medcnn.data.classification import load_classification
 from medcnn.infer.predictor import Predictor
 from medcnn.models.ensemble import mean_probability_logits, symmetric_views
+from medcnn.tasks import load_model
 
 
 @pytest.mark.parametrize("mode, n", [("none", 1), ("flip", 2), ("dihedral", 8), ("scale", 3)])
@@ -44,7 +45,7 @@ def test_mean_probability_logits_average_probabilities():
 
 @pytest.mark.parametrize("mode", ["flip", "dihedral"])
 def test_tta_prediction_is_invariant_to_the_symmetry(breast_run, breast_npz, mode):
-    base = Predictor.from_run(breast_run)
+    base = load_model(breast_run)
     pred = Predictor(dataclasses.replace(base.plan, tta=mode), base.net)
     x = load_classification(str(breast_npz)).split("test")[0][:16]
     p = pred.predict_array(x)

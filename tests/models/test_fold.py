@@ -3,12 +3,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from medcnn.infer.predictor import Predictor
 from medcnn.models.fold import folded_copy
+from medcnn.tasks import load_model
 
 
 def test_folded_predictor_matches_the_network_on_real_images(breast_run, breast_npz):
-    pred = Predictor.from_run(breast_run)
+    pred = load_model(breast_run)
     folded = pred.inference_net
     assert any(isinstance(m, nn.BatchNorm2d) for m in pred.net.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())

@@ -16,6 +16,7 @@ from PIL import Image
 
 from medcnn.serve.app import create_app
 from medcnn.serve.models import load_models
+from medcnn.tasks import load_model
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,6 @@ def test_classify_a_dicom_slice_with_heat_map(client, breast_run, dicom_files):
 
 
 def test_type_comes_from_content_and_answers_match_predict(client, breast_run, breast_npz, tmp_path):
-    from medcnn.infer.predictor import Predictor
 
     png = tmp_path / "b.png"
     Image.fromarray(np.load(breast_npz)["test_images"][3]).save(png)
@@ -93,7 +93,7 @@ def test_type_comes_from_content_and_answers_match_predict(client, breast_run, b
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["type"] == "PNG" and body["file"] == "passwd.dcm" and "heat" not in body["views"]
-    expected = Predictor.from_run(breast_run).predict_files([png])[0]
+    expected = load_model(breast_run).predict_files([png])[0]
     assert body["result"]["prediction"] == expected["prediction"]
     assert body["result"]["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)
 

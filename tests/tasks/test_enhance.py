@@ -9,6 +9,7 @@ from medcnn.data.enhance import load_enhance, slab_split, split_sources
 from medcnn.errors import InputError
 from medcnn.plan import Plan
 from medcnn.planning.enhance import default_plan
+from medcnn.tasks import load_model
 
 
 def test_plan_window_and_patch_follow_the_data(mr_dir):
@@ -57,9 +58,9 @@ def test_enhance_training_removes_noise(enhance_run):
 
 
 def test_evaluate_beside_the_classical_baselines(enhance_run):
-    from medcnn.tasks.evaluate_enhance import evaluate_enhance_run
+    from medcnn.tasks import evaluate
 
-    r = evaluate_enhance_run(enhance_run, "test", limit=6)
+    r = evaluate(enhance_run, "test", limit=6)
     rows = {row["method"]: row for row in r["rows"]}
     assert set(rows) == {"noisy", "medcnn", "bm3d", "nlm"} and r["n_images"] == 6
     # sigma 25/255 on [0, 1]: the noisy input is at 20 * log10(255 / 25) = 20.2 dB
@@ -69,11 +70,10 @@ def test_evaluate_beside_the_classical_baselines(enhance_run):
 
 
 def test_restored_volume_keeps_grid_and_units(enhance_run, mr_dir):
-    from medcnn.infer.enhancer import Enhancer
     from medcnn.io import read_image
 
     img = read_image(sorted(mr_dir.glob("*.nii.gz"))[0])
-    out = Enhancer.from_run(enhance_run).restore(img)
+    out = load_model(enhance_run).restore(img)
     assert out.array.shape == img.array.shape and (out.affine == img.affine).all()
     # physical units: the restored intensities stay on the input's scale
     assert abs(float(out.array.mean()) - float(img.array.mean())) < 0.1 * float(img.array.std())
@@ -91,7 +91,7 @@ def test_ct_padding_below_air_is_air_for_the_model_and_kept_in_the_output(enhanc
     a = np.asarray(read_image(get_testdata_file("693_UNCR.dcm")).array, np.float32)
     pad = a < CT_FLOOR_HU
     assert pad.mean() > 0.1  # the scan has padding corners
-    plan = Enhancer.from_run(enhance_run).plan.override(["enhance.normalization=window", "enhance.window=[-1024,1500]"])
+    plan = load_model(enhance_run).plan.override(["enhance.normalization=window", "enhance.window=[-1024,1500]"])
     seen = []
 
     class Identity(torch.nn.Module):  # residual U-Net predicting no correction; records what it sees
@@ -117,7 +117,7 @@ def test_intensities_far_outside_a_ct_window_are_warned_about(enhance_run, caplo
     from medcnn.infer.enhancer import Enhancer
     from medcnn.io import read_image
 
-    mr = Enhancer.from_run(enhance_run)
+    mr = load_model(enhance_run)
     ct = Enhancer(mr.plan.override(["enhance.normalization=window", "enhance.window=[-1024,1500]"]), mr.net,
                   bf16=False)
     image = read_image(get_testdata_file("693_UNCR.dcm"))
@@ -220,7 +220,7 @@ def test_predict_nifti_and_png_keep_their_format(enhance_run, mr_dir, tmp_path):
 
 
 def test_blind_spot_masks_only_with_neighbour_values(mr_dir):
-    from medcnn.tasks.enhance import blind_spot
+    from medcnn.tasks.enhance.module import blind_spot
     from medcnn.train.enhance_data import load_slices
 
     ds = load_enhance(mr_dir)

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from medcnn.plan import Plan
-from medcnn.tasks.classify import ClassificationTask
+from medcnn.tasks.classify.module import ClassificationTask
 
 
 def test_weighted_cross_entropy():
@@ -18,7 +18,7 @@ def test_weighted_cross_entropy():
 def test_deep_supervision_weights_the_heads():
     """With deep supervision the loss is the 1, 1/2, 1/4-weighted mean of the heads' Dice+CE."""
     from medcnn.plan import ModelConfig, SegmentConfig
-    from medcnn.tasks.segment import SegmentationTask, dice_ce_loss
+    from medcnn.tasks.segment.module import SegmentationTask, dice_ce_loss
 
     plan = Plan(task="segment", num_classes=3, spatial_dims=3, class_names=["bg", "a", "b"],
                 model=ModelConfig("unet", {"filters": [4, 8, 16], "strides": [1, 2, 2], "deep_supervision": 1}),

@@ -17,7 +17,7 @@ def ssl_run(tmp_path_factory, breast_npz, medmnist_dir):
 
 
 def test_pool_uses_train_and_val_only_and_the_loss_falls(ssl_run, breast_npz, medmnist_dir):
-    from medcnn.tasks.pretrain import pooled_images
+    from medcnn.tasks.pretrain.contrastive import pooled_images
 
     _, counts = pooled_images([str(breast_npz), str(medmnist_dir / "pneumoniamnist.npz")], 28, 160)
     assert sorted(counts) == ["breastmnist/train", "breastmnist/val", "pneumoniamnist/train", "pneumoniamnist/val"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medcnn.cli.main import main
-from medcnn.tasks.restore import corrupt
+from medcnn.tasks.pretrain.restoration import corrupt
 
 
 def test_corruption_is_seeded_and_paints_over_part_of_the_patch():

@@ -9,6 +9,7 @@ import torch
 from medcnn.cli.main import main
 from medcnn.data.segmentation import load_segmentation
 from medcnn.planning.segment import default_plan, fingerprint, mirror_axes_for
+from medcnn.tasks import load_model
 
 
 def test_plans_follow_the_data(hippocampus_dir, drive_dir):
@@ -140,21 +141,20 @@ def test_the_run_plan_decides_the_test_time_views(hippo_run, hippocampus_dir, tm
     import shutil
 
     from medcnn.errors import ConfigError
-    from medcnn.infer.segmenter import Segmenter
     from medcnn.io import read_image
     from medcnn.plan import Plan
 
     run = tmp_path / "hippo"
     shutil.copytree(hippo_run, run, ignore=shutil.ignore_patterns("eval", "predictions", "export"))
     image = read_image(sorted((hippocampus_dir / "imagesTs").glob("*.nii.gz"))[0])
-    before = Segmenter.from_run(run)
+    before = load_model(run)
     plan = Plan.load(run / "plan.yaml")
     plan.override(["segment.tta_shift=2", "segment.sw_overlap=0.5", "model.kwargs.filters=[8, 16, 32, 64]"]).save(run / "plan.yaml")
-    after = Segmenter.from_run(run)
+    after = load_model(run)
     assert (after.plan.segment.tta_shift, after.plan.segment.sw_overlap) == (2, 0.5)
     assert after.plan.model.kwargs == before.plan.model.kwargs  # the network comes from the checkpoint
     assert not torch.allclose(before.probabilities(image), after.probabilities(image), atol=1e-3)
     bad = (run / "plan.yaml").read_text().replace("tta_shift: 2", "tta_shift: 500")
     (run / "plan.yaml").write_text(bad)
     with pytest.raises(ConfigError, match="tta_shift"):
-        Segmenter.from_run(run)
+        load_model(run)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from medcnn.data.segmentation import load_segmentation, read_case
-from medcnn.infer.segmenter import Segmenter
 from medcnn.planning.segment import default_plan
-from medcnn.train.engine import member_dirs, train
+from medcnn.runs import RunFolder
+from medcnn.tasks import load_model, train
 
 TINY = ["epochs=1", "segment.patches_per_epoch=12", "segment.val_every=1", "segment.target_spacing=[]",
         "segment.split={test_fraction: 0.02, val_fraction: 0.02, fold: null, train_fraction: 0.1}"]
@@ -25,7 +25,7 @@ def test_members_share_the_split_and_the_run_has_it(hippo_ensemble):
     info = json.loads((run / "run.json").read_text())
     assert info["ensemble"] == 2 and [m["seed"] for m in info["members"]] == [4, 1004]
     top = json.loads((run / "split.json").read_text())
-    for m in member_dirs(run, plan):  # the train_fraction subset too, although the members' seeds differ
+    for m in RunFolder(run).members(plan.ensemble):  # the train_fraction subset too, although the members' seeds differ
         assert json.loads((m / "split.json").read_text()) == top
     assert len(top["train"]) == round(0.1 * (260 - len(top["val"]) - len(top["test"])))
 
@@ -37,10 +37,10 @@ def test_ensemble_probabilities_are_the_members_mean(hippo_ensemble):
     fit = next(c for c in data.cases if all(n <= w for n, w in zip(read_case(c, data.labels)[0].spatial_shape,
                                                                   plan.segment.patch_size)))
     image, _, _ = read_case(fit, data.labels)
-    both = Segmenter.from_run(run)
+    both = load_model(run)
     assert both.plan.ensemble == 2
     p = both.probabilities(image).numpy()
-    members = [Segmenter.from_run(m).probabilities(image).numpy() for m in member_dirs(run, plan)]
+    members = [load_model(m).probabilities(image).numpy() for m in RunFolder(run).members(plan.ensemble)]
     assert not np.allclose(members[0], members[1], atol=1e-3)  # different seeds, different models
     np.testing.assert_allclose(p, np.mean(members, axis=0), atol=1e-2)  # bf16 inference
     np.testing.assert_allclose(p.sum(0), 1, atol=1e-4)
@@ -84,9 +84,9 @@ def test_an_ensemble_with_shifted_views_exports_with_parity(hippo_ensemble, hipp
     assert rec["parity"]["ok"] and rec["ensemble"] == 2 and len(rec["checkpoint_sha256"]) == 2
     assert rec["outside_the_graph"]["shifted_views_voxels"] == 2
     image = read_image(sorted((hippocampus_dir / "imagesTs").glob("*.nii.gz"))[0])
-    ref = Segmenter.from_run(run)
+    ref = load_model(run)
     ref.bf16 = False
-    p_torch, p_onnx = ref.probabilities(image), Segmenter.from_run(run, engine="onnx").probabilities(image)
+    p_torch, p_onnx = ref.probabilities(image), load_model(run, engine="onnx").probabilities(image)
     assert float((p_torch - p_onnx).abs().max()) <= 1e-4
 
 
@@ -103,7 +103,7 @@ def test_a_cross_validation_ensemble_validates_out_of_fold(tmp_path, hippocampus
     plan = default_plan(data, str(hippocampus_dir)).override(cv)
     run = train(plan, data, tmp_path / "cv", progress=False)
     top = json.loads((run / "split.json").read_text())
-    members = [json.loads((m / "split.json").read_text()) for m in member_dirs(run, plan)]
+    members = [json.loads((m / "split.json").read_text()) for m in RunFolder(run).members(plan.ensemble)]
     assert top["folds"] == [m["val"] for m in members] and all(m["test"] == top["test"] for m in members)
     for m in members:
         assert not set(m["train"]) & set(m["val"]) and sorted(m["train"] + m["val"]) == top["val"]
@@ -114,12 +114,12 @@ def test_a_cross_validation_ensemble_validates_out_of_fold(tmp_path, hippocampus
     assert r["out_of_fold"] and r["n"] == len(top["val"])
     assert "each case out-of-fold" in " ".join(capsys.readouterr().out.split())
     rows = {row["case"]: row for row in csv.DictReader(open(run / "eval" / "val_cases.csv"))}
-    both = Segmenter.from_run(run)
-    for i, m in enumerate(member_dirs(run, plan)):  # the first case of each fold: its own member's prediction
+    both = load_model(run)
+    for i, m in enumerate(RunFolder(run).members(plan.ensemble)):  # the first case of each fold: its own member's prediction
         case = next(c for c in data.cases if c.id == top["folds"][i][0])
         image, _, _ = read_case(case, data.labels)
         sizes = []
-        for seg in (Segmenter.from_run(m), both):
+        for seg in (load_model(m), both):
             seg.post = r["postprocess"]["postprocess"]
             label = seg.segment(image).label.array[0]
             sizes.append([float((label == k).sum()) for k in (1, 2)])  # 1 mm voxels: mm³

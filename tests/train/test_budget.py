@@ -7,8 +7,8 @@ import torch
 from medcnn.data.classification import load_classification
 from medcnn.plan import Plan
 from medcnn.planning import default_plan
+from medcnn.tasks import train
 from medcnn.train.budget import MARGIN, fit_epochs, plan_epochs, stretch_steps
-from medcnn.train.engine import train
 
 
 def test_fit_epochs_arithmetic():
@@ -43,7 +43,7 @@ def test_budget_cuts_epochs_and_is_recorded(breast_npz, tmp_path):
 def test_segmentation_calibration_restores_weights(hippocampus_dir):
     from medcnn.data.segmentation import load_segmentation
     from medcnn.planning.segment import default_plan as seg_plan
-    from medcnn.tasks.segment import SegmentationTask
+    from medcnn.tasks.segment.module import SegmentationTask
     from medcnn.train.seg_data import segment_loaders
 
     data = load_segmentation(hippocampus_dir)

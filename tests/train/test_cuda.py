@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from medcnn.cli.main import main
+from medcnn.tasks import load_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -46,7 +47,6 @@ def test_segmentation_augmentation_runs_on_the_gpu(hippocampus_dir):
 
 def test_classification_2d_and_3d(breast_npz, medmnist_dir, tmp_path):
     from medcnn.data.classification import load_classification
-    from medcnn.infer.predictor import Predictor
 
     for name, npz in (("breast", breast_npz), ("adrenal", medmnist_dir / "adrenalmnist3d.npz")):
         run = tmp_path / name
@@ -55,7 +55,7 @@ def test_classification_2d_and_3d(breast_npz, medmnist_dir, tmp_path):
         _trained_on_gpu(run)
         assert main(["evaluate", str(run), "--json"]) == 0
         x, _ = load_classification(str(npz)).split("test")
-        probs = Predictor.from_run(run, "best").predict_array(x[:4])
+        probs = load_model(run, "best").predict_array(x[:4])
         assert probs.shape[0] == 4 and np.allclose(probs.sum(1), 1, atol=1e-3)
 
 

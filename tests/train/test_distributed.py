@@ -11,6 +11,8 @@ run folder must serve predictions as a 1-process one does.
 """
 import json
 
+from medcnn.tasks import load_model
+
 from .runs import EPOCHS, curve, epochs, run, train_cmd  # noqa: F401
 
 
@@ -30,8 +32,7 @@ def test_two_processes_match_one(reference_runs, breast_npz, tmp_path):
     assert curve(run_dir, "train_loss")[-1] < curve(run_dir, "train_loss")[0] - 0.15  # it learned
 
     from medcnn.data.classification import load_classification
-    from medcnn.infer.predictor import Predictor
 
     x, y = load_classification(str(breast_npz)).split("val")
-    probs = Predictor.from_run(run_dir, "best").predict_array(x[:16])
+    probs = load_model(run_dir, "best").predict_array(x[:16])
     assert probs.shape == (16, 2) and abs(float(probs.sum()) - 16) < 1e-3

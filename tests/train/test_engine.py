@@ -8,10 +8,9 @@ import torch
 from conftest import require
 from medcnn.data.classification import load_classification
 from medcnn.errors import RunFolderError
-from medcnn.infer.predictor import Predictor
 from medcnn.plan import Plan
 from medcnn.planning import default_plan
-from medcnn.train.engine import train
+from medcnn.tasks import load_model, train
 
 
 def test_run_folder_contents(breast_run):
@@ -29,7 +28,7 @@ def test_run_folder_contents(breast_run):
 
 
 def test_best_checkpoint_is_chosen_on_validation(breast_run, breast_npz):
-    pred = Predictor.from_run(breast_run, "best")
+    pred = load_model(breast_run, "best")
     data = load_classification(str(breast_npz))
     from medcnn.metrics.classification import auc_score
 
@@ -67,7 +66,7 @@ def test_3d_training_adrenal(medmnist_dir, tmp_path):
     plan = default_plan(data, "adrenalmnist3d").override(["epochs=1", "batch_size=32"])
     assert plan.spatial_dims == 3 and plan.preprocessing.input_size == [28, 28, 28]
     run = train(plan, data, tmp_path / "run", progress=False)
-    probs = Predictor.from_run(run).predict_array(data.images["val"][:5])
+    probs = load_model(run).predict_array(data.images["val"][:5])
     assert probs.shape == (5, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
@@ -81,20 +80,24 @@ def test_multilabel_training(medmnist_dir, tmp_path):
     data = load_classification(str(tmp_path / "blood_onehot.npz"))
     plan = default_plan(data, str(tmp_path / "blood_onehot.npz")).override(["epochs=1", "ensemble=2"])  # multi-label ensemble
     run = train(plan, data, tmp_path / "run", progress=False)
-    from medcnn.tasks.evaluate_classify import evaluate_run
+    from medcnn.tasks import evaluate
 
-    rep = evaluate_run(run, "test")
+    rep = evaluate(run, "test")
     assert 0 <= rep["auc"] <= 1 and set(rep["per_class"]) == set(plan.class_names)
 
 
 def test_auto_precision_keeps_3d_classification_fp32_on_cpu():
-    from medcnn.train.engine import resolve_precision
+    from medcnn.plan import Plan, Preprocessing
+    from medcnn.tasks import get_task
+    from medcnn.utils.precision import resolve_precision
 
-    assert resolve_precision("auto", 3) == "32"
-    assert resolve_precision("bf16-mixed", 3) == "bf16-mixed"  # an explicit choice is kept
+    plan3d = Plan(spatial_dims=3, preprocessing=Preprocessing(input_size=[28, 28, 28]))
+    classify, segment = get_task("classify").cpu_bf16(plan3d), get_task("segment").cpu_bf16(plan3d)
+    assert resolve_precision("bf16-mixed", classify) == "bf16-mixed"  # an explicit choice is kept
     bf16_cpu = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
     if not torch.cuda.is_available():
-        assert resolve_precision("auto", 3, "segment") == ("bf16-mixed" if bf16_cpu else "32")
+        assert resolve_precision("auto", classify) == "32"
+        assert resolve_precision("auto", segment) == ("bf16-mixed" if bf16_cpu else "32")
 
 
 def test_weight_averaging_is_what_validation_scores_and_the_checkpoint_keeps(breast_npz, tmp_path):
@@ -107,5 +110,5 @@ def test_weight_averaging_is_what_validation_scores_and_the_checkpoint_keeps(bre
     from medcnn.metrics.classification import auc_score
 
     x, y = data.split("val")
-    auc = auc_score(Predictor.from_run(run, "best").predict_array(x), y, "binary")
+    auc = auc_score(load_model(run, "best").predict_array(x), y, "binary")
     assert auc == pytest.approx(json.loads((run / "run.json").read_text())["best_val_score"], abs=0.02)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from medcnn.data.classification import load_classification
-from medcnn.infer.predictor import Predictor
 from medcnn.planning import default_plan
-from medcnn.train.engine import member_dirs, train
+from medcnn.runs import RunFolder
+from medcnn.tasks import load_model, train
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,8 @@ def test_ensemble_averages_member_probabilities(small_breast, tmp_path):
     assert info["ensemble"] == 2 and [m["seed"] for m in info["members"]] == [3, 1003]
     x, _ = small_breast.split("test")
     x = x[:40]
-    probs = Predictor.from_run(run).predict_array(x)
-    members = [Predictor.from_run(m).predict_array(x) for m in member_dirs(run, plan)]
+    probs = load_model(run).predict_array(x)
+    members = [load_model(m).predict_array(x) for m in RunFolder(run).members(plan.ensemble)]
     assert not np.allclose(members[0], members[1], atol=1e-3)  # different seeds, different models
     np.testing.assert_allclose(probs, np.mean(members, axis=0), atol=1e-5)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
@@ -35,7 +35,7 @@ def test_ensemble_averages_member_probabilities(small_breast, tmp_path):
 def test_ensemble_resume_keeps_finished_members(small_breast, tmp_path):
     plan = default_plan(small_breast, "breastmnist").override(["epochs=1", "ensemble=2"])
     run = train(plan, small_breast, tmp_path / "ens", progress=False)
-    m0, m1 = member_dirs(run, plan)
+    m0, m1 = RunFolder(run).members(plan.ensemble)
     before = (m0 / "checkpoints" / "best.ckpt").stat().st_mtime_ns
     info = json.loads((m1 / "run.json").read_text())
     del info["finished"]  # as if killed while training member 2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medcnn.infer.predictor import load_checkpoint
+from medcnn.runs import load_checkpoint
 
 from .runs import EPOCHS, curve, epochs, run, train_cmd
 

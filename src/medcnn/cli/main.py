@@ -4,6 +4,7 @@ Errors in the user's input print one line and exit 2 (tracebacks only with ``--d
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -73,12 +74,18 @@ _state = {"debug": False}
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library logs.")):
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library logs."),
+          plugin: List[str] = typer.Option([], "--plugin", help="Import a module or .py file that registers tasks or "
+                                           "networks first (repeatable; also $MEDCNN_PLUGINS).")):
     _state["debug"] = debug
     if not debug:
         from medcnn.utils.quiet import quiet_libraries
 
         quiet_libraries()
+    if plugin:
+        from medcnn.tasks import load_plugins
+
+        load_plugins(plugin)
 
 
 @app.command()
@@ -101,7 +108,8 @@ def fetch(name: str = typer.Argument(..., help="Dataset: a MedMNIST name (breast
     out.print(f"{name}: {path} (verified)")
 
 
-TASK_HELP = "auto (a segmentation layout -> segment, --degradation -> enhance, else classify) | classify | segment | enhance."
+TASK_HELP = ("auto (a segmentation layout -> segment, --degradation -> enhance, else classify) | classify | segment | "
+             "enhance | a plugin's task.")
 DEGRADATION_HELP = ("Enhancement: what to learn to undo: gaussian | rician | speckle | downsample | lowdose-ct | "
                     "sparse-view-ct, or none when the images are the noisy scans (Noise2Void; implies --task enhance).")
 LEVEL_HELP = ("Degradation level, or a range 'lo,hi' for one blind model: sigma (normalised units, e.g. 0.098 = 25/255), "
@@ -124,63 +132,19 @@ def eval_fraction(text: str) -> float:
     return float(num) / float(den) if sep else float(num)
 
 
-def _task_of(data: str, task: str, degradation: Optional[str] = None) -> str:
-    if task not in ("auto", "classify", "segment", "enhance"):
-        raise MedcnnError(f"--task must be auto, classify, segment or enhance, got {task!r}")
-    if degradation is not None and task not in ("auto", "enhance"):
-        raise MedcnnError(f"--degradation is for --task enhance, not {task}")
-    if degradation is not None:
-        return "enhance"
-    if task == "enhance":
-        raise MedcnnError("--task enhance needs --degradation KIND (gaussian, rician, speckle, downsample, "
-                          "lowdose-ct, sparse-view-ct)")
-    if task != "auto":
-        return task
-    from medcnn.data.segmentation import looks_like_segmentation
-
-    return "segment" if looks_like_segmentation(data) else "classify"
-
-
-def _load_for(p, data: str):
-    """The dataset of plan ``p`` (its task decides the loader)."""
-    if p.task == "segment":
-        from medcnn.data.segmentation import load_segmentation
-
-        return load_segmentation(data)
-    if p.task == "enhance":
-        from medcnn.data.enhance import load_enhance
-
-        return load_enhance(data)
-    from medcnn.data.classification import load_classification
-
-    pre = p.preprocessing
-    return load_classification(data, input_size=pre.input_size, channels=pre.channels, intensity=pre.intensity,
-                               seed=p.seed)
+def _options(degradation: Optional[str] = None, level: Optional[str] = None) -> argparse.Namespace:
+    """The task options of `plan`, `train` and `augment` (enhancement: what to learn to undo)."""
+    return argparse.Namespace(degradation=degradation, level=_levels(level))
 
 
 def _default_plan(data: str, task: str, degradation: Optional[str] = None, level: Optional[str] = None):
-    kind = _task_of(data, task, degradation)
-    if kind == "enhance":
-        from medcnn.data.enhance import load_enhance
-        from medcnn.planning.enhance import default_plan as enhance_plan
-        from medcnn.transforms.degrade import KINDS
+    """(dataset, default plan) of ``data`` for ``--task`` (auto: the task that recognises it)."""
+    from medcnn.tasks import choose_task
 
-        if degradation not in KINDS + ("none",):
-            raise MedcnnError(f"--degradation must be one of {', '.join(KINDS)}, or none (noisy images, "
-                              f"self-supervised), got {degradation!r}")
-        ds = load_enhance(data)
-        return ds, enhance_plan(ds, data, degradation, _levels(level))
-    if kind == "segment":
-        from medcnn.data.segmentation import load_segmentation
-        from medcnn.planning.segment import default_plan as seg_plan
-
-        ds = load_segmentation(data)
-        return ds, seg_plan(ds, data)
-    from medcnn.data.classification import load_classification
-    from medcnn.planning import default_plan
-
-    ds = load_classification(data)
-    return ds, default_plan(ds, data)
+    options = _options(degradation, level)
+    t = choose_task(data, task, options)
+    ds = t.load_data(data)
+    return ds, t.default_plan(ds, data, options)
 
 
 @app.command()
@@ -194,6 +158,8 @@ def plan(data: str = typer.Argument(..., help="MedMNIST name, .npz file, class-f
          level: Optional[str] = typer.Option(None, help=LEVEL_HELP),
          overwrite: bool = typer.Option(False, help="Replace an existing plan file.")):
     """Fingerprint a dataset and write an editable plan (task, model, input size / patch, batch, epochs, ...)."""
+    from medcnn.tasks import task_of
+
     if output.exists() and not overwrite:
         raise MedcnnError("plan file exists; pass --overwrite to replace it", output)
     data = _sized(data, size)
@@ -201,21 +167,7 @@ def plan(data: str = typer.Argument(..., help="MedMNIST name, .npz file, class-f
     p = p.override(set_)
     p.save(output)
     _print_fingerprint(p.fingerprint)
-    if p.task == "segment":
-        seg = p.segment
-        out.print(f"plan written to {output}: segment with {p.model.name} {p.model.kwargs.get('filters')}, patch "
-                  f"{seg.patch_size} at {seg.target_spacing or 'native'} mm, batch {p.batch_size}, {p.epochs} epochs"
-                  + (f" or what fits {p.max_minutes:g} min" if p.max_minutes else "")
-                  + f", normalisation {seg.normalization}")
-        return
-    if p.task == "enhance":
-        en = p.enhance
-        out.print(f"plan written to {output}: enhance ({en.degradation} {en.level}) with {p.model.name} "
-                  f"{p.model.kwargs.get('filters')}, patch {en.patch_size}, window {en.window}, batch {p.batch_size}, "
-                  f"{p.epochs} epochs" + (f" or what fits {p.max_minutes:g} min" if p.max_minutes else ""))
-        return
-    out.print(f"plan written to {output}: {p.model.name} {p.preprocessing.input_size}, {p.epochs} epochs, "
-              f"batch {p.batch_size}, augment {p.augment.preset}")
+    out.print(f"plan written to {output}: {task_of(p).describe_plan(p)}")
 
 
 @app.command()
@@ -251,8 +203,8 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
     from functools import partial
 
     from medcnn.plan import Plan
+    from medcnn.tasks import task_of, train
     from medcnn.train.distributed import is_primary
-    from medcnn.train.engine import train
     from medcnn.transforms.augment import preset
 
     n_dev = int(devices) if devices.isdigit() else devices
@@ -262,7 +214,7 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
         if not (resume / "plan.yaml").is_file():
             raise MedcnnError("not a run folder (no plan.yaml)", resume)
         p = Plan.load(resume / "plan.yaml")
-        ds = _load_for(p, p.data)
+        ds = task_of(p).load_data(p.data, p)
         say(f"resuming {resume}")
         do_train(p, ds, resume, progress=progress, resume=True)
         return
@@ -272,7 +224,7 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
         if not data:
             raise MedcnnError("no DATA given and the plan has no `data` field")
         data = _sized(data, size)
-        ds = _load_for(p, data)
+        ds = task_of(p).load_data(data, p)
         p.data = data
     else:
         if not data:
@@ -299,34 +251,12 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
 
         resolve_source(p.transfer.pretrained)
     run_dir = out_dir or Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if p.task == "segment":
-        from medcnn.cli.segment import check_plan_fits
-
-        check_plan_fits(p, ds)
-        budget = f" (at most; cut to fit {p.max_minutes:g} min)" if p.max_minutes else ""
-        say(f"training {p.model.name} segmentation on {ds.name} ({len(ds.cases)} labelled cases), "
-            f"{p.epochs} epochs{budget} -> {run_dir}")
-        do_train(p, ds, run_dir, overwrite=overwrite, progress=progress)
-        info = _finished(run_dir)
-        say(f"done in {info['train_seconds']:.0f} s; best val Dice {info['best_val_score']:.4f}; run folder {run_dir}")
-        return
-    if p.task == "enhance":
-        en = p.enhance
-        budget = f" (at most; cut to fit {p.max_minutes:g} min)" if p.max_minutes else ""
-        say(f"training {p.model.name} enhancement ({en.degradation} {en.level}) on {ds.name} "
-            f"({len(ds.sources)} images), {p.epochs} epochs{budget} -> {run_dir}")
-        do_train(p, ds, run_dir, overwrite=overwrite, progress=progress)
-        info = _finished(run_dir)
-        say(f"done in {info['train_seconds']:.0f} s; best val PSNR {info['best_val_score']:.2f} dB; "
-            f"run folder {run_dir}")
-        return
-    _check_compatible(p, ds)
-    say(f"training {p.model.name} on {ds.name} ({len(ds.labels['train'])} train / {len(ds.labels['val'])} val), "
-        f"{p.epochs} epochs -> {run_dir}")
+    t = task_of(p)
+    t.check_data(p, ds)
+    say(t.describe_training(p, ds, run_dir))
     do_train(p, ds, run_dir, overwrite=overwrite, progress=progress)
     info = _finished(run_dir)
-    say(f"done in {info['train_seconds']:.0f} s; best val {p.val_metric} {info['best_val_score']:.4f}; "
-        f"run folder {run_dir}")
+    say(f"{t.describe_result(p, info)}; run folder {run_dir}")
 
 
 def _finished(run_dir: Path) -> dict:
@@ -348,51 +278,16 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn
     """Classification: AUC, ACC, per-class sensitivity/specificity, ECE; confusion/ROC/reliability PNGs.
     Segmentation: Dice, IoU, HD95, ASSD per label, volumes vs reference, overlays.
     Enhancement: PSNR, SSIM and ms per image beside BM3D / NLM / bicubic / FBP on the same images. All in RUN/eval/."""
-    if _run_task(run) == "enhance":
-        from medcnn.tasks.evaluate_enhance import evaluate_enhance_run
+    from medcnn.cli.render import print_table
+    from medcnn.tasks import run_task
 
-        if data is not None:
-            raise MedcnnError("--data is for classification runs; an enhancement run evaluates its own split")
-        r = evaluate_enhance_run(run, split, checkpoint)
-        if json_out:
-            out.print_json(json.dumps(r))
-            return
-        t = Table(title=f"{run} — {split} ({r['n_images']} images, {r['degradation']}, {checkpoint} checkpoint)")
-        for col in ("level", "method", "PSNR dB", "SSIM", "ms / image"):
-            t.add_column(col, justify="right" if col != "method" else "left")
-        for row in r["rows"]:
-            t.add_row(f"{row['level']:g}", row["method"], f"{row['psnr']:.2f}", f"{row['ssim']:.4f}",
-                      f"{row['ms_per_image']:.1f}")
-        out.print(t)
-        return
-    if _run_task(run) == "segment":
-        from medcnn.cli.segment import print_evaluation
-        from medcnn.tasks.evaluate_segment import evaluate_segment_run
-
-        if data is not None:
-            raise MedcnnError("--data is for classification runs; a segmentation run evaluates its own split")
-        r = evaluate_segment_run(run, split, checkpoint)
-        if json_out:
-            out.print_json(json.dumps(r))
-        else:
-            print_evaluation(run, r)
-        return
-    from medcnn.tasks.evaluate_classify import evaluate_run
-
-    r = evaluate_run(run, split, checkpoint, data)
+    t = run_task(run, "evaluate")
+    r = t.evaluate(run, split, checkpoint, data)
     if json_out:
         out.print_json(json.dumps(r))
         return
-    t = Table(title=f"{run} — {split} ({r['n']} images, {checkpoint} checkpoint)")
-    t.add_column("class"), t.add_column("support", justify="right")
-    t.add_column("sensitivity", justify="right"), t.add_column("specificity", justify="right")
-    for name, v in r["per_class"].items():
-        t.add_row(name, str(v["support"]), f"{v['sensitivity']:.3f}", f"{v['specificity']:.3f}")
-    out.print(t)
-    cal = r["calibration"]
-    out.print(f"AUC {r['auc']:.4f}   ACC {r['acc']:.4f}   ECE {r['ece']:.4f} -> {cal['ece_after']:.4f} after "
-              f"temperature scaling (T={cal['temperature']:.2f}, fitted on val)   -> {run / 'eval'}")
-    if paper:
+    print_table(t.report_table(run, r))
+    if paper and "auc" in r:  # a classification report
         _print_paper(r)
 
 
@@ -437,7 +332,7 @@ def predict(run: Path = typer.Argument(..., help="Run folder."),
     from medcnn.cli.predict import run_predict
     from medcnn.utils.files import atomic_write_json
 
-    results, failed = run_predict(_run_task(run), run, list(inputs), checkpoint=checkpoint, engine=_engine(engine),
+    results, failed = run_predict(run, list(inputs), checkpoint=checkpoint, engine=_engine(engine),
                                   out_dir=out_dir, overwrite=overwrite, max_uncertainty=max_uncertainty,
                                   results_path=results_path, progress=progress, keep_phi=keep_phi)
     if json_path:
@@ -453,7 +348,7 @@ def measure(mask: Path = typer.Argument(..., help="A label map (NIfTI, DICOM, PN
             names: List[str] = typer.Option([], "--name", help="Label name: VALUE=NAME (repeatable)."),
             json_path: Optional[Path] = typer.Option(None, "--json", help="Write the measurements to this JSON file.")):
     """Size (mm³ / mm²), connected components, centroids and boxes of every label of a mask."""
-    from medcnn.cli.segment import measure_file
+    from medcnn.cli.measure import measure_file
 
     parsed = {}
     for n in names:
@@ -471,10 +366,10 @@ def compare(run: Path = typer.Argument(..., help="Segmentation run folder."),
             checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
             json_path: Optional[Path] = typer.Option(None, "--json", help="Write the change table to this JSON file.")):
     """Segment two scans and report each label's change (absolute and %), for disease monitoring."""
-    from medcnn.cli.segment import compare_scans
+    from medcnn.cli.measure import compare_scans
+    from medcnn.tasks import run_task
 
-    if _run_task(run) != "segment":
-        raise MedcnnError("compare needs a segmentation run", run)
+    run_task(run, "compare")
     compare_scans(run, before, after, json_path, checkpoint)
 
 
@@ -492,21 +387,22 @@ def augment(data: str = typer.Argument(..., help="Dataset (as for `plan`)."),
             seed: int = typer.Option(0, help="Random seed of the picks and the augmentations."),
             overwrite: bool = typer.Option(False, help="Replace an existing PNG.")):
     """Show what the plan's augmentation (or, for enhancement, its degradation) does to real training images."""
-    from medcnn.cli.augment import preview
     from medcnn.plan import Plan
+    from medcnn.tasks import task_of
+    from medcnn.tasks.preview import write_preview
     from medcnn.transforms.augment import preset
 
     if preview_png.exists() and not overwrite:
         raise MedcnnError("exists; pass --overwrite or choose another file", preview_png)
     if plan_file is not None:
         p = Plan.load(plan_file)
-        ds = _load_for(p, data)
+        ds = task_of(p).load_data(data, p)
     else:
         ds, p = _default_plan(data, task, degradation, level)
     if preset_name is not None:
         p.augment = preset(preset_name)
     p = p.override(list(set_))
-    path = preview(p, ds, preview_png, samples=samples, views=views, seed=seed)
+    path = write_preview(task_of(p), p, ds, preview_png, samples=samples, views=views, seed=seed)
     out.print(f"wrote {path}")
 
 
@@ -525,29 +421,15 @@ def pretrain(data: List[str] = typer.Argument(..., help="Unlabeled image sources
     """Self-supervised pretraining: contrastive, of a classification backbone on pooled unlabeled 2D
     images; or, given a segmentation dataset, restoration (in-/out-painting) of the U-Net its
     segmentation plan trains, 2D or 3D."""
-    from medcnn.train.engine import train as do_train
+    from medcnn.tasks import get_task, train
 
     sets = list(set_) + [f"{k}={v}" for k, v in (("epochs", epochs), ("max_minutes", max_minutes)) if v is not None]
-    if len(data) == 1 and _task_of(data[0], "auto") == "segment":
-        from medcnn.data.segmentation import load_segmentation
-        from medcnn.planning.pretrain import restoration_plan
-
-        ds = load_segmentation(data[0])
-        p = restoration_plan(ds, data[0]).override(sets)
-        out.print(f"restoration pretraining of the segmentation U-Net on the training cases and {len(ds.unlabelled)} "
-                  f"unlabelled images of {ds.name} (patch {p.segment.patch_size})")
-        run = do_train(p, ds, out_dir, overwrite=overwrite, progress=progress)
-        out.print(f"pretrained U-Net in {run} (use: medcnn train {data[0]} --pretrained {run})")
-        return
-    from medcnn.planning.pretrain import pretrain_plan
-    from medcnn.tasks.pretrain import pooled_images
-
-    ds, counts = pooled_images(list(data), size, max_per_source)
-    p = pretrain_plan(ds, size).override(sets)
-    out.print(f"pretraining on {sum(len(v) for v in ds.images.values())} images: " +
-              ", ".join(f"{k} {n}" for k, n in counts.items()))
-    run = do_train(p, ds, out_dir, overwrite=overwrite, progress=progress)
-    out.print(f"backbone in {run} (use: medcnn train DATA --pretrained {run})")
+    ds, p, what = get_task("pretrain").prepare(list(data), size, max_per_source)
+    p = p.override(sets)
+    out.print(what)
+    run = train(p, ds, out_dir, overwrite=overwrite, progress=progress)
+    use = data[0] if p.restores else "DATA"
+    out.print(f"{'pretrained U-Net' if p.restores else 'backbone'} in {run} (use: medcnn train {use} --pretrained {run})")
 
 
 @app.command()
@@ -559,13 +441,13 @@ def explain(run: Path = typer.Argument(..., help="Classification run folder."),
             checkpoint: str = typer.Option("best", help="best | last | a .ckpt path.")):
     """Heat-maps of where a classifier looked (MONAI Grad-CAM / occlusion sensitivity), overlaid on each input."""
     from medcnn.infer.explain import explain_files
+    from medcnn.tasks import load_model, run_task
 
-    if _run_task(run) != "classify":
-        raise MedcnnError("explain is for classification runs", run)
+    run_task(run, "explain")
     for p in inputs:
         if not p.exists():
             raise MedcnnError("input not found", p)
-    res = explain_files(run, list(inputs), out_dir, method, class_name, checkpoint)
+    res = explain_files(load_model(run, checkpoint), list(inputs), out_dir, method, class_name)
     for r in res:
         out.print(f"{Path(r['file']).name}: {r['class']} (p={r['probability']:.3f}) -> {r['outputs']['png']}")
 
@@ -633,21 +515,6 @@ def models():
     out.print("\n".join(list_models()))
 
 
-def _run_task(run: Path) -> str:
-    """The task of a run folder, from its plan (classification when it cannot tell); a pretraining
-    run is refused: it has no classes or labels to predict."""
-    f = Path(run) / "plan.yaml"
-    if not f.is_file():
-        return "classify"
-    from medcnn.plan import Plan
-
-    task = Plan.load(f).task
-    if task == "pretrain":
-        raise MedcnnError("a pretraining run predicts nothing; start a task from it: medcnn train DATA --pretrained "
-                          "RUN", run)
-    return task
-
-
 def _sized(data: str, size: Optional[int]) -> str:
     """``breastmnist`` + --size 64 -> ``breastmnist_64`` (MedMNIST names only)."""
     if size is None or Path(data).exists() or data.endswith((".npz", ".csv")):
@@ -656,18 +523,6 @@ def _sized(data: str, size: Optional[int]) -> str:
 
     flag, _ = medmnist_flag(data)
     return flag if size == 28 else f"{flag}_{size}"
-
-
-def _check_compatible(p, ds) -> None:
-    if p.num_classes != ds.num_classes or p.label_type != ds.label_type:
-        raise MedcnnError(f"the plan is for {p.num_classes} {p.label_type} classes but the data has "
-                          f"{ds.num_classes} {ds.label_type} classes")
-    if p.preprocessing.channels != ds.channels or p.spatial_dims != ds.spatial_dims:
-        raise MedcnnError(f"the plan expects {p.preprocessing.channels}-channel {p.spatial_dims}D images; "
-                          f"the data has {ds.channels}-channel {ds.spatial_dims}D")
-    if list(ds.images["train"].shape[2:]) != list(p.preprocessing.input_size):
-        raise MedcnnError(f"the data's images are {list(ds.images['train'].shape[2:])} but the plan's input_size is "
-                          f"{p.preprocessing.input_size}; use the matching --size or re-plan")
 
 
 def _print_fingerprint(fp: dict) -> None:

@@ -11,63 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
+from medcnn.cli.render import print_table
 from medcnn.errors import MedcnnError
+from medcnn.tasks.jobs import predict_job
 
 out = Console()
 err = Console(stderr=True)
 TABLE_ROWS = 50  # larger batches print a summary instead of a table
 
 
-class ClassifyJob:
-    def __init__(self, run: Path, checkpoint: str, engine: str, max_uncertainty: float | None):
-        from medcnn.infer.predictor import Predictor
-
-        self.run, self.checkpoint, self.max_uncertainty = run, checkpoint, max_uncertainty
-        self.pred = Predictor.from_run(run, checkpoint, engine=engine)
-        names = self.pred.plan.class_names or [str(i) for i in range(self.pred.plan.num_classes)]
-        multilabel = self.pred.plan.label_type == "multilabel"
-        self.fields = (["labels"] if multilabel else ["prediction", "confidence"]) + [f"p_{n}" for n in names]
-        self.out_dir = None
-
-    def one(self, path: Path, dest: Path | None = None) -> dict:
-        return self.pred.predict_files([path], max_uncertainty=self.max_uncertainty)[0]
-
-    def row(self, r: dict) -> dict:
-        flat = {k: r.get(k) for k in ("file", "prediction", "confidence", "labels", "error")}
-        flat.update({f"p_{k}": v for k, v in r.get("probabilities", {}).items()})
-        return flat
-
-    def table(self, results: list[dict]) -> None:
-        t = Table(title=f"{self.run} ({self.checkpoint})")
-        t.add_column("file"), t.add_column("prediction"), t.add_column("probabilities")
-        for r in results:
-            if "error" in r:
-                continue
-            probs = "  ".join(f"{k}: {v:.3f}" for k, v in r["probabilities"].items())
-            t.add_row(Path(r["file"]).name, str(r.get("prediction", r.get("labels"))), probs)
-        out.print(t)
-
-
-def make_job(task: str, run: Path, checkpoint: str, engine: str, out_dir: Path | None, overwrite: bool,
-             max_uncertainty: float | None, keep_phi: bool = False):
-    """The task's job; ``keep_phi``: DICOM outputs keep the patient's identity (medcnn.io.phi)."""
-    if task == "segment":
-        from medcnn.cli.segment import SegmentJob
-
-        job = SegmentJob(run, out_dir, checkpoint, overwrite, engine)
-    elif task == "enhance":
-        from medcnn.cli.enhance import EnhanceJob
-
-        job = EnhanceJob(run, out_dir, checkpoint, overwrite, engine)
-    else:
-        job = ClassifyJob(run, checkpoint, engine, max_uncertainty)
-    job.keep_phi = keep_phi
-    return job
-
-
-def run_predict(task: str, run: Path, inputs: list[Path], *, checkpoint: str = "best", engine: str = "torch",
+def run_predict(run: Path, inputs: list[Path], *, checkpoint: str = "best", engine: str = "torch",
                 out_dir: Path | None = None, overwrite: bool = False, max_uncertainty: float | None = None,
                 results_path: Path | None = None, progress: bool = True,
                 keep_phi: bool = False) -> tuple[list[dict[str, Any]], int]:
@@ -75,14 +29,13 @@ def run_predict(task: str, run: Path, inputs: list[Path], *, checkpoint: str = "
     then DICOM inputs' rows gain patient_id, patient_name, ... (``medcnn.io.phi.LINK_FIELDS``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from medcnn.cli.segment import input_output_dir
     from medcnn.infer.stream import ResultStream
     from medcnn.io.inputs import expand_inputs
+    from medcnn.io.phi import LINK_FIELDS, link_fields
+    from medcnn.tasks.outputs import input_output_dir
 
     paths = expand_inputs(inputs)
-    from medcnn.io.phi import LINK_FIELDS, link_fields
-
-    job = make_job(task, run, checkpoint, engine, out_dir, overwrite, max_uncertainty, keep_phi)
+    job = predict_job(run, checkpoint, engine, out_dir, overwrite, max_uncertainty, keep_phi)
     batch = len(paths) > 1 or results_path is not None
     stream = ResultStream(results_path, job.fields + (list(LINK_FIELDS) if keep_phi else [])) if results_path else None
     resuming = bool(stream and stream.done)
@@ -116,7 +69,7 @@ def run_predict(task: str, run: Path, inputs: list[Path], *, checkpoint: str = "
         if stream:
             stream.close()
     if len(results) <= TABLE_ROWS and len(results) > failed:
-        job.table(results)
+        print_table(job.table(results))
     else:
         out.print(f"{len(results) - failed} of {len(results)} inputs predicted")
     if stream:

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from medcnn.data.image import Image
-from medcnn.errors import InputError, RunFolderError
+from medcnn.errors import InputError
 from medcnn.plan import Plan
+from medcnn.utils.precision import resolve_precision
 
 log = logging.getLogger("medcnn.infer")
 # a fixed-window (CT) model has seen normalised values in about [0, 1]: an input with more than
@@ -19,40 +21,36 @@ log = logging.getLogger("medcnn.infer")
 FAR_MARGIN, FAR_SHARE = 0.5, 0.01
 
 
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """(B, C, H, W) padded at the bottom/right to multiples of ``stride`` (reflect where possible)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+
+
+def stride_of(plan: Plan) -> int:
+    """How much the plan's U-Net downsamples: inputs are padded to multiples of it."""
+    strides = plan.model.kwargs.get("strides", [1])
+    return int(np.prod(strides))
+
+
 class Enhancer:
     def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, bf16: bool | None = None):
-        from medcnn.tasks.enhance import stride_of
-        from medcnn.train.engine import resolve_precision
-
         self.plan, self.net, self.run_dir = plan, net.eval(), run_dir
         exported = getattr(net, "exported", False)  # an ONNX graph adds the residual itself, in float32
         self.add_input = plan.enhance.residual and not exported
         self.stride = stride_of(plan)
-        self.bf16 = resolve_precision(plan.precision, 2, "enhance").startswith("bf16") and not exported \
-            if bf16 is None else bf16
+        self.bf16 = resolve_precision(plan.precision).startswith("bf16") and not exported if bf16 is None else bf16
 
-    @classmethod
-    def from_run(cls, run: str | Path, checkpoint: str = "best", engine: str = "torch") -> "Enhancer":
-        """``engine="onnx"``: the run's ONNX export in ONNX Runtime (float32) instead of PyTorch."""
-        if engine == "onnx":
-            from medcnn.infer.onnx_net import onnx_model
-
-            plan, net = onnx_model(run, checkpoint)
-            if plan.task != "enhance":
-                raise RunFolderError(f"is a {plan.task} run, not an enhancement run", run)
-            return cls(plan, net, Path(run))
-        from medcnn.infer.predictor import load_run
-
-        run, plan, net = load_run(run, checkpoint)
-        if plan.task != "enhance":
-            raise RunFolderError(f"is a {plan.task} run, not an enhancement run", run)
-        return cls(plan, net, run)
+    def with_network(self, net: torch.nn.Module) -> "Enhancer":
+        """The same enhancer around another network (e.g. its ONNX export)."""
+        return Enhancer(self.plan, net, self.run_dir)
 
     @torch.no_grad()
     def restore_normalised(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) normalised slices -> restored, same shape (padded to the U-Net's stride inside)."""
-        from medcnn.tasks.enhance import pad_to_stride
-
         h, w = x.shape[-2:]
         xp = pad_to_stride(x, self.stride)
         ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else nullcontext()

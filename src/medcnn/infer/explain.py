@@ -117,13 +117,13 @@ def write_explanation(image: np.ndarray, heat: np.ndarray, base: Path, title: st
     return files
 
 
-def explain_files(run: str | Path, inputs: list[Path], out_dir: Path, method: str = "gradcam",
-                  class_name: str | None = None, checkpoint: str = "best") -> list[dict[str, Any]]:
-    """Per input: ``<stem>_<method>.png`` (2D; 3D: the middle slice, plus the map as NIfTI)."""
+def explain_files(pred, inputs: list[Path], out_dir: Path, method: str = "gradcam",
+                  class_name: str | None = None) -> list[dict[str, Any]]:
+    """Per input: ``<stem>_<method>.png`` (2D; 3D: the middle slice, plus the map as NIfTI), from the
+    classifier ``pred`` (a :class:`medcnn.infer.predictor.Predictor`)."""
     from medcnn.errors import InputError
-    from medcnn.infer.predictor import Predictor
 
-    pred = Predictor.from_run(run, checkpoint)
+    run = pred.run_dir
     names = pred.plan.class_names
     k = None
     if class_name is not None:

@@ -16,15 +16,14 @@ import numpy as np
 import torch
 
 from medcnn.errors import RunFolderError
+from medcnn.runs import RunFolder
 
-EXPORT_DIR = "export"
 ENGINES = ("torch", "onnx")
 
 
 def export_paths(run: str | Path) -> tuple[Path, Path]:
     """(model.onnx, model.json) of a run's export."""
-    d = Path(run) / EXPORT_DIR
-    return d / "model.onnx", d / "model.json"
+    return RunFolder(run).export_files()
 
 
 def file_sha256(path: Path) -> str:

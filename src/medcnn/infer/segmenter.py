@@ -8,7 +8,6 @@ input's affine, so NIfTI written from it overlays the input exactly.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +15,10 @@ import numpy as np
 import torch
 
 from medcnn.data.image import Image
-from medcnn.errors import InputError, RunFolderError
+from medcnn.errors import InputError
 from medcnn.plan import Plan
+from medcnn.runs import RunFolder
+from medcnn.utils.precision import resolve_precision
 
 
 @dataclass
@@ -65,29 +66,17 @@ def postprocess(label: np.ndarray, mode: str, num_classes: int) -> np.ndarray:
 
 class Segmenter:
     def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, post: str | None = None):
-        if plan.task != "segment":
-            raise RunFolderError(f"this run is a {plan.task} model, not a segmentation model", run_dir)
         self.plan, self.net, self.run_dir = plan, net.eval(), run_dir
-        self.post = post if post is not None else _chosen_postprocess(run_dir, plan)
+        if post is None:  # chosen on validation by `evaluate` (RUN/postprocess.json), else the plan's
+            post = RunFolder(run_dir).postprocess(plan.segment.postprocess) if run_dir else plan.segment.postprocess
+        self.post = post
         # bfloat16 autocast where training would use it (precision auto/bf16 on an AVX-512-bf16 CPU or a
         # GPU): on MSD Hippocampus test Dice .8801 vs .8802 fp32, 2.7x faster (EXPERIMENTS_segment.md)
-        from medcnn.train.engine import resolve_precision
+        self.bf16 = resolve_precision(plan.precision) == "bf16-mixed" and not getattr(net, "exported", False)
 
-        self.bf16 = resolve_precision(plan.precision, plan.spatial_dims, plan.task) == "bf16-mixed" and \
-            not getattr(net, "exported", False)
-
-    @classmethod
-    def from_run(cls, run: str | Path, checkpoint: str = "best", engine: str = "torch") -> "Segmenter":
-        """``engine="onnx"``: the run's ONNX export in ONNX Runtime (float32) instead of PyTorch."""
-        if engine == "onnx":
-            from medcnn.infer.onnx_net import onnx_model
-
-            plan, net = onnx_model(run, checkpoint)
-            return cls(plan, net, Path(run))
-        from medcnn.infer.predictor import load_run
-
-        run, plan, net = load_run(run, checkpoint)
-        return cls(plan, net, run)
+    def with_network(self, net: torch.nn.Module) -> "Segmenter":
+        """The same segmenter (plan, post-processing) around another network (e.g. its ONNX export)."""
+        return Segmenter(self.plan, net, self.run_dir, post=self.post)
 
     def check(self, image: Image, path=None) -> None:
         if image.spatial_dims != self.plan.spatial_dims:
@@ -124,13 +113,3 @@ class Segmenter:
         label = postprocess(label, self.post, self.plan.num_classes)
         meta = {k: v for k, v in image.meta.items() if k in ("source", "modality")}
         return Segmentation(Image(label[None], image.affine.copy(), meta), probs.numpy() if keep_probs else None)
-
-
-def _chosen_postprocess(run_dir: Path | None, plan: Plan) -> str:
-    f = Path(run_dir) / "postprocess.json" if run_dir else None
-    if f is None or not f.is_file():
-        return plan.segment.postprocess
-    try:
-        return str(json.loads(f.read_text())["postprocess"])
-    except (ValueError, KeyError, TypeError):
-        raise InputError("unreadable postprocess.json; delete it or re-run `medcnn evaluate`", f) from None

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from medcnn.errors import ConfigError
+from medcnn.utils.plugins import import_plugins
 
 Builder = Callable[..., nn.Module]
 _MODELS: dict[str, Builder] = {}
@@ -37,11 +38,8 @@ def list_models() -> list[str]:
 
 
 def load_plugins(modules: list[str]) -> None:
-    for m in modules:
-        try:
-            importlib.import_module(m)
-        except ImportError as e:
-            raise ConfigError(f"plugin module {m!r} could not be imported ({e})") from None
+    """Import the plan's plugin modules (they register their networks)."""
+    import_plugins(modules)
 
 
 def create_model(name: str, spatial_dims: int, in_channels: int, num_classes: int, *,

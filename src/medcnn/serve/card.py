@@ -7,10 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-USE = {"classify": "Assigns an image to one of the classes below, with calibrated probabilities and a Grad-CAM map "
-                   "of where the network looked.",
-       "segment": "Outlines the structures below and measures them (volume or area, components, centroids).",
-       "enhance": "Restores an image degraded as described (noise, low dose, sparse views, low resolution)."}
+from medcnn.runs import RunFolder
+
 CAVEAT = ("Research software, not a medical device. Valid only for images like its training data (modality, "
           "anatomy, acquisition); check every output before any clinical use.")
 
@@ -27,12 +25,13 @@ def _scalars(d: dict) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("n", "peak_rss_mb", "ensemble")}
 
 
-def data_card(run: Path, plan) -> dict[str, Any]:
-    info = _json(run / "run.json")
+def data_card(run: Path, plan, task) -> dict[str, Any]:
+    """``task``: the run's :class:`medcnn.tasks.Task` (it says what the model outputs)."""
+    info = _json(RunFolder(run).info_file)
     card: dict[str, Any] = {
         "task": plan.task,
-        "intended_use": USE.get(plan.task, ""),
-        "classes": list(plan.class_names),
+        "intended_use": "",
+        "classes": [],
         "dimensions": f"{plan.spatial_dims}D",
         "network": plan.model.name,
         "input": {"size": list(plan.preprocessing.input_size), "channels": plan.preprocessing.channels},
@@ -44,12 +43,7 @@ def data_card(run: Path, plan) -> dict[str, Any]:
         "test": {},
         "caveat": CAVEAT,
     }
-    if plan.task == "enhance":
-        en = plan.enhance
-        card["degradation"] = {"kind": en.degradation, "level": list(en.level)}
-        card["classes"] = []
-    if plan.task == "segment":
-        card["classes"] = list(plan.class_names)[1:]  # background is not a structure
-    for f in sorted((run / "eval").glob("test*.json")):
+    card.update(task.card(plan))
+    for f in sorted(RunFolder(run).eval_dir.glob("test*.json")):
         card["test"].update(_scalars(_json(f)))
     return card

@@ -1,7 +1,8 @@
 """A run folder loaded for serving: one request's input -> its result, output files and page views.
 
-The work is the CLI's (the same predictors and output writers as ``medcnn predict``); this module adds
-what the web page draws (:mod:`medcnn.serve.views`) and, for classifiers, the Grad-CAM map.
+The work is the task's (the same predictors and output writers as ``medcnn predict``, and
+``Task.serve`` for what one request returns); this module draws what the web page shows
+(:mod:`medcnn.serve.views`).
 A model runs one request at a time (its lock); the app's worker pool bounds how many run at once.
 """
 from __future__ import annotations
@@ -11,8 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from medcnn.errors import RunFolderError
 
 SHOW_COMPONENTS = 5
@@ -21,22 +20,17 @@ SHOW_COMPONENTS = 5
 
 class ServedModel:
     def __init__(self, run: Path, name: str, engine: str = "torch", checkpoint: str = "best", keep_phi: bool = False):
-        from medcnn.cli.predict import make_job
-        from medcnn.plan import Plan
+        from medcnn.runs import RunFolder
         from medcnn.serve.card import data_card
+        from medcnn.tasks.jobs import predict_job
 
-        if not (run / "plan.yaml").is_file():
-            raise RunFolderError("not a run folder (no plan.yaml)", run)
-        plan = Plan.load(run / "plan.yaml")
-        self.run, self.name, self.task, self.engine = run, name, plan.task, engine
-        self.job = make_job(plan.task, run, checkpoint, engine, None, True, None, keep_phi)
-        self.plan = self._net_plan()
-        self.card = data_card(run, self.plan)
+        RunFolder(run).require()
+        self.run, self.name, self.engine = run, name, engine
+        self.job = predict_job(run, checkpoint, engine, None, True, None, keep_phi)
+        self.task = self.job.task.name
+        self.plan = self.job.model.plan  # the network's plan (the run's inference settings applied)
+        self.card = data_card(run, self.plan, self.job.task)
         self.lock = threading.Lock()
-
-    def _net_plan(self):
-        j = self.job
-        return j.pred.plan if self.task == "classify" else j.seg.plan if self.task == "segment" else j.enh.plan
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "task": self.task, "engine": self.engine, "card": self.card}
@@ -53,84 +47,27 @@ class ServedModel:
                                              "shape": list(image.spatial_shape),
                                              "spacing_mm": [round(s, 4) for s in image.spacing],
                                              "modality": image.meta.get("modality")}}
-            result = getattr(self, f"_{self.task}")(path, image, dest, options)
+            result = self.job.task.serve(self.job, path, image, dest, {"components_shown": SHOW_COMPONENTS, **options})
+            result["views"] = self._draw(image, result["views"], dest)
             out.update(result)
             out["seconds"] = round(time.perf_counter() - t0, 3)
         return out
 
-    # ---- tasks ---------------------------------------------------------------------------------
-    def _views(self, image, dest: Path) -> tuple[dict, int]:
-        from medcnn.serve.views import image_view, slice_step
+    def _draw(self, image, views: dict[str, tuple], dest: Path) -> dict[str, dict]:
+        """The page's views: the input, then what the task returned (image, mask or heat map)."""
+        from medcnn.serve.views import heat_view, image_view, mask_view, slice_step
 
         step = slice_step(image.spatial_shape)
-        return {"image": image_view(image, dest / "image.f32", step)}, step
-
-    def _classify(self, path: Path, image, dest: Path, options: dict) -> dict:
-        from medcnn.infer.explain import base_network, saliency, write_explanation
-        from medcnn.serve.views import heat_view
-        from medcnn.utils.files import atomic_write_json
-
-        pred = self.job.pred
-        x = pred.preprocess(path, image)[None]
-        r = pred.result(pred.predict_array(x)[0], path, options.get("max_uncertainty"))
-        r.pop("file")
-        views, _ = self._views(image, dest)
-        files = {}
-        if options.get("explain", True) and not getattr(pred.net, "exported", False):
-            cls = r.get("index", int(np.argmax(list(r["probabilities"].values()))))
-            heat = saliency(base_network(pred), x.float(), "gradcam", cls)[0]
-            views["heat"] = heat_view(heat, dest / "heat.u8")
-            name = pred.plan.class_names[cls] if pred.plan.class_names else cls
-            maps = write_explanation(x[0].numpy(), heat, dest / "gradcam", f"Grad-CAM: {name}")
-            files.update({f"heatmap_{k}": v for k, v in maps.items()})
-        atomic_write_json(dest / "result.json", r)
-        files["json"] = dest / "result.json"
-        return {"result": r, "files": files, "views": views}
-
-    def _segment(self, path: Path, image, dest: Path, options: dict) -> dict:
-        import json
-
-        from medcnn.serve.views import mask_view
-
-        job = self.job
-        label = job.seg.segment(image).label
-        row = job.save(path, image, label, dest)
-        report = json.loads(Path(row["outputs"]["measurements"]).read_text())
-        views, step = self._views(image, dest)
-        views["mask"] = mask_view(label, dest / "mask.u8", step, list(job.seg.plan.class_names))
-        files = {k: Path(v) for k, v in row["outputs"].items()}
-        files["measurements_csv"] = dest / "measurements.csv"
-        labels = [{**m, "components": m["components"][:SHOW_COMPONENTS]} for m in report["labels"]]
-        return {"result": {"unit": report["unit"], "labels": labels}, "files": files, "views": views}
-
-    def _enhance(self, path: Path, image, dest: Path, options: dict) -> dict:
-        from medcnn.serve.views import image_view
-
-        job = self.job
-        restored = job.enh.restore(image)
-        row = job.save(path, image, restored, dest)
-        views, step = self._views(image, dest)
-        views["restored"] = image_view(restored, dest / "restored.f32", step)
-        views["restored"]["window"] = views["image"]["window"]
-        files = {k: Path(v) for k, v in row["outputs"].items()}
-        if "dicom" in files:  # a derived series is a folder: downloaded as one ZIP
-            files["dicom"] = _zip_folder(files["dicom"], dest / "restored_dicom.zip")
-        return {"result": {"what": job.what, "mean_abs_change": row["mean_abs_change"],
-                           "p99_abs_change": row["p99_abs_change"],
-                           **({"warning": row["warning"]} if "warning" in row else {})},
-                "files": files, "views": views}
-
-
-def _zip_folder(folder: Path, target: Path) -> Path:
-    import zipfile
-
-    from medcnn.utils.files import atomic_path
-
-    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(folder.rglob("*")):
-            if f.is_file():
-                zf.write(f, f.relative_to(folder).as_posix())
-    return target
+        drawn = {"image": image_view(image, dest / "image.f32", step)}
+        for name, (kind, value, *extra) in views.items():
+            if kind == "image":  # shown in the input's window
+                drawn[name] = image_view(value, dest / f"{name}.f32", step)
+                drawn[name]["window"] = drawn["image"]["window"]
+            elif kind == "mask":
+                drawn[name] = mask_view(value, dest / f"{name}.u8", step, *extra)
+            else:
+                drawn[name] = heat_view(value, dest / f"{name}.u8")
+        return drawn
 
 
 def load_models(runs: list[Path], engine: str = "torch", checkpoint: str = "best",

@@ -127,12 +127,12 @@ def stretch_steps(epochs: int, max_epochs: int, max_minutes: float, steps_per_ep
     return max(steps_per_epoch, int(math.floor(per_epoch / step_s)))
 
 
-def plan_epochs(task, plan, train_loader, val_cases: list, n_val: int, precision: str, accelerator: str) -> dict:
+def plan_epochs(task, plan, train_loader, val_cases: list, n_val: int, precision: str, accelerator: str,
+                val_every: int = 1) -> dict:
     """Measure and decide; returns the record for run.json (``epochs`` is the decision)."""
     t0 = time.perf_counter()
     batch, data_s = first_batches(train_loader)
     step_s = seconds_per_step(task, batch, precision, accelerator) + data_s
-    val_every = plan.segment.val_every if plan.task == "segment" else 1
     val_s = seconds_per_validation(task, val_cases, n_val, plan.batch_size, step_s, precision, accelerator)
     steps = len(train_loader)
     epochs = fit_epochs(plan.epochs, plan.max_minutes, steps, step_s, val_s, val_every)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 
+from medcnn.runs import RunFolder
 from medcnn.utils.files import atomic_savefig, atomic_write_json
 
 log = logging.getLogger("medcnn.train")
@@ -20,7 +21,7 @@ def _num(v):
     return v if math.isfinite(v) else None
 
 
-# the validation losses of the pretraining tasks (medcnn.tasks.pretrain, medcnn.tasks.restore)
+# the validation losses of the pretraining tasks (medcnn.tasks.pretrain.contrastive, medcnn.tasks.pretrain.restoration)
 PRETEXT_LOSSES = {"val_contrastive": "val contrastive loss", "val_restoration_l1": "val restoration L1"}
 
 
@@ -28,10 +29,10 @@ class EpochMetrics(L.Callback):
     """After each validation: append the epoch's numbers to metrics.json and redraw the curve."""
 
     def __init__(self, run_dir: Path, print_lines: bool, resume: bool = False):
-        self.run_dir = Path(run_dir)
+        self.folder = RunFolder(run_dir)
         self.print_lines = print_lines
         self.history: list[dict] = []
-        f = self.run_dir / "metrics.json"
+        f = self.folder.metrics_file
         if resume and f.is_file():
             import json
 
@@ -54,7 +55,7 @@ class EpochMetrics(L.Callback):
             "seconds": round(time.perf_counter() - self._t0, 3),
         }
         self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
-        atomic_write_json(self.run_dir / "metrics.json", {"epochs": self.history})
+        atomic_write_json(self.folder.metrics_file, {"epochs": self.history})
         if "val_dice" in row:
             val = f"val dice {_fmt(row['val_dice'])}"
         elif "val_psnr" in row:
@@ -71,7 +72,7 @@ class EpochMetrics(L.Callback):
 
     def on_fit_end(self, trainer, pl_module):
         if self.history and trainer.is_global_zero:
-            plot_learning_curve(self.history, self.run_dir / "learning_curve.png")
+            plot_learning_curve(self.history, self.folder.curve_file)
 
 
 class EpochSeed(L.Callback):

@@ -2,7 +2,7 @@
 
 A SIGKILL during a write leaves the previous ``last.ckpt`` intact and at most a hidden
 ``.last.ckpt.*.tmp``, which the next ``--resume`` removes. Checkpoints are read back with
-``torch.load(..., weights_only=True)`` only (see ``medcnn.infer.predictor.load_checkpoint``).
+``torch.load(..., weights_only=True)`` only (see ``medcnn.runs.load_checkpoint``).
 """
 from __future__ import annotations
 

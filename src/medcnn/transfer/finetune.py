@@ -75,14 +75,14 @@ def strategy_callbacks(plan: Plan, transferred: set[str]) -> list[L.Callback]:
     return [] if until == 0 else [FreezePretrained(transferred, until)]
 
 
-def apply_transfer(task, plan: Plan) -> tuple[dict, list[L.Callback]]:
-    """Load ``plan.transfer.pretrained`` into ``task.net`` (printing what went where); return the
-    report for run.json and the callbacks that apply the strategy."""
+def apply_transfer(task, plan: Plan, out_channels: int) -> tuple[dict, list[L.Callback]]:
+    """Load ``plan.transfer.pretrained`` into ``task.net`` (printing what went where; ``out_channels``:
+    the network's outputs, which tell its head); return the report for run.json and the callbacks
+    that apply the strategy."""
     import logging
 
     from medcnn.transfer.weights import load_pretrained
 
-    out_channels = plan.preprocessing.channels if plan.task == "enhance" else plan.num_classes
     report = load_pretrained(task.net, plan.transfer.pretrained, allow_inflate=plan.transfer.inflate,
                              out_channels=out_channels, partial=plan.transfer.partial)
     logging.getLogger("medcnn").info(report.summary())

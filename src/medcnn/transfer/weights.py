@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from medcnn.errors import InputError
+from medcnn.runs import RunFolder, load_checkpoint
 
 BACKBONE_DIRS_ENV = "MEDCNN_BACKBONES"  # extra folders searched for named backbones (medcnn-<name>.pt)
 MAX_PREFIX_DEPTH = 3
@@ -73,11 +74,9 @@ def resolve_source(source: str | os.PathLike) -> Path:
     """The file holding the weights of ``source`` (file, run folder or backbone name)."""
     p = Path(source)
     if p.is_dir():
-        from medcnn.infer.predictor import CHECKPOINTS
-
-        for name in ("best", "last"):
-            if (p / CHECKPOINTS[name]).is_file():
-                return p / CHECKPOINTS[name]
+        found = RunFolder(p).best_checkpoint_file()
+        if found is not None:
+            return found
         raise InputError("is a folder but not a medcnn run with a checkpoint (checkpoints/best.ckpt)", p)
     if p.is_file():
         return p
@@ -103,8 +102,6 @@ def read_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
         except Exception as e:  # noqa: BLE001 - any parse error of a foreign file is a bad input
             raise InputError(f"not a readable safetensors file ({type(e).__name__})", path) from None
     else:
-        from medcnn.infer.predictor import load_checkpoint
-
         obj = load_checkpoint(path)
     for key in ("state_dict", "model", "state_dict_ema", "model_state_dict", "weights"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):

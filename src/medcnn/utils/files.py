@@ -60,3 +60,14 @@ def _jsonable(o: Any):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def zip_folder(folder: Path, target: Path) -> Path:
+    """Every file under ``folder`` into the ZIP archive ``target`` (written atomically)."""
+    import zipfile
+
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(Path(folder).rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(folder).as_posix())
+    return target

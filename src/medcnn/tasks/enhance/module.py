@@ -13,15 +13,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medcnn.models import create_model, load_plugins
+from medcnn.infer.enhancer import pad_to_stride, stride_of
+from medcnn.models import network_from_plan
 from medcnn.plan import Plan
 from medcnn.tasks.base import TaskModule
 
 
 def build_enhance_network(plan: Plan) -> torch.nn.Module:
-    load_plugins(plan.plugins)
-    c = plan.preprocessing.channels
-    return create_model(plan.model.name, plan.spatial_dims, c, c, **plan.model.kwargs)
+    """As many outputs as input channels: the restored image (or its correction, ``enhance.residual``)."""
+    return network_from_plan(plan, plan.preprocessing.channels)
 
 
 def psnr(restored: torch.Tensor, clean: torch.Tensor, data_range: float = 1.0) -> float:
@@ -49,20 +49,6 @@ def blind_spot(x: torch.Tensor, fraction: float, radius: int = 2,
     neighbour = x.reshape(b, c, h * w).gather(2, flat).reshape(b, c, h, w)
     mask = mask.expand(b, c, h, w)
     return torch.where(mask, neighbour, x), mask
-
-
-def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """(B, C, H, W) padded at the bottom/right to multiples of ``stride`` (reflect where possible)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % stride, (-w) % stride
-    if not (ph or pw):
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-
-
-def stride_of(plan: Plan) -> int:
-    strides = plan.model.kwargs.get("strides", [1])
-    return int(np.prod(strides))
 
 
 class EnhanceTask(TaskModule):
@@ -127,8 +113,3 @@ class EnhanceTask(TaskModule):
         self.log("val/psnr", score, prog_bar=True)
         self.log("val/score", score)
         self.epoch_summary = {"train_loss": self.mean_train_loss, "val_psnr": score, "val_psnr_degraded": before}
-
-    def configure_optimizers(self):
-        from medcnn.train.optim import make_optimizer
-
-        return make_optimizer(self.optimizer_params(), self.plan, int(self.trainer.estimated_stepping_batches))

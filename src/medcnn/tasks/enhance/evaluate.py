@@ -9,7 +9,6 @@ normalised units (``data_range`` = 1 = the intensity range the plan maps to [0, 
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 
 from medcnn.errors import RunFolderError
+from medcnn.infer.enhancer import Enhancer
+from medcnn.runs import RunFolder
 from medcnn.utils.files import atomic_write_json, atomic_write_text
 
 MAX_SLICES = 64
@@ -107,19 +108,15 @@ def test_slices(plan, data, split: dict, part: str = "test", limit: int = MAX_SL
     return [slices[i] for i in idx]
 
 
-def evaluate_enhance_run(run: str | Path, split: str = "test", checkpoint: str = "best",
+def evaluate_enhance_run(enh: Enhancer, run: str | Path, split: str = "test", checkpoint: str = "best",
                          levels: list[float] | None = None, methods: list[str] | None = None,
                          limit: int = MAX_SLICES) -> dict[str, Any]:
     from medcnn.data.enhance import load_enhance
-    from medcnn.infer.enhancer import Enhancer
     from medcnn.train.enhance_data import degradation_for, pixel_mm
 
     run = Path(run)
-    enh = Enhancer.from_run(run, checkpoint)
     plan = enh.plan
-    if not (run / "split.json").is_file():
-        raise RunFolderError("has no split.json", run)
-    sp = json.loads((run / "split.json").read_text())
+    sp = RunFolder(run).split()
     data = load_enhance(plan.data)
     slices = test_slices(plan, data, sp, split, limit)
     if not slices:
@@ -131,7 +128,7 @@ def evaluate_enhance_run(run: str | Path, split: str = "test", checkpoint: str =
     rows = evaluate_slices(enh, slices, deg, levels, methods=methods, seed=plan.seed)
     report = {"run": str(run), "split": split, "checkpoint": checkpoint, "degradation": plan.enhance.degradation,
               "normalization": plan.enhance.normalization, "window": plan.enhance.window, "n_images": len(slices), "rows": rows}
-    out = run / "eval"
+    out = RunFolder(run).eval_dir
     out.mkdir(exist_ok=True)
     atomic_write_json(out / f"enhance_{split}.json", report)
     lines = ["level,method,psnr,ssim,ms_per_image"] + [f"{r['level']},{r['method']},{r['psnr']},{r['ssim']},"

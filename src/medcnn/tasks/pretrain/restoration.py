@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from medcnn.models import deep_supervision_weights, network_from_plan
 from medcnn.plan import Plan
 from medcnn.tasks.base import TaskModule
-from medcnn.tasks.segment import build_seg_network, deep_supervision_weights
 from medcnn.transforms.seg_augment import SegAugment
 
 BOXES = (1, 4)  # in-painted boxes per patch
@@ -64,7 +64,7 @@ class RestorationTask(TaskModule):
         super().__init__()
         self.save_hyperparameters({"plan": plan})
         self.plan = Plan.from_dict(plan)
-        self.net = build_seg_network(self.plan)  # num_classes = image channels: the restored image
+        self.net = network_from_plan(self.plan, self.plan.num_classes)  # num_classes = image channels: the restored image
         self.augment = SegAugment(self.plan.augment, self.plan.spatial_dims, self.plan.mirror_axes)
         self.epoch_summary: dict[str, float] = {}
 
@@ -94,8 +94,3 @@ class RestorationTask(TaskModule):
         val = self._val_sum / max(self._val_n, 1)
         self.log("val/score", -val)
         self.epoch_summary = {"train_loss": self.mean_train_loss, "val_restoration_l1": val}
-
-    def configure_optimizers(self):
-        from medcnn.train.optim import make_optimizer
-
-        return make_optimizer(self.optimizer_params(), self.plan, int(self.trainer.estimated_stepping_batches))

@@ -14,7 +14,6 @@ validation case is predicted by the one member that did not train on it; test ca
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 from medcnn.errors import RunFolderError
 from medcnn.infer.segmenter import Segmenter
 from medcnn.measure import voxel_size_mm
+from medcnn.runs import RunFolder
 from medcnn.utils.files import atomic_path, atomic_write_json
 
 
@@ -66,14 +66,15 @@ def fov_pixel_metrics(probs: np.ndarray, ref: np.ndarray, fov: np.ndarray) -> di
             "f1": 2 * tp / max(2 * tp + fp + fn, 1), "pixels": int(len(y))}
 
 
-def _load(run: Path):
+def load_run_data(run: Path):
+    """(plan, dataset, split) of a segmentation run folder."""
     from medcnn.data.segmentation import load_segmentation
-    from medcnn.plan import Plan
 
-    if not (run / "plan.yaml").is_file() or not (run / "split.json").is_file():
+    folder = RunFolder(run)
+    if not folder.is_run() or not folder.has_split():
         raise RunFolderError("not a segmentation run folder (needs plan.yaml and split.json)", run)
-    plan = Plan.load(run / "plan.yaml")
-    return plan, load_segmentation(plan.data), json.loads((run / "split.json").read_text())
+    plan = folder.plan()
+    return plan, load_segmentation(plan.data), folder.split()
 
 
 class CaseSegmenters:
@@ -120,32 +121,33 @@ def choose_postprocess(segs: CaseSegmenters, data, ids: list[str], run: Path) ->
     means = {m: round(float(np.mean(v)), 5) for m, v in scores.items()}
     best = max(means, key=lambda m: (means[m] - (1e-4 if m != "none" else 0.0)))
     choice = {"postprocess": best, "val_dice": means, "n_val": len(ids)}
-    atomic_write_json(run / "postprocess.json", choice)
+    RunFolder(run).write_postprocess(choice)
     segs.set_post(best)
     return choice
 
 
-def evaluate_segment_run(run: str | Path, split: str = "test", checkpoint: str = "best",
+def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", checkpoint: str = "best",
                          overlays: int = 4) -> dict[str, Any]:
+    """Evaluate a run's segmenter ``seg`` on ``split`` of its cases; reports and figures in RUN/eval/.
+    ``medcnn.tasks.evaluate(run, ...)`` loads the segmenter."""
     import resource
 
     from medcnn.data.segmentation import read_case
     from medcnn.train.seg_data import cases_of
 
     run = Path(run)
-    plan, data, splits = _load(run)
+    plan, data, splits = load_run_data(run)
     if split not in splits or not splits[split]:
         raise RunFolderError(f"the run's split.json has no {split!r} cases", run)
-    seg = Segmenter.from_run(run, checkpoint)
     segs = CaseSegmenters(run, seg, splits, split)
-    post = json.loads((run / "postprocess.json").read_text()) if (run / "postprocess.json").is_file() else \
+    post = RunFolder(run).postprocess_record() or \
         choose_postprocess(segs if split == "val" else CaseSegmenters(run, seg, splits, "val"),
                            data, splits["val"], run)
     segs.set_post(post["postprocess"])
     labels = list(range(1, plan.num_classes))
     names = {lab: plan.class_names[lab] for lab in labels}
     rows, times, pooled = [], [], {"probs": [], "ref": [], "fov": []}
-    out_dir = run / "eval"
+    out_dir = RunFolder(run).eval_dir
     out_dir.mkdir(exist_ok=True)
     for i, case in enumerate(cases_of(data, splits[split])):
         image, ref, fov = read_case(case, data.labels)

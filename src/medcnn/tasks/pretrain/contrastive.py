@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from medcnn.infer.predictor import to_float
+from medcnn.models import network_from_plan
 from medcnn.plan import AugmentConfig, Plan
 from medcnn.tasks.base import TaskModule
-from medcnn.tasks.classify import build_network, to_float
 from medcnn.transforms.augment import BatchAugment
 
 VIEWS = AugmentConfig(preset="custom", p=0.8, flip=True, rotate_deg=20.0, translate=0.1, scale=[0.7, 1.3],
@@ -27,7 +28,8 @@ class ContrastiveTask(TaskModule):
         super().__init__()
         self.save_hyperparameters({"plan": plan})
         self.plan = Plan.from_dict(plan)
-        self.net = build_network(self.plan)  # num_classes = projection width
+        self.net = network_from_plan(self.plan, self.plan.num_classes, mean=self.plan.preprocessing.mean,
+                                     std=self.plan.preprocessing.std)  # num_classes = projection width
         d = self.plan.num_classes
         self.proj = nn.Sequential(nn.ReLU(), nn.Linear(d, d))
         self.views = BatchAugment(VIEWS, self.plan.spatial_dims)
@@ -66,11 +68,8 @@ class ContrastiveTask(TaskModule):
         self.log("val/score", -val)
         self.epoch_summary = {"train_loss": self.mean_train_loss, "val_contrastive": val}
 
-    def configure_optimizers(self):
-        from medcnn.train.optim import make_optimizer
-
-        params = [*self.optimizer_params(), {"params": list(self.proj.parameters()), "name": "projection"}]
-        return make_optimizer(params, self.plan, int(self.trainer.estimated_stepping_batches))
+    def extra_parameters(self) -> list[dict]:
+        return [{"params": list(self.proj.parameters()), "name": "projection"}]
 
 
 def pooled_images(sources: list[str], size: int, max_per_source: int = 0, seed: int = 0):

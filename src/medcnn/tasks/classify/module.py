@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medcnn.infer.predictor import probabilities, to_float
 from medcnn.metrics.classification import accuracy, auc_score
-from medcnn.models import create_model, load_plugins
+from medcnn.models import network_from_plan
 from medcnn.plan import Plan
 from medcnn.tasks.base import TaskModule
 from medcnn.transforms.augment import BatchAugment
@@ -19,20 +19,8 @@ from medcnn.transforms.mix import mix_batch
 
 
 def build_network(plan: Plan) -> torch.nn.Module:
-    load_plugins(plan.plugins)
-    pre = plan.preprocessing
-    return create_model(plan.model.name, plan.spatial_dims, pre.channels, plan.num_classes,
-                        mean=pre.mean, std=pre.std, **plan.model.kwargs)
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 batches (kept compact in memory) -> float in [0, 1]."""
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-
-
-def probabilities(logits: torch.Tensor, label_type: str) -> torch.Tensor:
-    logits = logits.float()
-    return torch.sigmoid(logits) if label_type == "multilabel" else torch.softmax(logits, dim=1)
+    """The classifier of a plan; its input normalisation (mean / std) is part of the network."""
+    return network_from_plan(plan, plan.num_classes, mean=plan.preprocessing.mean, std=plan.preprocessing.std)
 
 
 class ClassificationTask(TaskModule):
@@ -111,34 +99,3 @@ class ClassificationTask(TaskModule):
             "train_loss": self.mean_train_loss,
             "val_loss": self._val_loss_sum / max(self._val_n, 1), "val_auc": auc, "val_acc": acc,
         }
-
-    def configure_optimizers(self):
-        from medcnn.train.optim import make_optimizer
-
-        return make_optimizer(self.optimizer_params(), self.plan, int(self.trainer.estimated_stepping_batches))
-
-
-def predict_logits(net: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256,
-                   bf16: bool = False) -> np.ndarray:
-    """Network outputs (before softmax/sigmoid) for an array (N, C, *spatial), uint8 or float in [0, 1];
-    ``bf16``: under bfloat16 autocast (outputs returned as float32)."""
-    from contextlib import nullcontext
-
-    net.eval()
-    x_all = torch.as_tensor(images)
-    channels_last = x_all.ndim == 4
-    out = []
-    cast = torch.autocast("cpu" if not x_all.is_cuda else "cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
-    with torch.inference_mode(), cast:
-        for i in range(0, len(x_all), batch_size):
-            x = to_float(x_all[i:i + batch_size])
-            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
-            out.append(net(x).float())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
-
-
-def predict_probs(net: torch.nn.Module, images: np.ndarray | torch.Tensor, label_type: str,
-                  batch_size: int = 256, temperature: float = 1.0, bf16: bool = False) -> np.ndarray:
-    """Class probabilities (optionally temperature-scaled) for an in-memory array."""
-    logits = torch.from_numpy(predict_logits(net, images, batch_size, bf16))
-    return probabilities(logits / temperature, label_type).numpy()

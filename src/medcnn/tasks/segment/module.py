@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medcnn.models import create_model, load_plugins
+from medcnn.models import deep_supervision_weights, network_from_plan
 from medcnn.plan import Plan
 from medcnn.tasks.base import TaskModule
 from medcnn.transforms.seg_augment import SegAugment
@@ -21,9 +21,7 @@ IGNORE = 255
 
 
 def build_seg_network(plan: Plan) -> torch.nn.Module:
-    load_plugins(plan.plugins)
-    return create_model(plan.model.name, plan.spatial_dims, plan.preprocessing.channels, plan.num_classes,
-                        **plan.model.kwargs)
+    return network_from_plan(plan, plan.num_classes)
 
 
 def dice_ce_loss(logits: torch.Tensor, y: torch.Tensor, fov: torch.Tensor | None = None) -> torch.Tensor:
@@ -44,12 +42,6 @@ def dice_ce_loss(logits: torch.Tensor, y: torch.Tensor, fov: torch.Tensor | None
         probs, onehot = probs * mask, onehot * mask
     dice = DiceLoss(include_background=False, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)(probs, onehot)
     return ce + dice
-
-
-def deep_supervision_weights(heads: int) -> list[float]:
-    """Loss weights of the full-size output and the coarser heads: 1, 1/2, 1/4, ... normalised (nnU-Net)."""
-    w = [0.5 ** i for i in range(heads)]
-    return [v / sum(w) for v in w]
 
 
 def dice_per_label(pred: torch.Tensor, ref: torch.Tensor, labels: list[int], fov: torch.Tensor | None = None) -> list[float]:
@@ -118,8 +110,3 @@ class SegmentationTask(TaskModule):
                               "val_dice": score}
         for name, v in zip(self.plan.class_names[1:], per_label):
             self.epoch_summary[f"val_dice_{name}"] = float(v)
-
-    def configure_optimizers(self):
-        from medcnn.train.optim import make_optimizer
-
-        return make_optimizer(self.optimizer_params(), self.plan, int(self.trainer.estimated_stepping_batches))

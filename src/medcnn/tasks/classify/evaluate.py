@@ -8,19 +8,20 @@ import numpy as np
 import torch
 
 from medcnn.data.preprocess import resize_batch
-from medcnn.infer.predictor import Predictor
+from medcnn.infer.predictor import Predictor, probabilities
 from medcnn.metrics.calibration import accuracy_coverage, fit_temperature
 from medcnn.metrics.classification import classification_report, expected_calibration_error, reliability_curve
-from medcnn.tasks.classify import probabilities
+from medcnn.runs import RunFolder
 from medcnn.utils.files import atomic_path, atomic_savefig, atomic_write_json
 
 
-def evaluate_run(run: str | Path, split: str = "test", checkpoint: str = "best", data: str | None = None) -> dict[str, Any]:
-    """Evaluate a run's checkpoint on ``split`` of its dataset (or of ``data``); write eval/ files."""
+def evaluate_run(pred: Predictor, run: str | Path, split: str = "test", checkpoint: str = "best",
+                 data: str | None = None) -> dict[str, Any]:
+    """Evaluate a run's classifier ``pred`` (its ``checkpoint``) on ``split`` of its dataset (or of
+    ``data``); write eval/ files. ``medcnn.tasks.evaluate(run, ...)`` loads the classifier."""
     from medcnn.data.classification import load_classification
 
     run = Path(run)
-    pred = Predictor.from_run(run, checkpoint)
     plan = pred.plan
     pre = plan.preprocessing
     ds = load_classification(data or plan.data, input_size=pre.input_size, channels=pre.channels,
@@ -45,8 +46,8 @@ def evaluate_run(run: str | Path, split: str = "test", checkpoint: str = "best",
     if plan.label_type != "multilabel":
         report["accuracy_coverage"] = accuracy_coverage(cal_probs, labels)
     if data is None:  # the run's own data: later `predict` calls use this temperature
-        atomic_write_json(run / "calibration.json", {"temperature": t, "fitted_on": "val", "checkpoint": checkpoint})
-    out = run / "eval"
+        RunFolder(run).write_calibration(t, checkpoint)
+    out = RunFolder(run).eval_dir
     out.mkdir(exist_ok=True)
     atomic_write_json(out / f"{split}.json", report)
     _plots(probs, labels, plan.label_type, plan.class_names, report, out, split, cal_probs)

@@ -1,14 +1,13 @@
-"""The enhancement side of the CLI: restore files (DICOM series -> derived DICOM series, NIfTI ->
-NIfTI, PNG -> PNG) with a before / after / difference picture, and say how much was changed."""
+"""``medcnn predict`` for an enhancement run: restore files (DICOM series -> derived DICOM series,
+NIfTI -> NIfTI, PNG -> PNG) with a before / after / difference picture, and say how much was changed."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
-out = Console()
+from medcnn.infer.enhancer import Enhancer
+from medcnn.tasks.base import Table
 
 WHAT = {"gaussian": "denoised", "rician": "denoised", "speckle": "despeckled", "downsample": "super-resolved",
         "lowdose-ct": "low-dose CT denoised", "sparse-view-ct": "streaks reduced"}
@@ -66,12 +65,8 @@ class EnhanceJob:
     fields = ["mean_abs_change", "p99_abs_change", "outputs", "warning"]
     keep_phi = False  # DICOM outputs keep the source's patient identity (medcnn.io.phi)
 
-    def __init__(self, run: Path, out_dir: Path | None, checkpoint: str = "best", overwrite: bool = False,
-                 engine: str = "torch"):
-        from medcnn.infer.enhancer import Enhancer
-
-        self.run, self.checkpoint, self.overwrite = run, checkpoint, overwrite
-        self.enh = Enhancer.from_run(run, checkpoint, engine)
+    def __init__(self, enh: Enhancer, run: Path, out_dir: Path | None, checkpoint: str = "best"):
+        self.enh, self.run, self.checkpoint = enh, run, checkpoint
         self.out_dir = out_dir or run / "predictions"
         self.what = WHAT.get(self.enh.plan.enhance.degradation, "enhanced")
 
@@ -118,12 +113,10 @@ class EnhanceJob:
     def row(self, r: dict) -> dict:
         return {k: r.get(k) for k in ("file", *self.fields, "error")}
 
-    def table(self, results: list[dict]) -> None:
-        t = Table(title=f"{self.run} ({self.checkpoint}): {self.what}")
-        t.add_column("file"), t.add_column("mean |change|", justify="right")
-        t.add_column("99th pct |change|", justify="right")
+    def table(self, results: list[dict]) -> Table:
+        t = Table(f"{self.run} ({self.checkpoint}): {self.what}", ["file", "mean |change|", "99th pct |change|"],
+                  notes=[f"outputs in {self.out_dir} (intensities in the input's units)"])
         for r in results:
             if "error" not in r:
-                t.add_row(Path(r["file"]).name, f"{r['mean_abs_change']:.4g}", f"{r['p99_abs_change']:.4g}")
-        out.print(t)
-        out.print(f"outputs in {self.out_dir} (intensities in the input's units)")
+                t.rows.append([Path(r["file"]).name, f"{r['mean_abs_change']:.4g}", f"{r['p99_abs_change']:.4g}"])
+        return t
