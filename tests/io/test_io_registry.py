@@ -10,9 +10,9 @@ import pytest
 from pydicom.data import get_testdata_file
 
 import medcnn.io.registry as registry
-from medcnn.data.image import Image
 from medcnn.errors import InputError
 from medcnn.io import read_image, register_reader, supported_suffixes
+from medcnn.io.image import Image
 
 
 def _one_line_with_path(err: InputError, path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError
+from medcnn.io.image import Image
 
 SKIP_DIRS = {"labelstr", "labelsts", "labels", "masks", "mask", "1st_manual", "2nd_manual", "manual",
              "annotations", "fov", "roi"}

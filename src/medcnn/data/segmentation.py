@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError
+from medcnn.io.image import Image
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".gif", ".jpg", ".jpeg", ".bmp", ".dcm", ".mha",
                   ".nrrd")

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError, RunFolderError
+from medcnn.io.image import Image
 from medcnn.plan import Plan
 
 

@@ -1,4 +1,4 @@
-"""Image readers: ``read_image(path)`` returns a :class:`medcnn.data.image.Image`.
+"""Image readers: ``read_image(path)`` returns a :class:`medcnn.io.image.Image`.
 
 Dispatch is by suffix, then by content (DICOM, NIfTI and image magic bytes); a folder is
 read as one DICOM series. Add a format with ``register_reader(".mha", func)``. Readers

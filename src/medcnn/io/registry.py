@@ -7,8 +7,8 @@ import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError
+from medcnn.io.image import Image
 
 MAX_FILE_BYTES = 2 * 1024**3
 """Files larger than this are refused before decoding."""
