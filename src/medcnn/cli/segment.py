@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medcnn.errors import MedcnnError
+from medcnn.io import image_suffixes
 
 out = Console()
 
@@ -21,7 +22,7 @@ def output_stem(path: Path) -> str:
     """The name of an input's output folder: its file or folder name without the image suffix;
     never empty, "." or ".." (``predict .. --out X`` must not write beside X)."""
     name = Path(path).resolve().name
-    for suffix in (".nii.gz", ".nii", ".dcm", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp"):
+    for suffix in image_suffixes():
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from medcnn.errors import ConfigError, InputError
+from medcnn.io import image_suffix
 
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz")
 
 
 @dataclass
@@ -292,7 +292,7 @@ def load_csv(path: Path, **kw: Any) -> ClassificationData:
 
 def _is_image(f: Path) -> bool:
     name = f.name.lower()
-    return name.endswith(IMAGE_SUFFIXES) and not name.startswith(".")
+    return image_suffix(name) is not None and not name.startswith(".")
 
 
 def _from_rows(rows, name, source, *, input_size=None, channels=None, intensity="auto", seed=0) -> ClassificationData:

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from medcnn.errors import InputError
+from medcnn.io import image_suffix
 from medcnn.io.image import Image
 
 SKIP_DIRS = {"labelstr", "labelsts", "labels", "masks", "mask", "1st_manual", "2nd_manual", "manual",
              "annotations", "fov", "roi"}
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 MAX_SOURCES = 100_000
 
 
@@ -95,7 +95,7 @@ def find_sources(root: Path) -> list[Source]:
             out.append(Source(str(folder.relative_to(root)) or ".", folder, "series"))
             files = [f for f in files if not (f.lower().endswith((".dcm", ".dicom")) or "." not in f)]
         for f in files:
-            if f.lower().endswith(IMAGE_SUFFIXES):
+            if image_suffix(f) is not None:
                 p = folder / f
                 out.append(Source(str(p.relative_to(root)), p, "file"))
         if len(out) > MAX_SOURCES:

@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from medcnn.errors import InputError
+from medcnn.io import image_suffix
 from medcnn.io.image import Image
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".gif", ".jpg", ".jpeg", ".bmp", ".dcm", ".mha",
-                  ".nrrd")
 LABEL_DIRS = ("1st_manual", "labels", "masks", "manual", "annotations")
 FOV_DIRS = ("fov", "mask", "roi")
 
@@ -55,16 +54,13 @@ class SegmentationData:
 
 
 def _stem(p: Path) -> str:
-    name = p.name
-    for s in IMAGE_SUFFIXES:
-        if name.lower().endswith(s):
-            return name[: -len(s)]
-    return p.stem
+    suffix = image_suffix(p.name)
+    return p.name[: -len(suffix)] if suffix else p.stem
 
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and p.name.lower().endswith(IMAGE_SUFFIXES))
+                  and image_suffix(p.name) is not None)
 
 
 def _digit_keys(stem: str) -> tuple[str, str]:

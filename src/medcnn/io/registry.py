@@ -55,6 +55,18 @@ def supported_suffixes() -> list[str]:
     return sorted(_READERS)
 
 
+def image_suffixes() -> tuple[str, ...]:
+    """The registered suffixes, longest first (``.nii.gz`` before ``.gz``): match a name against
+    them in this order to find (or strip) its image suffix."""
+    return tuple(sorted(_READERS, key=lambda s: (-len(s), s)))
+
+
+def image_suffix(name: str | os.PathLike) -> str | None:
+    """The longest registered suffix the file name ends with (any case), or None."""
+    name = Path(name).name.lower()
+    return next((s for s in image_suffixes() if name.endswith(s)), None)
+
+
 def set_directory_reader(func: Reader) -> None:
     """Set the reader used when :func:`read_image` is given a folder."""
     _DIRECTORY_READER[:] = [func]
