@@ -65,16 +65,6 @@ def _guess_modality(data: ClassificationData) -> str:
     return "greyscale volume (CT/MR)" if data.spatial_dims == 3 else "greyscale image (X-ray / ultrasound / CT slice)"
 
 
-def choose_input_size(shape: tuple[int, ...]) -> list[int]:
-    """Round an image's size to the nearest MedMNIST size at or above the median side (max 224 / 64)."""
-    side = float(np.median(shape))
-    sizes = (28, 64, 128, 224) if len(shape) == 2 else (28, 64)
-    for s in sizes:
-        if side <= s * 1.25:
-            return [s] * len(shape)
-    return [sizes[-1]] * len(shape)
-
-
 def model_for(spatial_dims: int, size: int) -> ModelConfig:
     """2D: a half-width ResNet-18 whose first stage sees at most 32x32 -- at 28 px a stride-1 stem
     (full resolution, as the MedMNIST paper's network) at half width trains 1.3x faster than the
