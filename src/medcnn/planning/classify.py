@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 
 from medcnn.data.classification import SPLITS, ClassificationData
-from medcnn.plan import ModelConfig, OptimConfig, Plan, Preprocessing
-from medcnn.transforms.augment import preset
+from medcnn.plan import ModelConfig, OptimConfig, Plan, Preprocessing, augment_preset
 
 # Training budget in samples seen: epochs = budget / train size, clipped to EPOCHS; a dataset so
 # small that the epoch cap leaves budget over spends it on an ensemble of up to MAX_MEMBERS
@@ -93,7 +92,7 @@ def augment_for(fp: dict[str, Any]):
     BreastMNIST and 470 PneumoniaMNIST training images (bench-transfer ablation), "light" beats
     "default" with all 546 BreastMNIST images, and heavier augmentation lowered OrganAMNIST's accuracy."""
     n_train = int(fp.get("n", {}).get("train", 0))
-    aug = preset("default" if n_train <= SMALL_TRAIN else "light")
+    aug = augment_preset("default" if n_train <= SMALL_TRAIN else "light")
     aug.flip = not any(LATERALITY.search(str(c)) for c in fp.get("class_names", []))
     if any(k in str(fp.get("modality", "")).lower() for k in ORIENTATION_FREE):
         aug.rotate_deg = 180.0
