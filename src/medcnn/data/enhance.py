@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from medcnn.errors import InputError
-from medcnn.io import image_suffix
+from medcnn.io import image_suffix, read_image
 from medcnn.io.image import Image
 
 SKIP_DIRS = {"labelstr", "labelsts", "labels", "masks", "mask", "1st_manual", "2nd_manual", "manual",
@@ -46,8 +46,6 @@ class EnhanceData:
 
     def image(self, source_id: str) -> Image:
         if source_id not in self._cache:
-            from medcnn.io import read_image
-
             src = next(s for s in self.sources if s.id == source_id)
             img = read_image(src.path)
             self._cache[source_id] = img
