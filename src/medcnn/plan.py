@@ -111,6 +111,46 @@ class AugmentConfig:
     cutmix: float = 0.0
 
 
+# The named augmentation presets: the AugmentConfig fields each one sets (the rest keep their defaults).
+AUGMENT_PRESETS: dict[str, dict] = {
+    "none": dict(p=0.0),
+    "light": dict(p=0.5, flip=False, rotate_deg=10.0, translate=0.05, scale=[0.9, 1.1], brightness=0.1, contrast=0.1),
+    "default": dict(p=0.8, flip=True, rotate_deg=15.0, translate=0.1, scale=[0.85, 1.15], brightness=0.15, contrast=0.15),
+    "heavy": dict(p=1.0, flip=True, rotate_deg=25.0, translate=0.15, scale=[0.75, 1.25], brightness=0.25, contrast=0.25),
+}
+
+
+def augment_preset(name: str) -> AugmentConfig:
+    """The AugmentConfig of a named preset (what `medcnn plan` writes)."""
+    if name not in AUGMENT_PRESETS:
+        raise ConfigError(f"unknown augmentation preset {name!r} (choose from {', '.join(AUGMENT_PRESETS)})")
+    base = AugmentConfig(preset=name, **{k: v for k, v in AUGMENT_PRESETS[name].items()})
+    if name == "none":
+        base.flip, base.rotate_deg, base.translate, base.scale = False, 0.0, 0.0, [1.0, 1.0]
+        base.brightness = base.contrast = 0.0
+    return base
+
+
+# The degradation models of enhancement (EnhanceConfig.degradation), implemented in medcnn.transforms.degrade.
+NOISE_DEGRADATIONS = ("gaussian", "rician", "speckle")
+CT_DEGRADATIONS = ("lowdose-ct", "sparse-view-ct")
+DEGRADATIONS = NOISE_DEGRADATIONS + ("downsample",) + CT_DEGRADATIONS
+NO_DEGRADATION = "none"  # the images are already degraded (self-supervised training on noisy scans)
+
+
+def check_degradation(kind: str, level, window) -> None:
+    """Raise ConfigError unless ``kind``, ``level`` (one value or [lo, hi]) and the intensity
+    ``window`` (lo, hi) describe a degradation model."""
+    if kind not in DEGRADATIONS + (NO_DEGRADATION,):
+        raise ConfigError(f"unknown degradation {kind!r} (one of {', '.join(DEGRADATIONS)}, or none)")
+    if len(level) not in (1, 2) or min(level) <= 0:
+        raise ConfigError(f"degradation level must be one positive value or a range [lo, hi], got {list(level)}")
+    if kind == "downsample" and any(v not in (2, 3, 4) for v in level):
+        raise ConfigError(f"downsample factor must be 2, 3 or 4, got {list(level)}")
+    if window[1] <= window[0]:
+        raise ConfigError(f"intensity window must have lo < hi, got {list(window)}")
+
+
 @dataclass
 class TransferConfig:
     """Start from pretrained weights (issue #6): what to load and how to fine-tune it."""
@@ -304,10 +344,8 @@ class Plan:
             if seg.postprocess not in modes:
                 raise ConfigError(f"segment.postprocess must be one of {modes}, got {seg.postprocess!r}")
         if "enhance" in self.sections:
-            from medcnn.transforms.degrade import Degradation
-
             en = self.enhance
-            Degradation(en.degradation, tuple(en.level), tuple(en.window))  # checks kind, level, window
+            check_degradation(en.degradation, tuple(en.level), tuple(en.window))
             if len(en.patch_size) != self.spatial_dims or min(en.patch_size) < 8:
                 raise ConfigError(f"enhance.patch_size needs {self.spatial_dims} values >= 8, got {en.patch_size}")
             if en.normalization not in ("window", "percentile"):
@@ -452,10 +490,8 @@ class Plan:
             if parts == ["augment", "preset"]:
                 # a preset names all the augmentation settings: apply them, not just the label
                 # (later augment.* assignments still adjust single fields)
-                from medcnn.transforms.augment import preset
-
                 node.clear()
-                node.update(dataclasses.asdict(preset(str(value))))
+                node.update(dataclasses.asdict(augment_preset(str(value))))
                 continue
             node[parts[-1]] = value
         return Plan.from_dict(d, source="overrides")

@@ -375,3 +375,44 @@ def test_invesalius_ct_offline_says_where_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDCNN_OFFLINE", "1")
     with pytest.raises(DataNotFoundError, match="invesalius-examples_3.1.99998-4_all.deb not found.*apt-get download"):
         fetch("invesalius-ct", tmp_path)
+
+
+def _tar_bytes(files: dict[str, bytes], mode: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _ar_bytes(members: dict[str, bytes]) -> bytes:
+    out = b"!<arch>\n"
+    for name, data in members.items():
+        out += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(data):<10}`\n".encode() + data
+        out += b"\n" if len(data) % 2 else b""
+    return out
+
+
+def test_invesalius_hand_placed_package_is_converted_to_nifti(monkeypatch, tmp_path):
+    """A package saved by hand (checksummed) becomes the NIfTI in HU, (z, y, x) -> (i, j, k)."""
+    import nibabel as nib
+    import numpy as np
+
+    info = catalog.INVESALIUS_CT
+    vol = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4) - 1000  # (z, y, x)
+    plist = ("<?xml version='1.0'?><plist version='1.0'><dict><key>matrix</key><dict><key>shape</key>"
+             "<array><integer>2</integer><integer>3</integer><integer>4</integer></array><key>dtype</key>"
+             "<string>int16</string></dict><key>spacing</key><array><real>0.5</real><real>0.75</real>"
+             "<real>1.5</real></array><key>modality</key><string>CT</string></dict></plist>").encode()
+    inv3 = _tar_bytes({"Cranium/main.plist": plist, "Cranium/matrix.dat": vol.tobytes()}, "w:gz")
+    deb_bytes = _ar_bytes({"debian-binary": b"2.0\n", "data.tar.gz": _tar_bytes({"./" + info["member"]: inv3}, "w:gz")})
+    folder = tmp_path / info["folder"]
+    folder.mkdir()
+    (folder / info["archive"]).write_bytes(deb_bytes)
+    monkeypatch.setitem(info, "md5", hashlib.md5(deb_bytes).hexdigest())
+    assert fetch.fetch("invesalius-ct", tmp_path, download=False) == folder
+    nii = nib.load(str(folder / info["nifti"]))
+    np.testing.assert_array_equal(np.asarray(nii.dataobj), vol.transpose(2, 1, 0))
+    np.testing.assert_allclose(nii.header.get_zooms(), (0.5, 0.75, 1.5))

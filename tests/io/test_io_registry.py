@@ -10,9 +10,9 @@ import pytest
 from pydicom.data import get_testdata_file
 
 import medcnn.io.registry as registry
-from medcnn.data.image import Image
 from medcnn.errors import InputError
-from medcnn.io import read_image, register_reader, supported_suffixes
+from medcnn.io import image_suffix, image_suffixes, read_image, register_reader, supported_suffixes
+from medcnn.io.image import Image
 
 
 def _one_line_with_path(err: InputError, path) -> None:
@@ -55,6 +55,37 @@ def test_register_reader(tmp_path):
         assert read_image(tmp_path / "x.npy").array.shape == (1, 3, 4)
     finally:
         registry._READERS.pop(".npy", None)
+
+
+def test_image_suffix_longest_first():
+    order = image_suffixes()
+    assert order.index(".nii.gz") < order.index(".nii") and set(order) == set(supported_suffixes())
+    assert image_suffix("scan.NII.GZ") == ".nii.gz" and image_suffix("a/b/slice.tiff") == ".tiff"
+    assert image_suffix("notes.txt") is None and image_suffix("scan.nii.gz.txt") is None
+
+
+def test_registered_suffix_reaches_every_folder_search(tmp_path):
+    """A reader registered at run time extends what the dataset finders, ``predict`` and the output
+    folder names treat as an image."""
+    from medcnn.data.classification import _is_image
+    from medcnn.data.enhance import find_sources
+    from medcnn.data.segmentation import _images_in
+    from medcnn.io.inputs import expand_folder
+    from medcnn.tasks.outputs import output_stem
+
+    (tmp_path / "x.npy").write_bytes(b"")
+    (tmp_path / "x.npy.gz").write_bytes(b"")
+    assert not _images_in(tmp_path) and not expand_folder(tmp_path)
+    try:
+        register_reader(".npy", lambda path: None)
+        register_reader(".npy.gz", lambda path: None)
+        files = [tmp_path / "x.npy", tmp_path / "x.npy.gz"]
+        assert _images_in(tmp_path) == files and expand_folder(tmp_path) == files
+        assert [s.id for s in find_sources(tmp_path)] == ["x.npy", "x.npy.gz"]
+        assert _is_image(files[0]) and output_stem(files[1]) == "x"
+    finally:
+        registry._READERS.pop(".npy", None)
+        registry._READERS.pop(".npy.gz", None)
 
 
 def test_missing_file(tmp_path):

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError
+from medcnn.io.image import Image
 from medcnn.measure import compare, measure, voxel_size_mm
 from medcnn.measure.components import to_rows
 

@@ -113,9 +113,9 @@ def test_intensities_far_outside_a_ct_window_are_warned_about(enhance_run, caplo
     import numpy as np
     from pydicom.data import get_testdata_file
 
-    from medcnn.data.image import Image
     from medcnn.infer.enhancer import Enhancer
     from medcnn.io import read_image
+    from medcnn.io.image import Image
 
     mr = load_model(enhance_run)
     ct = Enhancer(mr.plan.override(["enhance.normalization=window", "enhance.window=[-1024,1500]"]), mr.net,

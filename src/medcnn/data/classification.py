@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from medcnn.errors import ConfigError, InputError
+from medcnn.io import image_suffix, read_image
 
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz")
 
 
 @dataclass
@@ -292,12 +292,21 @@ def load_csv(path: Path, **kw: Any) -> ClassificationData:
 
 def _is_image(f: Path) -> bool:
     name = f.name.lower()
-    return name.endswith(IMAGE_SUFFIXES) and not name.startswith(".")
+    return image_suffix(name) is not None and not name.startswith(".")
+
+
+def choose_input_size(shape: tuple[int, ...]) -> list[int]:
+    """Round an image's size to the nearest MedMNIST size at or above the median side (max 224 / 64)."""
+    side = float(np.median(shape))
+    sizes = (28, 64, 128, 224) if len(shape) == 2 else (28, 64)
+    for s in sizes:
+        if side <= s * 1.25:
+            return [s] * len(shape)
+    return [sizes[-1]] * len(shape)
 
 
 def _from_rows(rows, name, source, *, input_size=None, channels=None, intensity="auto", seed=0) -> ClassificationData:
     from medcnn.data.preprocess import image_to_array
-    from medcnn.io import read_image
 
     class_names = sorted({r[1] for r in rows}, key=_natural)
     if len(class_names) < 2:
@@ -313,8 +322,6 @@ def _from_rows(rows, name, source, *, input_size=None, channels=None, intensity=
 
     first = read_image(rows[0][0])
     if input_size is None:
-        from medcnn.planning import choose_input_size
-
         input_size = choose_input_size(first.spatial_shape)
     if channels is None:
         channels = 3 if first.channels >= 3 else 1

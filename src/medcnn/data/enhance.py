@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError
+from medcnn.io import image_suffix, read_image
+from medcnn.io.image import Image
 
 SKIP_DIRS = {"labelstr", "labelsts", "labels", "masks", "mask", "1st_manual", "2nd_manual", "manual",
              "annotations", "fov", "roi"}
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 MAX_SOURCES = 100_000
 
 
@@ -46,8 +46,6 @@ class EnhanceData:
 
     def image(self, source_id: str) -> Image:
         if source_id not in self._cache:
-            from medcnn.io import read_image
-
             src = next(s for s in self.sources if s.id == source_id)
             img = read_image(src.path)
             self._cache[source_id] = img
@@ -95,7 +93,7 @@ def find_sources(root: Path) -> list[Source]:
             out.append(Source(str(folder.relative_to(root)) or ".", folder, "series"))
             files = [f for f in files if not (f.lower().endswith((".dcm", ".dicom")) or "." not in f)]
         for f in files:
-            if f.lower().endswith(IMAGE_SUFFIXES):
+            if image_suffix(f) is not None:
                 p = folder / f
                 out.append(Source(str(p.relative_to(root)), p, "file"))
         if len(out) > MAX_SOURCES:

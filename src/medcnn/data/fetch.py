@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from medcnn import __version__
-from medcnn.data import catalog
+from medcnn.data import catalog, fetch_ct
 from medcnn.errors import ChecksumError, DataNotFoundError, InputError
 
 TIMEOUT_S = 60
@@ -84,9 +84,7 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, download: bool = 
     if key == "drive":
         return _fetch_drive(root)
     if key == "invesalius-ct":
-        from medcnn.data.fetch_ct import fetch_invesalius
-
-        return fetch_invesalius(root, download, progress)
+        return _fetch_invesalius(root, download, progress)
     flag, size = catalog.medmnist_flag(name)
     dest = dataset_path(name, root)
     url, md5 = catalog.medmnist_source(flag, size)
@@ -310,3 +308,19 @@ def _fetch_drive(root: Path) -> Path:
         f"DRIVE not found and it has no public download: register at {info['homepage']}, "
         f"download the training and test sets and put them in this folder as {info['layout']}",
         folder)
+
+
+def _fetch_invesalius(root: Path, download: bool, progress: bool) -> Path:
+    info = catalog.INVESALIUS_CT
+    folder = root / info["folder"]
+    nifti = folder / info["nifti"]
+    if nifti.is_file():
+        return folder
+    deb = folder / info["archive"]
+    if deb.is_file():
+        _check(deb, info["md5"], info["name"])
+    else:
+        _download(info["url"], deb, info["md5"], download=download, progress=progress,
+                  extra=f" (or `apt-get download invesalius-examples` into {folder})")
+    fetch_ct.package_to_nifti(deb, nifti)
+    return folder

@@ -53,23 +53,13 @@ def inv3_volume(inv3: bytes, source: Path) -> tuple[np.ndarray, tuple[float, flo
     return vol, tuple(float(v) for v in meta["spacing"]), str(meta.get("modality", ""))
 
 
-def fetch_invesalius(root: Path, download: bool = True, progress: bool = True) -> Path:
+def package_to_nifti(deb: Path, nifti: Path) -> None:
+    """Write the head CT of the (verified) ``invesalius-examples`` package ``deb`` to ``nifti``."""
     import nibabel as nib
 
-    from medcnn.data.fetch import _check, _download
     from medcnn.utils.files import atomic_path
 
     info = catalog.INVESALIUS_CT
-    folder = root / info["folder"]
-    nifti = folder / info["nifti"]
-    if nifti.is_file():
-        return folder
-    deb = folder / info["archive"]
-    if deb.is_file():
-        _check(deb, info["md5"], info["name"])
-    else:
-        _download(info["url"], deb, info["md5"], download=download, progress=progress,
-                  extra=f" (or `apt-get download invesalius-examples` into {folder})")
     members = ar_members(deb)
     data_name = next((n for n in members if n.startswith("data.tar")), None)
     if data_name is None:
@@ -89,4 +79,3 @@ def fetch_invesalius(root: Path, download: bool = True, progress: bool = True) -
     with atomic_path(nifti) as tmp:
         nib.save(img, str(tmp.with_suffix(".nii.gz")))
         tmp.with_suffix(".nii.gz").replace(tmp)
-    return folder

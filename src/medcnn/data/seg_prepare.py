@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from medcnn.data.image import Image
+from medcnn.io.image import Image
 from medcnn.plan import Plan
 from medcnn.transforms.intensity import normalize
 from medcnn.transforms.spatial import resample, resampled_shape

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError
+from medcnn.io import image_suffix, read_image
+from medcnn.io.image import Image
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".gif", ".jpg", ".jpeg", ".bmp", ".dcm", ".mha",
-                  ".nrrd")
 LABEL_DIRS = ("1st_manual", "labels", "masks", "manual", "annotations")
 FOV_DIRS = ("fov", "mask", "roi")
 
@@ -55,16 +54,13 @@ class SegmentationData:
 
 
 def _stem(p: Path) -> str:
-    name = p.name
-    for s in IMAGE_SUFFIXES:
-        if name.lower().endswith(s):
-            return name[: -len(s)]
-    return p.stem
+    suffix = image_suffix(p.name)
+    return p.name[: -len(suffix)] if suffix else p.stem
 
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and p.name.lower().endswith(IMAGE_SUFFIXES))
+                  and image_suffix(p.name) is not None)
 
 
 def _digit_keys(stem: str) -> tuple[str, str]:
@@ -128,8 +124,6 @@ def _folder_cases(folder: Path) -> list[Case]:
 
 def _labels_from_files(cases: list[Case], limit: int = 8) -> dict[int, str]:
     """Label values of a layout without a label list: read a few label maps (binary masks 0/255 -> 0/1)."""
-    from medcnn.io import read_image
-
     values: set[int] = set()
     for c in cases[:limit]:
         values |= set(np.unique(binarize_if_needed(read_image(c.label).array, c.label)).tolist())
@@ -214,8 +208,6 @@ def _load_msd(p: Path) -> SegmentationData:
 def read_case(case: Case, labels: dict[int, str] | None = None, *, spacing_tol: float = 1e-3) -> tuple[Image, Image | None, Image | None]:
     """Read a case's image (channels stacked), label map and field of view; refuse pairs that do
     not describe the same voxels (shape, spacing) and label maps with undeclared values."""
-    from medcnn.io import read_image
-
     parts = [read_image(f) for f in case.images]
     image = parts[0]
     for f, other in zip(case.images[1:], parts[1:]):

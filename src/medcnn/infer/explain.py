@@ -107,7 +107,7 @@ def write_explanation(image: np.ndarray, heat: np.ndarray, base: Path, title: st
     also gets the map as ``base``.nii.gz (on the network's input grid)."""
     files = {}
     if heat.ndim == 3:
-        from medcnn.data.image import Image
+        from medcnn.io.image import Image
         from medcnn.io.nifti import write_nifti
 
         files["nifti"] = write_nifti(Image(heat[None].astype(np.float32), np.eye(4)), base.with_name(base.name + ".nii.gz"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medcnn.data.image import Image
+from medcnn.io.image import Image
 from medcnn.utils.files import atomic_path, atomic_savefig, atomic_write_json
 
 COLOURS = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError
+from medcnn.io.image import Image
 from medcnn.plan import Plan
 from medcnn.runs import RunFolder
 from medcnn.utils.precision import resolve_precision

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError
+from medcnn.io.image import Image
 
 log = logging.getLogger("medcnn.io")
 

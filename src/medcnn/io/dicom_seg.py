@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError
+from medcnn.io.image import Image
 
 
 def _sources(series: Path, uids: list[str]):

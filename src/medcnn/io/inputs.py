@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from medcnn.errors import InputError
+from medcnn.io.registry import image_suffix
 
 PATH_COLUMNS = ("path", "file", "filename", "image", "image_path")
 SKIP_NAMES = ("DICOMDIR",)
@@ -34,10 +35,7 @@ def _series_uid(p: Path) -> str:
 
 
 def _image_file(p: Path) -> bool:
-    from medcnn.io.registry import supported_suffixes
-
-    name = p.name.lower()
-    return any(name.endswith(s) for s in supported_suffixes()) or _is_dicom(p)
+    return image_suffix(p.name) is not None or _is_dicom(p)
 
 
 def expand_folder(folder: Path) -> list[Path]:

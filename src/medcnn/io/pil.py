@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError, MedcnnError
+from medcnn.io.image import Image
 
 from .registry import MAX_PIXELS, check_pixels, one_line
 

@@ -7,8 +7,8 @@ import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError
+from medcnn.io.image import Image
 
 MAX_FILE_BYTES = 2 * 1024**3
 """Files larger than this are refused before decoding."""
@@ -53,6 +53,18 @@ def register_reader(suffixes: str | Iterable[str], func: Reader) -> Reader:
 def supported_suffixes() -> list[str]:
     """The suffixes :func:`read_image` dispatches on, sorted."""
     return sorted(_READERS)
+
+
+def image_suffixes() -> tuple[str, ...]:
+    """The registered suffixes, longest first (``.nii.gz`` before ``.gz``): match a name against
+    them in this order to find (or strip) its image suffix."""
+    return tuple(sorted(_READERS, key=lambda s: (-len(s), s)))
+
+
+def image_suffix(name: str | os.PathLike) -> str | None:
+    """The longest registered suffix the file name ends with (any case), or None."""
+    name = Path(name).name.lower()
+    return next((s for s in image_suffixes() if name.endswith(s)), None)
 
 
 def set_directory_reader(func: Reader) -> None:

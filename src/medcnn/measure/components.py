@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from medcnn.data.image import Image
 from medcnn.errors import InputError
+from medcnn.io.image import Image
 
 
 @dataclass

@@ -2,11 +2,11 @@
 
 ``classify``: MedMNIST-style arrays, class folders, CSVs; ``segment``: image + label-map datasets.
 """
+from medcnn.data.classification import choose_input_size
 from medcnn.planning.classify import (
     ORIENTATION_FREE,
     augment_for,
     balanced_class_weights,
-    choose_input_size,
     default_plan,
     fingerprint,
     model_for,

@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 
 from medcnn.data.classification import SPLITS, ClassificationData
-from medcnn.plan import ModelConfig, OptimConfig, Plan, Preprocessing
-from medcnn.transforms.augment import preset
+from medcnn.plan import ModelConfig, OptimConfig, Plan, Preprocessing, augment_preset
 
 # Training budget in samples seen: epochs = budget / train size, clipped to EPOCHS; a dataset so
 # small that the epoch cap leaves budget over spends it on an ensemble of up to MAX_MEMBERS
@@ -65,16 +64,6 @@ def _guess_modality(data: ClassificationData) -> str:
     return "greyscale volume (CT/MR)" if data.spatial_dims == 3 else "greyscale image (X-ray / ultrasound / CT slice)"
 
 
-def choose_input_size(shape: tuple[int, ...]) -> list[int]:
-    """Round an image's size to the nearest MedMNIST size at or above the median side (max 224 / 64)."""
-    side = float(np.median(shape))
-    sizes = (28, 64, 128, 224) if len(shape) == 2 else (28, 64)
-    for s in sizes:
-        if side <= s * 1.25:
-            return [s] * len(shape)
-    return [sizes[-1]] * len(shape)
-
-
 def model_for(spatial_dims: int, size: int) -> ModelConfig:
     """2D: a half-width ResNet-18 whose first stage sees at most 32x32 -- at 28 px a stride-1 stem
     (full resolution, as the MedMNIST paper's network) at half width trains 1.3x faster than the
@@ -103,7 +92,7 @@ def augment_for(fp: dict[str, Any]):
     BreastMNIST and 470 PneumoniaMNIST training images (bench-transfer ablation), "light" beats
     "default" with all 546 BreastMNIST images, and heavier augmentation lowered OrganAMNIST's accuracy."""
     n_train = int(fp.get("n", {}).get("train", 0))
-    aug = preset("default" if n_train <= SMALL_TRAIN else "light")
+    aug = augment_preset("default" if n_train <= SMALL_TRAIN else "light")
     aug.flip = not any(LATERALITY.search(str(c)) for c in fp.get("class_names", []))
     if any(k in str(fp.get("modality", "")).lower() for k in ORIENTATION_FREE):
         aug.rotate_deg = 180.0

@@ -4,13 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from medcnn.errors import MedcnnError
+from medcnn.io import image_suffixes
 
 
 def output_stem(path: Path) -> str:
     """The name of an input's output folder: its file or folder name without the image suffix;
     never empty, "." or ".." (``predict .. --out X`` must not write beside X)."""
     name = Path(path).resolve().name
-    for suffix in (".nii.gz", ".nii", ".dcm", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp"):
+    for suffix in image_suffixes():
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break

@@ -10,27 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medcnn.errors import ConfigError
-from medcnn.plan import AugmentConfig
+from medcnn.plan import AUGMENT_PRESETS, AugmentConfig, augment_preset
 from medcnn.transforms.artifacts import apply_artifacts, elastic_grid
 
-PRESETS: dict[str, dict] = {
-    "none": dict(p=0.0),
-    "light": dict(p=0.5, flip=False, rotate_deg=10.0, translate=0.05, scale=[0.9, 1.1], brightness=0.1, contrast=0.1),
-    "default": dict(p=0.8, flip=True, rotate_deg=15.0, translate=0.1, scale=[0.85, 1.15], brightness=0.15, contrast=0.15),
-    "heavy": dict(p=1.0, flip=True, rotate_deg=25.0, translate=0.15, scale=[0.75, 1.25], brightness=0.25, contrast=0.25),
-}
-
-
-def preset(name: str) -> AugmentConfig:
-    """The AugmentConfig of a named preset (what `medcnn plan` writes)."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown augmentation preset {name!r} (choose from {', '.join(PRESETS)})")
-    base = AugmentConfig(preset=name, **{k: v for k, v in PRESETS[name].items()})
-    if name == "none":
-        base.flip, base.rotate_deg, base.translate, base.scale = False, 0.0, 0.0, [1.0, 1.0]
-        base.brightness = base.contrast = 0.0
-    return base
+# The presets are plan data (medcnn.plan.AUGMENT_PRESETS), also offered here beside the augmentation they set.
+PRESETS = AUGMENT_PRESETS
+preset = augment_preset
 
 
 class BatchAugment(nn.Module):

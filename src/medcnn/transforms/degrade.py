@@ -26,10 +26,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-NOISE_KINDS = ("gaussian", "rician", "speckle")
-CT_KINDS = ("lowdose-ct", "sparse-view-ct")
-KINDS = NOISE_KINDS + ("downsample",) + CT_KINDS
-NONE = "none"  # the images are already degraded (self-supervised training on noisy scans)
+from medcnn.plan import CT_DEGRADATIONS, DEGRADATIONS, NO_DEGRADATION, NOISE_DEGRADATIONS, check_degradation
+
+# The kinds of the table above; the plan lists them (EnhanceConfig.degradation) and checks kind, level, window.
+NOISE_KINDS = NOISE_DEGRADATIONS
+CT_KINDS = CT_DEGRADATIONS
+KINDS = DEGRADATIONS
+NONE = NO_DEGRADATION  # the images are already degraded (self-supervised training on noisy scans)
 AIR_HU = -1000.0
 
 
@@ -42,16 +45,7 @@ class Degradation:
     ct_views: int = 360  # projections of the low-dose scan
 
     def __post_init__(self):
-        from medcnn.errors import ConfigError
-
-        if self.kind not in KINDS + (NONE,):
-            raise ConfigError(f"unknown degradation {self.kind!r} (one of {', '.join(KINDS)}, or none)")
-        if len(self.level) not in (1, 2) or min(self.level) <= 0:
-            raise ConfigError(f"degradation level must be one positive value or a range [lo, hi], got {list(self.level)}")
-        if self.kind == "downsample" and any(v not in (2, 3, 4) for v in self.level):
-            raise ConfigError(f"downsample factor must be 2, 3 or 4, got {list(self.level)}")
-        if self.window[1] <= self.window[0]:
-            raise ConfigError(f"intensity window must have lo < hi, got {list(self.window)}")
+        check_degradation(self.kind, self.level, self.window)
 
     @property
     def whole_image(self) -> bool:
