@@ -49,9 +49,11 @@ demo: fetch-demo
 	$(VENV)/bin/medcnn train breastmnist --out $(RUNS)/demo-breastmnist --overwrite
 	$(VENV)/bin/medcnn evaluate $(RUNS)/demo-breastmnist --split test --paper
 
-# ruff (rules in pyproject.toml) on every Python file of the project
+# ruff (rules in pyproject.toml) on every Python file of the project; import-linter checks the
+# architecture's contracts (pyproject.toml [tool.importlinter], docs/architecture.md)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/lint-imports
 
 test: $(STAMP) browser lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
