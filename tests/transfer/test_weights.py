@@ -124,7 +124,11 @@ def test_linear_probe_from_a_run_folder_trains_only_the_new_head(breast_run, med
     """BreastMNIST (1 channel, 2 classes) seeds BloodMNIST (RGB, 8 classes): the stem is adapted,
     the head is new; a linear probe changes the head only, batch-norm statistics included."""
     from medcnn.cli.main import main
-    from medcnn.infer.predictor import load_run
+    from medcnn.infer.loading import load_network
+    from medcnn.tasks import get_task
+
+    def load_run(run):
+        return load_network(run, "best", get_task("classify").build_network)[:3]
 
     blood = medmnist_dir / "bloodmnist.npz"
     if not blood.is_file():

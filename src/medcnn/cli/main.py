@@ -526,7 +526,9 @@ def _sized(data: str, size: Optional[int]) -> str:
 
 
 def _print_fingerprint(fp: dict) -> None:
-    t = Table(title=f"fingerprint: {fp['name']}", show_header=False)
+    if not fp:  # a plan without one (a plugin task's)
+        return
+    t = Table(title=f"fingerprint: {fp.get('name', '')}", show_header=False)
     for k, v in fp.items():
         if k in ("name", "source", "class_names"):
             continue

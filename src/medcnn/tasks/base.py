@@ -115,9 +115,10 @@ class Task:
         other tasks' epochs are their datasets, and the plan stays."""
         return plan
 
-    def member_plan(self, plan: Plan, i: int) -> Plan:
-        """Member i's plan in an ensemble (the engine has set its seed, budget and ``ensemble: 1``)."""
-        return plan
+    def member_plan(self, plan: Plan, member: Plan, i: int) -> Plan:
+        """Member i's plan in an ensemble of ``plan``: ``member`` is the engine's (its own seed and
+        budget, ``ensemble: 1``)."""
+        return member
 
     def save_dataset_split(self, folder: RunFolder, dataset) -> None:
         """Write the dataset's own split into a new run folder (split.csv of a folder dataset)."""

@@ -208,7 +208,7 @@ def _train_ensemble(task, plan: Plan, data, run_dir: Path, *, resume: bool, **kw
     for i, m_dir in enumerate(folder.members(plan.ensemble)):
         m_plan = dataclasses.replace(plan, ensemble=1, seed=member_seed(plan.seed, i),
                                      max_minutes=plan.max_minutes / plan.ensemble)  # the budget is the whole run's
-        m_plan = task.member_plan(m_plan, i)
+        m_plan = task.member_plan(plan, m_plan, i)
         m_info = m_dir.info()
         if "finished" not in m_info:
             log.info("ensemble member %d/%d (seed %d)", i + 1, plan.ensemble, m_plan.seed)

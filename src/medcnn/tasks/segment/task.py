@@ -108,9 +108,9 @@ class Segment(Task):
         seg = dataclasses.replace(plan.segment, patches_per_epoch=steps * plan.batch_size)
         return dataclasses.replace(plan, segment=seg)
 
-    def member_plan(self, plan: Plan, i: int) -> Plan:
+    def member_plan(self, plan: Plan, member: Plan, i: int) -> Plan:
         """Every member trains on the same cases (a train_fraction subset included)."""
-        return dataclasses.replace(plan, segment=dataclasses.replace(plan.segment, split=member_split(plan, i)))
+        return dataclasses.replace(member, segment=dataclasses.replace(plan.segment, split=member_split(plan, i)))
 
     def finish_ensemble(self, folder: RunFolder, plan: Plan) -> None:
         """The members' case split is the run's (evaluate reads it)."""
