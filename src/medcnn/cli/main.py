@@ -154,7 +154,7 @@ def _load_for(p, data: str):
     from medcnn.data.classification import load_classification
 
     pre = p.preprocessing
-    return load_classification(data, input_size=pre.input_size, channels=pre.channels, intensity=pre.intensity,
+    return load_classification(data, input_size=pre.input_size, channels=pre.channels, normalization=pre.normalization,
                                seed=p.seed)
 
 
@@ -206,12 +206,13 @@ def plan(data: str = typer.Argument(..., help="MedMNIST name, .npz file, class-f
         out.print(f"plan written to {output}: segment with {p.model.name} {p.model.kwargs.get('filters')}, patch "
                   f"{seg.patch_size} at {seg.target_spacing or 'native'} mm, batch {p.batch_size}, {p.epochs} epochs"
                   + (f" or what fits {p.max_minutes:g} min" if p.max_minutes else "")
-                  + f", normalisation {seg.normalization}")
+                  + f", normalisation {p.preprocessing.normalization}")
         return
     if p.task == "enhance":
         en = p.enhance
         out.print(f"plan written to {output}: enhance ({en.degradation} {en.level}) with {p.model.name} "
-                  f"{p.model.kwargs.get('filters')}, patch {en.patch_size}, window {en.window}, batch {p.batch_size}, "
+                  f"{p.model.kwargs.get('filters')}, patch {en.patch_size}, normalisation "
+                  f"{p.preprocessing.normalization} {p.preprocessing.normalization_args or '(per image)'}, batch {p.batch_size}, "
                   f"{p.epochs} epochs" + (f" or what fits {p.max_minutes:g} min" if p.max_minutes else ""))
         return
     out.print(f"plan written to {output}: {p.model.name} {p.preprocessing.input_size}, {p.epochs} epochs, "

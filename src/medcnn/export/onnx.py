@@ -103,7 +103,8 @@ def _graph(model) -> tuple[nn.Module, torch.Tensor, dict, list[str], list[str], 
                                                          "weighting": "gaussian"},
                                       "mirrored_views": plan.mirror_tta,
                                       "shifted_views_voxels": plan.segment.tta_shift,
-                                      "normalization": plan.segment.normalization,
+                                      "normalization": plan.preprocessing.normalization,
+                                      "normalization_args": plan.preprocessing.normalization_args,
                                       "target_spacing": plan.segment.target_spacing,
                                       "postprocess": model.post, "class_names": plan.class_names}}
         return model.net, torch.zeros(2, c, *window), {"x": {0: batch}}, ["image"], ["logits"], info
@@ -113,7 +114,8 @@ def _graph(model) -> tuple[nn.Module, torch.Tensor, dict, list[str], list[str], 
         example = torch.rand(2, c, 4 * s, 5 * s)
         info = {"input": {"shape": ["batch", c, f"{s}*h", f"{s}*w"], "meaning": "normalised slices (pad to the stride)"},
                 "outputs": {"restored": ["batch", c, f"{s}*h", f"{s}*w"]},
-                "outside_the_graph": {"normalization": plan.enhance.normalization, "window": plan.enhance.window,
+                "outside_the_graph": {"normalization": plan.preprocessing.normalization,
+                                      "normalization_args": plan.preprocessing.normalization_args,
                                       "stride": s, "volumes": "slice by slice along the last axis"}}
         return (_Restorer(model.net, plan.enhance.residual), example, {"x": {0: batch, 2: s * hb, 3: s * wb}},
                 ["image"], ["restored"], info)
@@ -122,7 +124,7 @@ def _graph(model) -> tuple[nn.Module, torch.Tensor, dict, list[str], list[str], 
             "outputs": {"logits": ["batch", plan.num_classes], "probabilities": ["batch", plan.num_classes]},
             "temperature": model.temperature, "label_type": plan.label_type, "class_names": plan.class_names,
             "outside_the_graph": {"preprocessing": {"input_size": size, "channels": c,
-                                                    "intensity": plan.preprocessing.intensity}}}
+                                                    "normalization": plan.preprocessing.normalization}}}
     module = _Classifier(model.net, model.temperature, plan.label_type == "multilabel")
     return module, torch.rand(2, c, *size), {"x": {0: batch}}, ["image"], ["logits", "probabilities"], info
 

@@ -64,7 +64,7 @@ def _classify(run: Path, model, twin, inputs) -> dict[str, Any]:
         pre = plan.preprocessing
         try:
             ds = load_classification(plan.data, input_size=pre.input_size, channels=pre.channels,
-                                     intensity=pre.intensity, seed=plan.seed)
+                                     normalization=pre.normalization, seed=plan.seed)
         except MedcnnError as e:
             raise _no_inputs(run, f"the run's data is not available ({e})") from None
         images, _ = ds.split("val")
@@ -112,12 +112,12 @@ def _enhance(run: Path, model, twin, inputs) -> dict[str, Any]:
     plan = model.plan
     if inputs:
         from medcnn.io import read_image
-        from medcnn.train.enhance_data import image_window
+        from medcnn.transforms.normalize import get_normalizer
 
         worst = 0.0
         for p in inputs:
             a = read_image(p).array
-            lo, hi = image_window(np.asarray(a, np.float32), plan)
+            lo, hi = get_normalizer(plan).fit(np.asarray(a, np.float32)).window
             d = np.abs(model.restore_array(a) - twin.restore_array(a)).max() / max(hi - lo, 1e-12)
             worst = max(worst, float(d))
         return {"what": "restored intensities (normalised units)", "inputs": f"{len(inputs)} given files",
