@@ -101,7 +101,7 @@ def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> li
                                seed=enh.plan.seed)
     base = {"case": case, "dataset": name, "train_minutes": round((info["train_seconds"] + info.get("data_prepare_seconds", 0)) / 60, 2),
             "epochs": enh.plan.epochs, "model": enh.plan.model.name, "model_kwargs": enh.plan.model.kwargs,
-            "patch": enh.plan.enhance.patch_size, "normalization": enh.plan.enhance.normalization,
+            "patch": enh.plan.enhance.patch_size, "normalization": enh.plan.preprocessing.normalization,
             "best_val_psnr": info.get("best_val_score"), "time_budget": info.get("time_budget"),
             "extra_train": [Path(p).name for p in enh.plan.enhance.extra_train], "n": info.get("n")}
     recs = [{**base, "test_set": f"{data.name} held-out ({rep['n_images']} slices)", **r} for r in rep["rows"]]

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import yaml
 
 from medcnn.errors import ConfigError
+from medcnn.plan_migrations import SCHEMA_VERSION, migrate, moved_field
 from medcnn.utils.files import atomic_write_text
 
 LABEL_TYPES = ("binary", "multiclass", "multilabel")
@@ -35,6 +36,7 @@ class TaskSchema:
     pretexts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ensemble: bool = False
     check: Callable[["Plan"], None] | None = None
+    normalizations: tuple[str, ...] = ()  # its normalisers, the default first (() : as its sections say)
 
 
 TASK_SCHEMAS: dict[str, TaskSchema] = {
@@ -44,6 +46,11 @@ TASK_SCHEMAS: dict[str, TaskSchema] = {
     "pretrain": TaskSchema(pretexts={"contrastive": (), "restoration": ("segment",)}),
 }
 SECTIONS = ("segment", "enhance")  # the task-specific sections of a plan
+# the normalisers (medcnn.transforms.normalize) of plans with a segment or enhance section, and of the
+# others (whole images to [0, 1]); the first is the default, with its parameters
+SECTION_NORMALIZATIONS = {"segment": (("zscore", "ct", "rgb", "none"), {}),
+                          "enhance": (("window", "percentile_affine"), {"window": [0.0, 1.0]})}
+IMAGE_NORMALIZATIONS = (("uint8", "percentile_clip"), {})
 
 
 def register_task_schema(name: str, schema: TaskSchema) -> None:
@@ -58,9 +65,15 @@ class Preprocessing:
 
     input_size: list[int] = field(default_factory=lambda: [28, 28])
     channels: int = 1
-    # "uint8": pixels / 255 (8-bit sources such as MedMNIST and PNG);
-    # "percentile": clip to the image's 0.5-99.5 percentiles, then scale to [0, 1].
-    intensity: str = "uint8"
+    # intensity normalisation, one of medcnn.transforms.normalize (the same in training and at predict time):
+    # classify: uint8 (pixels / 255: 8-bit sources such as MedMNIST and PNG) | percentile_clip (clip to the
+    # image's 0.5-99.5 percentiles, scale to [0, 1]); segment: zscore (per image, over its nonzero voxels:
+    # MRI) | ct (clip, then the dataset's mean/std) | rgb (per image and channel) | none; enhance (affine,
+    # nothing clipped, undone after restoration): window (a fixed physical window: CT, HU comparable
+    # across scans) | percentile_affine (each image's own 0.5-99.5 percentiles: MRI, photos)
+    normalization: str = ""  # "": the default of the plan (Plan.normalizations)
+    # its parameters: ct {clip: [lo, hi] HU, mean, std}; window {window: [lo, hi], floor (default -1024 HU)}
+    normalization_args: dict[str, Any] = field(default_factory=dict)
     mean: list[float] = field(default_factory=lambda: [0.5])
     std: list[float] = field(default_factory=lambda: [0.5])
 
@@ -138,7 +151,7 @@ DEGRADATIONS = NOISE_DEGRADATIONS + ("downsample",) + CT_DEGRADATIONS
 NO_DEGRADATION = "none"  # the images are already degraded (self-supervised training on noisy scans)
 
 
-def check_degradation(kind: str, level, window) -> None:
+def check_degradation(kind: str, level, window=(0.0, 1.0)) -> None:
     """Raise ConfigError unless ``kind``, ``level`` (one value or [lo, hi]) and the intensity
     ``window`` (lo, hi) describe a degradation model."""
     if kind not in DEGRADATIONS + (NO_DEGRADATION,):
@@ -176,11 +189,6 @@ class SegmentConfig:
     patch_size: list[int] = field(default_factory=lambda: [64, 64, 64])
     # resample every case to this voxel size (mm) before training / inference; [] keeps each case's grid
     target_spacing: list[float] = field(default_factory=list)
-    # zscore: per image, over its nonzero voxels (MRI); ct: clip to the foreground's 0.5-99.5 % HU, then
-    # dataset mean/std; rgb: per image and channel; the same at predict time
-    normalization: str = "zscore"
-    ct_clip: list[float] = field(default_factory=list)  # [lo, hi] HU for normalization: ct
-    ct_mean_std: list[float] = field(default_factory=list)  # [mean, std] of clipped foreground HU (ct)
     fg_oversample: float = 0.33  # fraction of patches centred on a random foreground voxel
     patches_per_epoch: int = 250 * 8
     sw_overlap: float = 0.5  # sliding-window overlap at validation and inference
@@ -218,8 +226,8 @@ INFERENCE_FIELDS = ("tta_flips", "tta_shift", "infer_patch_size", "sw_overlap")
 
 @dataclass
 class EnhanceConfig:
-    """Enhancement settings (task: enhance): what degradation the network learns to undo, and how
-    intensities are normalised (affine, no clipping, so physical units come back exactly)."""
+    """Enhancement settings (task: enhance): what degradation the network learns to undo (intensities
+    are normalised by ``preprocessing.normalization``: affine, no clipping, so physical units come back exactly)."""
 
     # gaussian | rician | speckle | downsample | lowdose-ct | sparse-view-ct (medcnn.transforms.degrade);
     # none: the images themselves are noisy (with mode: noise2void)
@@ -228,11 +236,6 @@ class EnhanceConfig:
     # speckle: sigma in normalised units; downsample: factor; lowdose-ct: photons per detector bin;
     # sparse-view-ct: number of views
     level: list[float] = field(default_factory=lambda: [25 / 255])
-    # how intensities become [0, 1] (affine, nothing clipped; undone after restoration):
-    # window: the fixed physical `window` (CT: HU are comparable across scans);
-    # percentile: each image's own 0.5-99.5 percentiles (MRI and photos: arbitrary units per scan)
-    normalization: str = "window"
-    window: list[float] = field(default_factory=lambda: [0.0, 1.0])  # physical intensities mapped to 0 and 1
     modality: str = ""  # from the fingerprint (CT: window in HU)
     patch_size: list[int] = field(default_factory=lambda: [64, 64])
     patches_per_epoch: int = 4096
@@ -252,6 +255,8 @@ class EnhanceConfig:
 
 @dataclass
 class Plan:
+    # which fields this plan has (medcnn.plan_migrations); older plans are migrated when loaded
+    schema_version: int = SCHEMA_VERSION
     task: str = "classify"
     data: str = ""
     label_type: str = "multiclass"
@@ -293,6 +298,13 @@ class Plan:
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)  # task: enhance only
     fingerprint: dict[str, Any] = field(default_factory=dict)  # informational, from `medcnn plan`
 
+    def __post_init__(self) -> None:
+        """An empty ``preprocessing.normalization`` takes the task's default."""
+        if not self.preprocessing.normalization:
+            names, args = self.normalizations
+            self.preprocessing = dataclasses.replace(self.preprocessing, normalization=names[0],
+                                                     normalization_args=dict(args))
+
     def _check_fold(self, split: dict[str, Any]) -> None:
         """``fold``: None (a ``val_fraction`` split), k in 0..folds-1, or ``cv`` (an ensemble with one member per fold)."""
         fold, folds = split.get("fold"), split.get("folds")
@@ -307,6 +319,23 @@ class Plan:
             n = int(folds if folds is not None else 5)
             if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < n or n < 2:
                 raise ConfigError(f"segment.split.fold must be empty, cv, or a fold 0..{n - 1} of folds: {n}; got {fold!r}")
+
+    @property
+    def normalizations(self) -> tuple[tuple[str, ...], dict[str, Any]]:
+        """(the normalisers this plan may use, the default's parameters): its task's, else those of its
+        sections (restoration pretraining: the segmentation ones), else whole images to [0, 1]."""
+        if self.schema.normalizations:
+            return self.schema.normalizations, {}
+        return next((SECTION_NORMALIZATIONS[s] for s in self.sections if s in SECTION_NORMALIZATIONS),
+                    IMAGE_NORMALIZATIONS)
+
+    def _check_normalization(self) -> None:
+        """The task's normalisers (their parameters are checked when the normaliser is built)."""
+        names = self.normalizations[0]
+        pre = self.preprocessing
+        if pre.normalization not in names:
+            raise ConfigError(f"preprocessing.normalization of a {self.task} plan must be one of {', '.join(names)}, "
+                              f"got {pre.normalization!r}")
 
     def validate(self) -> "Plan":
         if self.task not in TASK_SCHEMAS and self.plugins:  # a plugin's task: its module registers it
@@ -327,8 +356,6 @@ class Plan:
                 raise ConfigError(f"segment.infer_patch_size needs {self.spatial_dims} values or [], got {seg.infer_patch_size}")
             if seg.target_spacing and len(seg.target_spacing) != self.spatial_dims:
                 raise ConfigError(f"segment.target_spacing needs {self.spatial_dims} values or [], got {seg.target_spacing}")
-            if seg.normalization not in ("zscore", "ct", "rgb", "none"):
-                raise ConfigError(f"segment.normalization must be zscore, ct, rgb or none, got {seg.normalization!r}")
             unknown = set(seg.split) - set(SPLIT_KEYS)
             if unknown:
                 raise ConfigError(f"segment.split: unknown {', '.join(sorted(unknown))} (known: {', '.join(SPLIT_KEYS)})")
@@ -345,14 +372,12 @@ class Plan:
                 raise ConfigError(f"segment.postprocess must be one of {modes}, got {seg.postprocess!r}")
         if "enhance" in self.sections:
             en = self.enhance
-            check_degradation(en.degradation, tuple(en.level), tuple(en.window))
+            check_degradation(en.degradation, tuple(en.level))
             if len(en.patch_size) != self.spatial_dims or min(en.patch_size) < 8:
                 raise ConfigError(f"enhance.patch_size needs {self.spatial_dims} values >= 8, got {en.patch_size}")
-            if en.normalization not in ("window", "percentile"):
-                raise ConfigError(f"enhance.normalization must be window or percentile, got {en.normalization!r}")
-            if en.degradation in ("lowdose-ct", "sparse-view-ct") and en.normalization != "window":
-                raise ConfigError(f"{en.degradation} simulates the scanner in HU: it needs enhance.normalization: window "
-                                  "(with the HU window)")
+            if en.degradation in ("lowdose-ct", "sparse-view-ct") and self.preprocessing.normalization != "window":
+                raise ConfigError(f"{en.degradation} simulates the scanner in HU: it needs preprocessing.normalization: "
+                                  "window (with the HU window)")
             if en.mode not in ("supervised", "noise2void"):
                 raise ConfigError(f"enhance.mode must be supervised or noise2void, got {en.mode!r}")
             if en.degradation == "none" and en.mode != "noise2void":
@@ -361,6 +386,7 @@ class Plan:
                 raise ConfigError(f"enhance.extra_share must be in [0, 1), got {en.extra_share}")
             if en.loss not in ("l1", "mse"):
                 raise ConfigError(f"enhance.loss must be l1 or mse, got {en.loss!r}")
+        self._check_normalization()
         if self.label_type not in LABEL_TYPES:
             raise ConfigError(f"label_type must be one of {LABEL_TYPES}, got {self.label_type!r}")
         if self.precision not in PRECISIONS:
@@ -448,7 +474,8 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "plan") -> "Plan":
-        return _build(cls, d, source).validate()
+        """A plan from plain data; a plan of an older schema version is migrated first."""
+        return _build(cls, migrate(d, source), source).validate()
 
     def save(self, path: str | Path) -> Path:
         text = "# medcnn plan: edit freely; `medcnn train DATA --plan THIS_FILE` uses it.\n"
@@ -485,8 +512,9 @@ class Plan:
                 if not isinstance(node.get(part), dict):
                     raise ConfigError(f"unknown plan field {key!r}")
                 node = node[part]
-            if parts[-1] not in node and not (len(parts) > 1 and parts[-2] in ("kwargs", "split")):
-                raise ConfigError(f"unknown plan field {key!r}")
+            if parts[-1] not in node and not (len(parts) > 1 and parts[-2] in ("kwargs", "split",
+                                                                                 "normalization_args")):
+                raise ConfigError(f"unknown plan field {key!r}" + moved_field(key.strip()))
             if parts == ["augment", "preset"]:
                 # a preset names all the augmentation settings: apply them, not just the label
                 # (later augment.* assignments still adjust single fields)

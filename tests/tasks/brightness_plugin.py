@@ -77,7 +77,7 @@ class BrightnessModel:
         from medcnn.io import read_image
 
         pre = self.plan.preprocessing
-        x = image_to_tensor(read_image(path), pre.input_size, pre.channels, pre.intensity, path=str(path))
+        x = image_to_tensor(read_image(path), pre.input_size, pre.channels, pre.normalization, path=str(path))
         with torch.no_grad():
             return float(self.net(x[None].float()).squeeze())
 
@@ -112,7 +112,7 @@ class Brightness(Task):
     def default_plan(self, dataset: ClassificationData, source: str, options: argparse.Namespace) -> Plan:
         size = list(dataset.images["train"].shape[2:])
         return Plan(task=self.name, data=source, num_classes=1, spatial_dims=2, plugins=[PLUGIN],
-                    preprocessing=Preprocessing(input_size=size, channels=dataset.channels, intensity="uint8"),
+                    preprocessing=Preprocessing(input_size=size, channels=dataset.channels, normalization="uint8"),
                     model=ModelConfig("tiny-regressor", {"width": 8}), optim=OptimConfig(lr=1e-2, scheduler="none"),
                     batch_size=64, epochs=2, val_metric="mae", options={"target": "mean"}).validate()
 

@@ -11,14 +11,18 @@ from medcnn.plan import Plan
 from medcnn.planning.enhance import default_plan
 from medcnn.tasks import load_model
 
+# a CT model's normalisation (plan overrides): a fixed HU window
+CT_WINDOW = ["preprocessing.normalization=window", "preprocessing.normalization_args={window: [-1024, 1500]}"]
+
 
 def test_plan_window_and_patch_follow_the_data(mr_dir):
     ds = load_enhance(mr_dir)
     assert len(ds.sources) == 130 and all(s.id.endswith(".nii.gz") for s in ds.sources)
     p = default_plan(ds, str(mr_dir), "rician", [0.02, 0.1])
-    lo, hi = p.enhance.window
-    assert lo < hi and p.fingerprint["intensity"]["p0.5"] == pytest.approx(lo, abs=1e-3)
-    assert p.enhance.normalization == "percentile"  # MRI: arbitrary units, each scan its own range
+    lo, hi = p.fingerprint["intensity"]["p0.5"], p.fingerprint["intensity"]["p99.5"]
+    assert lo < hi
+    # MRI: arbitrary units, each scan its own range
+    assert p.preprocessing.normalization == "percentile_affine" and p.preprocessing.normalization_args == {}
     assert p.enhance.patch_size == [32, 48]  # the median slice (35 x 51) rounded down to the U-Net's stride
     assert p.enhance.level == [0.02, 0.1] and p.task == "enhance"
     again = Plan.from_dict(p.to_dict())
@@ -86,12 +90,12 @@ def test_ct_padding_below_air_is_air_for_the_model_and_kept_in_the_output(enhanc
 
     from medcnn.infer.enhancer import Enhancer
     from medcnn.io import read_image
-    from medcnn.train.enhance_data import CT_FLOOR_HU
+    from medcnn.transforms.normalize import CT_FLOOR_HU
 
     a = np.asarray(read_image(get_testdata_file("693_UNCR.dcm")).array, np.float32)
     pad = a < CT_FLOOR_HU
     assert pad.mean() > 0.1  # the scan has padding corners
-    plan = load_model(enhance_run).plan.override(["enhance.normalization=window", "enhance.window=[-1024,1500]"])
+    plan = load_model(enhance_run).plan.override(CT_WINDOW)
     seen = []
 
     class Identity(torch.nn.Module):  # residual U-Net predicting no correction; records what it sees
@@ -118,7 +122,7 @@ def test_intensities_far_outside_a_ct_window_are_warned_about(enhance_run, caplo
     from medcnn.io.image import Image
 
     mr = load_model(enhance_run)
-    ct = Enhancer(mr.plan.override(["enhance.normalization=window", "enhance.window=[-1024,1500]"]), mr.net,
+    ct = Enhancer(mr.plan.override(CT_WINDOW), mr.net,
                   bf16=False)
     image = read_image(get_testdata_file("693_UNCR.dcm"))
     assert ct.range_warning(image.array) is None and mr.range_warning(image.array) is None
@@ -148,7 +152,8 @@ def test_predict_reports_the_range_warning(enhance_run, tmp_path):
     shutil.copytree(enhance_run, run)
     for f in (run / "checkpoints").glob("*.ckpt"):  # the plan a run restores with is the checkpoint's
         ckpt = torch.load(f, map_location="cpu", weights_only=True)
-        ckpt["hyper_parameters"]["plan"]["enhance"].update(normalization="window", window=[-1024.0, 1500.0])
+        ckpt["hyper_parameters"]["plan"]["preprocessing"].update(normalization="window",
+                                                                 normalization_args={"window": [-1024.0, 1500.0]})
         torch.save(ckpt, f)
     image = read_image(get_testdata_file("693_UNCR.dcm"))
     image.array = np.asarray(image.array, np.float32) * 10

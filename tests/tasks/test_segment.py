@@ -15,10 +15,10 @@ from medcnn.tasks import load_model
 def test_plans_follow_the_data(hippocampus_dir, drive_dir):
     hippo = default_plan(load_segmentation(hippocampus_dir), str(hippocampus_dir))
     assert hippo.task == "segment" and hippo.spatial_dims == 3 and hippo.num_classes == 3
-    assert hippo.segment.target_spacing == [1.0, 1.0, 1.0] and hippo.segment.normalization == "zscore"
+    assert hippo.segment.target_spacing == [1.0, 1.0, 1.0] and hippo.preprocessing.normalization == "zscore"
     assert hippo.segment.patch_size == [40, 56, 40]  # the median case (35x51x35) rounded to the U-Net's stride
     drive = default_plan(load_segmentation(drive_dir), str(drive_dir))
-    assert drive.spatial_dims == 2 and drive.segment.use_fov and drive.segment.normalization == "rgb"
+    assert drive.spatial_dims == 2 and drive.segment.use_fov and drive.preprocessing.normalization == "rgb"
     assert drive.segment.split["test_fraction"] == 0.0  # DRIVE brings its own test set
     # validation: 20 % of DRIVE's 20 training images, 21 of hippocampus' 208 non-test cases
     assert drive.segment.split["val_fraction"] == 0.2

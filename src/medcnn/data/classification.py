@@ -75,7 +75,7 @@ class ClassificationData:
 
 
 def load_classification(data: str, *, input_size: list[int] | None = None, channels: int | None = None,
-                        intensity: str = "auto", seed: int = 0) -> ClassificationData:
+                        normalization: str = "auto", seed: int = 0) -> ClassificationData:
     """Load DATA: a MedMNIST name (``breastmnist``, ``organmnist3d_64``), an ``.npz`` file,
     a folder of class sub-folders (optionally under train/val/test), or a CSV of path,label."""
     p = Path(data)
@@ -84,11 +84,11 @@ def load_classification(data: str, *, input_size: list[int] | None = None, chann
             raise InputError("file not found", p)
         return load_npz(p)
     if p.is_dir():
-        return load_folder(p, input_size=input_size, channels=channels, intensity=intensity, seed=seed)
+        return load_folder(p, input_size=input_size, channels=channels, normalization=normalization, seed=seed)
     if p.suffix.lower() == ".csv":
         if not p.is_file():
             raise InputError("file not found", p)
-        return load_csv(p, input_size=input_size, channels=channels, intensity=intensity, seed=seed)
+        return load_csv(p, input_size=input_size, channels=channels, normalization=normalization, seed=seed)
     if p.exists():
         raise InputError("not a dataset: expected a MedMNIST name, an .npz file, a class folder or a CSV", p)
     from medcnn.data.fetch import fetch
@@ -305,7 +305,7 @@ def choose_input_size(shape: tuple[int, ...]) -> list[int]:
     return [sizes[-1]] * len(shape)
 
 
-def _from_rows(rows, name, source, *, input_size=None, channels=None, intensity="auto", seed=0) -> ClassificationData:
+def _from_rows(rows, name, source, *, input_size=None, channels=None, normalization="auto", seed=0) -> ClassificationData:
     from medcnn.data.preprocess import image_to_array
 
     class_names = sorted({r[1] for r in rows}, key=_natural)
@@ -325,14 +325,14 @@ def _from_rows(rows, name, source, *, input_size=None, channels=None, intensity=
         input_size = choose_input_size(first.spatial_shape)
     if channels is None:
         channels = 3 if first.channels >= 3 else 1
-    if intensity == "auto":
-        intensity = "uint8" if first.array.dtype == np.uint8 else "percentile"
+    if normalization == "auto":
+        normalization = "uint8" if first.array.dtype == np.uint8 else "percentile_clip"
     images: dict[str, list] = {s: [] for s in SPLITS}
     labels: dict[str, list] = {s: [] for s in SPLITS}
     files: dict[str, list] = {s: [] for s in SPLITS}
     for (f, label, _), split in zip(rows, splits):
         img = read_image(f)
-        images[split].append(image_to_array(img, input_size, channels, intensity, path=f))
+        images[split].append(image_to_array(img, input_size, channels, normalization, path=f))
         labels[split].append(index[label])
         files[split].append(f)
     out_images, out_labels = {}, {}

@@ -1,8 +1,8 @@
 """Turn an :class:`Image` into network input, the same way in training and in predict.
 
 Steps (recorded in the plan's ``preprocessing``): channels (RGB -> grey by luminance, grey ->
-RGB by repetition), intensity to [0, 1] ("uint8": /255; "percentile": clip to the
-0.5-99.5 percentiles and rescale), resize to ``input_size`` (area/bilinear in 2D, trilinear in 3D).
+RGB by repetition), intensity to [0, 1] (the plan's ``normalization``: uint8 or percentile_clip,
+see medcnn.transforms.normalize), resize to ``input_size`` (area/bilinear in 2D, trilinear in 3D).
 Mean/std normalisation happens inside the network (see ``models.Normalize``), so exported
 models carry it.
 """
@@ -14,34 +14,30 @@ import torch.nn.functional as F
 
 from medcnn.errors import InputError
 from medcnn.io.image import Image
+from medcnn.transforms.normalize import get_normalizer
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+CLASSIFY_NORMALIZATIONS = ("uint8", "percentile_clip")  # to [0, 1]; the network's input layer does mean/std
 
 
-def image_to_array(img: Image, input_size: list[int], channels: int, intensity: str, path=None) -> np.ndarray:
-    """(C, *input_size) array: uint8 for "uint8" intensity (kept compact in memory), else float32 in [0, 1]."""
-    x = image_to_tensor(img, input_size, channels, intensity, path=path)
-    if intensity == "uint8":
+def image_to_array(img: Image, input_size: list[int], channels: int, normalization: str, path=None) -> np.ndarray:
+    """(C, *input_size) array: uint8 for "uint8" normalization (kept compact in memory), else float32 in [0, 1]."""
+    x = image_to_tensor(img, input_size, channels, normalization, path=path)
+    if normalization == "uint8":
         return (x * 255).round().clamp(0, 255).to(torch.uint8).numpy()
     return x.numpy()
 
 
-def image_to_tensor(img: Image, input_size: list[int], channels: int, intensity: str, path=None) -> torch.Tensor:
-    """(C, *input_size) float32 tensor in [0, 1]."""
+def image_to_tensor(img: Image, input_size: list[int], channels: int, normalization: str, path=None) -> torch.Tensor:
+    """(C, *input_size) float32 tensor in [0, 1]; ``normalization``: a classification normaliser's name."""
     path = path or img.meta.get("source")
     a = np.asarray(img.array)
     dims = len(input_size)
     a = _match_dims(a, dims, path)
     a = _match_channels(a, channels, path)
-    if intensity == "uint8":
-        if a.dtype == np.uint8:
-            a = a.astype(np.float32) / 255.0
-        else:  # a 16-bit or float image given to an 8-bit model: scale its full range
-            a = _percentile_scale(a.astype(np.float32), path, lo_q=0.0, hi_q=100.0)
-    elif intensity == "percentile":
-        a = _percentile_scale(a.astype(np.float32), path)
-    else:
-        raise InputError(f"unknown intensity mode {intensity!r} (uint8 | percentile)")
+    if normalization not in CLASSIFY_NORMALIZATIONS:
+        raise InputError(f"unknown normalization {normalization!r} ({' | '.join(CLASSIFY_NORMALIZATIONS)})")
+    a = get_normalizer(normalization).forward(a, path)
     return resize_batch(torch.from_numpy(np.ascontiguousarray(a))[None], input_size)[0]
 
 
@@ -83,13 +79,3 @@ def _match_channels(a: np.ndarray, channels: int, path) -> np.ndarray:
         return a[:3]
     raise InputError(f"image has {c} channels; the model takes {channels}", path)
 
-
-def _percentile_scale(a: np.ndarray, path, lo_q: float = 0.5, hi_q: float = 99.5) -> np.ndarray:
-    if not np.isfinite(a).all():
-        raise InputError("image contains NaN or infinite values", path)
-    lo, hi = np.percentile(a, [lo_q, hi_q])
-    if hi <= lo:
-        lo, hi = float(a.min()), float(a.max())
-    if hi <= lo:
-        return np.zeros_like(a, dtype=np.float32)
-    return np.clip((a - lo) / (hi - lo), 0, 1).astype(np.float32)

@@ -8,7 +8,7 @@ import torch
 
 from medcnn.io.image import Image
 from medcnn.plan import Plan
-from medcnn.transforms.intensity import normalize
+from medcnn.transforms.normalize import get_normalizer
 from medcnn.transforms.spatial import resample, resampled_shape
 
 
@@ -23,9 +23,7 @@ class PreparedCase:
 
 
 def prepare_image(image: Image, plan: Plan) -> torch.Tensor:
-    seg = plan.segment
-    ms = seg.ct_mean_std or [0.0, 1.0]
-    x = normalize(image.array, seg.normalization, ct_clip=seg.ct_clip, mean=[ms[0]], std=[ms[1]])
+    x = get_normalizer(plan).forward(image.array)
     return resample(x, target_shape(image, plan)).float().contiguous()
 
 

@@ -62,23 +62,24 @@ class Enhancer:
 
     def restore_array(self, a: np.ndarray, batch: int = 16) -> np.ndarray:
         """(C, H, W) or (C, X, Y, Z) in physical units -> restored, same shape and units (volumes
-        slice by slice along the last axis). CT padding below air is restored as air and given back
-        unchanged."""
-        from medcnn.train.enhance_data import image_window, intensity_floor
+        slice by slice along the last axis). Values below the normaliser's floor (CT: padding below
+        air) are restored as the floor and given back unchanged."""
+        from medcnn.transforms.normalize import get_normalizer
 
         a = np.asarray(a, np.float32)
-        floor = intensity_floor(self.plan)
+        norm = get_normalizer(self.plan)
+        floor = norm.floor
         pad = a < floor if floor is not None else None
         x = np.maximum(a, floor) if pad is not None and pad.any() else a
-        lo, hi = image_window(x, self.plan)
-        t = (torch.from_numpy(x) - lo) / (hi - lo)
+        norm = norm.fit(x)
+        t = norm.forward(torch.from_numpy(x))
         if t.ndim == 3:
             out = self.restore_normalised(t[None])[0]
         else:
             slices = t.movedim(-1, 0)  # (Z, C, X, Y)
             out = torch.cat([self.restore_normalised(slices[i:i + batch]) for i in range(0, len(slices), batch)])
             out = out.movedim(0, -1)
-        out = (out * (hi - lo) + lo).numpy()
+        out = norm.inverse(out).numpy()
         if pad is not None and pad.any():
             out[pad] = a[pad]
         return out
@@ -88,16 +89,16 @@ class Enhancer:
         window (e.g. an MR image, or CT stored values without their rescale, given to a CT model);
         None when the input fits. Per-image (percentile) normalisation maps every input to its own
         range, so those models never warn."""
-        from medcnn.train.enhance_data import intensity_floor
+        from medcnn.transforms.normalize import get_normalizer
 
-        en = self.plan.enhance
-        if en.normalization != "window":
+        norm = get_normalizer(self.plan)
+        if norm.name != "window":
             return None
         a = np.asarray(a, np.float32)
-        body = a[a >= intensity_floor(self.plan)]  # padding below air is restored as air anyway
+        body = a[a >= norm.floor] if norm.floor is not None else a.ravel()  # padding below it is restored as is
         if not body.size:
             return None
-        lo, hi = en.window
+        lo, hi = norm.window
         t = (body - lo) / (hi - lo)
         far = float(np.mean((t < -FAR_MARGIN) | (t > 1 + FAR_MARGIN)))
         if far <= FAR_SHARE:

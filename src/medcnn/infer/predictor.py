@@ -100,7 +100,7 @@ class Predictor:
 
         pre = self.plan.preprocessing
         image = read_image(path) if image is None else image
-        return image_to_tensor(image, pre.input_size, pre.channels, pre.intensity, path=str(path))
+        return image_to_tensor(image, pre.input_size, pre.channels, pre.normalization, path=str(path))
 
     def result(self, probs: np.ndarray, path: str | Path, max_uncertainty: float | None = None) -> dict[str, Any]:
         """One input's result from its probabilities: file, predicted class (or labels), every class

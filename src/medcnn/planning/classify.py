@@ -154,7 +154,7 @@ def default_plan(data: ClassificationData, data_arg: str) -> Plan:
     members = members_for(int(np.clip(SAMPLE_BUDGET[dims] // (max(n_train, 1) * epochs), 1, MAX_MEMBERS)), multiclass)
     batch = (128 if size <= 64 else 64 if size <= 128 else 32) if dims == 2 else (32 if size <= 32 else 8)
     batch = max(8, min(batch, n_train // 4 or 8))
-    intensity = "uint8" if fp["dtype"] == "uint8" else "percentile"
+    normalization = "uint8" if fp["dtype"] == "uint8" else "percentile_clip"
     std = [max(s, 1e-3) for s in fp["intensity"]["std"]]
     aug = augment_for(fp)
     smoothing, decay = regularisation_for(multiclass)
@@ -164,7 +164,7 @@ def default_plan(data: ClassificationData, data_arg: str) -> Plan:
     plan = Plan(
         task="classify", data=data_arg, label_type=data.label_type, num_classes=data.num_classes,
         class_names=list(data.class_names), spatial_dims=dims,
-        preprocessing=Preprocessing(input_size=list(fp["size"]), channels=data.channels, intensity=intensity,
+        preprocessing=Preprocessing(input_size=list(fp["size"]), channels=data.channels, normalization=normalization,
                                     mean=fp["intensity"]["mean"], std=std),
         model=model_for(dims, size), optim=OptimConfig(weight_decay=decay), augment=aug, label_smoothing=smoothing,
         batch_size=batch, epochs=epochs, ensemble=members, fingerprint=fp,

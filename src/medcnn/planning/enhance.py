@@ -64,16 +64,16 @@ def default_plan(data: EnhanceData, data_arg: str, degradation: str = "gaussian"
         raise InputError(f"images with different channel counts {fp['channels']}; enhance one kind at a time", data.root)
     c = fp["channels"][0]
     patch = [min(PATCH, max(16, (n // 16) * 16)) for n in fp["slice_shape_median"]]
-    window = [round(fp["intensity"]["p0.5"], 4), round(fp["intensity"]["p99.5"], 4)]
     ct = "CT" in fp["modality"].split(",") or fp["hu_like"] or degradation in ("lowdose-ct", "sparse-view-ct")
+    window = [round(fp["intensity"]["p0.5"], 4), round(fp["intensity"]["p99.5"], 4)]
+    norm, norm_args = ("window", {"window": window}) if ct else ("percentile_affine", {})
     en = EnhanceConfig(degradation=degradation, level=list(level or DEFAULT_LEVEL[degradation]),
-                       normalization="window" if ct else "percentile", window=window,
                        mode="noise2void" if degradation == "none" else "supervised",
                        modality=fp["modality"], patch_size=patch, patches_per_epoch=BATCH * 256)
     plan = Plan(task="enhance", data=data_arg, label_type="multiclass", num_classes=c, class_names=[],
                 spatial_dims=2,
-                preprocessing=Preprocessing(input_size=patch, channels=c, intensity="none", mean=[0.0] * c,
-                                            std=[1.0] * c),
+                preprocessing=Preprocessing(input_size=patch, channels=c, normalization=norm, normalization_args=norm_args,
+                                            mean=[0.0] * c, std=[1.0] * c),
                 model=ModelConfig("unet", {"filters": [32, 64, 128, 256], "strides": [1, 2, 2, 2], "norm": ""}),
                 optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-4, scheduler="cosine"),
                 augment=AugmentConfig(preset="none", p=0.0), batch_size=BATCH, epochs=MAX_EPOCHS,

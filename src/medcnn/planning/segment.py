@@ -157,15 +157,16 @@ def unet_for(patch: list[int], dims: int) -> ModelConfig:
                                 "deep_supervision": max(0, min(DEEP_SUPERVISION, k - 1))})
 
 
-def normalization_for(fp: dict[str, Any]) -> tuple[str, list[float], list[float]]:
-    """(mode, ct_clip, ct_mean_std)."""
+def normalization_for(fp: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(normaliser, its arguments): CT: clip to the foreground's 0.5-99.5 % HU, then the foreground's
+    mean/std; three channels: rgb; else zscore (MRI)."""
     modality = str(fp.get("modality", "")).lower()
     fgi = fp["foreground_intensity"]
     if "ct" in modality.replace(",", " ").split():
-        return "ct", [fgi["p0.5"], fgi["p99.5"]], [fgi["mean"], max(fgi["std"], 1e-3)]
+        return "ct", {"clip": [fgi["p0.5"], fgi["p99.5"]], "mean": fgi["mean"], "std": max(fgi["std"], 1e-3)}
     if fp["channels"] == 3:
-        return "rgb", [], []
-    return "zscore", [], []
+        return "rgb", {}
+    return "zscore", {}
 
 
 def default_plan(data: SegmentationData, data_arg: str) -> Plan:
@@ -176,20 +177,21 @@ def default_plan(data: SegmentationData, data_arg: str) -> Plan:
     if target:
         shape = [int(round(n * s / t)) for n, s, t in zip(shape, fp["spacing_median"], target)]
     patch, batch = choose_patch(shape, dims)
-    norm, clip, mean_std = normalization_for(fp)
+    norm, norm_args = normalization_for(fp)
     test_fraction = 0.0 if data.test_cases else 0.2
     n_trainval = len(data.cases) - int(round(len(data.cases) * test_fraction))
     labels = {int(k): v for k, v in fp["labels"].items()}
     names = [labels[k] for k in sorted(labels)]
     mirror = mirror_axes_for(fp)
-    seg = SegmentConfig(patch_size=patch, target_spacing=target, normalization=norm, ct_clip=clip, ct_mean_std=mean_std,
-                        use_fov=fp["has_fov"], tta_flips=bool(mirror), mirror_axes=mirror,
+    seg = SegmentConfig(patch_size=patch, target_spacing=target, use_fov=fp["has_fov"], tta_flips=bool(mirror),
+                        mirror_axes=mirror,
                         split={"test_fraction": test_fraction, "val_fraction": val_fraction_for(n_trainval), "fold": None})
     aug = AugmentConfig(preset="custom", p=0.3, flip=bool(mirror), rotate_deg=15.0, translate=0.0, scale=[0.85, 1.25],
                         brightness=0.15, contrast=0.15, gamma=0.3, noise=0.1)
     plan = Plan(task="segment", data=data_arg, label_type="multiclass", num_classes=len(names), class_names=names,
                 spatial_dims=dims,
-                preprocessing=Preprocessing(input_size=list(patch), channels=fp["channels"], intensity="none",
+                preprocessing=Preprocessing(input_size=list(patch), channels=fp["channels"], normalization=norm,
+                                            normalization_args=norm_args,
                                             mean=[0.0] * fp["channels"], std=[1.0] * fp["channels"]),
                 model=unet_for(patch, dims), optim=OptimConfig(name="adamw", lr=LR[dims], weight_decay=3e-5),
                 augment=aug, batch_size=batch, epochs=MAX_EPOCHS, max_minutes=MAX_MINUTES[dims], segment=seg,

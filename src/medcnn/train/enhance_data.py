@@ -16,40 +16,16 @@ from torch.utils.data import DataLoader, IterableDataset
 from medcnn.data.enhance import EnhanceData, slab_split, split_sources
 from medcnn.plan import Plan
 from medcnn.transforms.degrade import Degradation
+from medcnn.transforms.normalize import get_normalizer
 
 MAX_VAL_SLICES = 32
-CT_FLOOR_HU = -1024.0  # below air: a scanner's padding outside its field of view (e.g. -2000, -3024)
 
 
 def degradation_for(plan: Plan, pixel_mm: float = 1.0) -> Degradation:
+    """The plan's degradation; the CT models work in the physical units of the plan's fixed window."""
     en = plan.enhance
-    return Degradation(en.degradation, tuple(en.level), tuple(en.window), pixel_mm=pixel_mm, ct_views=en.ct_views)
-
-
-def image_window(a: np.ndarray, plan: Plan) -> list[float]:
-    """The [lo, hi] physical range mapped to [0, 1] for this image (the plan's window, or the
-    image's own 0.5-99.5 percentiles)."""
-    if plan.enhance.normalization == "window":
-        return list(plan.enhance.window)
-    lo, hi = (float(v) for v in np.percentile(np.asarray(a, np.float32), [0.5, 99.5]))
-    return [lo, hi if hi > lo else lo + 1.0]
-
-
-def intensity_floor(plan: Plan) -> float | None:
-    """Physical floor of the images the model sees: CT plans (HU window) treat values below air as
-    air (padding outside the scanner's field of view is no anatomy, and no projection model holds
-    it); other plans keep every value."""
-    return CT_FLOOR_HU if plan.enhance.normalization == "window" else None
-
-
-def normalise(a: np.ndarray, window: list[float]) -> torch.Tensor:
-    lo, hi = window
-    return torch.from_numpy((np.asarray(a, np.float32) - lo) / (hi - lo))
-
-
-def denormalise(t: torch.Tensor, window: list[float]) -> torch.Tensor:
-    lo, hi = window
-    return t * (hi - lo) + lo
+    window = get_normalizer(plan).window or (0.0, 1.0)
+    return Degradation(en.degradation, tuple(en.level), window, pixel_mm=pixel_mm, ct_views=en.ct_views)
 
 
 def split_slices(plan: Plan, data: EnhanceData) -> tuple[dict, dict[str, list[tuple[str, int]]]]:
@@ -74,17 +50,19 @@ def part_pairs(plan: Plan, data: EnhanceData, split: dict, part: str) -> list[tu
 
 
 def load_slices(plan: Plan, data: EnhanceData, pairs: list[tuple[str, int]]) -> list[torch.Tensor]:
-    """Normalised (C, H, W) slices; blank slices (no contrast) are dropped."""
-    out, windows, floor = [], {}, intensity_floor(plan)
+    """Normalised (C, H, W) slices; blank slices (no contrast) are dropped. Values below the
+    normaliser's floor (CT: padding below air) become the floor."""
+    norm = get_normalizer(plan)
+    out, fitted, floor = [], {}, norm.floor
     for sid, k in pairs:
-        if sid not in windows:  # one window per source: slices of a volume stay on one scale
-            windows[sid] = image_window(data.image(sid).array, plan)
+        if sid not in fitted:  # fitted to the whole source: slices of a volume stay on one scale
+            fitted[sid] = norm.fit(data.image(sid).array)
         a = data.slices(sid, plan.preprocessing.channels)[k]
         if floor is not None:
             a = np.maximum(a, floor)
         if float(a.max() - a.min()) <= 0:
             continue
-        out.append(normalise(a, windows[sid]))
+        out.append(torch.from_numpy(fitted[sid].forward(a)))
     return out
 
 

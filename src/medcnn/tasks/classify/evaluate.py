@@ -25,7 +25,7 @@ def evaluate_run(pred: Predictor, run: str | Path, split: str = "test", checkpoi
     plan = pred.plan
     pre = plan.preprocessing
     ds = load_classification(data or plan.data, input_size=pre.input_size, channels=pre.channels,
-                             intensity=pre.intensity, seed=plan.seed)
+                             normalization=pre.normalization, seed=plan.seed)
     images, labels = ds.split(split)
     if list(images.shape[2:]) != list(pre.input_size):  # e.g. --data breastmnist_64 for a 28-px model
         images = resize_batch(torch.as_tensor(images), pre.input_size).numpy()

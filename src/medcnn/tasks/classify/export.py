@@ -36,7 +36,7 @@ def graph(model: Predictor):
             "outputs": {"logits": ["batch", plan.num_classes], "probabilities": ["batch", plan.num_classes]},
             "temperature": model.temperature, "label_type": plan.label_type, "class_names": plan.class_names,
             "outside_the_graph": {"preprocessing": {"input_size": size, "channels": c,
-                                                    "intensity": plan.preprocessing.intensity}}}
+                                                    "normalization": plan.preprocessing.normalization}}}
     module = _Classifier(model.net, model.temperature, plan.label_type == "multilabel")
     return module, torch.rand(2, c, *size), {"x": {0: batch}}, ["image"], ["logits", "probabilities"], info
 
@@ -53,7 +53,7 @@ def parity(run: Path, model: Predictor, twin: Predictor, inputs: list[Path] | No
         pre = plan.preprocessing
         try:
             ds = load_classification(plan.data, input_size=pre.input_size, channels=pre.channels,
-                                     intensity=pre.intensity, seed=plan.seed)
+                                     normalization=pre.normalization, seed=plan.seed)
         except MedcnnError as e:
             raise ExportError.no_inputs(run, f"the run's data is not available ({e})") from None
         images, _ = ds.split("val")

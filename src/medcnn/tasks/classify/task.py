@@ -34,7 +34,7 @@ class Classify(Task):
         if plan is None:
             return load_classification(data)
         pre = plan.preprocessing
-        return load_classification(data, input_size=pre.input_size, channels=pre.channels, intensity=pre.intensity,
+        return load_classification(data, input_size=pre.input_size, channels=pre.channels, normalization=pre.normalization,
                                    seed=plan.seed)
 
     def default_plan(self, dataset: ClassificationData, source: str, options: argparse.Namespace) -> Plan:

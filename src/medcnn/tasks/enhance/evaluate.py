@@ -127,7 +127,8 @@ def evaluate_enhance_run(enh: Enhancer, run: str | Path, split: str = "test", ch
     levels = levels or eval_levels(plan.enhance.level, plan.enhance.degradation)
     rows = evaluate_slices(enh, slices, deg, levels, methods=methods, seed=plan.seed)
     report = {"run": str(run), "split": split, "checkpoint": checkpoint, "degradation": plan.enhance.degradation,
-              "normalization": plan.enhance.normalization, "window": plan.enhance.window, "n_images": len(slices), "rows": rows}
+              "normalization": plan.preprocessing.normalization, "normalization_args": plan.preprocessing.normalization_args,
+              "n_images": len(slices), "rows": rows}
     out = RunFolder(run).eval_dir
     out.mkdir(exist_ok=True)
     atomic_write_json(out / f"enhance_{split}.json", report)

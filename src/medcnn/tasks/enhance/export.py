@@ -33,7 +33,8 @@ def graph(model: Enhancer):
     example = torch.rand(2, c, 4 * s, 5 * s)
     info = {"input": {"shape": ["batch", c, f"{s}*h", f"{s}*w"], "meaning": "normalised slices (pad to the stride)"},
             "outputs": {"restored": ["batch", c, f"{s}*h", f"{s}*w"]},
-            "outside_the_graph": {"normalization": plan.enhance.normalization, "window": plan.enhance.window,
+            "outside_the_graph": {"normalization": plan.preprocessing.normalization,
+                                  "normalization_args": plan.preprocessing.normalization_args,
                                   "stride": s, "volumes": "slice by slice along the last axis"}}
     return (_Restorer(model.net, plan.enhance.residual), example, {"x": {0: batch, 2: s * hb, 3: s * wb}},
             ["image"], ["restored"], info)
@@ -43,12 +44,12 @@ def parity(run: Path, model: Enhancer, twin: Enhancer, inputs: list[Path] | None
     plan = model.plan
     if inputs:
         from medcnn.io import read_image
-        from medcnn.train.enhance_data import image_window
+        from medcnn.transforms.normalize import get_normalizer
 
         worst = 0.0
         for p in inputs:
             a = read_image(p).array
-            lo, hi = image_window(np.asarray(a, np.float32), plan)
+            lo, hi = get_normalizer(plan).fit(np.asarray(a, np.float32)).window
             d = np.abs(model.restore_array(a) - twin.restore_array(a)).max() / max(hi - lo, 1e-12)
             worst = max(worst, float(d))
         return {"what": "restored intensities (normalised units)", "inputs": f"{len(inputs)} given files",

@@ -80,7 +80,7 @@ class EnhanceJob:
         """Write one input's restored image and comparison into ``dest``; the result row."""
         from medcnn import __version__
         from medcnn.io.nifti import write_nifti
-        from medcnn.train.enhance_data import image_window
+        from medcnn.transforms.normalize import get_normalizer
 
         en = self.enh.plan.enhance
         dtype = image.array.dtype
@@ -100,7 +100,7 @@ class EnhanceJob:
             files["nifti"] = write_nifti(restored, dest / "restored.nii.gz")
         else:
             files["png"] = write_png_like(restored.array, dtype, dest / "restored.png")
-        lo, hi = image_window(image.array, self.enh.plan)
+        lo, hi = get_normalizer(self.enh.plan).fit(image.array).window
         files["comparison"] = save_comparison(image.array, restored.array, dest / "comparison.png", (lo, hi))
         change = np.abs(restored.array.astype(np.float64) - image.array.astype(np.float64))
         row = {"file": str(path), "outputs": {k: str(v) for k, v in files.items()},

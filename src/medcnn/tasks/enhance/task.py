@@ -46,8 +46,10 @@ class Enhance(Task):
 
     def describe_plan(self, plan: Plan) -> str:
         en = plan.enhance
+        pre = plan.preprocessing
         return (f"enhance ({en.degradation} {en.level}) with {plan.model.name} {plan.model.kwargs.get('filters')}, "
-                f"patch {en.patch_size}, window {en.window}, batch {plan.batch_size}, {plan.epochs} epochs"
+                f"patch {en.patch_size}, normalisation {pre.normalization} {pre.normalization_args or '(per image)'}, "
+                f"batch {plan.batch_size}, {plan.epochs} epochs"
                 + (f" or what fits {plan.max_minutes:g} min" if plan.max_minutes else ""))
 
     def describe_training(self, plan: Plan, dataset: EnhanceData, run_dir: Path) -> str:

@@ -31,7 +31,7 @@ class Pretrain(Task):
         if plan is None:
             return load_classification(data)
         pre = plan.preprocessing
-        return load_classification(data, input_size=pre.input_size, channels=pre.channels, intensity=pre.intensity,
+        return load_classification(data, input_size=pre.input_size, channels=pre.channels, normalization=pre.normalization,
                                    seed=plan.seed)
 
     def prepare(self, sources: list[str], size: int, max_per_source: int = 0):

@@ -24,7 +24,8 @@ def graph(model: Segmenter):
                                                      "weighting": "gaussian"},
                                   "mirrored_views": plan.mirror_tta,
                                   "shifted_views_voxels": plan.segment.tta_shift,
-                                  "normalization": plan.segment.normalization,
+                                  "normalization": plan.preprocessing.normalization,
+                                  "normalization_args": plan.preprocessing.normalization_args,
                                   "target_spacing": plan.segment.target_spacing,
                                   "postprocess": model.post, "class_names": plan.class_names}}
     return model.net, torch.zeros(2, c, *window), {"x": {0: batch}}, ["image"], ["logits"], info

@@ -65,7 +65,7 @@ class Segment(Task):
         return (f"segment with {plan.model.name} {plan.model.kwargs.get('filters')}, patch {seg.patch_size} at "
                 f"{seg.target_spacing or 'native'} mm, batch {plan.batch_size}, {plan.epochs} epochs"
                 + (f" or what fits {plan.max_minutes:g} min" if plan.max_minutes else "")
-                + f", normalisation {seg.normalization}")
+                + f", normalisation {plan.preprocessing.normalization}")
 
     def check_data(self, plan: Plan, dataset: SegmentationData) -> None:
         if plan.num_classes != len(dataset.labels):
