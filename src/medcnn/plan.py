@@ -213,6 +213,44 @@ class SegmentConfig:
     # ensemble's members keep the run's): label-efficiency studies
     split: dict[str, Any] = field(default_factory=lambda: {"test_fraction": 0.2, "val_fraction": 0.2, "fold": None})
 
+    def _check_fold(self, split: dict[str, Any], ensemble: int) -> None:
+        """``fold``: None (a ``val_fraction`` split), k in 0..folds-1, or ``cv`` (an ensemble with one member per fold)."""
+        fold, folds = split.get("fold"), split.get("folds")
+        if fold == "cv":
+            if ensemble < 2:
+                raise ConfigError("segment.split.fold: cv trains one member per fold; set ensemble to the number of "
+                                  "folds (e.g. --set ensemble=5)")
+            if folds is not None and int(folds) != ensemble:
+                raise ConfigError(f"segment.split.fold: cv has one fold per member: folds ({folds}) must equal "
+                                  f"ensemble ({ensemble})")
+        elif fold is not None:
+            n = int(folds if folds is not None else 5)
+            if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < n or n < 2:
+                raise ConfigError(f"segment.split.fold must be empty, cv, or a fold 0..{n - 1} of folds: {n}; got {fold!r}")
+
+    def check(self, plan: "Plan") -> None:
+        """Refuse settings that cannot work (``Plan.validate`` calls it for the plans that use this section)."""
+        if len(self.patch_size) != plan.spatial_dims or min(self.patch_size) < 1:
+            raise ConfigError(f"segment.patch_size needs {plan.spatial_dims} positive values, got {self.patch_size}")
+        if self.infer_patch_size and len(self.infer_patch_size) != plan.spatial_dims:
+            raise ConfigError(f"segment.infer_patch_size needs {plan.spatial_dims} values or [], got {self.infer_patch_size}")
+        if self.target_spacing and len(self.target_spacing) != plan.spatial_dims:
+            raise ConfigError(f"segment.target_spacing needs {plan.spatial_dims} values or [], got {self.target_spacing}")
+        unknown = set(self.split) - set(SPLIT_KEYS)
+        if unknown:
+            raise ConfigError(f"segment.split: unknown {', '.join(sorted(unknown))} (known: {', '.join(SPLIT_KEYS)})")
+        if not 0.0 < float(self.split.get("train_fraction", 1.0)) <= 1.0:
+            raise ConfigError(f"segment.split.train_fraction must be in (0, 1], got {self.split['train_fraction']}")
+        self._check_fold(self.split, plan.ensemble)
+        if not 0 <= self.tta_shift < min(window_of(self)):
+            raise ConfigError(f"segment.tta_shift must be 0 (off) or a number of voxels below the window, "
+                              f"got {self.tta_shift}")
+        if any(not 0 <= a < 3 for a in self.mirror_axes):
+            raise ConfigError(f"segment.mirror_axes are spatial axes 0, 1 or 2, got {self.mirror_axes}")
+        modes = ("none", "largest_component", "fill_holes", "largest_component+fill_holes")
+        if self.postprocess not in modes:
+            raise ConfigError(f"segment.postprocess must be one of {modes}, got {self.postprocess!r}")
+
 
 def window_of(seg: "SegmentConfig") -> list[int]:
     """The sliding-window size of validation and inference."""
@@ -251,6 +289,23 @@ class EnhanceConfig:
     ct_views: int = 360
     loss: str = "l1"  # l1 | mse
     split: dict[str, Any] = field(default_factory=lambda: {"test_fraction": 0.2, "val_fraction": 0.1})
+
+    def check(self, plan: "Plan") -> None:
+        """Refuse settings that cannot work (``Plan.validate`` calls it for the plans that use this section)."""
+        check_degradation(self.degradation, tuple(self.level))
+        if len(self.patch_size) != plan.spatial_dims or min(self.patch_size) < 8:
+            raise ConfigError(f"enhance.patch_size needs {plan.spatial_dims} values >= 8, got {self.patch_size}")
+        if self.degradation in ("lowdose-ct", "sparse-view-ct") and plan.preprocessing.normalization != "window":
+            raise ConfigError(f"{self.degradation} simulates the scanner in HU: it needs preprocessing.normalization: "
+                              "window (with the HU window)")
+        if self.mode not in ("supervised", "noise2void"):
+            raise ConfigError(f"enhance.mode must be supervised or noise2void, got {self.mode!r}")
+        if self.degradation == "none" and self.mode != "noise2void":
+            raise ConfigError("enhance.degradation: none (the images are the noisy data) needs enhance.mode: noise2void")
+        if not 0.0 <= self.extra_share < 1.0:
+            raise ConfigError(f"enhance.extra_share must be in [0, 1), got {self.extra_share}")
+        if self.loss not in ("l1", "mse"):
+            raise ConfigError(f"enhance.loss must be l1 or mse, got {self.loss!r}")
 
 
 @dataclass
@@ -305,21 +360,6 @@ class Plan:
             self.preprocessing = dataclasses.replace(self.preprocessing, normalization=names[0],
                                                      normalization_args=dict(args))
 
-    def _check_fold(self, split: dict[str, Any]) -> None:
-        """``fold``: None (a ``val_fraction`` split), k in 0..folds-1, or ``cv`` (an ensemble with one member per fold)."""
-        fold, folds = split.get("fold"), split.get("folds")
-        if fold == "cv":
-            if self.ensemble < 2:
-                raise ConfigError("segment.split.fold: cv trains one member per fold; set ensemble to the number of "
-                                  "folds (e.g. --set ensemble=5)")
-            if folds is not None and int(folds) != self.ensemble:
-                raise ConfigError(f"segment.split.fold: cv has one fold per member: folds ({folds}) must equal "
-                                  f"ensemble ({self.ensemble})")
-        elif fold is not None:
-            n = int(folds if folds is not None else 5)
-            if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < n or n < 2:
-                raise ConfigError(f"segment.split.fold must be empty, cv, or a fold 0..{n - 1} of folds: {n}; got {fold!r}")
-
     @property
     def normalizations(self) -> tuple[tuple[str, ...], dict[str, Any]]:
         """(the normalisers this plan may use, the default's parameters): its task's, else those of its
@@ -348,44 +388,8 @@ class Plan:
         schema = self.schema
         if schema.pretexts and self.pretext not in schema.pretexts:
             raise ConfigError(f"pretext must be one of {', '.join(schema.pretexts)}, got {self.pretext!r}")
-        if "segment" in self.sections:
-            seg = self.segment
-            if len(seg.patch_size) != self.spatial_dims or min(seg.patch_size) < 1:
-                raise ConfigError(f"segment.patch_size needs {self.spatial_dims} positive values, got {seg.patch_size}")
-            if seg.infer_patch_size and len(seg.infer_patch_size) != self.spatial_dims:
-                raise ConfigError(f"segment.infer_patch_size needs {self.spatial_dims} values or [], got {seg.infer_patch_size}")
-            if seg.target_spacing and len(seg.target_spacing) != self.spatial_dims:
-                raise ConfigError(f"segment.target_spacing needs {self.spatial_dims} values or [], got {seg.target_spacing}")
-            unknown = set(seg.split) - set(SPLIT_KEYS)
-            if unknown:
-                raise ConfigError(f"segment.split: unknown {', '.join(sorted(unknown))} (known: {', '.join(SPLIT_KEYS)})")
-            if not 0.0 < float(seg.split.get("train_fraction", 1.0)) <= 1.0:
-                raise ConfigError(f"segment.split.train_fraction must be in (0, 1], got {seg.split['train_fraction']}")
-            self._check_fold(seg.split)
-            if not 0 <= seg.tta_shift < min(window_of(seg)):
-                raise ConfigError(f"segment.tta_shift must be 0 (off) or a number of voxels below the window, "
-                                  f"got {seg.tta_shift}")
-            if any(not 0 <= a < 3 for a in seg.mirror_axes):
-                raise ConfigError(f"segment.mirror_axes are spatial axes 0, 1 or 2, got {seg.mirror_axes}")
-            modes = ("none", "largest_component", "fill_holes", "largest_component+fill_holes")
-            if seg.postprocess not in modes:
-                raise ConfigError(f"segment.postprocess must be one of {modes}, got {seg.postprocess!r}")
-        if "enhance" in self.sections:
-            en = self.enhance
-            check_degradation(en.degradation, tuple(en.level))
-            if len(en.patch_size) != self.spatial_dims or min(en.patch_size) < 8:
-                raise ConfigError(f"enhance.patch_size needs {self.spatial_dims} values >= 8, got {en.patch_size}")
-            if en.degradation in ("lowdose-ct", "sparse-view-ct") and self.preprocessing.normalization != "window":
-                raise ConfigError(f"{en.degradation} simulates the scanner in HU: it needs preprocessing.normalization: "
-                                  "window (with the HU window)")
-            if en.mode not in ("supervised", "noise2void"):
-                raise ConfigError(f"enhance.mode must be supervised or noise2void, got {en.mode!r}")
-            if en.degradation == "none" and en.mode != "noise2void":
-                raise ConfigError("enhance.degradation: none (the images are the noisy data) needs enhance.mode: noise2void")
-            if not 0.0 <= en.extra_share < 1.0:
-                raise ConfigError(f"enhance.extra_share must be in [0, 1), got {en.extra_share}")
-            if en.loss not in ("l1", "mse"):
-                raise ConfigError(f"enhance.loss must be l1 or mse, got {en.loss!r}")
+        for section in self.sections:  # the task's own settings (SegmentConfig.check, EnhanceConfig.check)
+            getattr(self, section).check(self)
         self._check_normalization()
         if self.label_type not in LABEL_TYPES:
             raise ConfigError(f"label_type must be one of {LABEL_TYPES}, got {self.label_type!r}")
