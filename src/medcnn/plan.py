@@ -17,6 +17,7 @@ import yaml
 from medcnn.errors import ConfigError
 from medcnn.plan_migrations import SCHEMA_VERSION, migrate, moved_field
 from medcnn.utils.files import atomic_write_text
+from medcnn.utils.plugins import import_plugins
 
 LABEL_TYPES = ("binary", "multiclass", "multilabel")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
@@ -379,8 +380,6 @@ class Plan:
 
     def validate(self) -> "Plan":
         if self.task not in TASK_SCHEMAS and self.plugins:  # a plugin's task: its module registers it
-            from medcnn.utils.plugins import import_plugins
-
             import_plugins(self.plugins)
         if self.task not in TASK_SCHEMAS:
             raise ConfigError(f"task {self.task!r} is not available (available: {', '.join(sorted(TASK_SCHEMAS))}); "

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from medcnn.data import catalog
+from medcnn.data.fetch import fetch
 from medcnn.errors import ConfigError, InputError
 from medcnn.io import image_suffix, read_image
 
@@ -91,7 +93,6 @@ def load_classification(data: str, *, input_size: list[int] | None = None, chann
         return load_csv(p, input_size=input_size, channels=channels, normalization=normalization, seed=seed)
     if p.exists():
         raise InputError("not a dataset: expected a MedMNIST name, an .npz file, a class folder or a CSV", p)
-    from medcnn.data.fetch import fetch
 
     return load_npz(fetch(data, progress=True))
 
@@ -99,8 +100,6 @@ def load_classification(data: str, *, input_size: list[int] | None = None, chann
 # ---- MedMNIST-style npz ----------------------------------------------------------------
 
 def load_npz(path: str | Path) -> ClassificationData:
-    from medcnn.data import catalog
-
     path = Path(path)
     try:
         npz = np.load(path, allow_pickle=False)

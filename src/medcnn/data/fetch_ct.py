@@ -16,6 +16,7 @@ import numpy as np
 
 from medcnn.data import catalog
 from medcnn.errors import InputError
+from medcnn.utils.files import atomic_path
 
 
 def ar_members(path: Path) -> dict[str, bytes]:
@@ -56,8 +57,6 @@ def inv3_volume(inv3: bytes, source: Path) -> tuple[np.ndarray, tuple[float, flo
 def package_to_nifti(deb: Path, nifti: Path) -> None:
     """Write the head CT of the (verified) ``invesalius-examples`` package ``deb`` to ``nifti``."""
     import nibabel as nib
-
-    from medcnn.utils.files import atomic_path
 
     info = catalog.INVESALIUS_CT
     members = ar_members(deb)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from medcnn.errors import InputError
 from medcnn.io.image import Image
 from medcnn.plan import Plan
 from medcnn.transforms.normalize import get_normalizer
@@ -37,8 +38,6 @@ def target_shape(image: Image, plan: Plan) -> tuple[int, ...]:
     shape = resampled_shape(image.spatial_shape, image.spacing, t)
     n = float(np.prod([float(s) for s in shape]))
     if n > MAX_RESAMPLED:
-        from medcnn.errors import InputError
-
         spacing = " x ".join(f"{s:.3g}" for s in image.spacing)
         raise InputError(f"at the model's voxel size the image would have {n:.3g} voxels (limit {MAX_RESAMPLED}); "
                          f"its voxel size {spacing} mm looks wrong", image.meta.get("source"))

@@ -31,7 +31,7 @@ import torch
 
 from medcnn.errors import ExportError
 from medcnn.export.parity import TOLERANCE, check_parity
-from medcnn.infer.onnx_net import export_paths, file_sha256
+from medcnn.infer.onnx_net import OnnxNet, export_paths, file_sha256
 from medcnn.runs import RunFolder
 from medcnn.tasks import run_task
 from medcnn.utils.files import atomic_path, atomic_write_json
@@ -100,7 +100,6 @@ def export_run(run: str | Path, checkpoint: str = "best", inputs: list[Path] | N
             "ensemble": plan.ensemble, **info,
             "torch": torch.__version__, "onnx": onnx.__version__, "export_seconds": round(export_s, 1),
             "plan": plan.to_dict()}
-        from medcnn.infer.onnx_net import OnnxNet
 
         parity = check_parity(task, run, model, OnnxNet(tmp_model, record), inputs)
         record["parity"] = parity

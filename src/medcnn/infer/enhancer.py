@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from medcnn.errors import InputError
 from medcnn.io.image import Image
 from medcnn.plan import Plan
+from medcnn.transforms.normalize import get_normalizer
 from medcnn.utils.precision import resolve_precision
 
 log = logging.getLogger("medcnn.infer")
@@ -64,8 +65,6 @@ class Enhancer:
         """(C, H, W) or (C, X, Y, Z) in physical units -> restored, same shape and units (volumes
         slice by slice along the last axis). Values below the normaliser's floor (CT: padding below
         air) are restored as the floor and given back unchanged."""
-        from medcnn.transforms.normalize import get_normalizer
-
         a = np.asarray(a, np.float32)
         norm = get_normalizer(self.plan)
         floor = norm.floor
@@ -89,8 +88,6 @@ class Enhancer:
         window (e.g. an MR image, or CT stored values without their rescale, given to a CT model);
         None when the input fits. Per-image (percentile) normalisation maps every input to its own
         range, so those models never warn."""
-        from medcnn.transforms.normalize import get_normalizer
-
         norm = get_normalizer(self.plan)
         if norm.name != "window":
             return None

@@ -16,6 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from medcnn.errors import ConfigError, InputError
+from medcnn.io.image import Image
+from medcnn.io.nifti import write_nifti
+from medcnn.utils.files import atomic_savefig
+
 METHODS = ("gradcam", "occlusion")
 _CAMS: "weakref.WeakKeyDictionary[nn.Module, object]" = weakref.WeakKeyDictionary()
 
@@ -28,8 +33,6 @@ def target_layer(net: nn.Module) -> str:
         return stages[-1]
     convs = [n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
     if not convs:
-        from medcnn.errors import ConfigError
-
         raise ConfigError("the network has no convolution to explain with Grad-CAM; use --method occlusion")
     return convs[-1]
 
@@ -75,7 +78,6 @@ def saliency(net: nn.Module, x: torch.Tensor, method: str = "gradcam", class_idx
                 drop = drop - drop.min()
                 out.append((drop / drop.max().clamp_min(1e-8)).numpy())
         return np.stack(out)
-    from medcnn.errors import ConfigError
 
     raise ConfigError(f"unknown explanation method {method!r} (one of {', '.join(METHODS)})")
 
@@ -86,8 +88,6 @@ def save_overlay(image: np.ndarray, heat: np.ndarray, path: Path, title: str) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from medcnn.utils.files import atomic_savefig
 
     img = np.moveaxis(image, 0, -1) if image.shape[0] == 3 else image[0]
     fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
@@ -107,9 +107,6 @@ def write_explanation(image: np.ndarray, heat: np.ndarray, base: Path, title: st
     also gets the map as ``base``.nii.gz (on the network's input grid)."""
     files = {}
     if heat.ndim == 3:
-        from medcnn.io.image import Image
-        from medcnn.io.nifti import write_nifti
-
         files["nifti"] = write_nifti(Image(heat[None].astype(np.float32), np.eye(4)), base.with_name(base.name + ".nii.gz"))
         z = heat.shape[-1] // 2
         image, heat = image[..., z], heat[..., z]
@@ -121,8 +118,6 @@ def explain_files(pred, inputs: list[Path], out_dir: Path, method: str = "gradca
                   class_name: str | None = None) -> list[dict[str, Any]]:
     """Per input: ``<stem>_<method>.png`` (2D; 3D: the middle slice, plus the map as NIfTI), from the
     classifier ``pred`` (a :class:`medcnn.infer.predictor.Predictor`)."""
-    from medcnn.errors import InputError
-
     run = pred.run_dir
     names = pred.plan.class_names
     k = None

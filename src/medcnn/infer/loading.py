@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 
 from medcnn.errors import InputError, RunFolderError
+from medcnn.models.ensemble import MeanEnsemble
 from medcnn.plan import Plan
 from medcnn.runs import CHECKPOINTS, RunFolder, checkpoint_weights
 
@@ -37,8 +38,6 @@ def load_network(run: str | Path, checkpoint: str, build: Builder,
     folder = RunFolder(run)
     top, weights = folder.weights(checkpoint)
     if len(weights) > 1 or (top is not None and top.ensemble > 1 and checkpoint in CHECKPOINTS):
-        from medcnn.models.ensemble import MeanEnsemble
-
         files = folder.checkpoint_files(top, checkpoint)
         nets = [_network(p, s, build, f) for (p, s), f in zip(weights, files)]
         return folder, top, MeanEnsemble(nets, top.label_type), f"{checkpoint} of {top.ensemble} members"

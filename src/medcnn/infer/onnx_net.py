@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from medcnn.errors import RunFolderError
+from medcnn.plan import Plan
 from medcnn.runs import RunFolder
 
 ENGINES = ("torch", "onnx")
@@ -79,7 +80,5 @@ def load_onnx(run: str | Path, checkpoint: str = "best") -> tuple[dict[str, Any]
 
 def onnx_model(run: str | Path, checkpoint: str = "best"):
     """(plan, ONNX network) of a run's export, for the predictors' ``engine="onnx"``."""
-    from medcnn.plan import Plan
-
     record, net = load_onnx(run, checkpoint)
     return Plan.from_dict(record["plan"], source=str(export_paths(run)[1])), net

@@ -8,6 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from medcnn.data.preprocess import image_to_tensor
+from medcnn.io import read_image
+from medcnn.models.ensemble import SymmetryTTA
+from medcnn.models.fold import folded_copy
 from medcnn.plan import Plan
 from medcnn.utils.precision import resolve_precision
 
@@ -56,8 +60,6 @@ class Predictor:
     def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, checkpoint: str = "",
                  temperature: float = 1.0):
         if plan.tta != "none" and not getattr(net, "exported", False):  # an ONNX graph holds its symmetries
-            from medcnn.models.ensemble import SymmetryTTA
-
             net = SymmetryTTA(net, plan.tta, plan.label_type)
         self.plan, self.net, self.run_dir, self.checkpoint = plan, net.eval(), run_dir, checkpoint
         self.temperature = temperature  # from RUN/calibration.json, fitted on validation by `evaluate`
@@ -79,8 +81,6 @@ class Predictor:
         """What predictions run: the network with its batch norms folded into the convolutions (made on
         first use; ``self.net``, unfolded, is what Grad-CAM and export read)."""
         if self._inference_net is None:
-            from medcnn.models.fold import folded_copy
-
             self._inference_net = self.net if getattr(self.net, "exported", False) else folded_copy(self.net)
         return self._inference_net
 
@@ -95,9 +95,6 @@ class Predictor:
     # ---- files -------------------------------------------------------------------------
     def preprocess(self, path: str | Path, image=None) -> torch.Tensor:
         """(C, *input_size) network input of a file (or of its already read ``image``)."""
-        from medcnn.data.preprocess import image_to_tensor
-        from medcnn.io import read_image
-
         pre = self.plan.preprocessing
         image = read_image(path) if image is None else image
         return image_to_tensor(image, pre.input_size, pre.channels, pre.normalization, path=str(path))

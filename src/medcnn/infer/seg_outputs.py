@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from medcnn.io.image import Image
+from medcnn.measure.components import CSV_FIELDS, measure, to_dict, to_rows
 from medcnn.utils.files import atomic_path, atomic_savefig, atomic_write_json
 
 COLOURS = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -61,8 +62,6 @@ def save_overlay(image: Image, label: Image, path: str | Path, reference: Image 
 
 
 def save_measurements(label: Image, names: dict[int, str], json_path: Path, csv_path: Path, labels: list[int]) -> dict:
-    from medcnn.measure.components import CSV_FIELDS, measure, to_dict, to_rows
-
     m = measure(label, label_names=names, labels=labels)
     report = to_dict(m, label.spatial_dims)
     atomic_write_json(json_path, report)

@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medcnn.data.seg_prepare import prepare_image
 from medcnn.errors import InputError
+from medcnn.infer.sliding import sliding_logits
 from medcnn.io.image import Image
-from medcnn.plan import Plan
+from medcnn.plan import Plan, window_of
 from medcnn.runs import RunFolder
+from medcnn.transforms.spatial import resample_probabilities
 from medcnn.utils.precision import resolve_precision
 
 
@@ -89,9 +92,6 @@ class Segmenter:
     def logits(self, x: torch.Tensor, flips: bool | None = None) -> torch.Tensor:
         """``flips``: None = the plan's mirrored views (``Plan.mirror_tta``), False = none, True = every
         mirroring along the axes training mirrored."""
-        from medcnn.infer.sliding import sliding_logits
-        from medcnn.plan import window_of
-
         seg = self.plan.segment
         return sliding_logits(self.net, x, window_of(seg), overlap=seg.sw_overlap, batch_size=2 * self.plan.batch_size,
                               flips=self.plan.mirror_tta if flips is None else flips and self.plan.mirror_axes,
@@ -99,9 +99,6 @@ class Segmenter:
 
     def probabilities(self, image: Image, flips: bool | None = None) -> torch.Tensor:
         """(K, *spatial) class probabilities on the input's grid."""
-        from medcnn.data.seg_prepare import prepare_image
-        from medcnn.transforms.spatial import resample_probabilities
-
         self.check(image, image.meta.get("source"))
         x = prepare_image(image, self.plan)
         probs = torch.softmax(self.logits(x, flips), 0)

@@ -16,7 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from medcnn.errors import InputError
+from medcnn.io.dicom_seg import _sources
 from medcnn.io.image import Image
+from medcnn.io.phi import deidentify
+from medcnn.utils.files import atomic_path
 
 log = logging.getLogger("medcnn.io")
 
@@ -53,9 +56,6 @@ def write_derived_series(series: str | Path, image: Image, out_dir: str | Path, 
     ``sop_instance_uids`` in ``meta``) -> one file per source instance under ``out_dir``; patient
     identity emptied unless ``keep_phi`` (``medcnn.io.phi``)."""
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    from medcnn.io.dicom_seg import _sources
-    from medcnn.utils.files import atomic_path
 
     series, out_dir = Path(series), Path(out_dir)
     uids = image.meta.get("sop_instance_uids") or []
@@ -99,8 +99,6 @@ def write_derived_series(series: str | Path, image: Image, out_dir: str | Path, 
         ds.DerivationDescription = derivation[:1024]
         ds.SeriesNumber = int(src.get("SeriesNumber", 0) or 0) + series_number_offset
         if not keep_phi:
-            from medcnn.io.phi import deidentify
-
             deidentify(ds)
         path = out_dir / f"{k + 1:04d}.dcm"
         with atomic_path(path) as tmp:

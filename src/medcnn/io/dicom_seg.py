@@ -12,8 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from medcnn import __version__
 from medcnn.errors import InputError
 from medcnn.io.image import Image
+from medcnn.io.phi import deidentify
+from medcnn.io.registry import one_line
+from medcnn.utils.files import atomic_path
 
 
 def _sources(series: Path, uids: list[str]):
@@ -39,9 +43,6 @@ def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], pat
     ``keep_phi`` (``medcnn.io.phi``)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
-
-    from medcnn import __version__
-    from medcnn.utils.files import atomic_path
 
     series = Path(series)
     uids = (source_image.meta if source_image is not None else label.meta).get("sop_instance_uids") or []
@@ -70,13 +71,9 @@ def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], pat
     try:
         seg = _segmentation(hd, sources, remap[frames], descriptions, present)
     except (AttributeError, ValueError, TypeError, KeyError, IndexError) as e:
-        from medcnn.io.registry import one_line
-
         raise InputError(f"cannot write a DICOM SEG for this series: its headers lack what SEG needs "
                          f"({type(e).__name__}: {one_line(e)})", series) from None
     if not keep_phi:
-        from medcnn.io.phi import deidentify
-
         deidentify(seg)
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -85,8 +82,6 @@ def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], pat
 
 
 def _segmentation(hd, sources, label_map, descriptions, present):
-    from medcnn import __version__
-
     return hd.seg.Segmentation(
         source_images=sources, pixel_array=label_map, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9000,

@@ -9,6 +9,7 @@ import numpy as np
 
 from medcnn.errors import InputError, MedcnnError
 from medcnn.io.image import Image
+from medcnn.utils.files import atomic_path
 
 from .registry import check_pixels, one_line
 
@@ -82,8 +83,6 @@ def write_nifti(image: Image, path: str | Path) -> Path:
     gzip-compressed. Label maps keep their integer type.
     """
     import nibabel as nib
-
-    from medcnn.utils.files import atomic_path
 
     path = Path(path)
     arr = image.array

@@ -12,6 +12,7 @@ import numpy as np
 
 from medcnn.errors import InputError, MedcnnError
 from medcnn.io.image import Image
+from medcnn.utils.files import atomic_path
 
 from .registry import MAX_PIXELS, check_pixels, one_line
 
@@ -125,8 +126,6 @@ def read_tiff(path: Path) -> Image:
 def write_png_mask(label: Image, path: Path) -> Path:
     """A 2D label map as an 8-bit PNG; a binary map is written 0/255 so image viewers show it."""
     from PIL import Image as PILImage
-
-    from medcnn.utils.files import atomic_path
 
     arr = np.asarray(label.array[0])
     if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:

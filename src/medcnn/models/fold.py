@@ -12,6 +12,8 @@ import logging
 
 from torch import nn
 
+from medcnn.models.ensemble import MeanEnsemble, SymmetryTTA
+
 log = logging.getLogger(__name__)
 
 
@@ -28,8 +30,6 @@ def _fold(net: nn.Module) -> nn.Module:
 
 
 def _fold_inside(net: nn.Module) -> nn.Module:
-    from medcnn.models.ensemble import MeanEnsemble, SymmetryTTA
-
     if isinstance(net, SymmetryTTA) or isinstance(getattr(net, "net", None), nn.Module):  # wrappers holding .net
         net.net = _fold_inside(net.net)
         return net

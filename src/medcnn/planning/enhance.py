@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from medcnn.data.enhance import EnhanceData
+from medcnn.errors import InputError
 from medcnn.plan import AugmentConfig, EnhanceConfig, ModelConfig, OptimConfig, Plan, Preprocessing
 
 FINGERPRINT_SOURCES = 32
@@ -59,8 +60,6 @@ def default_plan(data: EnhanceData, data_arg: str, degradation: str = "gaussian"
                  level: list[float] | None = None) -> Plan:
     fp = fingerprint(data)
     if len(fp["channels"]) != 1:
-        from medcnn.errors import InputError
-
         raise InputError(f"images with different channel counts {fp['channels']}; enhance one kind at a time", data.root)
     c = fp["channels"][0]
     patch = [min(PATCH, max(16, (n // 16) * 16)) for n in fp["slice_shape_median"]]

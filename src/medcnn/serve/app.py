@@ -31,7 +31,10 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from medcnn import __version__
 from medcnn.errors import InputError, MedcnnError
+from medcnn.serve.limits import UploadLimit
+from medcnn.serve.uploads import store_upload
 
 log = logging.getLogger("medcnn.serve")
 STATIC = Path(__file__).parent / "static"
@@ -65,8 +68,6 @@ class Service:
 
     # ---- one request -----------------------------------------------------------------------
     def predict(self, rid: str, model, upload, filename: str, options: dict) -> dict:
-        from medcnn.serve.uploads import store_upload
-
         folder = self.workdir / rid
         inbox = folder / "input"
         inbox.mkdir(parents=True)
@@ -130,9 +131,6 @@ class Service:
 def create_app(models: dict, *, max_upload_mb: float = 512, retention_s: float = 3600, workers: int = 1,
                max_queue: int = 16, workdir: Path | None = None):
     """The ASGI app serving ``models`` (name -> :class:`~medcnn.serve.models.ServedModel`)."""
-    from medcnn import __version__
-    from medcnn.serve.limits import UploadLimit
-
     service = Service(models, workdir, retention_s, workers, max_queue)
 
     async def sweeper():

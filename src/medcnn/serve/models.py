@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from medcnn.errors import RunFolderError
+from medcnn.io import read_image
+from medcnn.runs import RunFolder
+from medcnn.serve.card import data_card
+from medcnn.serve.views import heat_view, image_view, mask_view, slice_step
 
 SHOW_COMPONENTS = 5
 """Components per label in a response (the largest first); measurements.json has them all."""
@@ -20,8 +24,6 @@ SHOW_COMPONENTS = 5
 
 class ServedModel:
     def __init__(self, run: Path, name: str, engine: str = "torch", checkpoint: str = "best", keep_phi: bool = False):
-        from medcnn.runs import RunFolder
-        from medcnn.serve.card import data_card
         from medcnn.tasks.jobs import predict_job
 
         RunFolder(run).require()
@@ -37,8 +39,6 @@ class ServedModel:
 
     def predict(self, path: Path, dest: Path, options: dict[str, Any]) -> dict[str, Any]:
         """Run on the input at ``path`` (a file or a DICOM series folder); files go into ``dest``."""
-        from medcnn.io import read_image
-
         with self.lock:
             t0 = time.perf_counter()
             image = read_image(path)
@@ -55,8 +55,6 @@ class ServedModel:
 
     def _draw(self, image, views: dict[str, tuple], dest: Path) -> dict[str, dict]:
         """The page's views: the input, then what the task returned (image, mask or heat map)."""
-        from medcnn.serve.views import heat_view, image_view, mask_view, slice_step
-
         step = slice_step(image.spatial_shape)
         drawn = {"image": image_view(image, dest / "image.f32", step)}
         for name, (kind, value, *extra) in views.items():

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 from medcnn.errors import InputError
+from medcnn.io.registry import sniff
 
 MAX_ZIP_MEMBERS = 4096
 MAX_UNPACKED_BYTES = 2 * 1024**3
@@ -30,8 +31,6 @@ def _headerless_dicom(path: Path) -> bool:
 
 
 def _kind(path: Path) -> str | None:
-    from medcnn.io.registry import sniff
-
     with open(path, "rb") as f:
         head = f.read(4)
     if head == b"PK\x03\x04":

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from medcnn.infer.seg_outputs import COLOURS
+from medcnn.utils.files import atomic_path
+
 MAX_VOXELS = 2**23
 """A view holds at most this many voxels per channel; larger volumes are thinned along the slices."""
 
@@ -39,8 +42,6 @@ def _window(a: np.ndarray, meta: dict) -> list[float]:
 
 def write_view(a: np.ndarray, spatial_dims: int, path: Path, dtype: str, step: int = 1) -> dict:
     """Write ``a`` (C, *spatial) in display order as raw ``dtype``; its description for the page."""
-    from medcnn.utils.files import atomic_path
-
     v = display_order(a, spatial_dims)[::step]
     v = np.ascontiguousarray(v.astype("<" + np.dtype(dtype).str[1:], copy=False))
     with atomic_path(path) as tmp:
@@ -58,8 +59,6 @@ def image_view(image, path: Path, step: int) -> dict:
 
 
 def mask_view(label, path: Path, step: int, names: list[str]) -> dict:
-    from medcnn.infer.seg_outputs import COLOURS
-
     view = write_view(label.array[:1].astype(np.uint8), label.spatial_dims, path, "uint8", step)
     view["labels"] = [{"value": i, "name": n, "colour": [int(round(c * 255)) for c in COLOURS[i % len(COLOURS)]]}
                       for i, n in enumerate(names) if i > 0]

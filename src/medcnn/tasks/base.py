@@ -18,8 +18,11 @@ import torch
 
 from medcnn.errors import MedcnnError
 from medcnn.infer.loading import load_network
+from medcnn.infer.onnx_net import onnx_model
 from medcnn.plan import Plan
 from medcnn.runs import RunFolder
+from medcnn.train.optim import make_optimizer
+from medcnn.transfer.finetune import param_groups
 
 
 @dataclass
@@ -148,8 +151,6 @@ class Task:
         """The inferer of a run folder: ``checkpoint`` best | last | a .ckpt path (every member's for an
         ensemble); ``engine="onnx"``: the run's export (``medcnn export``) in ONNX Runtime."""
         if engine == "onnx":
-            from medcnn.infer.onnx_net import onnx_model
-
             plan, net = onnx_model(run, checkpoint)
             return self.inferer(plan, net, RunFolder(run), checkpoint, f"{checkpoint} (onnx)")
         folder, plan, net, label = load_network(run, checkpoint, self.build_network, self.inference_plan)
@@ -199,8 +200,6 @@ class TaskModule(L.LightningModule):
 
     def optimizer_params(self) -> list[dict]:
         """The network's parameters as optimizer groups (pretrained ones at their own learning rate)."""
-        from medcnn.transfer.finetune import param_groups
-
         return param_groups(self.net, self.plan, self.transferred)
 
     def extra_parameters(self) -> list[dict]:
@@ -208,8 +207,6 @@ class TaskModule(L.LightningModule):
         return []
 
     def configure_optimizers(self):
-        from medcnn.train.optim import make_optimizer
-
         return make_optimizer([*self.optimizer_params(), *self.extra_parameters()], self.plan,
                               int(self.trainer.estimated_stepping_batches))
 

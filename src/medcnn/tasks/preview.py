@@ -14,6 +14,7 @@ import torch
 
 from medcnn.errors import MedcnnError
 from medcnn.plan import Plan
+from medcnn.utils.files import atomic_savefig
 
 
 def picture(t: torch.Tensor) -> np.ndarray:
@@ -49,8 +50,6 @@ def write_preview(task, plan: Plan, dataset, path: Path, *, samples: int = 4, vi
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from medcnn.utils.files import atomic_savefig
 
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)

@@ -9,9 +9,12 @@ import time
 import warnings
 from pathlib import Path
 
+from medcnn import __version__
 from medcnn.errors import RunFolderError
 from medcnn.plan import Plan
 from medcnn.runs import RunFolder, load_checkpoint, member_seed, saved_epoch
+from medcnn.train import distributed as dist
+from medcnn.train.distributed import global_rank, world_size
 from medcnn.utils.precision import resolve_precision
 
 log = logging.getLogger("medcnn.train")
@@ -38,7 +41,6 @@ def train(task, plan: Plan, data, run_dir: Path, *, overwrite: bool = False,
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
-    from medcnn.train import distributed as dist
     from medcnn.train.callbacks import EpochMetrics, EpochSeed
     from medcnn.train.checkpoints import AtomicCheckpointIO, remove_partial_writes
 
@@ -191,8 +193,6 @@ def _train_ensemble(task, plan: Plan, data, run_dir: Path, *, resume: bool, **kw
     """Members one after another; on resume, finished members are kept and the interrupted one continues."""
     import dataclasses
 
-    from medcnn.train.distributed import global_rank, world_size
-
     nodes = kw.get("nodes", 1)
     primary = global_rank(world_size(kw.get("devices", 1), nodes) // max(1, nodes)) == 0
     folder = RunFolder(run_dir)
@@ -250,6 +250,4 @@ def _file_log(path: Path) -> None:
 
 
 def _version() -> str:
-    from medcnn import __version__
-
     return __version__

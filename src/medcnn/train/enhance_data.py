@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
-from medcnn.data.enhance import EnhanceData, slab_split, split_sources
+from medcnn.data.enhance import EnhanceData, load_enhance, slab_split, split_sources
+from medcnn.errors import InputError
 from medcnn.plan import Plan
-from medcnn.transforms.degrade import Degradation
+from medcnn.transforms import ct
+from medcnn.transforms.degrade import Degradation, square_slice
 from medcnn.transforms.normalize import get_normalizer
 
 MAX_VAL_SLICES = 32
@@ -100,8 +102,6 @@ class WholeSliceDegrader:
 
     def __call__(self, i: int, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """(1, 1, H, W) normalised slice number ``i`` -> its degraded copy (normalised)."""
-        from medcnn.transforms import ct
-
         d = self.d
         lo, hi = d.window
         level = float(d.sample_levels(1, generator)[0])
@@ -121,9 +121,6 @@ class WholeSliceDegrader:
                 self.parts(i, x[None], level, generator)
 
     def parts(self, i: int, x: torch.Tensor, level: float, generator: torch.Generator) -> tuple:
-        from medcnn.transforms import ct
-        from medcnn.transforms.degrade import square_slice
-
         d = self.d
         lo, hi = d.window
         key = (i, int(level)) if d.kind == "sparse-view-ct" else i
@@ -210,15 +207,11 @@ def val_pairs(slices: list[torch.Tensor], degradation: Degradation, seed: int = 
 
 def extra_slices(plan: Plan) -> tuple[list[torch.Tensor], dict[str, int]]:
     """All slices of ``enhance.extra_train`` (training only), and how many came from each path."""
-    from medcnn.data.enhance import load_enhance
-
     out, record = [], {}
     for path in plan.enhance.extra_train:
         ed = load_enhance(path)
         s = load_slices(plan, ed, [(src.id, k) for src in ed.sources for k in range(ed.n_slices(src.id))])
         if not s:
-            from medcnn.errors import InputError
-
             raise InputError("enhance.extra_train: no slices with any contrast", path)
         out += s
         record[str(path)] = len(s)
@@ -232,8 +225,6 @@ def enhance_loaders(plan: Plan, data: EnhanceData, rank: int = 0, world: int = 1
     train = load_slices(plan, data, parts["train"])
     val = load_slices(plan, data, parts["val"])
     if not train:
-        from medcnn.errors import InputError
-
         raise InputError("no training slices with any contrast", data.root)
     deg = degradation_for(plan, pixel_mm(data, split["train"]))
     en = plan.enhance

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from medcnn.errors import ConfigError
 from medcnn.plan import Plan
 
 
@@ -16,8 +17,6 @@ def make_optimizer(params, plan: Plan, total_steps: int):
     elif o.name == "sgd":
         opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=True, weight_decay=o.weight_decay)
     else:
-        from medcnn.errors import ConfigError
-
         raise ConfigError(f"unknown optimizer {o.name!r} (adamw | adam | sgd)")
     epochs = plan.epochs
     steps = max(1, int(total_steps))
@@ -38,6 +37,5 @@ def make_optimizer(params, plan: Plan, total_steps: int):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
     if o.scheduler == "none":
         return opt
-    from medcnn.errors import ConfigError
 
     raise ConfigError(f"unknown scheduler {o.scheduler!r} (onecycle | cosine | poly | multistep | none)")

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from medcnn.data.seg_prepare import PreparedCase, prepare_case
 from medcnn.data.segmentation import Case, SegmentationData, read_case, split_cases
 from medcnn.plan import Plan
-from medcnn.train.patches import patch_loader
+from medcnn.train.patches import crop, patch_loader
 
 log = logging.getLogger("medcnn.train")
 
@@ -77,8 +77,6 @@ def restoration_loaders(plan: Plan, data: SegmentationData, rank: int = 0, world
     of the unlabelled cases (MSD imagesTs), never of the validation or test cases; one fixed centre
     patch per validation case for the checkpoint choice. Returns (train loader, val loader, split)."""
     import torch
-
-    from medcnn.train.patches import crop
 
     t0 = time.perf_counter()
     split = case_split(plan, data)

@@ -11,6 +11,7 @@ import lightning as L
 from torch import nn
 
 from medcnn.plan import Plan
+from medcnn.transfer.weights import load_pretrained
 
 
 def param_groups(net: nn.Module, plan: Plan, transferred: set[str]) -> list[dict]:
@@ -80,8 +81,6 @@ def apply_transfer(task, plan: Plan, out_channels: int) -> tuple[dict, list[L.Ca
     the network's outputs, which tell its head); return the report for run.json and the callbacks
     that apply the strategy."""
     import logging
-
-    from medcnn.transfer.weights import load_pretrained
 
     report = load_pretrained(task.net, plan.transfer.pretrained, allow_inflate=plan.transfer.inflate,
                              out_channels=out_channels, partial=plan.transfer.partial)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from medcnn.plan import CT_DEGRADATIONS, DEGRADATIONS, NO_DEGRADATION, NOISE_DEGRADATIONS, check_degradation
+from medcnn.transforms import ct
 
 # The kinds of the table above; the plan lists them (EnhanceConfig.degradation) and checks kind, level, window.
 NOISE_KINDS = NOISE_DEGRADATIONS
@@ -153,8 +154,6 @@ def square_slice(hu: torch.Tensor) -> tuple[torch.Tensor, tuple[slice, slice]]:
 
 def _ct_one(kind: str, hu: torch.Tensor, level: float, pixel_mm: float, views: int, generator) -> torch.Tensor:
     """One (1, 1, H, W) slice in HU, padded with air to a square for the projector, cropped back."""
-    from medcnn.transforms import ct
-
     sq, (rows, cols) = square_slice(hu)
     if kind == "lowdose-ct":
         out = ct.lowdose(sq, level, pixel_mm, views, generator=generator)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medcnn.data.classification import load_classification
 from medcnn.data.preprocess import resize_batch
 from medcnn.infer.predictor import Predictor, probabilities
 from medcnn.metrics.calibration import accuracy_coverage, fit_temperature
@@ -19,8 +20,6 @@ def evaluate_run(pred: Predictor, run: str | Path, split: str = "test", checkpoi
                  data: str | None = None) -> dict[str, Any]:
     """Evaluate a run's classifier ``pred`` (its ``checkpoint``) on ``split`` of its dataset (or of
     ``data``); write eval/ files. ``medcnn.tasks.evaluate(run, ...)`` loads the classifier."""
-    from medcnn.data.classification import load_classification
-
     run = Path(run)
     plan = pred.plan
     pre = plan.preprocessing

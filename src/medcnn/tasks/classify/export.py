@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from medcnn.data.classification import load_classification
+from medcnn.data.preprocess import resize_batch
 from medcnn.errors import ExportError, MedcnnError
 from medcnn.infer.predictor import Predictor
 
@@ -47,9 +49,6 @@ def parity(run: Path, model: Predictor, twin: Predictor, inputs: list[Path] | No
         x = torch.stack([model.preprocess(p) for p in inputs])
         source = f"{len(inputs)} given files"
     else:
-        from medcnn.data.classification import load_classification
-        from medcnn.data.preprocess import resize_batch
-
         pre = plan.preprocessing
         try:
             ds = load_classification(plan.data, input_size=pre.input_size, channels=pre.channels,

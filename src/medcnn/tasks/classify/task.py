@@ -9,14 +9,20 @@ import torch
 
 from medcnn.data.classification import ClassificationData, load_classification
 from medcnn.errors import MedcnnError
+from medcnn.infer.explain import base_network, saliency, write_explanation
 from medcnn.infer.predictor import Predictor
 from medcnn.plan import Plan
 from medcnn.planning.classify import default_plan
 from medcnn.runs import RunFolder
 from medcnn.tasks.base import Table, Task, TrainingSetup
 from medcnn.tasks.classify.evaluate import evaluate_run
+from medcnn.tasks.classify.export import graph, parity
 from medcnn.tasks.classify.module import ClassificationTask, build_network
+from medcnn.tasks.classify.outputs import ClassifyJob
+from medcnn.tasks.preview import augmented_rows
 from medcnn.train.loaders import array_loader
+from medcnn.transforms.augment import BatchAugment
+from medcnn.utils.files import atomic_write_json
 
 
 class Classify(Task):
@@ -95,8 +101,6 @@ class Classify(Task):
         return Predictor(plan, net, folder.path if folder else None, label or checkpoint, temperature)
 
     def output_job(self, model: Predictor, run: Path, out_dir: Path | None, overwrite: bool, options: dict):
-        from medcnn.tasks.classify.outputs import ClassifyJob
-
         return ClassifyJob(model, run, options.get("checkpoint", "best"), options.get("max_uncertainty"))
 
     # ---- evaluation -------------------------------------------------------------------------------------------
@@ -117,19 +121,12 @@ class Classify(Task):
 
     # ---- export and service ---------------------------------------------------------------------------------------
     def export_graph(self, model: Predictor):
-        from medcnn.tasks.classify.export import graph
-
         return graph(model)
 
     def parity(self, run: Path, model: Predictor, twin: Predictor, inputs: list[Path] | None) -> dict:
-        from medcnn.tasks.classify.export import parity
-
         return parity(run, model, twin, inputs)
 
     def serve(self, job, path: Path, image, dest: Path, options: dict) -> dict:
-        from medcnn.infer.explain import base_network, saliency, write_explanation
-        from medcnn.utils.files import atomic_write_json
-
         pred = job.pred
         x = pred.preprocess(path, image)[None]
         r = pred.result(pred.predict_array(x)[0], path, options.get("max_uncertainty"))
@@ -148,9 +145,6 @@ class Classify(Task):
         return {"result": r, "files": files, "views": views}
 
     def preview(self, plan: Plan, dataset: ClassificationData, samples: int, views: int, rng) -> dict:
-        from medcnn.tasks.preview import augmented_rows
-        from medcnn.transforms.augment import BatchAugment
-
         x, _ = dataset.split("train")
         idx = np.sort(rng.choice(len(x), size=min(samples, len(x)), replace=False))
         x = torch.as_tensor(x[idx]).float() / 255.0

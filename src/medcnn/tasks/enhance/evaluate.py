@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from medcnn.data.enhance import load_enhance
 from medcnn.errors import RunFolderError
 from medcnn.infer.enhancer import Enhancer
 from medcnn.runs import RunFolder
+from medcnn.train.enhance_data import degradation_for, load_slices, part_pairs, pixel_mm
 from medcnn.utils.files import atomic_write_json, atomic_write_text
 
 MAX_SLICES = 64
@@ -101,8 +103,6 @@ def evaluate_slices(enhancer, slices: list[torch.Tensor], degradation, levels: l
 
 def test_slices(plan, data, split: dict, part: str = "test", limit: int = MAX_SLICES) -> list[torch.Tensor]:
     """Up to ``limit`` evenly spread slices of the run's held-out part (single-channel (1, H, W))."""
-    from medcnn.train.enhance_data import load_slices, part_pairs
-
     slices = load_slices(plan, data, part_pairs(plan, data, split, part))
     idx = np.unique(np.linspace(0, len(slices) - 1, min(limit, len(slices))).astype(int)) if slices else []
     return [slices[i] for i in idx]
@@ -111,9 +111,6 @@ def test_slices(plan, data, split: dict, part: str = "test", limit: int = MAX_SL
 def evaluate_enhance_run(enh: Enhancer, run: str | Path, split: str = "test", checkpoint: str = "best",
                          levels: list[float] | None = None, methods: list[str] | None = None,
                          limit: int = MAX_SLICES) -> dict[str, Any]:
-    from medcnn.data.enhance import load_enhance
-    from medcnn.train.enhance_data import degradation_for, pixel_mm
-
     run = Path(run)
     plan = enh.plan
     sp = RunFolder(run).split()

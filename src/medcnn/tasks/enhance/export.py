@@ -8,8 +8,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from medcnn.data.enhance import load_enhance
 from medcnn.errors import ExportError, MedcnnError
 from medcnn.infer.enhancer import Enhancer
+from medcnn.io import read_image
+from medcnn.runs import RunFolder
+from medcnn.tasks.enhance.evaluate import test_slices
+from medcnn.transforms.normalize import get_normalizer
 
 N_SLICES = 4  # slices compared
 
@@ -43,9 +48,6 @@ def graph(model: Enhancer):
 def parity(run: Path, model: Enhancer, twin: Enhancer, inputs: list[Path] | None) -> dict[str, Any]:
     plan = model.plan
     if inputs:
-        from medcnn.io import read_image
-        from medcnn.transforms.normalize import get_normalizer
-
         worst = 0.0
         for p in inputs:
             a = read_image(p).array
@@ -54,9 +56,6 @@ def parity(run: Path, model: Enhancer, twin: Enhancer, inputs: list[Path] | None
             worst = max(worst, float(d))
         return {"what": "restored intensities (normalised units)", "inputs": f"{len(inputs)} given files",
                 "max_abs_diff": worst}
-    from medcnn.data.enhance import load_enhance
-    from medcnn.runs import RunFolder
-    from medcnn.tasks.enhance.evaluate import test_slices
 
     try:
         split = RunFolder(run).split()

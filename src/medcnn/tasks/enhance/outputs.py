@@ -6,8 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from medcnn import __version__
 from medcnn.infer.enhancer import Enhancer
+from medcnn.io import read_image
+from medcnn.io.dicom_derived import write_derived_series
+from medcnn.io.nifti import write_nifti
 from medcnn.tasks.base import Table
+from medcnn.transforms.normalize import get_normalizer
+from medcnn.utils.files import atomic_path, atomic_savefig
 
 WHAT = {"gaussian": "denoised", "rician": "denoised", "speckle": "despeckled", "downsample": "super-resolved",
         "lowdose-ct": "low-dose CT denoised", "sparse-view-ct": "streaks reduced"}
@@ -16,8 +22,6 @@ WHAT = {"gaussian": "denoised", "rician": "denoised", "speckle": "despeckled", "
 def write_png_like(values: np.ndarray, dtype: np.dtype, path: Path) -> Path:
     """(C, H, W) restored values -> PNG of the input's bit depth (values clipped to its range)."""
     from PIL import Image as PILImage
-
-    from medcnn.utils.files import atomic_path
 
     dtype = np.dtype(dtype) if np.dtype(dtype).kind in "ui" else np.dtype(np.uint8)
     info = np.iinfo(dtype)
@@ -34,8 +38,6 @@ def save_comparison(before: np.ndarray, after: np.ndarray, path: Path, window: t
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from medcnn.utils.files import atomic_savefig
 
     def mid(a):
         a = a[0]
@@ -71,25 +73,17 @@ class EnhanceJob:
         self.what = WHAT.get(self.enh.plan.enhance.degradation, "enhanced")
 
     def one(self, path: Path, dest: Path) -> dict:
-        from medcnn.io import read_image
-
         image = read_image(path)
         return self.save(path, image, self.enh.restore(image), dest)
 
     def save(self, path: Path, image, restored, dest: Path) -> dict:
         """Write one input's restored image and comparison into ``dest``; the result row."""
-        from medcnn import __version__
-        from medcnn.io.nifti import write_nifti
-        from medcnn.transforms.normalize import get_normalizer
-
         en = self.enh.plan.enhance
         dtype = image.array.dtype
         dest.mkdir(parents=True, exist_ok=True)
         files = {}
         fmt = image.meta.get("format")
         if fmt == "dicom" and image.meta.get("sop_instance_uids"):
-            from medcnn.io.dicom_derived import write_derived_series
-
             level = ",".join(f"{v:g}" for v in en.level)
             files["dicom"] = dest / "dicom"
             write_derived_series(path, restored, dest / "dicom", description=f"medcnn {self.what}",

@@ -15,7 +15,10 @@ from medcnn.planning.enhance import default_plan
 from medcnn.runs import RunFolder
 from medcnn.tasks.base import Table, Task, TrainingSetup
 from medcnn.tasks.enhance.evaluate import evaluate_enhance_run
+from medcnn.tasks.enhance.export import graph, parity
 from medcnn.tasks.enhance.module import EnhanceTask, build_enhance_network
+from medcnn.tasks.enhance.outputs import EnhanceJob
+from medcnn.train.enhance_data import degradation_for, enhance_loaders, load_slices, pixel_mm
 from medcnn.transforms.degrade import KINDS
 from medcnn.utils.files import zip_folder
 
@@ -63,8 +66,6 @@ class Enhance(Task):
 
     # ---- training ------------------------------------------------------------------------------------
     def setup(self, plan: Plan, dataset: EnhanceData, rank: int, world: int, batch: int, info: dict) -> TrainingSetup:
-        from medcnn.train.enhance_data import enhance_loaders
-
         train_loader, val_loader, val_pairs, split = enhance_loaders(plan, dataset, rank, world)
         n_extra = sum((split.get("extra_train") or {}).values())
         info["data_prepare_seconds"] = round(getattr(train_loader.dataset, "prepare_seconds", 0.0), 2)
@@ -97,8 +98,6 @@ class Enhance(Task):
         return Enhancer(plan, net, folder.path if folder else None)
 
     def output_job(self, model: Enhancer, run: Path, out_dir: Path | None, overwrite: bool, options: dict):
-        from medcnn.tasks.enhance.outputs import EnhanceJob
-
         return EnhanceJob(model, run, out_dir, options.get("checkpoint", "best"))
 
     # ---- evaluation -------------------------------------------------------------------------------------------
@@ -119,13 +118,9 @@ class Enhance(Task):
 
     # ---- export and service ---------------------------------------------------------------------------------------
     def export_graph(self, model: Enhancer):
-        from medcnn.tasks.enhance.export import graph
-
         return graph(model)
 
     def parity(self, run: Path, model: Enhancer, twin: Enhancer, inputs: list[Path] | None) -> dict:
-        from medcnn.tasks.enhance.export import parity
-
         return parity(run, model, twin, inputs)
 
     def card(self, plan: Plan) -> dict:
@@ -145,8 +140,6 @@ class Enhance(Task):
                 "files": files, "views": {"restored": ("image", restored, "image")}}
 
     def preview(self, plan: Plan, dataset: EnhanceData, samples: int, views: int, rng) -> dict:
-        from medcnn.train.enhance_data import degradation_for, load_slices, pixel_mm
-
         ids = [s.id for s in dataset.sources]
         picks = rng.choice(ids, size=samples, replace=len(ids) < samples)  # a single series gives several slices
         pairs = sorted({(str(sid), int(rng.integers(dataset.n_slices(sid)))) for sid in picks})

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from medcnn.data.classification import ClassificationData, load_classification
+from medcnn.errors import InputError
 from medcnn.infer.predictor import to_float
 from medcnn.models import network_from_plan
 from medcnn.plan import AugmentConfig, Plan
@@ -76,9 +78,6 @@ def pooled_images(sources: list[str], size: int, max_per_source: int = 0, seed: 
     """Unlabeled gray images of ``size`` px from the train and val splits of several classification
     datasets (never their test splits), as a ClassificationData with one dummy class."""
     import torch.nn.functional as F
-
-    from medcnn.data.classification import ClassificationData, load_classification
-    from medcnn.errors import InputError
 
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": []}

@@ -14,6 +14,8 @@ from medcnn.planning.pretrain import pretrain_plan, restoration_plan
 from medcnn.tasks.base import Task, TrainingSetup
 from medcnn.tasks.pretrain.contrastive import ContrastiveTask, pooled_images
 from medcnn.tasks.pretrain.restoration import RestorationTask
+from medcnn.train.loaders import array_loader
+from medcnn.train.seg_data import restoration_loaders
 
 
 class Pretrain(Task):
@@ -57,13 +59,10 @@ class Pretrain(Task):
 
     def setup(self, plan: Plan, dataset, rank: int, world: int, batch: int, info: dict) -> TrainingSetup:
         if plan.restores:
-            from medcnn.train.seg_data import restoration_loaders
-
             train_loader, val_loader, split = restoration_loaders(plan, dataset, rank, world)
             info["n"] = {"train": len(split["train"]), "unlabelled": len(split["unlabelled"]),
                          "val": len(val_loader.dataset)}
             return TrainingSetup(self.module(plan), train_loader, val_loader, [], split)
-        from medcnn.train.loaders import array_loader
 
         info["n"] = {s: int(len(y)) for s, y in dataset.labels.items()}
         train_loader = array_loader(*dataset.split("train"), batch_size=plan.batch_size, shuffle=True, seed=plan.seed,

@@ -21,11 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from medcnn.data.segmentation import load_segmentation, read_case
 from medcnn.errors import RunFolderError
-from medcnn.infer.segmenter import Segmenter
+from medcnn.infer.seg_outputs import save_overlay
+from medcnn.infer.segmenter import POSTPROCESS, Segmenter, postprocess
 from medcnn.measure import voxel_size_mm
+from medcnn.models.ensemble import MeanEnsemble
 from medcnn.runs import RunFolder
-from medcnn.utils.files import atomic_path, atomic_write_json
+from medcnn.train.seg_data import cases_of
+from medcnn.utils.files import atomic_path, atomic_savefig, atomic_write_json
 
 
 def surface_metrics(pred: np.ndarray, ref: np.ndarray, labels: list[int], spacing,
@@ -68,8 +72,6 @@ def fov_pixel_metrics(probs: np.ndarray, ref: np.ndarray, fov: np.ndarray) -> di
 
 def load_run_data(run: Path):
     """(plan, dataset, split) of a segmentation run folder."""
-    from medcnn.data.segmentation import load_segmentation
-
     folder = RunFolder(run)
     if not folder.is_run() or not folder.has_split():
         raise RunFolderError("not a segmentation run folder (needs plan.yaml and split.json)", run)
@@ -83,8 +85,6 @@ class CaseSegmenters:
     from the ensemble's, run with the ensemble's plan: same test-time views, window and overlap)."""
 
     def __init__(self, run: Path, seg: Segmenter, splits: dict[str, Any], split: str):
-        from medcnn.models.ensemble import MeanEnsemble
-
         self.seg, self.owner, self.members = seg, {}, []
         if split == "val" and splits.get("folds") and isinstance(seg.net, MeanEnsemble):
             self.members = [Segmenter(seg.plan, net, run) for net in seg.net.members]
@@ -101,10 +101,6 @@ class CaseSegmenters:
 def choose_postprocess(segs: CaseSegmenters, data, ids: list[str], run: Path) -> dict[str, Any]:
     """The post-processing (none, keep largest component, fill holes, both) with the best mean
     validation Dice; "none" unless another beats it. Saved to RUN/postprocess.json."""
-    from medcnn.data.segmentation import read_case
-    from medcnn.infer.segmenter import POSTPROCESS, postprocess
-    from medcnn.train.seg_data import cases_of
-
     k = segs.seg.plan.num_classes
     labels = list(range(1, k))
     scores: dict[str, list[float]] = {m: [] for m in POSTPROCESS}
@@ -131,9 +127,6 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
     """Evaluate a run's segmenter ``seg`` on ``split`` of its cases; reports and figures in RUN/eval/.
     ``medcnn.tasks.evaluate(run, ...)`` loads the segmenter."""
     import resource
-
-    from medcnn.data.segmentation import read_case
-    from medcnn.train.seg_data import cases_of
 
     run = Path(run)
     plan, data, splits = load_run_data(run)
@@ -171,8 +164,6 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
             pooled["ref"].append(ref.array[0].ravel())
             pooled["fov"].append(fov.array[0].ravel())
         if i < overlays:
-            from medcnn.infer.seg_outputs import save_overlay
-
             save_overlay(image, result.label, out_dir / f"{split}_{case.id}_overlay.png", reference=ref)
     per_label = {}
     for lab in labels:
@@ -210,8 +201,6 @@ def _plot_sizes(rows, names, unit, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from medcnn.utils.files import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(4.5, 4.2))
     hi = 0.0

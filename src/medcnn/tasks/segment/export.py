@@ -6,9 +6,13 @@ from typing import Any
 
 import torch
 
+from medcnn.data.segmentation import read_case
 from medcnn.errors import ExportError, MedcnnError
 from medcnn.infer.segmenter import Segmenter
+from medcnn.io import read_image
 from medcnn.plan import window_of
+from medcnn.tasks.segment.evaluate import load_run_data
+from medcnn.train.seg_data import cases_of
 
 N_CASES = 2  # cases compared
 
@@ -32,16 +36,10 @@ def graph(model: Segmenter):
 
 
 def parity(run: Path, model: Segmenter, twin: Segmenter, inputs: list[Path] | None) -> dict[str, Any]:
-    from medcnn.io import read_image
-
     if inputs:
         images = [read_image(p) for p in inputs]
         source = f"{len(inputs)} given files"
     else:
-        from medcnn.data.segmentation import read_case
-        from medcnn.tasks.segment.evaluate import load_run_data
-        from medcnn.train.seg_data import cases_of
-
         try:
             _, data, splits = load_run_data(run)
         except MedcnnError as e:

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medcnn.infer.sliding import sliding_logits
 from medcnn.models import deep_supervision_weights, network_from_plan
-from medcnn.plan import Plan
+from medcnn.plan import Plan, window_of
 from medcnn.tasks.base import TaskModule
 from medcnn.transforms.seg_augment import SegAugment
 
@@ -83,9 +84,6 @@ class SegmentationTask(TaskModule):
 
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
         """(C, *S) normalised case -> (K, *S) logits by sliding windows (+ mirrored views if planned)."""
-        from medcnn.infer.sliding import sliding_logits
-        from medcnn.plan import window_of
-
         seg = self.plan.segment
         return sliding_logits(self.net, image, window_of(seg), overlap=seg.sw_overlap,
                               batch_size=2 * self.plan.batch_size, flips=False, num_classes=self.plan.num_classes)

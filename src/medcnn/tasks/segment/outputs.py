@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medcnn.infer.seg_outputs import save_measurements, save_overlay
 from medcnn.infer.segmenter import Segmenter
+from medcnn.io import read_image
+from medcnn.io.dicom_seg import write_dicom_seg
+from medcnn.io.nifti import write_nifti
+from medcnn.io.pil import write_png_mask
 from medcnn.tasks.base import Table
 
 
@@ -19,29 +24,20 @@ class SegmentJob:
         self.fields = ["unit"] + [f"{self.names[k]}_{c}" for k in self.labels for c in ("size", "components")] + ["outputs"]
 
     def one(self, path: Path, dest: Path) -> dict:
-        from medcnn.io import read_image
-
         image = read_image(path)
         return self.save(path, image, self.seg.segment(image).label, dest)
 
     def save(self, path: Path, image, label, dest: Path) -> dict:
         """Write one input's outputs into ``dest``; the result row (sizes, components, output files)."""
-        from medcnn.infer.seg_outputs import save_measurements, save_overlay
-        from medcnn.io.nifti import write_nifti
-
         dest.mkdir(parents=True, exist_ok=True)
         files = {"mask": write_nifti(label, dest / "mask.nii.gz"),
                  "overlay": save_overlay(image, label, dest / "overlay.png")}
         if image.spatial_dims == 2:
-            from medcnn.io.pil import write_png_mask
-
             files["mask_png"] = write_png_mask(label, dest / "mask.png")
         report = save_measurements(label, self.names, dest / "measurements.json", dest / "measurements.csv",
                                    self.labels)
         files["measurements"] = dest / "measurements.json"
         if image.meta.get("format") == "dicom" and image.meta.get("sop_instance_uids") and image.spatial_dims == 3:
-            from medcnn.io.dicom_seg import write_dicom_seg
-
             files["dicom_seg"] = write_dicom_seg(path, label, self.names, dest / "seg.dcm", source_image=image,
                                                  keep_phi=self.keep_phi)
         return {"file": str(path), "outputs": {k: str(v) for k, v in files.items()},

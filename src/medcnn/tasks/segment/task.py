@@ -9,15 +9,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medcnn.data.segmentation import SegmentationData, load_segmentation, looks_like_segmentation
+from medcnn.data.seg_prepare import prepare_case
+from medcnn.data.segmentation import SegmentationData, load_segmentation, looks_like_segmentation, read_case
 from medcnn.errors import MedcnnError
 from medcnn.infer.segmenter import Segmenter
 from medcnn.plan import INFERENCE_FIELDS, Plan
 from medcnn.planning.segment import default_plan
 from medcnn.runs import RunFolder
 from medcnn.tasks.base import Table, Task, TrainingSetup
+from medcnn.tasks.preview import augmented_rows
 from medcnn.tasks.segment.evaluate import evaluate_segment_run
+from medcnn.tasks.segment.export import graph, parity
 from medcnn.tasks.segment.module import SegmentationTask, build_seg_network
+from medcnn.tasks.segment.outputs import SegmentJob
+from medcnn.train.patches import PatchBatches
+from medcnn.train.seg_data import segment_loaders
+from medcnn.transforms.seg_augment import SegAugment
 
 log = logging.getLogger("medcnn.train")
 
@@ -83,8 +90,6 @@ class Segment(Task):
     # ---- training ------------------------------------------------------------------------------------
     def setup(self, plan: Plan, dataset: SegmentationData, rank: int, world: int, batch: int,
               info: dict) -> TrainingSetup:
-        from medcnn.train.seg_data import segment_loaders
-
         if plan.segment.tta_flips and not plan.mirror_tta:
             log.warning("segment.tta_flips is not applied: training does not mirror the cases (augment.flip false "
                         "or augment.p 0 or segment.mirror_axes empty), and mirrored views of an unmirrored network "
@@ -130,8 +135,6 @@ class Segment(Task):
         return Segmenter(plan, net, folder.path if folder else None)
 
     def output_job(self, model: Segmenter, run: Path, out_dir: Path | None, overwrite: bool, options: dict):
-        from medcnn.tasks.segment.outputs import SegmentJob
-
         return SegmentJob(model, run, out_dir, options.get("checkpoint", "best"))
 
     # ---- evaluation -------------------------------------------------------------------------------------------
@@ -161,13 +164,9 @@ class Segment(Task):
 
     # ---- export and service ---------------------------------------------------------------------------------------
     def export_graph(self, model: Segmenter):
-        from medcnn.tasks.segment.export import graph
-
         return graph(model)
 
     def parity(self, run: Path, model: Segmenter, twin: Segmenter, inputs: list[Path] | None) -> dict:
-        from medcnn.tasks.segment.export import parity
-
         return parity(run, model, twin, inputs)
 
     def card(self, plan: Plan) -> dict:
@@ -187,12 +186,6 @@ class Segment(Task):
                 "views": {"mask": ("mask", label, list(job.seg.plan.class_names))}}
 
     def preview(self, plan: Plan, dataset: SegmentationData, samples: int, views: int, rng) -> dict:
-        from medcnn.data.seg_prepare import prepare_case
-        from medcnn.data.segmentation import read_case
-        from medcnn.tasks.preview import augmented_rows
-        from medcnn.train.patches import PatchBatches
-        from medcnn.transforms.seg_augment import SegAugment
-
         n = len(dataset.cases)
         cases = [dataset.cases[i] for i in np.sort(rng.choice(n, size=min(samples, n), replace=False))]
         prepared = [prepare_case(c.id, *read_case(c, dataset.labels), plan) for c in cases]
