@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from medcnn.errors import ConfigError, MedcnnError
-from medcnn.plan import Plan, TaskSchema, register_task_schema
+from medcnn.plan import TASK_SCHEMAS, Plan, TaskSchema, register_task_schema
 from medcnn.runs import RunFolder, checkpoint_weights
 from medcnn.tasks.base import Task
 from medcnn.tasks.classify import Classify
@@ -29,13 +29,14 @@ _TASKS: dict[str, Task] = {}
 
 
 def register_task(task: Task, schema: TaskSchema | None = None) -> Task:
-    """Make ``task`` known by ``task.name`` (replacing a task of that name). ``schema``: the plan
-    sections and options its plans use (a plugin task's own settings live in ``plan.options``)."""
+    """Make ``task`` known by ``task.name`` (replacing a task of that name). ``schema``: what its plans
+    hold (a plugin task's own settings live in ``plan.options``, checked by ``schema.check``); without
+    one, a new task's plans have no section of their own."""
     if not task.name:
         raise ConfigError(f"{type(task).__name__} has no name")
     _TASKS[task.name] = task
-    if schema is not None:
-        register_task_schema(task.name, schema)
+    if schema is not None or task.name not in TASK_SCHEMAS:
+        register_task_schema(task.name, schema or TaskSchema())
     return task
 
 
