@@ -75,8 +75,8 @@ _state = {"debug": False}
 
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library logs."),
-          plugin: List[str] = typer.Option([], "--plugin", help="Import a module or .py file that registers tasks or "
-                                           "networks first (repeatable; also $MEDCNN_PLUGINS).")):
+          plugin: List[str] = typer.Option([], "--plugin", metavar="MODULE", help="Import a module or .py file that "
+                                           "registers tasks or networks first (repeatable; also $MEDCNN_PLUGINS).")):
     _state["debug"] = debug
     if not debug:
         from medcnn.utils.quiet import quiet_libraries
@@ -198,8 +198,8 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
                                       "(Lightning DDP). The plan's batch_size is the effective batch of all processes."),
           nodes: int = typer.Option(1, help="Machines (launch on each with torchrun or srun; see the README)."),
           progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal).")):
-    """Train a classifier or a segmentation model; writes a run folder (plan, best/last checkpoints, metrics,
-    learning curve, logs; split.json for segmentation)."""
+    """Train a model of the data's task (classify, segment, enhance, a plugin's); writes a run folder (plan,
+    best/last checkpoints, metrics, learning curve, logs; the split)."""
     from functools import partial
 
     from medcnn.plan import Plan
