@@ -11,7 +11,7 @@ MAX_MINUTES = 30.0  # the epochs are cut to fit (the pooled MedMNIST 2D sets are
 
 
 def pretrain_plan(data, size: int, epochs: int = EPOCHS) -> Plan:
-    """``data``: the pooled unlabeled images (``tasks.pretrain.pooled_images``)."""
+    """``data``: the pooled unlabeled images (``tasks.pretrain.contrastive.pooled_images``)."""
     return Plan(task="pretrain", data=data.source, label_type="multiclass", num_classes=PROJECTION, class_names=[],
                 spatial_dims=2,
                 preprocessing=Preprocessing(input_size=[size, size], channels=1, normalization="uint8", mean=[0.5],
@@ -27,7 +27,7 @@ RESTORE_MINUTES = {2: 15.0, 3: 20.0}
 
 
 def restoration_plan(data, data_arg: str) -> Plan:
-    """Restoration pretraining on a segmentation dataset (``tasks.restore``): the network, patches,
+    """Restoration pretraining on a segmentation dataset (``tasks.pretrain.restoration``): the network, patches,
     spacing, normalisation and augmentation of the segmentation plan for ``data``, so its run seeds
     that plan's U-Net whole; it outputs the image channels."""
     import dataclasses

@@ -73,7 +73,7 @@ def image_cases(cases: list[Case], data: SegmentationData, plan: Plan) -> list[P
 
 
 def restoration_loaders(plan: Plan, data: SegmentationData, rank: int = 0, world: int = 1):
-    """Restoration pretraining (``tasks.restore``): patches of the images of the training cases and
+    """Restoration pretraining (``tasks.pretrain.restoration``): patches of the images of the training cases and
     of the unlabelled cases (MSD imagesTs), never of the validation or test cases; one fixed centre
     patch per validation case for the checkpoint choice. Returns (train loader, val loader, split)."""
     import torch
