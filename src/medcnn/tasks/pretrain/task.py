@@ -9,6 +9,7 @@ from pathlib import Path
 
 from medcnn.data.classification import load_classification
 from medcnn.data.segmentation import load_segmentation, looks_like_segmentation
+from medcnn.errors import MedcnnError
 from medcnn.plan import Plan
 from medcnn.planning.pretrain import pretrain_plan, restoration_plan
 from medcnn.tasks.base import Task, TrainingSetup
@@ -23,6 +24,9 @@ class Pretrain(Task):
     capabilities = frozenset()
     intended_use = "Pretrained weights for medcnn train --pretrained."
     detect_order = 1000  # never chosen by --task auto
+
+    def check_options(self, options: argparse.Namespace) -> None:
+        raise MedcnnError("pretraining has its own command: medcnn pretrain DATA... --out RUN")
 
     def refusal(self, command: str) -> str:
         return "a pretraining run predicts nothing; start a task from it: medcnn train DATA --pretrained RUN"
