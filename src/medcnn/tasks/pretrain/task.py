@@ -32,10 +32,11 @@ class Pretrain(Task):
         return "a pretraining run predicts nothing; start a task from it: medcnn train DATA --pretrained RUN"
 
     def load_data(self, data: str, plan: Plan | None = None):
-        if plan is not None and plan.restores:
-            return load_segmentation(data)
+        """The dataset a pretraining plan trains on (``medcnn train --resume``)."""
         if plan is None:
-            return load_classification(data)
+            raise MedcnnError("pretraining has its own command: medcnn pretrain DATA... --out RUN")
+        if plan.restores:
+            return load_segmentation(data)
         pre = plan.preprocessing
         return load_classification(data, input_size=pre.input_size, channels=pre.channels, normalization=pre.normalization,
                                    seed=plan.seed)
@@ -51,9 +52,6 @@ class Pretrain(Task):
         ds, counts = pooled_images(list(sources), size, max_per_source)
         return ds, pretrain_plan(ds, size), (f"pretraining on {sum(len(v) for v in ds.images.values())} images: "
                                              + ", ".join(f"{k} {n}" for k, n in counts.items()))
-
-    def default_plan(self, dataset, source: str, options: argparse.Namespace) -> Plan:
-        return self.prepare([source], int(getattr(options, "size", None) or 28))[1]
 
     def describe_result(self, plan: Plan, info: dict) -> str:
         return f"done in {info['train_seconds']:.0f} s; best val loss {-info['best_val_score']:.4f}"
