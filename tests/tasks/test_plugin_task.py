@@ -49,3 +49,9 @@ def test_an_unknown_task_names_the_known_ones(breast_npz, tmp_path, capsys):
     assert main(["plan", str(breast_npz), "--task", "nosuchtask", "-o", str(tmp_path / "p.yaml")]) == 2
     err = capsys.readouterr().err
     assert "'nosuchtask' is not available" in err and "segment" in err and "--plugin" in err
+
+
+def test_medcnn_tasks_lists_a_plugin_task(capsys):
+    assert main(["--plugin", PLUGIN, "tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "brightness" in out and "segment" in out and "compare" in out

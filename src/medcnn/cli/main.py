@@ -515,6 +515,20 @@ def models():
     out.print("\n".join(list_models()))
 
 
+@app.command()
+def tasks():
+    """List the registered tasks (built in, and from plugins) and what their runs can do."""
+    from medcnn.tasks import get_task, task_names
+
+    t = Table(show_header=True)
+    for c in ("task", "commands", "use"):
+        t.add_column(c)
+    for name in task_names():
+        task = get_task(name)
+        t.add_row(name, ", ".join(sorted(task.capabilities)) or "-", task.intended_use)
+    out.print(t)
+
+
 def _sized(data: str, size: Optional[int]) -> str:
     """``breastmnist`` + --size 64 -> ``breastmnist_64`` (MedMNIST names only)."""
     if size is None or Path(data).exists() or data.endswith((".npz", ".csv")):
