@@ -203,6 +203,7 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
     from functools import partial
 
     from medcnn.plan import Plan
+    from medcnn.runs import RunFolder
     from medcnn.tasks import task_of, train
     from medcnn.train.distributed import is_primary
     from medcnn.transforms.augment import preset
@@ -211,9 +212,7 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
     do_train = partial(train, devices=n_dev, nodes=nodes)
     say = out.print if is_primary() else (lambda *a, **k: None)  # one voice in a data-parallel run
     if resume is not None:
-        if not (resume / "plan.yaml").is_file():
-            raise MedcnnError("not a run folder (no plan.yaml)", resume)
-        p = Plan.load(resume / "plan.yaml")
+        p = RunFolder(resume).require().plan()
         ds = task_of(p).load_data(p.data, p)
         say(f"resuming {resume}")
         do_train(p, ds, resume, progress=progress, resume=True)
@@ -261,11 +260,12 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
 
 def _finished(run_dir: Path) -> dict:
     """The run's record, on the process that wrote it (the others of a data-parallel run stop here)."""
+    from medcnn.runs import RunFolder
     from medcnn.train.distributed import is_primary
 
     if not is_primary():
         raise typer.Exit(0)
-    return json.loads((run_dir / "run.json").read_text())
+    return RunFolder(run_dir).info()
 
 
 @app.command()

@@ -167,6 +167,10 @@ class RunFolder:
         return "finished" in self.info()
 
     # ---- checkpoints and members -----------------------------------------------------------------
+    def checkpoint_file(self, name: str) -> Path:
+        """Where checkpoint ``name`` (best | last) is written, whether or not it exists yet."""
+        return self.path / CHECKPOINTS[name]
+
     def checkpoint(self, name: str = "best") -> Path:
         """The file of checkpoint ``name`` (best | last), which must exist; any other name is a path."""
         if name not in CHECKPOINTS:

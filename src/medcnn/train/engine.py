@@ -52,7 +52,7 @@ def train(task, plan: Plan, data, run_dir: Path, *, overwrite: bool = False,
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
     if resume:
-        ckpt_path = folder.path / "checkpoints" / "last.ckpt"
+        ckpt_path = folder.checkpoint_file("last")
         if primary:
             remove_partial_writes(folder.checkpoint_dir)
         if not ckpt_path.is_file():
@@ -212,7 +212,7 @@ def _train_ensemble(task, plan: Plan, data, run_dir: Path, *, resume: bool, **kw
         m_info = m_dir.info()
         if "finished" not in m_info:
             log.info("ensemble member %d/%d (seed %d)", i + 1, plan.ensemble, m_plan.seed)
-            can_resume = resume and (m_dir.checkpoint_dir / "last.ckpt").is_file()
+            can_resume = resume and m_dir.checkpoint_file("last").is_file()
             train(task, m_plan, data, m_dir.path, **{**kw, "overwrite": True}, resume=can_resume)
             if not primary:  # the other processes of a data-parallel run go on to the next member
                 continue

@@ -11,6 +11,7 @@ from medcnn.infer.enhancer import Enhancer
 from medcnn.io import read_image
 from medcnn.io.dicom_derived import write_derived_series
 from medcnn.io.nifti import write_nifti
+from medcnn.runs import RunFolder
 from medcnn.tasks.base import Table
 from medcnn.transforms.normalize import get_normalizer
 from medcnn.utils.files import atomic_path, atomic_savefig
@@ -69,7 +70,7 @@ class EnhanceJob:
 
     def __init__(self, enh: Enhancer, run: Path, out_dir: Path | None, checkpoint: str = "best"):
         self.enh, self.run, self.checkpoint = enh, run, checkpoint
-        self.out_dir = out_dir or run / "predictions"
+        self.out_dir = out_dir or RunFolder(run).predictions_dir
         self.what = WHAT.get(self.enh.plan.enhance.degradation, "enhanced")
 
     def one(self, path: Path, dest: Path) -> dict:

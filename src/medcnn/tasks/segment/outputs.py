@@ -10,6 +10,7 @@ from medcnn.io import read_image
 from medcnn.io.dicom_seg import write_dicom_seg
 from medcnn.io.nifti import write_nifti
 from medcnn.io.pil import write_png_mask
+from medcnn.runs import RunFolder
 from medcnn.tasks.base import Table
 
 
@@ -18,7 +19,7 @@ class SegmentJob:
 
     def __init__(self, seg: Segmenter, run: Path, out_dir: Path | None, checkpoint: str = "best"):
         self.seg, self.run, self.checkpoint = seg, run, checkpoint
-        self.out_dir = out_dir or run / "predictions"
+        self.out_dir = out_dir or RunFolder(run).predictions_dir
         self.names = {i: n for i, n in enumerate(seg.plan.class_names)}
         self.labels = list(range(1, seg.plan.num_classes))
         self.fields = ["unit"] + [f"{self.names[k]}_{c}" for k in self.labels for c in ("size", "components")] + ["outputs"]
