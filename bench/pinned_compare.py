@@ -28,6 +28,9 @@ eb, ea = load(B, "enhance.json"), load(A, "enhance.json")
 if eb and ea:
     key = lambda r: (r["case"], r["test_set"], r["level"], r["method"])
     ia = {key(r): r for r in ea}
+    first_b = next(r for r in eb if r["case"] == "mr-gaussian")
+    first_a = next((r for r in ea if r["case"] == "mr-gaussian"), None)
+    rows.append(("mr-gaussian", "best_val_psnr", first_b["best_val_psnr"], first_a and first_a["best_val_psnr"]))
     for r in eb:
         if r["case"] != "mr-gaussian":
             continue
