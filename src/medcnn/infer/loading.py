@@ -37,7 +37,7 @@ def load_network(run: str | Path, checkpoint: str, build: Builder,
         return None, plan, _network(plan, state, build, Path(checkpoint)), checkpoint
     folder = RunFolder(run)
     top, weights = folder.weights(checkpoint)
-    if len(weights) > 1 or (top is not None and top.ensemble > 1 and checkpoint in CHECKPOINTS):
+    if len(weights) > 1:  # an ensemble's members
         files = folder.checkpoint_files(top, checkpoint)
         nets = [_network(p, s, build, f) for (p, s), f in zip(weights, files)]
         return folder, top, MeanEnsemble(nets, top.label_type), f"{checkpoint} of {top.ensemble} members"

@@ -187,7 +187,7 @@ class RunFolder:
 
     def member_record(self, i: int) -> str:
         """Member i's folder as run.json names it (relative to the run)."""
-        return f"members/m{i}"
+        return self.members(i + 1)[i].path.relative_to(self.path).as_posix()
 
     def checkpoint_files(self, plan: Plan, name: str = "best") -> list[Path]:
         """The checkpoint files a prediction of this run reads (every member's for an ensemble)."""
