@@ -41,6 +41,19 @@ def test_split_is_seeded_and_folds_cover_every_case():
     assert vals == sorted(set(ids) - set(a["test"]))  # every non-test case validated exactly once
 
 
+def test_split_keeps_a_patients_cases_together():
+    ids = [f"c{i:03d}" for i in range(90)]
+    groups = [f"patient{i // 3}" for i in range(90)]  # three scans per patient
+    for fold in (None, 0, 3):
+        split = split_cases(ids, groups=groups, fold=fold, seed=2)
+        where = {}
+        for part, cases in split.items():
+            for c in cases:
+                where.setdefault(groups[ids.index(c)], set()).add(part)
+        assert len(where) == 30 and all(len(v) == 1 for v in where.values())
+        assert len(split["test"]) == 18 and sorted(sum(split.values(), [])) == ids
+
+
 def _mini_msd(hippocampus_dir, tmp_path, label_for_first=None):
     root = tmp_path / "Task04"
     (root / "imagesTr").mkdir(parents=True)

@@ -17,8 +17,10 @@ import numpy as np
 
 from medcnn.data import catalog
 from medcnn.data.fetch import fetch
+from medcnn.data.groups import check_groups_within_splits, group_of, stratified_group_split
 from medcnn.errors import ConfigError, InputError
 from medcnn.io import image_suffix, read_image
+from medcnn.io.dicom import dicom_identity, is_dicom_file
 
 SPLITS = ("train", "val", "test")
 
@@ -34,6 +36,7 @@ class ClassificationData:
     spacing: list[float] | None = None
     source: str = ""
     files: dict[str, list[str]] = field(default_factory=dict)  # per split, for folder/CSV data
+    groups: dict[str, list[str]] = field(default_factory=dict)  # per split: the patient of each file
 
     @property
     def num_classes(self) -> int:
@@ -70,10 +73,11 @@ class ClassificationData:
         keep = np.sort(np.concatenate(keep))
         images, labels = dict(self.images), dict(self.labels)
         images["train"], labels["train"] = self.images["train"][keep], y[keep]
-        files = dict(self.files)
-        if "train" in files:
-            files["train"] = [files["train"][i] for i in keep]
-        return dataclasses.replace(self, images=images, labels=labels, files=files)
+        files, groups = dict(self.files), dict(self.groups)
+        for per_split in (files, groups):
+            if "train" in per_split:
+                per_split["train"] = [per_split["train"][i] for i in keep]
+        return dataclasses.replace(self, images=images, labels=labels, files=files, groups=groups)
 
 
 def load_classification(data: str, *, input_size: list[int] | None = None, channels: int | None = None,
@@ -242,28 +246,76 @@ def _finalise_labels(y: np.ndarray, label_type: str, k: int, path: Path, split: 
 
 # ---- image files: class folders and CSV --------------------------------------------------
 
-def load_folder(root: Path, **kw: Any) -> ClassificationData:
-    """``root/CLASS/*.png`` (random stratified 70/10/20 split) or ``root/{train,val,test}/CLASS/*``."""
+GROUP_COLUMNS = ("group", "patient", "patient_id", "subject")
+"""CSV columns naming the patient (group) of a row; rows of one group always share a split."""
+
+
+@dataclass
+class _Row:
+    path: str
+    label: str
+    split: str | None
+    group: str
+
+
+def load_folder(root: Path, *, input_size: list[int] | None = None, **kw: Any) -> ClassificationData:
+    """``root/CLASS/*`` (a seeded 70/10/20 split by patient) or ``root/{train,val,test}/CLASS/*``.
+
+    Images sit in a class folder or below it; a sub-folder of a class folder is one case (patient),
+    and DICOM files group by their patient. A folder holding one multi-slice DICOM series is one 3D
+    sample unless ``input_size`` asks for 2D images (then its slices are samples of one group).
+    """
     if (root / "imagesTr").is_dir():
         raise ConfigError("this is a segmentation dataset (imagesTr/labelsTr); classification needs "
                           "one sub-folder per class", root)
     split_dirs = [root / s for s in SPLITS if (root / s).is_dir()]
     if split_dirs and not (root / "train").is_dir():
         raise InputError("has split folders but no train/ folder", root)
-    rows: list[tuple[str, str, str | None]] = []
+    volumes = None if input_size is None else len(input_size) == 3
+    rows: list[_Row] = []
     bases = [(root / s, s) for s in SPLITS if (root / s).is_dir()] if split_dirs else [(root, None)]
     for base, split in bases:
         for cls_dir in sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")):
-            for f in sorted(cls_dir.rglob("*")):
-                if f.is_file() and _is_image(f):
-                    rows.append((str(f), cls_dir.name, split))
+            rows += [_Row(str(f), cls_dir.name, split, group_of(f, cls_dir)) for f in _samples(cls_dir, volumes)]
     if not rows:
         raise InputError("no images found (expected one sub-folder of images per class)", root)
-    return _from_rows(rows, root.name, str(root), **kw)
+    return _from_rows(rows, root.name, str(root), input_size=input_size, **kw)
+
+
+def _samples(class_dir: Path, volumes: bool | None) -> list[Path]:
+    """The samples below a class folder: image files, and the folders of DICOM series read as
+    volumes (``volumes`` True; None: when every image there belongs to such a series)."""
+    files = sorted(f for f in class_dir.rglob("*") if f.is_file() and _is_image(f))
+    if volumes is False:
+        return files
+    series = _series_folders(class_dir, files)
+    in_series = {f for f in files if f.parent in series}
+    if volumes is None and (not series or len(in_series) < len(files)):
+        return files
+    return sorted(series) + [f for f in files if f not in in_series]
+
+
+def _series_folders(class_dir: Path, files: list[Path]) -> set[Path]:
+    """Folders strictly below ``class_dir`` whose image files are all DICOM and form one series of
+    two or more slices."""
+    by_folder: dict[Path, list[Path]] = {}
+    for f in files:
+        if f.parent != class_dir:
+            by_folder.setdefault(f.parent, []).append(f)
+    out = set()
+    for folder, fs in by_folder.items():
+        if len(fs) < 2 or not all(is_dicom_file(f) for f in fs):
+            continue
+        uids = {(dicom_identity(f) or ("", "", ""))[2] for f in fs}
+        if len(uids) == 1 and "" not in uids:
+            out.add(folder)
+    return out
 
 
 def load_csv(path: Path, **kw: Any) -> ClassificationData:
-    """A CSV with columns ``path,label`` and optionally ``split`` (train/val/test)."""
+    """A CSV with columns ``path,label``, optionally ``split`` (train/val/test) and ``group`` (the
+    patient: rows of one group always share a split; also read from ``patient``/``patient_id``/``subject``).
+    A path may name a DICOM series folder (one 3D sample)."""
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
@@ -273,6 +325,7 @@ def load_csv(path: Path, **kw: Any) -> ClassificationData:
         raise InputError(f"cannot read CSV ({e})".splitlines()[0], path) from None
     if "path" not in fields or "label" not in fields:
         raise InputError(f"CSV needs columns 'path' and 'label' (found {fields})", path)
+    group_col = next((c for c in GROUP_COLUMNS if c in fields), None)
     rows = []
     for i, r in enumerate(rows_in, start=2):
         r = {k.strip().lower(): (v or "").strip() for k, v in r.items() if k}
@@ -283,15 +336,21 @@ def load_csv(path: Path, **kw: Any) -> ClassificationData:
             raise InputError(f"line {i}: split must be one of {SPLITS}, got {split!r}", path)
         if not r["label"]:
             raise InputError(f"line {i}: empty label", path)
-        rows.append((str(f), r["label"], split))
+        group = r.get(group_col or "", "")
+        if group_col and not group:
+            raise InputError(f"line {i}: empty {group_col}", path)
+        rows.append(_Row(str(f), r["label"], split, f"group:{group}" if group else group_of(f)))
     if not rows:
         raise InputError("CSV has no rows", path)
     return _from_rows(rows, path.stem, str(path), **kw)
 
 
 def _is_image(f: Path) -> bool:
+    """An image file by suffix, or a DICOM file by content (often named without a suffix)."""
     name = f.name.lower()
-    return image_suffix(name) is not None and not name.startswith(".")
+    if name.startswith(".") or name == "dicomdir":
+        return False
+    return image_suffix(name) is not None or (not f.suffix or f.suffix[1:].isdigit()) and is_dicom_file(f)
 
 
 def choose_input_size(shape: tuple[int, ...]) -> list[int]:
@@ -304,22 +363,27 @@ def choose_input_size(shape: tuple[int, ...]) -> list[int]:
     return [sizes[-1]] * len(shape)
 
 
-def _from_rows(rows, name, source, *, input_size=None, channels=None, normalization="auto", seed=0) -> ClassificationData:
+def _from_rows(rows: list[_Row], name, source, *, input_size=None, channels=None, normalization="auto",
+               seed=0) -> ClassificationData:
     from medcnn.data.preprocess import image_to_array
 
-    class_names = sorted({r[1] for r in rows}, key=_natural)
+    class_names = sorted({r.label for r in rows}, key=_natural)
     if len(class_names) < 2:
         raise InputError(f"found only one class ({class_names[0]!r}); classification needs at least two", source)
     index = {c: i for i, c in enumerate(class_names)}
-    splits = [r[2] for r in rows]
+    groups = [r.group for r in rows]
+    splits = [r.split for r in rows]
     if all(s is None for s in splits):
-        splits = _stratified_split([index[r[1]] for r in rows], seed)
+        splits = stratified_group_split([index[r.label] for r in rows], groups, seed)
+        _check_split_possible(rows, splits, source)
     elif any(s is None for s in splits):
         raise InputError("either every row has a split or none does", source)
+    else:
+        check_groups_within_splits(groups, splits, source)
     if "train" not in splits or "val" not in splits:
         raise InputError("needs at least a train and a val split", source)
 
-    first = read_image(rows[0][0])
+    first = read_image(rows[0].path)
     if input_size is None:
         input_size = choose_input_size(first.spatial_shape)
     if channels is None:
@@ -329,11 +393,13 @@ def _from_rows(rows, name, source, *, input_size=None, channels=None, normalizat
     images: dict[str, list] = {s: [] for s in SPLITS}
     labels: dict[str, list] = {s: [] for s in SPLITS}
     files: dict[str, list] = {s: [] for s in SPLITS}
-    for (f, label, _), split in zip(rows, splits):
-        img = read_image(f)
-        images[split].append(image_to_array(img, input_size, channels, normalization, path=f))
-        labels[split].append(index[label])
-        files[split].append(f)
+    split_groups: dict[str, list] = {s: [] for s in SPLITS}
+    for r, split in zip(rows, splits):
+        img = read_image(r.path)
+        images[split].append(image_to_array(img, input_size, channels, normalization, path=r.path))
+        labels[split].append(index[r.label])
+        files[split].append(r.path)
+        split_groups[split].append(r.group)
     out_images, out_labels = {}, {}
     for s in SPLITS:
         if images[s]:
@@ -343,22 +409,19 @@ def _from_rows(rows, name, source, *, input_size=None, channels=None, normalizat
     return ClassificationData(name=name, images=out_images, labels=out_labels, label_type=label_type,
                               class_names=class_names, modality=first.meta.get("modality"),
                               spacing=list(first.spacing), source=source,
-                              files={s: v for s, v in files.items() if v})
+                              files={s: v for s, v in files.items() if v},
+                              groups={s: v for s, v in split_groups.items() if v})
 
 
-def _stratified_split(labels: list[int], seed: int, fractions=(0.7, 0.1, 0.2)) -> list[str]:
-    """Seeded per-class 70/10/20 split (MedMNIST's ratio); every split gets >= 1 image per class when possible."""
-    rng = np.random.default_rng(seed)
-    out = [""] * len(labels)
-    for c in sorted(set(labels)):
-        idx = [i for i, v in enumerate(labels) if v == c]
-        rng.shuffle(idx)
-        n = len(idx)
-        n_val = max(1, round(fractions[1] * n)) if n >= 3 else 0
-        n_test = max(1, round(fractions[2] * n)) if n >= 3 else 0
-        for j, i in enumerate(idx):
-            out[i] = "val" if j < n_val else "test" if j < n_val + n_test else "train"
-    return out
+def _check_split_possible(rows: list[_Row], splits: list[str], source) -> None:
+    """Explain a class whose images come from too few patients to reach val and test."""
+    for label in sorted({r.label for r in rows}, key=_natural):
+        mine = [(r.group, s) for r, s in zip(rows, splits) if r.label == label]
+        if len(mine) >= 3 and all(s == "train" for _, s in mine):
+            n_groups = len({g for g, _ in mine})
+            raise InputError(f"the {len(mine)} images of class {label!r} come from {n_groups} patient(s)/group(s); "
+                             "a split by patient needs at least 3 per class (DICOM files group by PatientID: give "
+                             "a CSV with a 'group' column, or train/val/test folders)", source)
 
 
 def _natural(s: str):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medcnn.data.groups import dicom_group
 from medcnn.errors import InputError
 from medcnn.io import image_suffix, read_image
 from medcnn.io.image import Image
@@ -249,26 +250,48 @@ def _same_grid(a: Image, b: Image, pa: Path, pb: Path, tol: float) -> None:
 # ---- splits -------------------------------------------------------------------------------
 
 def split_cases(ids: list[str], *, test_fraction: float = 0.2, val_fraction: float = 0.2, folds: int = 5,
-                fold: int | None = None, seed: int = 0) -> dict[str, list[str]]:
+                fold: int | None = None, seed: int = 0, groups: list[str] | None = None) -> dict[str, list[str]]:
     """A seeded split of the labelled case ids into train / val / test.
 
     ``test_fraction`` of the cases are held out as the test set (0 when the layout has its own).
     Of the rest, ``fold=None`` takes ``val_fraction`` for validation; ``fold=k`` takes the k-th of
     ``folds`` equal parts (k-fold cross-validation, every case validated once across the folds).
+    ``groups`` (one per id, e.g. the patient) are kept whole: the split draws groups, not cases.
     """
+    members: dict[str, list[str]] = {}
+    for i, g in zip(ids, groups or ids):
+        members.setdefault(g, []).append(i)
+    names = list(members)
     rng = np.random.default_rng(seed)
-    order = [ids[i] for i in rng.permutation(len(ids))]
-    n_test = int(round(len(order) * test_fraction))
-    test, rest = sorted(order[:n_test]), order[n_test:]
+    order = [names[i] for i in rng.permutation(len(names))]
+
+    def take(pool: list[str], n: int) -> list[str]:
+        """Groups from the front of ``pool`` until they hold ``n`` cases."""
+        out, count = [], 0
+        for g in pool:
+            if count >= n:
+                break
+            out.append(g)
+            count += len(members[g])
+        return out
+
+    test = take(order, int(round(len(ids) * test_fraction)))
+    rest = order[len(test):]
+    n_rest = sum(len(members[g]) for g in rest)
     if fold is None:
-        n_val = max(1, int(round(len(rest) * val_fraction))) if len(rest) > 1 else 0
-        val = rest[:n_val]
+        val = take(rest, max(1, int(round(n_rest * val_fraction))) if len(rest) > 1 else 0)
     else:
         if not 0 <= fold < folds:
             raise ValueError(f"fold must be in 0..{folds - 1}, got {fold}")
         val = rest[fold::folds]
-    train = [c for c in rest if c not in set(val)]
-    return {"train": sorted(train), "val": sorted(val), "test": test}
+    train = [g for g in rest if g not in set(val)]
+    return {name: sorted(c for g in part for c in members[g])
+            for name, part in (("train", train), ("val", val), ("test", test))}
+
+
+def case_group(case: Case) -> str:
+    """The patient of a DICOM case (hashed; see medcnn.data.groups), else the case itself."""
+    return dicom_group(case.images[0]) or case.id if case.images else case.id
 
 
 def looks_like_segmentation(data: str | Path) -> bool:

@@ -6,6 +6,7 @@ RGB. ``meta`` holds only non-identifying attributes: never patient name, ID or d
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -246,14 +247,44 @@ def _image_headers(folder: Path) -> list:
     for p in sorted(folder.iterdir()):
         if p.name.startswith(".") or p.name.upper() == "DICOMDIR" or not p.is_file():
             continue
-        try:
-            with open(p, "rb") as f:
-                is_dicom = p.suffix.lower() in (".dcm", ".dicom") or f.read(132)[128:] == b"DICM"
-        except OSError as e:
-            raise InputError(f"cannot open file ({e.strerror or one_line(e)})", p) from None
-        if is_dicom and check_file(p) and "Rows" in (ds := _load(p, header_only=True)):
+        if not os.access(p, os.R_OK):
+            raise InputError("cannot open file (permission denied)", p)
+        if is_dicom_file(p) and check_file(p) and "Rows" in (ds := _load(p, header_only=True)):
             headers.append((p, ds))  # non-images (SR, presentation states...) are skipped
     return headers
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True for a .dcm/.dicom file or any file with the 'DICM' marker (DICOM files are often
+    named without a suffix, or with a number as one)."""
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def dicom_identity(path: Path) -> tuple[str, str, str] | None:
+    """(PatientID, StudyInstanceUID, SeriesInstanceUID) of a DICOM file, or of the first DICOM
+    file of a series folder, '' where absent; None when ``path`` holds no DICOM. Only for grouping:
+    callers must not write these values out."""
+    from pydicom import dcmread
+
+    if path.is_dir():
+        path = next((p for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")
+                     and p.name.upper() != "DICOMDIR" and is_dicom_file(p)), None)
+        if path is None:
+            return None
+    elif not is_dicom_file(path):
+        return None
+    try:
+        ds = dcmread(path, stop_before_pixels=True,
+                     specific_tags=["PatientID", "StudyInstanceUID", "SeriesInstanceUID"])
+    except Exception:  # noqa: BLE001 - an unreadable file is reported when its pixels are read
+        return None
+    return tuple(str(ds.get(k, "") or "").strip() for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID"))
 
 
 def _instance_number(ds) -> int | None:

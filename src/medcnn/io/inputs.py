@@ -6,22 +6,11 @@ import csv
 from pathlib import Path
 
 from medcnn.errors import InputError
+from medcnn.io.dicom import is_dicom_file
 from medcnn.io.registry import image_suffix
 
 PATH_COLUMNS = ("path", "file", "filename", "image", "image_path")
 SKIP_NAMES = ("DICOMDIR",)
-
-
-def _is_dicom(p: Path) -> bool:
-    if p.suffix.lower() in (".dcm", ".dicom"):
-        return True
-    if p.suffix and not p.suffix[1:].isdigit():
-        return False
-    try:
-        with open(p, "rb") as f:
-            return f.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
 
 
 def _series_uid(p: Path) -> str:
@@ -35,7 +24,7 @@ def _series_uid(p: Path) -> str:
 
 
 def _image_file(p: Path) -> bool:
-    return image_suffix(p.name) is not None or _is_dicom(p)
+    return image_suffix(p.name) is not None or is_dicom_file(p)
 
 
 def expand_folder(folder: Path) -> list[Path]:
@@ -44,11 +33,11 @@ def expand_folder(folder: Path) -> list[Path]:
     out: list[Path] = []
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
                    and p.name.upper() not in SKIP_NAMES)
-    dicoms = [p for p in files if _is_dicom(p)]
+    dicoms = [p for p in files if is_dicom_file(p)]
     if dicoms and len(dicoms) > 1 and len({_series_uid(p) for p in dicoms}) == 1:
         out.append(folder)
         dicoms = []
-    out += dicoms + [p for p in files if p not in dicoms and not _is_dicom(p) and _image_file(p)]
+    out += dicoms + [p for p in files if p not in dicoms and not is_dicom_file(p) and _image_file(p)]
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         out += expand_folder(sub)
     return out

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from medcnn.data.classification import SPLITS, ClassificationData
+from medcnn.data.groups import duplicates_across_splits
 from medcnn.plan import ModelConfig, OptimConfig, Plan, Preprocessing, augment_preset
 
 # Training budget in samples seen: epochs = budget / train size, clipped to EPOCHS; a dataset so
@@ -55,6 +56,7 @@ def fingerprint(data: ClassificationData) -> dict[str, Any]:
             "p99.5": round(float(np.percentile(sample, 99.5)), 4),
         },
         "class_counts": counts,
+        "duplicates_across_splits": duplicates_across_splits(data.images),
     }
 
 

@@ -217,11 +217,12 @@ class RunFolder:
     def write_split(self, split: dict[str, Any]) -> Path:
         return atomic_write_json(self.split_file, split)
 
-    def write_split_csv(self, rows: Iterable[tuple[str, str, str]]) -> Path:
-        """split.csv: one (path, label, split) row per file of a folder / CSV dataset."""
+    def write_split_csv(self, rows: Iterable[tuple[str, str, str, str]]) -> Path:
+        """split.csv: one (path, label, split, group) row per file of a folder / CSV dataset; the
+        group is the patient the split kept together (hashed when it came from DICOM headers)."""
         with atomic_path(self.split_csv) as tmp, open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["path", "label", "split"])
+            w.writerow(["path", "label", "split", "group"])
             w.writerows(rows)
         return self.split_csv
 

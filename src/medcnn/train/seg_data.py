@@ -8,7 +8,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from medcnn.data.seg_prepare import PreparedCase, prepare_case
-from medcnn.data.segmentation import Case, SegmentationData, read_case, split_cases
+from medcnn.data.segmentation import Case, SegmentationData, case_group, read_case, split_cases
 from medcnn.plan import Plan
 from medcnn.train.patches import crop, patch_loader
 
@@ -18,8 +18,11 @@ log = logging.getLogger("medcnn.train")
 def case_split(plan: Plan, data: SegmentationData) -> dict[str, list[str]]:
     s = plan.segment.split
     ids = [c.id for c in data.cases]
+    groups = [case_group(c) for c in data.cases]
     split = split_cases(ids, test_fraction=float(s.get("test_fraction", 0.2)), val_fraction=float(s.get("val_fraction", 0.2)),
-                        folds=int(s.get("folds", 5)), fold=s.get("fold"), seed=int(s.get("seed", 0)))
+                        folds=int(s.get("folds", 5)), fold=s.get("fold"), seed=int(s.get("seed", 0)), groups=groups)
+    if groups != ids:  # cases of one patient: the split file says which (hashed, see medcnn.data.groups)
+        split["groups"] = {i: g for i, g in zip(ids, groups) if g != i}
     if data.test_cases:  # the layout's own test set (DRIVE test/)
         split["test"] = sorted(split["test"] + [c.id for c in data.test_cases])
     frac = float(s.get("train_fraction", 1.0))  # checked by Plan.validate

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from medcnn.data.classification import ClassificationData, load_classification
+from medcnn.data.groups import duplicates_across_splits
 from medcnn.errors import MedcnnError
 from medcnn.infer.explain import base_network, saliency, write_explanation
 from medcnn.infer.predictor import Predictor
@@ -23,6 +25,8 @@ from medcnn.tasks.preview import augmented_rows
 from medcnn.train.loaders import array_loader
 from medcnn.transforms.augment import BatchAugment
 from medcnn.utils.files import atomic_write_json
+
+log = logging.getLogger(__name__)
 
 
 class Classify(Task):
@@ -77,6 +81,10 @@ class Classify(Task):
     def setup(self, plan: Plan, dataset: ClassificationData, rank: int, world: int, batch: int,
               info: dict) -> TrainingSetup:
         info["n"] = {s: int(len(y)) for s, y in dataset.labels.items()}
+        info["duplicates_across_splits"] = shared = duplicates_across_splits(dataset.images)
+        if shared and rank == 0:
+            log.warning("identical images in two splits: %s (the official split may carry these; scores on the "
+                        "later split are slightly optimistic)", ", ".join(f"{k} share {n}" for k, n in shared.items()))
         train_loader = array_loader(*dataset.split("train"), batch_size=plan.batch_size, shuffle=True, seed=plan.seed,
                                     rank=rank, world=world)
         # every process scores the whole validation set: the checkpoint choice is the same everywhere
@@ -88,8 +96,9 @@ class Classify(Task):
 
     def save_dataset_split(self, folder: RunFolder, dataset: ClassificationData) -> None:
         if dataset.files:
-            folder.write_split_csv((f, dataset.class_names[int(y)], split) for split, files in dataset.files.items()
-                                   for f, y in zip(files, dataset.labels[split]))
+            folder.write_split_csv((f, dataset.class_names[int(y)], split, g)
+                                   for split, files in dataset.files.items()
+                                   for f, y, g in zip(files, dataset.labels[split], dataset.groups.get(split, files)))
 
     # ---- inference -----------------------------------------------------------------------------------------
     def build_network(self, plan: Plan) -> torch.nn.Module:

@@ -47,8 +47,11 @@ def ensemble_split(members: list[dict]) -> dict:
     if all(m["val"] == first["val"] for m in members):
         return first
     val = sorted({c for m in members for c in m["val"]})
-    return {"train": sorted({c for m in members for c in m["train"]}), "val": val, "test": first["test"],
-            "folds": [m["val"] for m in members]}
+    out = {"train": sorted({c for m in members for c in m["train"]}), "val": val, "test": first["test"],
+           "folds": [m["val"] for m in members]}
+    if "groups" in first:
+        out["groups"] = first["groups"]
+    return out
 
 
 class Segment(Task):
@@ -95,7 +98,7 @@ class Segment(Task):
                         "or augment.p 0 or segment.mirror_axes empty), and mirrored views of an unmirrored network "
                         "would be mislabelled")
         train_loader, val_loader, val_cases, split = segment_loaders(plan, dataset, rank, world)
-        info["n"] = {k: len(v) for k, v in split.items()}
+        info["n"] = {k: len(v) for k, v in split.items() if k != "groups"}
         module = self.module(plan)
         module.val_cases = val_cases
         return TrainingSetup(module, train_loader, val_loader, val_cases, split)
