@@ -207,6 +207,9 @@ class SegmentConfig:
     # `evaluate` picks the best on the validation cases (RUN/postprocess.json)
     postprocess: str = "none"
     use_fov: bool = False  # restrict loss and metrics to the field-of-view mask (DRIVE-style data)
+    # tolerance (mm) of the normalised surface Dice that `evaluate` reports, per label name; a label
+    # not named here: one voxel (the case's largest spacing). Fix these before looking at test results.
+    nsd_tolerance_mm: dict[str, float] = field(default_factory=dict)
     val_every: int = 1  # validate (sliding windows over whole val cases) every N epochs
     # test_fraction, val_fraction, fold (k of folds: k-fold cross-validation; cv with ensemble: k > 1 trains
     # one member per fold), seed (of the split); train_fraction < 1 trains on that
@@ -251,6 +254,12 @@ class SegmentConfig:
         modes = ("none", "largest_component", "fill_holes", "largest_component+fill_holes")
         if self.postprocess not in modes:
             raise ConfigError(f"segment.postprocess must be one of {modes}, got {self.postprocess!r}")
+        names = set(plan.class_names[1:]) if plan.class_names else None
+        for name, tol in self.nsd_tolerance_mm.items():
+            if names is not None and name not in names:
+                raise ConfigError(f"segment.nsd_tolerance_mm names {name!r}, not a label of the plan ({', '.join(sorted(names))})")
+            if not float(tol) > 0:
+                raise ConfigError(f"segment.nsd_tolerance_mm[{name!r}] must be a positive distance in mm, got {tol}")
 
 
 def window_of(seg: "SegmentConfig") -> list[int]:

@@ -43,6 +43,8 @@ def test_train_evaluate_predict(breast_npz, tmp_path, capsys):
     assert "AUC" in text and "paper ResNet-18 (28)" in text
     rep = json.loads((run / "eval" / "test.json").read_text())
     assert rep["n"] == 156 and len(rep["confusion_matrix"]) == 2 and 0 <= rep["ece"] <= 1
+    for name in ("auc", "acc", "ece", "brier"):  # every number with its 95 % interval
+        assert rep[f"{name}_ci95"][0] <= rep[name] <= rep[f"{name}_ci95"][1]
     for f in ("test_confusion.png", "test_roc.png", "test_reliability.png"):
         assert (run / "eval" / f).stat().st_size > 1000
 

@@ -54,6 +54,12 @@ def test_train_writes_split_and_evaluate_reports_mm(hippo_run):
     assert r["n"] == 10 and set(r["per_label"]) == {"Anterior", "Posterior"}
     assert 0.0 <= r["dice_mean"] <= 1.0 and r["size_unit"] == "mm3"
     assert r["per_label"]["Anterior"]["ref_size_mean"] > 500  # hippocampus head: ~1-2 cm³ per side
+    ant = r["per_label"]["Anterior"]
+    assert ant["nsd_tolerance_mm"] == 1.0 and 0.0 <= ant["nsd"] <= 1.0  # one voxel of the 1 mm grid
+    for key in ("dice", "nsd", "hd95_mm"):
+        lo, hi = ant[f"{key}_ci95"]
+        assert lo <= ant[key] <= hi
+    assert r["dice_mean_ci95"][0] <= r["dice_mean"] <= r["dice_mean_ci95"][1]
     from medcnn.infer.segmenter import POSTPROCESS
 
     post = json.loads((hippo_run / "postprocess.json").read_text())
@@ -61,6 +67,21 @@ def test_train_writes_split_and_evaluate_reports_mm(hippo_run):
     assert post["val_dice"][post["postprocess"]] == max(post["val_dice"].values())
     for f in ("test_cases.csv", "test_volumes.png"):
         assert (hippo_run / "eval" / f).is_file()
+
+
+def test_empty_masks_follow_the_stated_rule():
+    from medcnn.tasks.segment.evaluate import surface_metrics
+
+    ref = np.zeros((20, 20, 10), np.uint8)
+    ref[5:10, 5:10, 3:6] = 1
+    miss = surface_metrics(np.zeros_like(ref), ref, [1], (1.0, 1.0, 2.0))[1]
+    assert miss["dice"] == miss["nsd"] == 0 and miss["hd95_mm"] == pytest.approx(np.sqrt(20**2 + 20**2 + 20**2))
+    none = surface_metrics(np.zeros_like(ref), np.zeros_like(ref), [1], (1.0, 1.0, 2.0))[1]
+    assert none["dice"] == none["nsd"] == 1 and np.isnan(none["hd95_mm"]) and none["nsd_tolerance_mm"] == 2.0
+    shifted = np.roll(ref, 2, axis=0)
+    near = surface_metrics(shifted, ref, [1], (1.0, 1.0, 1.0), tolerances_mm={1: 2.0})[1]
+    far = surface_metrics(shifted, ref, [1], (1.0, 1.0, 1.0), tolerances_mm={1: 1.0})[1]
+    assert near["nsd"] == 1.0 and far["nsd"] < 1.0
 
 
 def test_predict_nifti_keeps_the_input_grid(hippo_run, hippocampus_dir, tmp_path):

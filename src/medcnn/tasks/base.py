@@ -25,6 +25,12 @@ from medcnn.train.optim import make_optimizer
 from medcnn.transfer.finetune import param_groups
 
 
+def with_ci(report: dict, name: str, fmt: str = ".3f") -> str:
+    """`` [lo, hi]`` for ``report[name + "_ci95"]``, or "" when the report has none."""
+    ci = report.get(f"{name}_ci95")
+    return f" [{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else ""
+
+
 @dataclass
 class Table:
     """A report as rows of text (the CLI draws it; other front ends may too)."""

@@ -16,7 +16,7 @@ from medcnn.infer.predictor import Predictor
 from medcnn.plan import Plan
 from medcnn.planning.classify import default_plan
 from medcnn.runs import RunFolder
-from medcnn.tasks.base import Table, Task, TrainingSetup
+from medcnn.tasks.base import Table, Task, TrainingSetup, with_ci
 from medcnn.tasks.classify.evaluate import evaluate_run
 from medcnn.tasks.classify.export import graph, parity
 from medcnn.tasks.classify.module import ClassificationTask, build_network
@@ -124,8 +124,11 @@ class Classify(Task):
         for name, v in r["per_class"].items():
             t.rows.append([name, str(v["support"]), f"{v['sensitivity']:.3f}", f"{v['specificity']:.3f}"])
         cal = r["calibration"]
-        t.notes.append(f"AUC {r['auc']:.4f}   ACC {r['acc']:.4f}   ECE {r['ece']:.4f} -> {cal['ece_after']:.4f} after "
-                       f"temperature scaling (T={cal['temperature']:.2f}, fitted on val)   -> {RunFolder(run).eval_dir}")
+        t.notes.append("   ".join(f"{name.upper() if name != 'brier' else 'Brier'} {r[name]:.4f}{with_ci(r, name)}"
+                                   for name in ("auc", "acc", "ece", "brier") if name in r)
+                       + "   (95 % bootstrap intervals, stratified by class)")
+        t.notes.append(f"ECE {r['ece']:.4f} -> {cal['ece_after']:.4f} after temperature scaling (T={cal['temperature']:.2f}, "
+                       f"fitted on val)   -> {RunFolder(run).eval_dir}")
         return t
 
     # ---- export and service ---------------------------------------------------------------------------------------

@@ -26,33 +26,58 @@ from medcnn.errors import RunFolderError
 from medcnn.infer.seg_outputs import save_overlay
 from medcnn.infer.segmenter import POSTPROCESS, Segmenter, postprocess
 from medcnn.measure import voxel_size_mm
+from medcnn.metrics.intervals import mean_ci
 from medcnn.models.ensemble import MeanEnsemble
 from medcnn.runs import RunFolder
 from medcnn.train.seg_data import cases_of
 from medcnn.utils.files import atomic_path, atomic_savefig, atomic_write_json
 
+CASE_METRICS = ("dice", "iou", "nsd", "hd95_mm", "assd_mm")
+EMPTY_RULE = ("a label absent from reference and prediction: Dice = IoU = NSD = 1, distances left out; "
+              "absent from one only: 0, distances = the image diagonal (mm)")
+INTERVALS = "95 % percentile bootstrap over cases, 2000 resamples (medcnn.metrics.intervals)"
+
 
 def surface_metrics(pred: np.ndarray, ref: np.ndarray, labels: list[int], spacing,
-                    distances: bool = True) -> dict[int, dict[str, float]]:
-    """Dice, IoU, HD95 (mm), ASSD (mm) per label; distances are NaN when either mask is empty
-    (or not asked for)."""
-    from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance, compute_iou
+                    distances: bool = True, tolerances_mm: dict[int, float] | None = None) -> dict[int, dict[str, float]]:
+    """Dice, IoU, normalised surface Dice (NSD, at ``tolerances_mm[label]``, default one voxel: the
+    largest spacing), HD95 (mm) and ASSD (mm) per label.
+
+    Empty masks (Metrics Reloaded's advice): a label absent from both reference and prediction
+    scores Dice = IoU = NSD = 1 and no distance (NaN, left out of means); a label in only one of them
+    scores 0 and, for the distances, the image's diagonal in mm (the worst possible)."""
+    from monai.metrics import (
+        compute_average_surface_distance,
+        compute_dice,
+        compute_hausdorff_distance,
+        compute_iou,
+        compute_surface_dice,
+    )
 
     k = max(labels) + 1
     p = torch.nn.functional.one_hot(torch.as_tensor(pred.astype(np.int64)), k).movedim(-1, 0)[None]
     r = torch.nn.functional.one_hot(torch.as_tensor(ref.astype(np.int64)), k).movedim(-1, 0)[None]
     dice = compute_dice(p, r, include_background=True, ignore_empty=False)[0]
     iou = compute_iou(p, r, include_background=True, ignore_empty=False)[0]
+    spacing = [float(s) for s in spacing]
+    diagonal = float(np.sqrt(sum((n * s) ** 2 for n, s in zip(pred.shape, spacing))))
     out = {}
     for lab in labels:
         pl, rl = p[:, lab:lab + 1], r[:, lab:lab + 1]
-        if distances and pl.any() and rl.any():
-            two = (torch.cat([1 - pl, pl], 1), torch.cat([1 - rl, rl], 1))
-            hd = float(compute_hausdorff_distance(*two, percentile=95, spacing=list(spacing))[0, 0])
-            asd = float(compute_average_surface_distance(*two, symmetric=True, spacing=list(spacing))[0, 0])
+        two = (torch.cat([1 - pl, pl], 1), torch.cat([1 - rl, rl], 1))
+        tol = float((tolerances_mm or {}).get(lab, max(spacing)))
+        if not distances:
+            nsd = hd = asd = float("nan")
+        elif pl.any() and rl.any():
+            nsd = float(compute_surface_dice(*two, [tol], spacing=spacing, use_subvoxels=False)[0, 0])
+            hd = float(compute_hausdorff_distance(*two, percentile=95, spacing=spacing)[0, 0])
+            asd = float(compute_average_surface_distance(*two, symmetric=True, spacing=spacing)[0, 0])
+        elif pl.any() or rl.any():
+            nsd, hd, asd = 0.0, diagonal, diagonal
         else:
-            hd = asd = float("nan")
-        out[lab] = {"dice": float(dice[lab]), "iou": float(iou[lab]), "hd95_mm": hd, "assd_mm": asd}
+            nsd, hd, asd = 1.0, float("nan"), float("nan")
+        out[lab] = {"dice": float(dice[lab]), "iou": float(iou[lab]), "nsd": nsd, "nsd_tolerance_mm": tol,
+                    "hd95_mm": hd, "assd_mm": asd}
     return out
 
 
@@ -139,6 +164,8 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
     segs.set_post(post["postprocess"])
     labels = list(range(1, plan.num_classes))
     names = {lab: plan.class_names[lab] for lab in labels}
+    tolerances = {lab: float(plan.segment.nsd_tolerance_mm[n]) for lab, n in names.items()
+                  if n in plan.segment.nsd_tolerance_mm}
     rows, times, pooled = [], [], {"probs": [], "ref": [], "fov": []}
     out_dir = RunFolder(run).eval_dir
     out_dir.mkdir(exist_ok=True)
@@ -150,7 +177,7 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
         pred = result.label.array[0]
         if plan.segment.use_fov and fov is not None:  # metrics count the field of view only
             pred = np.where(fov.array[0] > 0, pred, 0)
-        m = surface_metrics(pred, ref.array[0], labels, image.spacing)
+        m = surface_metrics(pred, ref.array[0], labels, image.spacing, tolerances_mm=tolerances)
         vox = voxel_size_mm(image.affine)
         row = {"case": case.id, "seconds": round(times[-1], 3)}
         for lab in labels:
@@ -168,11 +195,13 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
     per_label = {}
     for lab in labels:
         n = names[lab]
-        vals = {k: np.array([r[f"{n}_{k}"] for r in rows], dtype=float) for k in ("dice", "iou", "hd95_mm", "assd_mm")}
+        vals = {k: np.array([r[f"{n}_{k}"] for r in rows], dtype=float) for k in CASE_METRICS}
         refs = np.array([r[f"{n}_ref_size"] for r in rows])
         preds = np.array([r[f"{n}_pred_size"] for r in rows])
         corr = float(np.corrcoef(refs, preds)[0, 1]) if len(rows) > 2 and refs.std() > 0 and preds.std() > 0 else float("nan")
         per_label[n] = {**{k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for k, v in vals.items()},
+                        **{f"{k}_ci95": mean_ci(v) for k, v in vals.items()},
+                        "nsd_tolerance_mm": rows[0][f"{n}_nsd_tolerance_mm"],
                         "ref_size_mean": float(refs.mean()), "pred_size_mean": float(preds.mean()),
                         "size_correlation": corr,
                         "size_abs_error_pct": float(np.mean(np.abs(preds - refs) / np.maximum(refs, 1e-9)) * 100)}
@@ -181,6 +210,10 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
         "tta_flips": plan.mirror_tta, "tta_shift": plan.segment.tta_shift, "ensemble": plan.ensemble,
         "out_of_fold": bool(segs.members),
         "dice_mean": float(np.mean([v["dice"] for v in per_label.values()])),
+        "dice_mean_ci95": mean_ci(np.mean([[r[f"{n}_dice"] for n in names.values()] for r in rows], axis=1)),
+        "nsd_mean": float(np.nanmean([v["nsd"] for v in per_label.values()])),
+        "nsd_mean_ci95": mean_ci(np.nanmean([[r[f"{n}_nsd"] for n in names.values()] for r in rows], axis=1)),
+        "empty_reference_rule": EMPTY_RULE, "intervals": INTERVALS,
         "per_label": per_label, "size_unit": "mm3" if plan.spatial_dims == 3 else "mm2",
         "infer_s_per_case": float(np.mean(times)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }

@@ -16,7 +16,7 @@ from medcnn.infer.segmenter import Segmenter
 from medcnn.plan import INFERENCE_FIELDS, Plan
 from medcnn.planning.segment import default_plan
 from medcnn.runs import RunFolder
-from medcnn.tasks.base import Table, Task, TrainingSetup
+from medcnn.tasks.base import Table, Task, TrainingSetup, with_ci
 from medcnn.tasks.preview import augmented_rows
 from medcnn.tasks.segment.evaluate import evaluate_segment_run
 from medcnn.tasks.segment.export import graph, parity
@@ -152,12 +152,14 @@ class Segment(Task):
         how = f"{r['ensemble']} cross-validation members, each case out-of-fold" if r.get("out_of_fold") else \
             f"{r['checkpoint']} checkpoint" + (f" of {r['ensemble']} members" if r.get("ensemble", 1) > 1 else "")
         t = Table(f"{run} — {r['split']} ({r['n']} cases, {how}, post-processing {r['postprocess']['postprocess']})",
-                  ["label", "Dice", "IoU", "HD95 mm", "ASSD mm", f"ref {r['size_unit']}", f"pred {r['size_unit']}",
-                   "size r"])
+                  ["label", "Dice [95 % CI]", "NSD (τ mm)", "IoU", "HD95 mm", "ASSD mm", f"ref {r['size_unit']}",
+                   f"pred {r['size_unit']}", "size r"])
         for name, v in r["per_label"].items():
-            t.rows.append([name, f"{v['dice']:.4f}", f"{v['iou']:.4f}", f"{v['hd95_mm']:.2f}", f"{v['assd_mm']:.2f}",
-                           f"{v['ref_size_mean']:.0f}", f"{v['pred_size_mean']:.0f}", f"{v['size_correlation']:.3f}"])
-        line = f"mean Dice {r['dice_mean']:.4f}   inference {r['infer_s_per_case']:.2f} s/case"
+            nsd = f"{v['nsd']:.4f} ({v['nsd_tolerance_mm']:g})" if "nsd" in v else "–"
+            t.rows.append([name, f"{v['dice']:.4f}{with_ci(v, 'dice')}", nsd, f"{v['iou']:.4f}", f"{v['hd95_mm']:.2f}",
+                           f"{v['assd_mm']:.2f}", f"{v['ref_size_mean']:.0f}", f"{v['pred_size_mean']:.0f}",
+                           f"{v['size_correlation']:.3f}"])
+        line = f"mean Dice {r['dice_mean']:.4f}{with_ci(r, 'dice_mean')}   inference {r['infer_s_per_case']:.2f} s/case"
         if "fov" in r:
             f = r["fov"]
             line += (f"   inside the field of view: AUC {f['auc']:.4f}  F1 {f['f1']:.4f}  ACC {f['acc']:.4f}  "
