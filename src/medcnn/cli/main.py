@@ -324,8 +324,11 @@ def predict(run: Path = typer.Argument(..., help="Run folder."),
             keep_phi: bool = typer.Option(False, "--keep-phi", help="DICOM outputs keep the source's patient name/ID/"
                                           "birth date (to file them into the patient's record in a PACS), and "
                                           "results gain patient_id etc. Default: no patient identity anywhere."),
+            allow_out_of_domain: bool = typer.Option(False, "--allow-out-of-domain", help="Classification: also "
+                                                     "predict inputs unlike the training data (another modality, "
+                                                     "colour vs greyscale); their rows still say so."),
             progress: bool = typer.Option(True, help="Progress bar for several inputs.")):
-    """Classification: class probabilities. Segmentation: mask (NIfTI, PNG in 2D, DICOM SEG for a DICOM
+    """Classification: class probabilities, and whether each input looks like the training data. Segmentation: mask (NIfTI, PNG in 2D, DICOM SEG for a DICOM
     series), overlay PNG and measurements (size in mm³/mm², components, centroids, boxes) per input.
     Enhancement: the restored image (a new DICOM series for DICOM, NIfTI for NIfTI, PNG for PNG) and a
     before / after / difference PNG. Several inputs: a bad one is reported and skipped (exit 2 at the end)."""
@@ -334,7 +337,8 @@ def predict(run: Path = typer.Argument(..., help="Run folder."),
 
     results, failed = run_predict(run, list(inputs), checkpoint=checkpoint, engine=_engine(engine),
                                   out_dir=out_dir, overwrite=overwrite, max_uncertainty=max_uncertainty,
-                                  results_path=results_path, progress=progress, keep_phi=keep_phi)
+                                  results_path=results_path, progress=progress, keep_phi=keep_phi,
+                                  allow_out_of_domain=allow_out_of_domain)
     if json_path:
         atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "engine": engine, "results": results})
         out.print(f"written {json_path}")

@@ -24,7 +24,7 @@ TABLE_ROWS = 50  # larger batches print a summary instead of a table
 def run_predict(run: Path, inputs: list[Path], *, checkpoint: str = "best", engine: str = "torch",
                 out_dir: Path | None = None, overwrite: bool = False, max_uncertainty: float | None = None,
                 results_path: Path | None = None, progress: bool = True,
-                keep_phi: bool = False) -> tuple[list[dict[str, Any]], int]:
+                keep_phi: bool = False, allow_out_of_domain: bool = False) -> tuple[list[dict[str, Any]], int]:
     """(results, number of inputs that failed). Results carry no patient identity unless ``keep_phi``:
     then DICOM inputs' rows gain patient_id, patient_name, ... (``medcnn.io.phi.LINK_FIELDS``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -35,7 +35,7 @@ def run_predict(run: Path, inputs: list[Path], *, checkpoint: str = "best", engi
     from medcnn.tasks.outputs import input_output_dir
 
     paths = expand_inputs(inputs)
-    job = predict_job(run, checkpoint, engine, out_dir, overwrite, max_uncertainty, keep_phi)
+    job = predict_job(run, checkpoint, engine, out_dir, overwrite, max_uncertainty, keep_phi, allow_out_of_domain)
     batch = len(paths) > 1 or results_path is not None
     stream = ResultStream(results_path, job.fields + (list(LINK_FIELDS) if keep_phi else [])) if results_path else None
     resuming = bool(stream and stream.done)

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from medcnn.data.preprocess import image_to_tensor
+from medcnn.infer import domain
+from medcnn.infer.domain import DomainModel
 from medcnn.io import read_image
 from medcnn.models.ensemble import SymmetryTTA
 from medcnn.models.fold import folded_copy
@@ -16,6 +18,7 @@ from medcnn.plan import Plan
 from medcnn.utils.precision import resolve_precision
 
 REFER = "uncertain - refer"
+OUT_OF_DOMAIN = "out of domain - not predicted"
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -58,11 +61,13 @@ class Predictor:
     """A trained classifier with its plan: ``medcnn.tasks.load_model("runs/x").predict_files([...])``."""
 
     def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, checkpoint: str = "",
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, domain: DomainModel | None = None):
         if plan.tta != "none" and not getattr(net, "exported", False):  # an ONNX graph holds its symmetries
             net = SymmetryTTA(net, plan.tta, plan.label_type)
         self.plan, self.net, self.run_dir, self.checkpoint = plan, net.eval(), run_dir, checkpoint
         self.temperature = temperature  # from RUN/calibration.json, fitted on validation by `evaluate`
+        self.domain = domain  # RUN/domain.npz: what the training inputs look like (medcnn.infer.domain)
+        self.allow_out_of_domain = False  # True: predict foreign inputs too (their verdict still says so)
         # bfloat16 autocast where training used it (precision auto/bf16 on an AVX-512-bf16 CPU or a GPU; not 3D
         # classification on CPU): test AUC/ACC equal to fp32's at the 4th decimal on four runs, about 2x the
         # images/s (bench/results/EXPERIMENTS.md); weights channels_last in 2D, as the inputs are.
@@ -74,7 +79,9 @@ class Predictor:
 
     def with_network(self, net: torch.nn.Module) -> "Predictor":
         """The same classifier around another network (e.g. its ONNX export)."""
-        return Predictor(self.plan, net, self.run_dir, self.checkpoint, self.temperature)
+        twin = Predictor(self.plan, net, self.run_dir, self.checkpoint, self.temperature, self.domain)
+        twin.allow_out_of_domain = self.allow_out_of_domain
+        return twin
 
     @property
     def inference_net(self) -> torch.nn.Module:
@@ -115,6 +122,35 @@ class Predictor:
         r["calibrated"] = self.temperature != 1.0
         return r
 
+    @property
+    def feature_net(self) -> torch.nn.Module | None:
+        """The plain network the domain check reads features from (an ensemble's first member; None
+        for an exported graph, which exposes no features)."""
+        if getattr(self.net, "exported", False):
+            return None
+        net = getattr(self.net, "net", self.net)  # SymmetryTTA
+        members = getattr(net, "members", None)  # MeanEnsemble
+        return members[0] if members is not None else net
+
+    def domain_verdict(self, image, x: torch.Tensor) -> dict[str, Any]:
+        """How the input ``x`` (preprocessed from ``image``) compares with the training inputs."""
+        return domain.check(self.domain, self.feature_net, x, domain.image_colourfulness(np.asarray(image.array)),
+                            image.meta, self.plan.fingerprint.get("modality", "") if self.plan.fingerprint else "")
+
+    def predict_file(self, path: str | Path, image=None, max_uncertainty: float | None = None,
+                     allow_out_of_domain: bool | None = None) -> dict[str, Any]:
+        """One input's :meth:`result` with its domain verdict; a foreign input gets no class
+        unless ``allow_out_of_domain`` (default: the predictor's setting)."""
+        allow = self.allow_out_of_domain if allow_out_of_domain is None else allow_out_of_domain
+        image = read_image(path) if image is None else image
+        x = self.preprocess(path, image)
+        r = self.result(self.predict_array(x[None])[0], path, max_uncertainty)
+        r["domain"] = self.domain_verdict(image, x)
+        if r["domain"]["verdict"] == domain.FOREIGN and not allow:
+            r["prediction"], r["refused"] = OUT_OF_DOMAIN, True
+            r.pop("labels", None)
+        return r
+
     def predict_files(self, paths: list[str | Path], max_uncertainty: float | None = None) -> list[dict[str, Any]]:
-        """One :meth:`result` per input file."""
-        return [self.result(self.predict_array(self.preprocess(p)[None])[0], p, max_uncertainty) for p in paths]
+        """One :meth:`predict_file` result per input file."""
+        return [self.predict_file(p, max_uncertainty=max_uncertainty) for p in paths]

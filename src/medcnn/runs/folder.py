@@ -11,6 +11,7 @@ Layout::
     members/m0, m1, ...         an ensemble's members, each a run folder of its own
     transfer.json               pretrained weights used (``transfer.pretrained``)
     calibration.json            the temperature `evaluate` fitted on validation (classification)
+    domain.npz                  what training inputs look like, for the input-domain check (classification)
     postprocess.json            the post-processing `evaluate` chose on validation (segmentation)
     metrics.json, learning_curve.png, train.log, logs/   per-epoch numbers and logs
     eval/                       `medcnn evaluate` reports and figures
@@ -109,6 +110,7 @@ class RunFolder:
     split_csv = property(lambda self: self.path / "split.csv")
     calibration_file = property(lambda self: self.path / "calibration.json")
     postprocess_file = property(lambda self: self.path / "postprocess.json")
+    domain_file = property(lambda self: self.path / "domain.npz")
     transfer_file = property(lambda self: self.path / "transfer.json")
     metrics_file = property(lambda self: self.path / "metrics.json")
     curve_file = property(lambda self: self.path / "learning_curve.png")

@@ -1,6 +1,7 @@
 """The REST API and web workbench of ``medcnn serve``: FastAPI over :class:`ServedModel`.
 
-- ``POST /v1/predict`` (multipart: ``file``; optional ``model``, ``explain``, ``max_uncertainty``)
+- ``POST /v1/predict`` (multipart: ``file``; optional ``model``, ``explain``, ``max_uncertainty``,
+  ``allow_out_of_domain``); a classifier's answer carries ``domain`` (see medcnn.infer.domain)
 - ``GET /v1/models``, ``GET /health``, ``GET /v1/results/{id}/{file}``, ``DELETE /v1/results/{id}``
 - ``/`` the web page (static files in ``medcnn/serve/static``: no CDN, works offline);
   ``/openapi.json`` the API description (``/docs``: FastAPI's Swagger page, whose script comes from a CDN).
@@ -165,7 +166,9 @@ def create_app(models: dict, *, max_upload_mb: float = 512, retention_s: float =
                       model: str | None = Form(None, description="a name from /v1/models (default: the first)"),
                       explain: bool = Form(True, description="classification: compute the Grad-CAM map"),
                       max_uncertainty: float | None = Form(None, description="classification: abstain above this "
-                                                                             "uncertainty (1 - top probability)")):
+                                                                             "uncertainty (1 - top probability)"),
+                      allow_out_of_domain: bool = Form(False, description="classification: predict an input the "
+                                                       "domain check calls foreign (the answer still says so)")):
         name = display_name(file.filename)
         chosen = models.get(model or next(iter(models)))
         if chosen is None:
@@ -179,7 +182,7 @@ def create_app(models: dict, *, max_upload_mb: float = 512, retention_s: float =
         rid = secrets.token_hex(16)
         try:
             loop = asyncio.get_running_loop()
-            options = {"explain": explain, "max_uncertainty": max_uncertainty}
+            options = {"explain": explain, "max_uncertainty": max_uncertainty, "allow_out_of_domain": allow_out_of_domain}
             return await loop.run_in_executor(service.pool, service.predict, rid, chosen, file.file, name, options)
         except MedcnnError as e:
             status = 415 if isinstance(e, InputError) and e.problem.startswith("unrecognised file type") else 422

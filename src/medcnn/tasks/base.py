@@ -132,6 +132,10 @@ class Task:
     def save_dataset_split(self, folder: RunFolder, dataset) -> None:
         """Write the dataset's own split into a new run folder (split.csv of a folder dataset)."""
 
+    def after_training(self, run: Path, plan: Plan, dataset) -> None:
+        """Once a run has trained (single or ensemble, on the process that writes the run): what its
+        folder needs from the training data, e.g. a classifier's input-domain statistics."""
+
     def finish_ensemble(self, folder: RunFolder, plan: Plan) -> None:
         """After every member trained: what the ensemble's folder needs (e.g. the members' split)."""
 

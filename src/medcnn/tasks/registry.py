@@ -22,6 +22,7 @@ from medcnn.tasks.classify import Classify
 from medcnn.tasks.enhance import Enhance
 from medcnn.tasks.pretrain import Pretrain
 from medcnn.tasks.segment import Segment
+from medcnn.train.distributed import is_primary
 from medcnn.train.engine import train as engine_train
 from medcnn.utils.plugins import PLUGINS_ENV, import_plugins
 
@@ -109,7 +110,11 @@ def load_model(run: str | Path, checkpoint: str = "best", engine: str = "torch")
 
 def train(plan: Plan, data, run_dir: str | Path, **kw) -> Path:
     """Train ``plan`` on ``data`` into the run folder ``run_dir`` (``medcnn.train.engine.train``)."""
-    return engine_train(task_of(plan), plan, data, Path(run_dir), **kw)
+    task = task_of(plan)
+    run = engine_train(task, plan, data, Path(run_dir), **kw)
+    if is_primary():
+        task.after_training(run, plan, data)
+    return run
 
 
 def evaluate(run: str | Path, split: str = "test", checkpoint: str = "best", data: str | None = None,

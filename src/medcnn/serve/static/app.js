@@ -211,7 +211,13 @@ function showResult() {
   $("measurements").hidden = true;
   if (r.task === "classify") {
     const p = res.prediction ?? (res.labels || []).join(", ");
-    $("prediction").textContent = res.confidence !== undefined && !res.abstained ? `${p} (p = ${res.confidence.toFixed(3)})` : p;
+    $("prediction").textContent = res.confidence !== undefined && !res.abstained && !res.refused ? `${p} (p = ${res.confidence.toFixed(3)})` : p;
+    if (res.domain && res.domain.verdict !== "in-domain") {
+      // the model says when an input is unlike its training data (medcnn.infer.domain)
+      const warn = el("p", { class: "domain-warning", id: "domain-warning" },
+        `${res.domain.verdict === "foreign" ? "Not like the training data" : "Unusual input"}: ${res.domain.reasons.join("; ")}`);
+      details.append(warn);
+    }
     for (const [name, v] of Object.entries(res.probabilities)) {
       const bar = el("div", { class: "bar" });
       const track = el("div", { class: "track" });

@@ -9,11 +9,39 @@ import torch
 
 from medcnn.data.classification import load_classification
 from medcnn.data.preprocess import resize_batch
+from medcnn.infer.domain import DomainModel, fit_domain
 from medcnn.infer.predictor import Predictor, probabilities
 from medcnn.metrics.calibration import accuracy_coverage, fit_temperature
 from medcnn.metrics.classification import classification_report, expected_calibration_error, reliability_curve
 from medcnn.runs import RunFolder
 from medcnn.utils.files import atomic_path, atomic_savefig, atomic_write_json
+
+
+def load_domain(folder: RunFolder, checkpoint: str) -> DomainModel | None:
+    """The run's input-domain statistics, if fitted for this checkpoint."""
+    if not folder.domain_file.is_file():
+        return None
+    model = DomainModel.load(folder.domain_file)
+    return model if model.checkpoint == checkpoint else None
+
+
+def fit_run_domain(pred: Predictor, ds, checkpoint: str) -> DomainModel | None:
+    """Fit and save RUN/domain.npz from the run's training and validation images (None for an
+    exported graph, which has no features to read)."""
+    net = pred.feature_net
+    if net is None or pred.run_dir is None:
+        return None
+    pre = pred.plan.preprocessing
+
+    def sized(x):
+        return x if list(x.shape[2:]) == list(pre.input_size) else resize_batch(torch.as_tensor(x), pre.input_size).numpy()
+
+    (tx, ty), (vx, _) = ds.split("train"), ds.split("val")
+    model = fit_domain(net, sized(tx), ty, sized(vx), pred.plan.label_type,
+                       modality=(pred.plan.fingerprint or {}).get("modality", ""), checkpoint=checkpoint)
+    model.save(RunFolder(pred.run_dir).domain_file)
+    pred.domain = model
+    return model
 
 
 def evaluate_run(pred: Predictor, run: str | Path, split: str = "test", checkpoint: str = "best",
@@ -46,6 +74,8 @@ def evaluate_run(pred: Predictor, run: str | Path, split: str = "test", checkpoi
         report["accuracy_coverage"] = accuracy_coverage(cal_probs, labels)
     if data is None:  # the run's own data: later `predict` calls use this temperature
         RunFolder(run).write_calibration(t, checkpoint)
+        if load_domain(RunFolder(run), checkpoint) is None:  # runs trained before the domain check existed
+            fit_run_domain(pred, ds, checkpoint)
     out = RunFolder(run).eval_dir
     out.mkdir(exist_ok=True)
     atomic_write_json(out / f"{split}.json", report)

@@ -17,7 +17,7 @@ from medcnn.plan import Plan
 from medcnn.planning.classify import default_plan
 from medcnn.runs import RunFolder
 from medcnn.tasks.base import Table, Task, TrainingSetup, with_ci
-from medcnn.tasks.classify.evaluate import evaluate_run
+from medcnn.tasks.classify.evaluate import evaluate_run, fit_run_domain, load_domain
 from medcnn.tasks.classify.export import graph, parity
 from medcnn.tasks.classify.module import ClassificationTask, build_network
 from medcnn.tasks.classify.outputs import ClassifyJob
@@ -107,10 +107,16 @@ class Classify(Task):
     def inferer(self, plan: Plan, net: torch.nn.Module, folder: RunFolder | None, checkpoint: str,
                 label: str = "") -> Predictor:
         temperature = folder.temperature(checkpoint) if folder is not None else 1.0
-        return Predictor(plan, net, folder.path if folder else None, label or checkpoint, temperature)
+        return Predictor(plan, net, folder.path if folder else None, label or checkpoint, temperature,
+                         load_domain(folder, checkpoint) if folder is not None else None)
+
+    def after_training(self, run: Path, plan: Plan, dataset: ClassificationData) -> None:
+        """Fit the input-domain statistics of the best checkpoint (RUN/domain.npz)."""
+        fit_run_domain(self.load(run, "best"), dataset, "best")
 
     def output_job(self, model: Predictor, run: Path, out_dir: Path | None, overwrite: bool, options: dict):
-        return ClassifyJob(model, run, options.get("checkpoint", "best"), options.get("max_uncertainty"))
+        return ClassifyJob(model, run, options.get("checkpoint", "best"), options.get("max_uncertainty"),
+                           bool(options.get("allow_out_of_domain")))
 
     # ---- evaluation -------------------------------------------------------------------------------------------
     def evaluate(self, run: Path, split: str = "test", checkpoint: str = "best", data: str | None = None,
@@ -141,7 +147,7 @@ class Classify(Task):
     def serve(self, job, path: Path, image, dest: Path, options: dict) -> dict:
         pred = job.pred
         x = pred.preprocess(path, image)[None]
-        r = pred.result(pred.predict_array(x)[0], path, options.get("max_uncertainty"))
+        r = pred.predict_file(path, image, options.get("max_uncertainty"), options.get("allow_out_of_domain"))
         r.pop("file")
         views: dict = {}
         files = {}

@@ -1,0 +1,71 @@
+"""The input-domain check of a classifier, on the real BreastMNIST run and real foreign inputs."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from medcnn.cli.main import main
+from medcnn.infer.domain import FOREIGN, IN_DOMAIN, DomainModel, header_reasons
+from medcnn.infer.predictor import OUT_OF_DOMAIN
+from medcnn.tasks import load_model
+
+
+def _pngs(npz, split, n, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    x = np.load(npz)[f"{split}_images"]
+    paths = []
+    for i in np.linspace(0, len(x) - 1, n).astype(int):
+        PILImage.fromarray(x[i]).save(folder / f"{i}.png")
+        paths.append(folder / f"{i}.png")
+    return paths
+
+
+def test_training_fits_the_domain_statistics(breast_run):
+    model = DomainModel.load(breast_run / "domain.npz")
+    assert model.checkpoint == "best" and model.modality == "breast ultrasound"
+    assert model.means.shape[0] == 2 and np.isfinite(model.threshold)
+    # the threshold is the 99 % quantile of the validation distances: about 1 % of them lie above it
+    assert (model.val_distances > model.threshold).mean() <= 0.02
+
+
+def test_foreign_inputs_are_refused_and_can_be_allowed(breast_run, breast_npz, drive_dir, dicom_series_dir, tmp_path):
+    pred = load_model(breast_run)
+    own = [pred.predict_file(p) for p in _pngs(breast_npz, "test", 12, tmp_path / "own")]
+    assert sum(r["domain"]["verdict"] == IN_DOMAIN for r in own) >= 10
+    fundus = next((drive_dir / "test" / "images").iterdir())
+    mr = sorted(dicom_series_dir.glob("*.dcm"))[10]
+    for path, why in ((fundus, "colour image"), (mr, "DICOM modality MR")):
+        r = pred.predict_file(path)
+        assert r["domain"]["verdict"] == FOREIGN and why in r["domain"]["reasons"][0], r["domain"]
+        assert r["prediction"] == OUT_OF_DOMAIN and r["refused"]
+        allowed = pred.predict_file(path, allow_out_of_domain=True)
+        assert allowed["prediction"] in pred.plan.class_names and allowed["domain"]["verdict"] == FOREIGN
+
+
+def test_look_alike_inputs_lie_further_away(breast_run, breast_npz, medmnist_dir, tmp_path):
+    pred = load_model(breast_run)
+    own = [pred.predict_file(p)["domain"]["distance"] for p in _pngs(breast_npz, "test", 20, tmp_path / "own")]
+    xray = [pred.predict_file(p)["domain"]["distance"]
+            for p in _pngs(medmnist_dir / "pneumoniamnist.npz", "test", 20, tmp_path / "xray")]
+    assert np.median(xray) > np.median(own)
+
+
+def test_predict_rows_carry_the_verdict(breast_run, drive_dir, tmp_path):
+    fundus = next((drive_dir / "test" / "images").iterdir())
+    out = tmp_path / "r.jsonl"
+    assert main(["predict", str(breast_run), str(fundus), "--results", str(out), "--no-progress"]) == 0
+    row = json.loads(out.read_text().splitlines()[0])
+    assert row["domain"] == FOREIGN and "greyscale" in row["domain_reasons"] and row["prediction"] == OUT_OF_DOMAIN
+    out.unlink()
+    assert main(["predict", str(breast_run), str(fundus), "--results", str(out), "--no-progress",
+                 "--allow-out-of-domain"]) == 0
+    assert json.loads(out.read_text().splitlines()[0])["prediction"] != OUT_OF_DOMAIN
+
+
+@pytest.mark.parametrize("code,modality,foreign", [
+    ("CT", "breast ultrasound", True), ("US", "breast ultrasound", False), ("DX", "chest X-ray", False),
+    ("MR", "abdominal CT", True), ("CT", "greyscale volume (CT/MR)", False), ("OT", "chest X-ray", False),
+    ("CT", "", False), ("MR", "retinal OCT", True)])
+def test_modality_rule(code, modality, foreign):
+    assert bool(header_reasons({"modality": code}, modality)) == foreign
