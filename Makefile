@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test lint fuzz install browser fetch-demo bench-scale bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve clean help
+.PHONY: demo test lint fuzz install browser fetch-demo bench-scale bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve bench-domain clean help
 
 help:
 	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench-enhance  - MR / CT denoising, low-dose and sparse-view CT, super-resolution vs BM3D, NLM, FBP, bicubic"
 	@echo "make bench-classify - 5 MedMNIST datasets x 3 seeds + the official recipe baseline (hours; README table)"
 	@echo "make bench-infer    - images/s and latency: MONAI eager vs bf16 vs torch.compile vs ONNX Runtime per task"
+	@echo "make bench-domain   - input-domain check: false alarms on own test images, catches of foreign ones"
 	@echo "make bench-serve    - load test of medcnn serve (200 requests, 8 concurrent) + workbench screenshots"
 	@echo "make bench-transfer - label efficiency (1-100 % of labels, scratch vs medcnn pretrain) + augmentation ablation"
 
@@ -78,6 +79,9 @@ bench-serve: $(STAMP) browser
 
 bench-segment: $(STAMP)
 	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/segment.py --out $(RUNS)/bench-segment $(BENCH_ARGS)
+
+bench-domain: $(STAMP)
+	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/domain.py --out $(RUNS)/bench-domain $(BENCH_ARGS)
 
 bench-enhance: $(STAMP)
 	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/enhance.py --out $(RUNS)/bench-enhance $(BENCH_ARGS)
