@@ -1,6 +1,7 @@
 """Enhancement end to end on real MR volumes (MSD hippocampus imagesTs): plan, split, train."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,6 +72,13 @@ def test_evaluate_beside_the_classical_baselines(enhance_run):
     assert rows["noisy"]["psnr"] == pytest.approx(20.17, abs=0.3)
     assert rows["bm3d"]["psnr"] > rows["noisy"]["psnr"] + 3 and rows["medcnn"]["psnr"] > rows["noisy"]["psnr"]
     assert (enhance_run / "eval" / "enhance_test.csv").read_text().startswith("level,method,psnr")
+    for row in rows.values():  # intervals over the 6 images, and the per-image values behind them
+        assert row["psnr_ci95"][0] <= row["psnr"] <= row["psnr_ci95"][1] and len(row["per_image_psnr"]) == 6
+    diff = np.array(rows["medcnn"]["per_image_psnr"]) - np.array(rows["bm3d"]["per_image_psnr"])
+    assert rows["medcnn"]["psnr_minus_bm3d"] == pytest.approx(diff.mean(), abs=2e-3)
+    lo, hi = rows["medcnn"]["psnr_minus_bm3d_ci95"]
+    assert lo <= rows["medcnn"]["psnr_minus_bm3d"] <= hi
+    assert len((enhance_run / "eval" / "enhance_test_images.csv").read_text().splitlines()) == 1 + 4 * 6
 
 
 def test_restored_volume_keeps_grid_and_units(enhance_run, mr_dir):

@@ -19,6 +19,7 @@ import torch
 from medcnn.data.enhance import load_enhance
 from medcnn.errors import RunFolderError
 from medcnn.infer.enhancer import Enhancer
+from medcnn.metrics.intervals import mean_ci, paired_difference_ci
 from medcnn.runs import RunFolder
 from medcnn.train.enhance_data import degradation_for, load_slices, part_pairs, pixel_mm
 from medcnn.utils.files import atomic_write_json, atomic_write_text
@@ -93,12 +94,24 @@ def evaluate_slices(enhancer, slices: list[torch.Tensor], degradation, levels: l
                     out = noisy
                 ms = (time.perf_counter() - t0) * 1000
                 acc[m].append((*metrics(out.astype(np.float32), clean), ms))
+        reference = next((m for m in ("bm3d", baseline_name(kind)) if m in acc and m != "medcnn"), None)
         for m, vals in acc.items():
             a = np.array(vals, dtype=np.float64)
-            rows.append({"degradation": kind, "level": level, "method": m, "psnr": round(float(a[:, 0].mean()), 3),
-                         "ssim": round(float(a[:, 1].mean()), 4), "ms_per_image": round(float(a[:, 2].mean()), 2),
-                         "n_images": len(vals)})
+            row = {"degradation": kind, "level": level, "method": m, "psnr": round(float(a[:, 0].mean()), 3),
+                   "psnr_ci95": _rounded(mean_ci(a[:, 0]), 3), "ssim": round(float(a[:, 1].mean()), 4),
+                   "ssim_ci95": _rounded(mean_ci(a[:, 1]), 4), "ms_per_image": round(float(a[:, 2].mean()), 2),
+                   "n_images": len(vals), "per_image_psnr": [round(float(v), 3) for v in a[:, 0]],
+                   "per_image_ssim": [round(float(v), 4) for v in a[:, 1]]}
+            if m == "medcnn" and reference is not None:  # paired: the same slices and noise for both
+                b = np.array(acc[reference], dtype=np.float64)
+                row[f"psnr_minus_{reference}"] = round(float((a[:, 0] - b[:, 0]).mean()), 3)
+                row[f"psnr_minus_{reference}_ci95"] = _rounded(paired_difference_ci(a[:, 0], b[:, 0]), 3)
+            rows.append(row)
     return rows
+
+
+def _rounded(ci: list[float] | None, digits: int) -> list[float] | None:
+    return [round(v, digits) for v in ci] if ci else None
 
 
 def test_slices(plan, data, split: dict, part: str = "test", limit: int = MAX_SLICES) -> list[torch.Tensor]:
@@ -129,7 +142,11 @@ def evaluate_enhance_run(enh: Enhancer, run: str | Path, split: str = "test", ch
     out = RunFolder(run).eval_dir
     out.mkdir(exist_ok=True)
     atomic_write_json(out / f"enhance_{split}.json", report)
-    lines = ["level,method,psnr,ssim,ms_per_image"] + [f"{r['level']},{r['method']},{r['psnr']},{r['ssim']},"
-                                                       f"{r['ms_per_image']}" for r in rows]
+    lines = ["level,method,psnr,psnr_lo,psnr_hi,ssim,ms_per_image"] + [
+        f"{r['level']},{r['method']},{r['psnr']},{r['psnr_ci95'][0]},{r['psnr_ci95'][1]},{r['ssim']},{r['ms_per_image']}"
+        for r in rows]
     atomic_write_text(out / f"enhance_{split}.csv", "\n".join(lines) + "\n")
+    images = ["level,method,image,psnr,ssim"] + [f"{r['level']},{r['method']},{i},{p},{q}" for r in rows
+                                                for i, (p, q) in enumerate(zip(r["per_image_psnr"], r["per_image_ssim"]))]
+    atomic_write_text(out / f"enhance_{split}_images.csv", "\n".join(images) + "\n")
     return report

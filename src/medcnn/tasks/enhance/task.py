@@ -13,7 +13,7 @@ from medcnn.infer.enhancer import Enhancer
 from medcnn.plan import Plan
 from medcnn.planning.enhance import default_plan
 from medcnn.runs import RunFolder
-from medcnn.tasks.base import Table, Task, TrainingSetup
+from medcnn.tasks.base import Table, Task, TrainingSetup, with_ci
 from medcnn.tasks.enhance.evaluate import evaluate_enhance_run
 from medcnn.tasks.enhance.export import graph, parity
 from medcnn.tasks.enhance.module import EnhanceTask, build_enhance_network
@@ -110,10 +110,14 @@ class Enhance(Task):
     def report_table(self, run: Path, report: dict) -> Table:
         r = report
         t = Table(f"{run} — {r['split']} ({r['n_images']} images, {r['degradation']}, {r['checkpoint']} checkpoint)",
-                  ["level", "method", "PSNR dB", "SSIM", "ms / image"])
+                  ["level", "method", "PSNR dB [95 % CI]", "SSIM", "ms / image"])
         for row in r["rows"]:
-            t.rows.append([f"{row['level']:g}", row["method"], f"{row['psnr']:.2f}", f"{row['ssim']:.4f}",
-                           f"{row['ms_per_image']:.1f}"])
+            t.rows.append([f"{row['level']:g}", row["method"], f"{row['psnr']:.2f}{with_ci(row, 'psnr', '.2f')}",
+                           f"{row['ssim']:.4f}", f"{row['ms_per_image']:.1f}"])
+            for key in [k for k in row if k.startswith("psnr_minus_") and not k.endswith("_ci95")]:
+                t.notes.append(f"level {row['level']:g}: medcnn − {key[len('psnr_minus_'):]} = {row[key]:+.2f} dB"
+                               f"{with_ci(row, key, '+.2f')} (paired over the same images and noise)")
+        t.notes.append("95 % bootstrap intervals over images (medcnn.metrics.intervals)")
         return t
 
     # ---- export and service ---------------------------------------------------------------------------------------
