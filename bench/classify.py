@@ -14,6 +14,7 @@ unchanged since the commit it was measured at (--fresh re-runs everything).
 
 Writes (merging with records of datasets not run this time):
   bench/results/classify.json   one record per dataset (see README, "Results")
+  bench/results/predictions/classify-<dataset>-seed<k>.npz   each seed's test probabilities and labels
   README.md                     the table between the bench-classify markers
   OUT/<dataset>/seed<k>/        every run folder (plan, checkpoints, metrics, eval)
 """
@@ -53,7 +54,7 @@ def paper_targets(name: str) -> dict:
     return {"paper_r18_28": r18, "paper_best_auc": best_auc, "paper_best_acc": best_acc}
 
 
-def run_ours(name: str, seed: int, out: Path, sets: list[str]) -> dict:
+def run_ours(name: str, seed: int, out: Path, sets: list[str], predictions: Path) -> dict:
     from medcnn.data.classification import load_classification
     from medcnn.planning import default_plan
     from medcnn.tasks import evaluate, train
@@ -66,8 +67,11 @@ def run_ours(name: str, seed: int, out: Path, sets: list[str]) -> dict:
     rep = evaluate(run, "test")
     seconds = time.perf_counter() - t0
     n_train = len(data.labels["train"])
+    save_predictions(predictions_file(predictions, name, seed), np.load(run / "eval" / "test_probs.npy"),
+                     data.labels["test"])
     return {"seed": seed, "test_auc": round(rep["auc"], 4), "test_acc": round(rep["acc"], 4),
-            "test_ece": round(rep["ece"], 4), "test_ece_calibrated": round(rep["calibration"]["ece_after"], 4),
+            "test_ece": round(rep["ece"], 4), "test_brier": round(rep["brier"], 4),
+            "test_ece_calibrated": round(rep["calibration"]["ece_after"], 4),
             "best_epoch": info.get("best_epoch"), "best_val_auc": info.get("best_val_score"),
             "epochs": plan.epochs, "ensemble": plan.ensemble, "tta": plan.tta, "model": plan.model.name, "model_kwargs": plan.model.kwargs,
             "input": plan.preprocessing.input_size, "precision": info.get("precision"),
@@ -75,7 +79,40 @@ def run_ours(name: str, seed: int, out: Path, sets: list[str]) -> dict:
             "images_per_second": round(plan.ensemble * plan.epochs * n_train / info["train_seconds"], 1)}
 
 
-def summarise(name: str, runs: list[dict], official: dict | None, meta: dict) -> dict:
+def predictions_file(folder: Path, name: str, seed: int) -> Path:
+    """Where a seed's test probabilities are kept: beside the results file, in predictions/."""
+    return folder / f"classify-{name}-seed{seed}.npz"
+
+
+def save_predictions(path: Path, probs: np.ndarray, labels: np.ndarray) -> None:
+    """Test probabilities (float16: 3 decimals, enough for every metric here) and labels, so that
+    intervals and new metrics never need a retraining."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, probs=probs.astype(np.float16), labels=labels)
+    tmp.replace(path)
+
+
+def intervals(name: str, runs: list[dict], folder: Path) -> dict:
+    """95 % intervals of the seed-mean test metrics: a bootstrap over the test images, stratified by
+    class, every seed scored on the same resample (medcnn.metrics.intervals)."""
+    from medcnn.metrics.classification import brier_score, classification_intervals
+
+    files = [predictions_file(folder, name, r["seed"]) for r in runs]
+    if not all(f.is_file() for f in files):
+        return {}
+    loaded = [np.load(f) for f in files]
+    labels = loaded[0]["labels"]
+    probs = [z["probs"].astype(np.float32) for z in loaded]
+    label_type = "multilabel" if labels.ndim > 1 else "binary" if probs[0].shape[1] == 2 else "multiclass"
+    ci = classification_intervals(probs, labels, label_type)
+    rec = {f"test_{k}_ci95": [round(v, 4) for v in ci[k]] for k in ("auc", "acc", "ece", "brier") if ci[k]}
+    rec["test_brier_mean"] = round(float(np.mean([brier_score(p, labels, label_type) for p in probs])), 4)
+    rec["predictions"] = [f.name for f in files]
+    return rec
+
+
+def summarise(name: str, runs: list[dict], official: dict | None, meta: dict, predictions: Path | None = None) -> dict:
     auc = np.array([r["test_auc"] for r in runs])
     acc = np.array([r["test_acc"] for r in runs])
     tgt = paper_targets(name)
@@ -89,7 +126,8 @@ def summarise(name: str, runs: list[dict], official: dict | None, meta: dict) ->
            "precision": runs[0]["precision"], **tgt,
            "beats_paper_best": at_least(float(auc.mean()), tgt["paper_best_auc"]) and
                                at_least(float(acc.mean()), tgt["paper_best_acc"]),
-           "official_minutes": None, "time_ratio": None, "official": None, "runs": runs, **meta}
+           "official_minutes": None, "time_ratio": None, "official": None, "runs": runs, **meta,
+           **(intervals(name, runs, predictions) if predictions is not None else {})}
     if official:
         r18 = tgt["paper_r18_28"]
         reached = [r["seconds"] for r in runs if r["test_auc"] >= r18[0] and r["test_acc"] >= r18[1]]
@@ -120,7 +158,8 @@ def update_results(path: Path, records: list[dict]) -> list[dict]:
 
 def table(records: list[dict]) -> str:
     f = lambda m, s: f"{m:.3f} ± {s:.3f}"
-    lines = ["| dataset | network (input), epochs | test AUC (mean ± std) | test ACC (mean ± std) | paper best ResNet AUC / ACC | "
+    ci = lambda r, k: f" [{r[k][0]:.3f}, {r[k][1]:.3f}]" if r.get(k) else ""
+    lines = ["| dataset | network (input), epochs | test AUC (mean ± std [95 % CI]) | test ACC (mean ± std [95 % CI]) | paper best ResNet AUC / ACC | "
              "paper ResNet-18 (28) | minutes per run | images/s | official recipe minutes | time ratio | commit |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
@@ -130,8 +169,8 @@ def table(records: list[dict]) -> str:
               (f", ensemble of {r['ensemble']}" if r.get("ensemble", 1) > 1 else "") + \
               (f", TTA {r['tta']}" if r.get("tta", "none") != "none" else "")
         bold = lambda m, s, paper: f"**{f(m, s)}**" if at_least(m, paper) else f(m, s)
-        auc = bold(r["test_auc_mean"], r["test_auc_std"], r["paper_best_auc"])
-        acc = bold(r["test_acc_mean"], r["test_acc_std"], r["paper_best_acc"])
+        auc = bold(r["test_auc_mean"], r["test_auc_std"], r["paper_best_auc"]) + ci(r, "test_auc_ci95")
+        acc = bold(r["test_acc_mean"], r["test_acc_std"], r["paper_best_acc"]) + ci(r, "test_acc_ci95")
         r18 = r["paper_r18_28"]
         off = "–"
         if r.get("official") and r.get("official_extrapolated_from_epochs"):
@@ -145,7 +184,9 @@ def table(records: list[dict]) -> str:
                      f"`{r['commit']}`" + (f" [{r['dataset']}]" if r.get("note") else "") + " |")
     cmds = sorted({r["command"] for r in records})
     lines += ["", "Bold: at or above the paper's best ResNet, compared at the paper's precision (three decimals: "
-              "a mean of 0.9976 counts as 0.998). Seeds " + ", ".join(sorted({str(r['seeds']) for r in records})) +
+              "a mean of 0.9976 counts as 0.998). ± std: the spread between seeds (training); [95 % CI]: the "
+              "seed-mean's bootstrap interval over the test images (2,000 resamples, stratified by class), where the "
+              "record holds its test predictions. Seeds " + ", ".join(sorted({str(r['seeds']) for r in records})) +
               "; command(s): " + "; ".join(f"`{c}`" for c in cmds) + "."]
     lines += [f"\n[{r['dataset']}] {r['note']}" for r in records if r.get("note")]
     return "\n".join(lines)
@@ -177,6 +218,7 @@ def main() -> None:
     meta = common.run_meta("bench/classify.py", args.sets, "bench/official_recipe.py")
     official_sets = set() if args.official == ["none"] else set(args.official)
     records = []
+    predictions = args.results.parent / "predictions"  # per-seed test probabilities, kept with the records
     code = ("bench/classify.py", "bench/common.py", "bench/official_recipe.py")
     for name in args.datasets:
         runs = []
@@ -185,7 +227,8 @@ def main() -> None:
             saved = args.out / name / f"seed{seed}.json"
             rec = None if args.fresh else common.load_reusable(saved, args.sets, *code)
             if rec is None:
-                rec = {**run_ours(name, seed, args.out, args.sets), "commit": meta["commit"], "plan_overrides": args.sets}
+                rec = {**run_ours(name, seed, args.out, args.sets, predictions), "commit": meta["commit"],
+                       "plan_overrides": args.sets}
                 common.save_record(saved, rec)
             else:
                 print(f"{name} seed {seed}: reusing {saved} (measured at {rec['commit']}, same code)", flush=True)
@@ -201,7 +244,7 @@ def main() -> None:
                 official.update(commit=meta["commit"], plan_overrides=args.sets)
                 common.save_record(saved, official)
             print(json.dumps(official), flush=True)
-        records.append(summarise(name, runs, official, meta))
+        records.append(summarise(name, runs, official, meta, predictions))
         merged = update_results(args.results, records)  # after every dataset: a killed bench keeps its work
     update_readme(args.readme, merged)
     print(table(merged))

@@ -3,6 +3,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,3 +97,19 @@ def test_saved_seed_is_reused_only_for_the_same_code_and_overrides(tmp_path):
         assert common.load_reusable(saved, [], "bench/classify.py") is None  # the first commit's code differs
     common.save_record(saved, {"seed": 0, "commit": head + "-dirty", "plan_overrides": []})
     assert common.load_reusable(saved, [], "bench/classify.py") is None
+
+
+def test_seed_predictions_give_the_records_intervals(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300)
+    runs = []
+    for seed in (0, 1, 2):
+        p1 = np.clip(labels * 0.6 + rng.random(300) * 0.4, 0, 1)
+        bench.save_predictions(bench.predictions_file(tmp_path, "toy", seed), np.stack([1 - p1, p1], 1), labels)
+        runs.append({"seed": seed})
+    rec = bench.intervals("toy", runs, tmp_path)
+    assert rec["predictions"] == [f"classify-toy-seed{s}.npz" for s in (0, 1, 2)]
+    for k in ("auc", "acc", "ece", "brier"):
+        lo, hi = rec[f"test_{k}_ci95"]
+        assert 0 <= lo <= hi <= 1
+    assert bench.intervals("toy", [{"seed": 7}], tmp_path) == {}  # no predictions kept: no interval
