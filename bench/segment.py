@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def data_path(name: str) -> Path:
     return p
 
 
-def run_one(name: str, out: Path, sets: list[str]) -> dict:
+def run_one(name: str, out: Path, sets: list[str], predictions: Path) -> dict:
     from medcnn.data.segmentation import load_segmentation
     from medcnn.plan import Plan
     from medcnn.planning.segment import default_plan
@@ -56,9 +57,13 @@ def run_one(name: str, out: Path, sets: list[str]) -> dict:
     plan = Plan.load(run / "plan.yaml")  # the epochs actually trained (cut to the time budget)
     member_epochs = [Plan.load(run / m["dir"] / "plan.yaml").epochs for m in info.get("members", [])]
     rep = evaluate(run, "test")
-    rec = {"dataset": name, "dice_mean": round(rep["dice_mean"], 4),
-           "per_label": {k: {m: round(v[m], 4) for m in ("dice", "iou", "hd95_mm", "assd_mm", "size_correlation",
-                                                       "size_abs_error_pct")} for k, v in rep["per_label"].items()},
+    predictions.mkdir(parents=True, exist_ok=True)  # the per-case metrics behind the record's means and intervals
+    shutil.copyfile(run / "eval" / "test_cases.csv", predictions / f"segment-{name}-cases.csv")
+    rec = {"dataset": name, "dice_mean": round(rep["dice_mean"], 4), "dice_mean_ci95": _r(rep.get("dice_mean_ci95")),
+           "nsd_mean": round(rep["nsd_mean"], 4) if "nsd_mean" in rep else None,
+           "nsd_mean_ci95": _r(rep.get("nsd_mean_ci95")), "per_case": f"segment-{name}-cases.csv",
+           "per_label": {k: {m: (round(v[m], 4) if not m.endswith("_ci95") else _r(v[m])) for m in PER_LABEL if m in v}
+                         for k, v in rep["per_label"].items()},
            "f1": None, "auc": None, "acc": None, "n_test": rep["n"], "postprocess": rep["postprocess"],
            "train_minutes": round(info["train_seconds"] / 60, 2), "best_val_dice": info.get("best_val_score"),
            "infer_s_per_case": round(rep["infer_s_per_case"], 3),
@@ -73,12 +78,23 @@ def run_one(name: str, out: Path, sets: list[str]) -> dict:
     return rec
 
 
+PER_LABEL = ("dice", "dice_ci95", "nsd", "nsd_ci95", "nsd_tolerance_mm", "iou", "hd95_mm", "hd95_mm_ci95", "assd_mm",
+             "size_correlation", "size_abs_error_pct")
+
+
+def _r(ci: list[float] | None) -> list[float] | None:
+    return [round(v, 4) for v in ci] if ci else None
+
+
 def table(records: list[dict]) -> str:
-    lines = ["| dataset | Dice (mean over labels) | per label | F1 / AUC / ACC in FOV | reference | train min | "
-             "infer s/case | peak RAM MB | network, patch, epochs | commit |",
+    ci = lambda v, k: f" [{v[k][0]:.3f}, {v[k][1]:.3f}]" if v.get(k) else ""
+    lines = ["| dataset | Dice (mean over labels) [95 % CI] | per label: Dice, NSD (τ) | F1 / AUC / ACC in FOV | reference | "
+             "train min | infer s/case | peak RAM MB | network, patch, epochs | commit |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
-        per = "; ".join(f"{k} {v['dice']:.3f}" for k, v in r["per_label"].items())
+        per = "; ".join(f"{k} {v['dice']:.3f}{ci(v, 'dice_ci95')}" +
+                        (f", NSD {v['nsd']:.3f} ({v['nsd_tolerance_mm']:g} mm)" if "nsd" in v else "")
+                        for k, v in r["per_label"].items())
         fov = f"{r['f1']:.3f} / {r['auc']:.3f} / {r['acc']:.3f}" if r.get("f1") is not None else "–"
         ep = f"{r['epochs']} ep" if not r.get("member_epochs") else \
             f"{len(r['member_epochs'])} {'folds' if r.get('cross_validation') else 'members'} × " \
@@ -86,11 +102,12 @@ def table(records: list[dict]) -> str:
         net = f"{r['model']} {r['model_kwargs'].get('filters')}, {'×'.join(map(str, r['patch']))}, {ep}"
         if r.get("tta_shift"):
             net += f", shifted views ±{r['tta_shift']} vox"
-        lines.append(f"| {r['dataset']} ({r['n_test']} test cases) | {r['dice_mean']:.3f} | {per} | {fov} | {r['reference']} | "
+        lines.append(f"| {r['dataset']} ({r['n_test']} test cases) | {r['dice_mean']:.3f}{ci(r, 'dice_mean_ci95')} | {per} | {fov} | {r['reference']} | "
                      f"{r['train_minutes']:.1f} | {r['infer_s_per_case']:.2f} | {r['peak_rss_mb']:.0f} | {net} | "
                      f"`{r['commit']}` |")
     cmds = sorted({r["command"] for r in records})
-    lines += ["", "Command(s): " + "; ".join(f"`{c}`" for c in cmds) + "."]
+    lines += ["", "Command(s): " + "; ".join(f"`{c}`" for c in cmds) + ". [95 % CI]: bootstrap over the test "
+              "cases (2,000 resamples), where the record has them; NSD: normalised surface Dice at tolerance τ."]
     return "\n".join(lines)
 
 
@@ -103,7 +120,7 @@ def main() -> None:
     meta = common.run_meta("bench/segment.py", args.sets)
     merged = []
     for name in args.datasets:
-        rec = {**run_one(name, args.out, args.sets), **meta}
+        rec = {**run_one(name, args.out, args.sets, args.results.parent / "predictions"), **meta}
         print(json.dumps(rec), flush=True)
         merged = common.update_results(args.results, [rec], list(DATASETS))
     common.update_readme(args.readme, START, END, table(merged))
