@@ -84,3 +84,15 @@ def test_segmentation_folds_are_checked(sets, msg):
         plan.override(sets)
     assert plan.override(["ensemble=5", "segment.split.fold=cv"]).segment.split["fold"] == "cv"
     assert plan.override(["segment.split={fold: 2, folds: 3}"]).segment.split["fold"] == 2
+
+
+def test_nsd_tolerances_name_labels_of_the_plan():
+    from medcnn.plan import Preprocessing, SegmentConfig
+
+    plan = Plan(task="segment", spatial_dims=3, num_classes=3, class_names=["background", "Anterior", "Posterior"],
+                preprocessing=Preprocessing(input_size=[32, 48, 32]), segment=SegmentConfig(patch_size=[32, 48, 32]))
+    assert plan.override(["segment.nsd_tolerance_mm={Anterior: 2}"]).segment.nsd_tolerance_mm == {"Anterior": 2}
+    with pytest.raises(ConfigError, match="not a label of the plan"):
+        plan.override(["segment.nsd_tolerance_mm={Hippocampus: 2}"])
+    with pytest.raises(ConfigError, match="positive distance"):
+        plan.override(["segment.nsd_tolerance_mm={Posterior: 0}"])
