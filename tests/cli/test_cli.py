@@ -168,10 +168,13 @@ def test_3d_model_predicts_dicom_series_and_nifti(medmnist_dir, dicom_series_dir
         data.images[s], data.labels[s] = data.images[s][:64], data.labels[s][:64]
     run = train(default_plan(data, "adrenalmnist3d").override(["epochs=1"]), data, tmp_path / "run", progress=False)
     vol = os.path.join(nibabel.testing.data_path, "anatomical.nii")
-    assert main(["predict", str(run), str(dicom_series_dir), vol, "--json", str(tmp_path / "p.json")]) == 0
+    # an MR series into a model of shapes from abdominal CT is foreign: predicted here only because asked
+    assert main(["predict", str(run), str(dicom_series_dir), vol, "--allow-out-of-domain",
+                 "--json", str(tmp_path / "p.json")]) == 0
     res = json.loads((tmp_path / "p.json").read_text())["results"]
     assert [r["file"] for r in res] == [str(dicom_series_dir), vol]
     assert all(r["prediction"] in ("normal", "hyperplasia") for r in res)
+    assert res[0]["domain"]["verdict"] == "foreign" and "DICOM modality MR" in res[0]["domain"]["reasons"][0]
 
 
 def test_evaluate_on_other_data_resizes(breast_run, breast_npz, tmp_path):

@@ -69,8 +69,13 @@ def test_classify_a_dicom_slice_with_heat_map(client, breast_run, dicom_files):
     body = r.json()
     res = body["result"]
     assert body["type"] == "DICOM" and body["input"]["modality"] == "MR"
-    assert res["prediction"] in ("malignant", "normal, benign")
+    # an MR slice into a breast-ultrasound model: foreign, so no class unless asked for
+    assert res["prediction"] == "out of domain - not predicted" and res["domain"]["verdict"] == "foreign"
     assert abs(sum(res["probabilities"].values()) - 1) < 1e-4
+    allowed = client.post("/v1/predict", files={"file": ("slice.dcm", dicom_files[12].read_bytes())},
+                          data={"model": breast_run.name, "allow_out_of_domain": "true", "explain": "false"}).json()
+    assert allowed["result"]["prediction"] in ("malignant", "normal, benign")
+    assert allowed["result"]["domain"]["verdict"] == "foreign"
     image = _view(client, body["views"]["image"])
     ds = pydicom.dcmread(dicom_files[12])
     assert image.shape == (1, ds.Rows, ds.Columns, 1)
