@@ -67,10 +67,9 @@ def test_image_suffix_longest_first():
 def test_registered_suffix_reaches_every_folder_search(tmp_path):
     """A reader registered at run time extends what the dataset finders, ``predict`` and the output
     folder names treat as an image."""
-    from medcnn.data.classification import _is_image
     from medcnn.data.enhance import find_sources
     from medcnn.data.segmentation import _images_in
-    from medcnn.io.inputs import expand_folder
+    from medcnn.io.inputs import expand_folder, is_image_file
     from medcnn.tasks.outputs import output_stem
 
     (tmp_path / "x.npy").write_bytes(b"")
@@ -82,7 +81,7 @@ def test_registered_suffix_reaches_every_folder_search(tmp_path):
         files = [tmp_path / "x.npy", tmp_path / "x.npy.gz"]
         assert _images_in(tmp_path) == files and expand_folder(tmp_path) == files
         assert [s.id for s in find_sources(tmp_path)] == ["x.npy", "x.npy.gz"]
-        assert _is_image(files[0]) and output_stem(files[1]) == "x"
+        assert is_image_file(files[0]) and output_stem(files[1]) == "x"
     finally:
         registry._READERS.pop(".npy", None)
         registry._READERS.pop(".npy.gz", None)

@@ -19,8 +19,9 @@ from medcnn.data import catalog
 from medcnn.data.fetch import fetch
 from medcnn.data.groups import check_groups_within_splits, group_of, stratified_group_split
 from medcnn.errors import ConfigError, InputError
-from medcnn.io import image_suffix, read_image
+from medcnn.io import read_image
 from medcnn.io.dicom import dicom_identity, is_dicom_file
+from medcnn.io.inputs import is_image_file
 
 SPLITS = ("train", "val", "test")
 
@@ -285,7 +286,7 @@ def load_folder(root: Path, *, input_size: list[int] | None = None, **kw: Any) -
 def _samples(class_dir: Path, volumes: bool | None) -> list[Path]:
     """The samples below a class folder: image files, and the folders of DICOM series read as
     volumes (``volumes`` True; None: when every image there belongs to such a series)."""
-    files = sorted(f for f in class_dir.rglob("*") if f.is_file() and _is_image(f))
+    files = sorted(f for f in class_dir.rglob("*") if f.is_file() and is_image_file(f))
     if volumes is False:
         return files
     series = _series_folders(class_dir, files)
@@ -343,14 +344,6 @@ def load_csv(path: Path, **kw: Any) -> ClassificationData:
     if not rows:
         raise InputError("CSV has no rows", path)
     return _from_rows(rows, path.stem, str(path), **kw)
-
-
-def _is_image(f: Path) -> bool:
-    """An image file by suffix, or a DICOM file by content (often named without a suffix)."""
-    name = f.name.lower()
-    if name.startswith(".") or name == "dicomdir":
-        return False
-    return image_suffix(name) is not None or (not f.suffix or f.suffix[1:].isdigit()) and is_dicom_file(f)
 
 
 def choose_input_size(shape: tuple[int, ...]) -> list[int]:

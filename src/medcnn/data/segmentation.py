@@ -25,6 +25,7 @@ from medcnn.data.groups import dicom_group
 from medcnn.errors import InputError
 from medcnn.io import image_suffix, read_image
 from medcnn.io.image import Image
+from medcnn.io.inputs import is_image_file
 
 LABEL_DIRS = ("1st_manual", "labels", "masks", "manual", "annotations")
 FOV_DIRS = ("fov", "mask", "roi")
@@ -60,8 +61,7 @@ def _stem(p: Path) -> str:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and image_suffix(p.name) is not None)
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
 def _digit_keys(stem: str) -> tuple[str, str]:

@@ -23,8 +23,13 @@ def _series_uid(p: Path) -> str:
         return f"unreadable:{p}"
 
 
-def _image_file(p: Path) -> bool:
-    return image_suffix(p.name) is not None or is_dicom_file(p)
+def is_image_file(p: Path) -> bool:
+    """An image by its suffix, or a DICOM file by its content (DICOM files are often named without
+    a suffix, or with a number as one); hidden files and DICOMDIR are not."""
+    name = p.name.lower()
+    if name.startswith(".") or name.upper() in SKIP_NAMES:
+        return False
+    return image_suffix(name) is not None or (not p.suffix or p.suffix[1:].isdigit()) and is_dicom_file(p)
 
 
 def expand_folder(folder: Path) -> list[Path]:
@@ -37,7 +42,7 @@ def expand_folder(folder: Path) -> list[Path]:
     if dicoms and len(dicoms) > 1 and len({_series_uid(p) for p in dicoms}) == 1:
         out.append(folder)
         dicoms = []
-    out += dicoms + [p for p in files if p not in dicoms and not is_dicom_file(p) and _image_file(p)]
+    out += dicoms + [p for p in files if p not in dicoms and not is_dicom_file(p) and is_image_file(p)]
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         out += expand_folder(sub)
     return out
