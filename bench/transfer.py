@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -86,7 +87,8 @@ def variant(plan, fraction: float, seed: int, init: str, augment: str | None):
     return plan, f"{kind}_f{fraction:g}_s{seed}"
 
 
-def one_run(name: str, fraction: float, seed: int, init: str, augment: str | None, out: Path) -> dict:
+def one_run(name: str, fraction: float, seed: int, init: str, augment: str | None, out: Path,
+            predictions: Path) -> dict:
     from medcnn.data.classification import load_classification
     from medcnn.planning import default_plan
     from medcnn.tasks import evaluate, train
@@ -97,13 +99,18 @@ def one_run(name: str, fraction: float, seed: int, init: str, augment: str | Non
     t0 = time.perf_counter()
     run = train(plan, data, out / name / tag, overwrite=True, progress=False)
     rep = evaluate(run, "test")
+    kept = predictions / f"transfer-{name}-{tag}.npz"  # test probabilities: intervals without retraining
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(kept, probs=np.load(run / "eval" / "test_probs.npy").astype(np.float16),
+                        labels=data.labels["test"])
     return {"task": "classify", "dataset": name, "fraction": fraction, "seed": seed, "init": init,
+            "predictions": kept.name,
             "augment": plan.augment.preset, "n_train": int(len(data.labels["train"])), "epochs": plan.epochs,
             "test_auc": round(rep["auc"], 4), "test_acc": round(rep["acc"], 4),
             "minutes": round((time.perf_counter() - t0) / 60, 2)}
 
 
-def seg_run(fraction: float, seed: int, init: str, augment: str | None, out: Path) -> dict:
+def seg_run(fraction: float, seed: int, init: str, augment: str | None, out: Path, predictions: Path) -> dict:
     """One hippocampus run: default plan, SEG_MINUTES, ``fraction`` of the training cases; test Dice."""
     from medcnn.data.segmentation import load_segmentation
     from medcnn.plan import Plan
@@ -119,7 +126,11 @@ def seg_run(fraction: float, seed: int, init: str, augment: str | None, out: Pat
     run = train(plan, data, out / SEG / tag, overwrite=True, progress=False)
     rep = evaluate(run, "test", overlays=0)
     split = json.loads((run / "split.json").read_text())
+    kept = predictions / f"transfer-{SEG}-{tag}-cases.csv"  # per-case metrics: intervals without retraining
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run / "eval" / "test_cases.csv", kept)
     return {"task": "segment", "dataset": SEG, "fraction": fraction, "seed": seed, "init": init,
+            "predictions": kept.name,
             "augment": augment or plan.augment.preset, "n_train": len(split["train"]),
             "epochs": Plan.load(run / "plan.yaml").epochs, "test_dice": round(rep["dice_mean"], 4),
             "minutes": round((time.perf_counter() - t0) / 60, 2)}
@@ -133,7 +144,34 @@ def cached(path: Path, fresh: bool, fn) -> dict:
     return rec
 
 
-def summarise(runs: list[dict], keys: tuple[str, ...]) -> list[dict]:
+def seed_mean_ci(runs: list[dict], predictions: Path) -> list[float] | None:
+    """95 % interval of the seed-mean test metric: a bootstrap over the test images (stratified by
+    class) or cases, every seed scored on the same resample; None when a run kept no predictions."""
+    files = [predictions / r["predictions"] for r in runs if r.get("predictions")]
+    if len(files) != len(runs) or not all(f.is_file() for f in files):
+        return None
+    if runs[0].get("task", "classify") == "segment":
+        import csv
+
+        from medcnn.metrics.intervals import mean_ci
+
+        per_seed = []
+        for f in files:
+            rows = list(csv.DictReader(open(f)))
+            dice_cols = [c for c in rows[0] if c.endswith("_dice")]
+            per_seed.append([np.mean([float(r[c]) for c in dice_cols]) for r in rows])
+        ci = mean_ci(np.array(per_seed).T)
+    else:
+        from medcnn.metrics.classification import classification_intervals
+
+        loaded = [np.load(f) for f in files]
+        labels = loaded[0]["labels"]
+        probs = [z["probs"].astype(np.float32) for z in loaded]
+        ci = classification_intervals(probs, labels, "binary" if probs[0].shape[1] == 2 else "multiclass")["auc"]
+    return [round(v, 4) for v in ci] if ci else None
+
+
+def summarise(runs: list[dict], keys: tuple[str, ...], predictions: Path | None = None) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
@@ -143,7 +181,8 @@ def summarise(runs: list[dict], keys: tuple[str, ...]) -> list[dict]:
         metric = "dice" if task == "segment" else "auc"
         v = np.array([r[f"test_{metric}"] for r in rs])
         out.append({"task": task, **dict(zip(keys, k)), "metric": metric, "mean": round(float(v.mean()), 4),
-                    "std": round(float(v.std()), 4), "seeds": [r["seed"] for r in rs],
+                    "std": round(float(v.std()), 4), "ci95": seed_mean_ci(rs, predictions) if predictions else None,
+                    "seeds": [r["seed"] for r in rs],
                     "n_train": rs[0]["n_train"], "commit": rs[0]["commit"], "command": rs[0]["command"]})
     return out
 
@@ -188,6 +227,10 @@ def goal(eff: list[dict], name: str) -> str:
             f"gain over scratch {gain:+.3f} vs spread {spread:.3f}: **{'met' if met else 'not met'}**")
 
 
+def ci(r: dict) -> str:
+    return f" [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]" if r.get("ci95") else ""
+
+
 def table(records: list[dict]) -> str:
     lines = ["| dataset | metric | labels | n train | scratch | fine-tuned from medcnn pretrain | commit |",
              "|---|---|---|---|---|---|---|"]
@@ -196,7 +239,7 @@ def table(records: list[dict]) -> str:
         for f in sorted({r["fraction"] for r in eff if r["dataset"] == name}):
             row = {r["init_kind"]: r for r in eff if r["dataset"] == name and r["fraction"] == f}
             s, p = row.get("scratch"), row.get("pretrained")
-            fmt = lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}" if r else "–"  # noqa: E731
+            fmt = lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}{ci(r)}" if r else "–"  # noqa: E731
             r = s or p
             lines.append(f"| {name} | test {METRIC[r['metric']]} | {f * 100:g} % | "
                          f"{r['n_train']} | {fmt(s)} | {fmt(p)} | `{r['commit']}` |")
@@ -209,9 +252,10 @@ def table(records: list[dict]) -> str:
         lines += ["", "| dataset (10 % of labels, scratch) | augment preset | test metric | commit |", "|---|---|---|---|"]
         for r in aug:
             lines.append(f"| {r['dataset']} | {r['augment']} | {METRIC[r['metric']]} "
-                         f"{r['mean']:.3f} ± {r['std']:.3f} | `{r['commit']}` |")
+                         f"{r['mean']:.3f} ± {r['std']:.3f}{ci(r)} | `{r['commit']}` |")
     cmds = sorted({r["command"] for r in records})
-    return "\n".join(lines + ["", "Command(s): " + "; ".join(f"`{c}`" for c in cmds) + "."])
+    return "\n".join(lines + ["", "mean ± std over seeds; [95 % CI] where a record has one: the seed-mean's bootstrap "
+                              "interval over the test images / cases. Command(s): " + "; ".join(f"`{c}`" for c in cmds) + "."])
 
 
 def main() -> None:
@@ -227,6 +271,7 @@ def main() -> None:
     args = ap.parse_args()
 
     records = []
+    predictions = args.results.parent / "predictions"
     if args.part in ("all", "labels"):
         bb = backbone(args.out, args.sets, args.fresh)
         runs = []
@@ -236,10 +281,10 @@ def main() -> None:
                     for init in ("scratch", str(bb)):
                         kind = "scratch" if init == "scratch" else "pretrained"
                         path = args.out / name / f"{kind}_f{f:g}_s{seed}.json"
-                        r = cached(path, args.fresh, lambda: one_run(name, f, seed, init, None, args.out))
+                        r = cached(path, args.fresh, lambda: one_run(name, f, seed, init, None, args.out, predictions))
                         runs.append({**r, "init_kind": kind})
                         print(json.dumps({k: r[k] for k in ("dataset", "fraction", "seed", "init", "test_auc")}), flush=True)
-        recs = summarise(runs, ("dataset", "fraction", "init_kind", "init"))
+        recs = summarise(runs, ("dataset", "fraction", "init_kind", "init"), predictions)
         records += recs
         for name in args.datasets:
             plot(recs, name, common.ROOT / "bench" / "results" / f"transfer_{name}.png")
@@ -249,8 +294,8 @@ def main() -> None:
             for a in PRESETS:
                 for seed in args.seeds:
                     path = args.out / name / f"aug-{a}_f0.1_s{seed}.json"
-                    runs.append(cached(path, args.fresh, lambda: one_run(name, 0.1, seed, "scratch", a, args.out)))
-        records += summarise(runs, ("dataset", "augment"))
+                    runs.append(cached(path, args.fresh, lambda: one_run(name, 0.1, seed, "scratch", a, args.out, predictions)))
+        records += summarise(runs, ("dataset", "augment"), predictions)
     if args.part in ("all", "segment"):
         bb = backbone(args.out, [], args.fresh, name="seg-backbone", sources=[str(seg_path())])
         runs = []
@@ -259,10 +304,10 @@ def main() -> None:
                 for init in ("scratch", str(bb)):
                     kind = "scratch" if init == "scratch" else "pretrained"
                     path = args.out / SEG / f"{kind}_f{f:g}_s{seed}.json"
-                    r = cached(path, args.fresh, lambda: seg_run(f, seed, init, None, args.out))
+                    r = cached(path, args.fresh, lambda: seg_run(f, seed, init, None, args.out, predictions))
                     runs.append({**r, "init_kind": kind})
                     print(json.dumps({k: r[k] for k in ("dataset", "fraction", "seed", "init", "test_dice")}), flush=True)
-        recs = summarise(runs, ("dataset", "fraction", "init_kind", "init"))
+        recs = summarise(runs, ("dataset", "fraction", "init_kind", "init"), predictions)
         records += recs
         plot(recs, SEG, common.ROOT / "bench" / "results" / f"transfer_{SEG}.png")
     if args.part in ("all", "segment", "segment-augment"):
@@ -274,10 +319,11 @@ def main() -> None:
                 path = args.out / SEG / f"{name}_f0.1_s{seed}.json"
                 # with --fresh, the label-efficiency part (when it ran) has just re-made the planned run
                 fresh = args.fresh and not (a == "planned" and args.part != "segment-augment")
-                r = cached(path, fresh, lambda: seg_run(0.1, seed, "scratch", None if a == "planned" else a, args.out))
+                r = cached(path, fresh, lambda: seg_run(0.1, seed, "scratch", None if a == "planned" else a, args.out,
+                                                      predictions))
                 runs.append({**r, "augment": a})
                 print(json.dumps({k: r[k] for k in ("dataset", "seed", "augment", "test_dice")}), flush=True)
-        records += summarise(runs, ("dataset", "augment"))
+        records += summarise(runs, ("dataset", "augment"), predictions)
     done = {(r["task"], "augment" in r) for r in records}  # (task, ablation?) studies run now
     old = json.loads(args.results.read_text()) if args.results.is_file() else []
     records = [r for r in old if (r.get("task", "classify"), "augment" in r) not in done] + records
