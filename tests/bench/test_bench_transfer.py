@@ -33,3 +33,23 @@ def test_summary_uses_each_tasks_metric_and_checks_the_goal():
     text = bench.table(recs)
     assert "| hippocampus | test Dice | 10 % |" in text and "| breastmnist | test AUC | 100 % |" in text
     assert bench.goal([r for r in eff if r["fraction"] != 1.0], "hippocampus") == ""  # no full-label point yet
+
+
+def test_seed_mean_interval_from_kept_predictions(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 200)
+    runs = []
+    for seed in range(3):
+        p1 = np.clip(0.5 * labels + 0.5 * rng.random(200), 0, 1)
+        np.savez_compressed(tmp_path / f"c{seed}.npz", probs=np.stack([1 - p1, p1], 1).astype(np.float16), labels=labels)
+        runs.append({"task": "classify", "predictions": f"c{seed}.npz"})
+        rows = ["case,Anterior_dice,Posterior_dice"] + [f"c{i},{0.8 + 0.001 * i},{0.85}" for i in range(20)]
+        (tmp_path / f"s{seed}.csv").write_text("\n".join(rows) + "\n")
+    lo, hi = bench.seed_mean_ci(runs, tmp_path)
+    assert 0.5 < lo < hi <= 1
+    seg = [{"task": "segment", "predictions": f"s{s}.csv"} for s in range(3)]
+    lo, hi = bench.seed_mean_ci(seg, tmp_path)
+    assert lo < 0.82975 < hi and hi - lo < 0.01  # around the mean of the per-case means over labels
+    assert bench.seed_mean_ci([{"task": "classify"}], tmp_path) is None  # nothing kept: no interval
