@@ -42,7 +42,7 @@ def test_seed_mean_interval_from_kept_predictions(tmp_path):
     labels = rng.integers(0, 2, 200)
     runs = []
     for seed in range(3):
-        p1 = np.clip(0.5 * labels + 0.5 * rng.random(200), 0, 1)
+        p1 = np.clip(0.3 * labels + 0.7 * rng.random(200), 0, 1)
         np.savez_compressed(tmp_path / f"c{seed}.npz", probs=np.stack([1 - p1, p1], 1).astype(np.float16), labels=labels)
         runs.append({"task": "classify", "predictions": f"c{seed}.npz"})
         rows = ["case,Anterior_dice,Posterior_dice"] + [f"c{i},{0.8 + 0.001 * i},{0.85}" for i in range(20)]
