@@ -119,16 +119,24 @@ def update_results(path: Path, records: list[dict]) -> list[dict]:
 
 
 def table(records: list[dict]) -> str:
-    lines = ["| case | test set | level | method | PSNR dB | SSIM | ms / image | train min | commit |",
+    lines = ["| case | test set | level | method | PSNR dB [95 % CI] | SSIM | ms / image | train min | commit |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         best = max((x["psnr"] for x in records if x["case"] == r["case"] and x["test_set"] == r["test_set"]
                     and x["level"] == r["level"]))
         psnr = f"**{r['psnr']:.2f}**" if r["psnr"] == best else f"{r['psnr']:.2f}"
+        if r.get("psnr_ci95"):
+            psnr += f" [{r['psnr_ci95'][0]:.2f}, {r['psnr_ci95'][1]:.2f}]"
+        diff = next((k for k in r if k.startswith("psnr_minus_") and not k.endswith("_ci95")), None)
+        if diff and r.get(f"{diff}_ci95"):
+            lo, hi = r[f"{diff}_ci95"]
+            psnr += f"; {r[diff]:+.2f} [{lo:+.2f}, {hi:+.2f}] vs {diff[len('psnr_minus_'):]}"
         lines.append(f"| {r['case']} | {r['test_set']} | {r['level']:g} | {r['method']} | {psnr} | {r['ssim']:.4f} | "
                      f"{r['ms_per_image']:.1f} | {r['train_minutes']:.1f} | `{r['commit']}` |")
     cmds = sorted({r["command"] for r in records})
     lines += ["", "Bold: best PSNR of the row group. PSNR/SSIM in the plan's normalised units (data range 1). "
+              "[95 % CI]: bootstrap over the images, where a record has it; medcnn's difference to BM3D (or to the "
+              "degraded input) is paired over the same images and noise. "
               "Command(s): " + "; ".join(f"`{c}`" for c in cmds) + "."]
     return "\n".join(lines)
 
