@@ -72,7 +72,7 @@ def cv_fold(data, fold: int, folds: int = 3):
                                files={}, groups={})
 
 
-def run_arm(dataset: str, arm: str, seed: int, out: Path, sets: list[str]) -> dict:
+def run_arm(dataset: str, arm: str, seed: int, out: Path, sets: list[str], meta: dict) -> dict:
     from medcnn.data.classification import load_classification
     from medcnn.metrics.classification import classification_report
     from medcnn.planning import default_plan
@@ -96,8 +96,7 @@ def run_arm(dataset: str, arm: str, seed: int, out: Path, sets: list[str]) -> di
     rec = {"dataset": dataset, "arm": arm, "seed": seed, "overrides": ARMS[dataset][arm],
            "val": {k: round(float(report[k]), 5) for k in ("auc", "acc", "ece", "brier")},
            "val_n": int(len(y)), "cv_fold": seed if dataset in CV_DATASETS else None,
-           "epochs": plan.epochs, "ensemble": plan.ensemble, "seconds": info.get("train_seconds"),
-           **common.run_meta(SCRIPT, sets)}
+           "epochs": plan.epochs, "ensemble": plan.ensemble, "seconds": info.get("train_seconds"), **meta}
     common.save_record(rec_path, rec)
     return rec
 
@@ -137,13 +136,14 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--arms", nargs="+", help="only these arms (default: all of each dataset)")
     args = ap.parse_args()
+    meta = common.run_meta(SCRIPT, args.sets)  # the code as it was when the bench started
     records = []
     for dataset in args.datasets:
         for arm in ARMS[dataset]:
             if args.arms and arm not in args.arms:
                 continue
             for seed in SEEDS:
-                rec = run_arm(dataset, arm, seed, args.out, args.sets)
+                rec = run_arm(dataset, arm, seed, args.out, args.sets, meta)
                 print(f"{dataset:15s} {arm:18s} seed {seed}: val " +
                       "  ".join(f"{k} {v:.4f}" for k, v in rec["val"].items()), flush=True)
                 records.append(rec)
