@@ -45,6 +45,7 @@ def test_train_evaluate_predict(breast_npz, tmp_path, capsys):
     assert rep["n"] == 156 and len(rep["confusion_matrix"]) == 2 and 0 <= rep["ece"] <= 1
     for name in ("auc", "acc", "ece", "brier"):  # every number with its 95 % interval
         assert rep[f"{name}_ci95"][0] <= rep[name] <= rep[f"{name}_ci95"][1]
+    assert 0 <= rep["domain"]["unusual_share"] <= 0.1  # the domain check's false alarms on its own test images
     for f in ("test_confusion.png", "test_roc.png", "test_reliability.png"):
         assert (run / "eval" / f).stat().st_size > 1000
 

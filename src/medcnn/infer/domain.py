@@ -153,6 +153,16 @@ def fit_domain(net: torch.nn.Module, train_x: np.ndarray, train_y: np.ndarray, v
     return model
 
 
+def unusual_share(model: DomainModel, net: torch.nn.Module, images: np.ndarray) -> float:
+    """The share of an in-memory batch (network inputs, no headers) that the statistical checks call
+    unusual: features beyond the threshold, or intensity outside the training range."""
+    stats = intensity_stats(images)
+    lo, hi = model.intensity_range
+    outside = ((stats < lo) | (stats > hi)).any(1)
+    far = model.distance(features(net, images).astype(np.float64)) > model.threshold
+    return float((outside | far).mean())
+
+
 def header_reasons(meta: dict[str, Any], modality: str) -> list[str]:
     """Foreign-input reasons readable from the file alone: the DICOM modality."""
     code = str(meta.get("modality") or "").upper()

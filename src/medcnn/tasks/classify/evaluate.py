@@ -9,7 +9,7 @@ import torch
 
 from medcnn.data.classification import load_classification
 from medcnn.data.preprocess import resize_batch
-from medcnn.infer.domain import DomainModel, fit_domain
+from medcnn.infer.domain import DomainModel, fit_domain, unusual_share
 from medcnn.infer.predictor import Predictor, probabilities
 from medcnn.metrics.calibration import accuracy_coverage, fit_temperature
 from medcnn.metrics.classification import classification_report, expected_calibration_error, reliability_curve
@@ -76,6 +76,9 @@ def evaluate_run(pred: Predictor, run: str | Path, split: str = "test", checkpoi
         RunFolder(run).write_calibration(t, checkpoint)
         if load_domain(RunFolder(run), checkpoint) is None:  # runs trained before the domain check existed
             fit_run_domain(pred, ds, checkpoint)
+    if pred.domain is not None and pred.feature_net is not None:  # false alarms of the domain check on this split
+        report["domain"] = {"unusual_share": round(unusual_share(pred.domain, pred.feature_net, images), 4),
+                            "threshold": round(pred.domain.threshold, 3), "fitted_on": "train (statistics), val (threshold)"}
     out = RunFolder(run).eval_dir
     out.mkdir(exist_ok=True)
     atomic_write_json(out / f"{split}.json", report)

@@ -135,6 +135,9 @@ class Classify(Task):
                        + "   (95 % bootstrap intervals, stratified by class)")
         t.notes.append(f"ECE {r['ece']:.4f} -> {cal['ece_after']:.4f} after temperature scaling (T={cal['temperature']:.2f}, "
                        f"fitted on val)   -> {RunFolder(run).eval_dir}")
+        if "domain" in r:
+            t.notes.append(f"input-domain check: {r['domain']['unusual_share']:.1%} of these images called unusual "
+                           "(the threshold flags about 1 % of validation images)")
         return t
 
     # ---- export and service ---------------------------------------------------------------------------------------
