@@ -24,7 +24,8 @@ def _pngs(npz, split, n, folder):
 def test_training_fits_the_domain_statistics(breast_run):
     model = DomainModel.load(breast_run / "domain.npz")
     assert model.checkpoint == "best" and model.modality == "breast ultrasound"
-    assert model.means.shape[0] == 2 and np.isfinite(model.threshold)
+    # every stage of the ResNet (stem, 4 block groups: mean and spread) and the penultimate features
+    assert len(model.groups) == 11 and "penultimate" in model.groups and np.isfinite(model.threshold)
     # the threshold is the 99 % quantile of the validation distances: about 1 % of them lie above it
     assert (model.val_distances > model.threshold).mean() <= 0.02
 
@@ -69,3 +70,16 @@ def test_predict_rows_carry_the_verdict(breast_run, drive_dir, tmp_path):
     ("CT", "", False), ("MR", "retinal OCT", True)])
 def test_modality_rule(code, modality, foreign):
     assert bool(header_reasons({"modality": code}, modality)) == foreign
+
+
+@pytest.mark.parametrize("name,at_least", [("resnet18", 5), ("densenet121", 4), ("efficientnet-b0", 2)])
+def test_every_classifier_exposes_stages(name, at_least):
+    import torch
+
+    from medcnn.infer.domain import features, stage_modules
+    from medcnn.models.registry import create_model
+
+    net = create_model(name, 2, 1, 2).eval()
+    assert len(stage_modules(net)) >= at_least
+    f = features(net, torch.rand(4, 1, 64, 64))
+    assert "penultimate" in f and "stage0:mean" in f and all(v.shape[0] == 4 for v in f.values())

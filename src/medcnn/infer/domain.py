@@ -7,11 +7,14 @@ Two kinds of evidence, with different consequences:
   colour while the model learnt from greyscale (a fundus photo into an X-ray model), or the
   reverse. These need no statistics: the model cannot be asked about such an input.
 - **Unusual** (the prediction is given, with a warning): the network's own view of the input is far
-  from every training class — the Mahalanobis distance of its penultimate-layer features to the
-  nearest class mean under the training covariance (Lee et al., NeurIPS 2018) is above the 99th
-  percentile of the validation images' — or its intensity statistics fall outside the training
-  images' range. This catches look-alike inputs of the same size and channel count (a chest
-  X-ray into a breast-ultrasound model), which no header check can.
+  from the training images'. At every stage of the network (the stem and each block group) the
+  per-channel mean and spread of its feature maps, and the penultimate features, each get a
+  Gaussian fitted on training images (shrunk covariance, Ledoit-Wolf); an input's Mahalanobis
+  distances to them, each divided by its median over the validation images, are summed, and a sum
+  above the 99th percentile of the validation images' is unusual (Lee et al., NeurIPS 2018, with
+  their feature ensemble; the early stages see texture - ultrasound speckle, X-ray - that the last
+  layer no longer separates). So is intensity outside the training images' range. This catches
+  look-alike inputs of the same size and channel count, which no header check can.
 
 The statistics are fitted once per run and checkpoint (:func:`fit_domain`, after training, or by
 ``medcnn evaluate`` for older runs) and kept in RUN/domain.npz; the threshold is set on validation
@@ -52,22 +55,58 @@ def feature_layer(net: torch.nn.Module) -> torch.nn.Module:
     return last
 
 
-def features(net: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """(N, D) penultimate features of an (N, C, *spatial) batch (uint8 or float in [0, 1]); spatial
-    inputs of a conv head are averaged over space."""
-    grabbed: list[torch.Tensor] = []
-    hook = feature_layer(net).register_forward_hook(
-        lambda mod, inp, out: grabbed.append(inp[0].flatten(2).mean(2) if inp[0].ndim > 2 else inp[0]))
+def _has_conv(m: torch.nn.Module) -> bool:
+    return any(isinstance(x, (torch.nn.Conv2d, torch.nn.Conv3d)) for x in m.modules())
+
+
+def stage_modules(net: torch.nn.Module) -> list[torch.nn.Module]:
+    """The stages of a classifier's trunk: the convolutional siblings of its head (a MONAI ResNet:
+    conv1, layer1..layer4), looking one level up or into a single trunk container when the head's
+    own container holds fewer than two (DenseNet: its ``features``)."""
+    head = feature_layer(net)
+    parent = {child: mod for mod in net.modules() for child in mod.children()}
+    node = parent.get(head)
+    while node is not None:
+        stages = [c for c in node.children() if _has_conv(c) and head not in set(c.modules())]
+        if len(stages) == 1:
+            stages = [c for c in stages[0].children() if _has_conv(c)]
+        if len(stages) >= 2:
+            return stages
+        node = parent.get(node)
+    return []
+
+
+def features(net: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """{name: (N, D)} of an (N, C, *spatial) batch (uint8 or float in [0, 1]): the per-channel mean
+    and standard deviation over space of every stage's output, and the penultimate features."""
+    grabbed: dict[str, list[torch.Tensor]] = {}
+
+    def keep(name):
+        def hook(mod, inp, out):
+            t = out.detach().float()
+            if t.ndim > 2 and t[0, 0].numel() > 1:
+                grabbed.setdefault(f"{name}:mean", []).append(t.flatten(2).mean(2))
+                grabbed.setdefault(f"{name}:std", []).append(t.flatten(2).std(2))
+        return hook
+
+    def penultimate(mod, inp, out):
+        t = inp[0].detach().float()
+        grabbed.setdefault("penultimate", []).append(t.flatten(2).mean(2) if t.ndim > 2 else t)
+
+    hooks = [m.register_forward_hook(keep(f"stage{i}")) for i, m in enumerate(stage_modules(net))]
+    hooks.append(feature_layer(net).register_forward_hook(penultimate))
     net.eval()
     x_all = torch.as_tensor(images)
+    batch_size = batch_size or (256 if x_all.ndim == 4 else 8)  # 3D stage outputs are large
     try:
         with torch.inference_mode():
             for i in range(0, len(x_all), batch_size):
                 x = x_all[i:i + batch_size]
                 net((x.float() / 255 if x.dtype == torch.uint8 else x.float()).contiguous())
     finally:
-        hook.remove()
-    return torch.cat(grabbed).float().numpy() if grabbed else np.zeros((0, 0), np.float32)
+        for h in hooks:
+            h.remove()
+    return {k: torch.cat(v).numpy().astype(np.float64) for k, v in grabbed.items()}
 
 
 def colourfulness(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -96,55 +135,80 @@ def intensity_stats(x: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 @dataclass
+class Gaussian:
+    """One feature group's training distribution."""
+
+    mean: np.ndarray  # (D,)
+    precision: np.ndarray  # (D, D): inverse of the shrunk covariance
+    scale: float = 1.0  # the median distance of the validation images
+
+    def distance(self, f: np.ndarray) -> np.ndarray:
+        d = f - self.mean
+        return np.sqrt(np.einsum("nd,de,ne->n", d, self.precision, d).clip(min=0))
+
+
+@dataclass
 class DomainModel:
     """What a run knows about its training inputs (RUN/domain.npz)."""
 
-    means: np.ndarray  # (K, D) class means of the training features (K = 1 for multi-label)
-    precision: np.ndarray  # (D, D) inverse of the shared, shrunk covariance
-    threshold: float  # the FEATURE_QUANTILE of the validation distances
+    groups: dict[str, Gaussian]  # feature group (medcnn.infer.domain.features) -> its Gaussian
+    threshold: float  # the FEATURE_QUANTILE of the validation images' summed scaled distances
     intensity_range: np.ndarray  # (2, 2): [low, high] of per-image mean and std, widened
     colour: float  # median colourfulness of the training inputs
     modality: str = ""  # the training data's modality, as its fingerprint describes it
     checkpoint: str = "best"
     val_distances: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
-    def distance(self, feats: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of each feature row to the nearest class mean."""
-        d = feats[:, None, :] - self.means[None]  # (N, K, D)
-        return np.sqrt(np.einsum("nkd,de,nke->nk", d, self.precision, d).min(1).clip(min=0))
+    FORMAT = 2
+
+    def distance(self, feats: dict[str, np.ndarray]) -> np.ndarray:
+        """Each input's distance to the training data: the sum over feature groups of its Mahalanobis
+        distance divided by the validation median (about 1 per group for a typical input)."""
+        return sum(g.distance(feats[k]) / g.scale for k, g in self.groups.items())
 
     # ---- storage -------------------------------------------------------------------------
     def save(self, path) -> None:
         from medcnn.utils.files import atomic_path
 
+        arrays = {}
+        for i, (k, g) in enumerate(self.groups.items()):
+            arrays.update({f"name_{i}": np.str_(k), f"mean_{i}": g.mean, f"precision_{i}": g.precision,
+                           f"scale_{i}": g.scale})
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, means=self.means, precision=self.precision, threshold=self.threshold,
+            np.savez(fh, format=self.FORMAT, groups=len(self.groups), threshold=self.threshold,
                      intensity_range=self.intensity_range, colour=self.colour, modality=np.str_(self.modality),
-                     checkpoint=np.str_(self.checkpoint), val_distances=self.val_distances)
+                     checkpoint=np.str_(self.checkpoint), val_distances=self.val_distances, **arrays)
 
     @classmethod
-    def load(cls, path) -> "DomainModel":
+    def load(cls, path) -> "DomainModel | None":
+        """The saved statistics; None for a file of another format (refit them with `medcnn evaluate`)."""
         with np.load(path, allow_pickle=False) as z:
-            return cls(means=z["means"], precision=z["precision"], threshold=float(z["threshold"]),
-                       intensity_range=z["intensity_range"], colour=float(z["colour"]), modality=str(z["modality"]),
-                       checkpoint=str(z["checkpoint"]), val_distances=z["val_distances"])
+            if "format" not in z.files or int(z["format"]) != cls.FORMAT:
+                return None
+            groups = {str(z[f"name_{i}"]): Gaussian(z[f"mean_{i}"], z[f"precision_{i}"], float(z[f"scale_{i}"]))
+                      for i in range(int(z["groups"]))}
+            return cls(groups=groups, threshold=float(z["threshold"]), intensity_range=z["intensity_range"],
+                       colour=float(z["colour"]), modality=str(z["modality"]), checkpoint=str(z["checkpoint"]),
+                       val_distances=z["val_distances"])
 
 
-def fit_domain(net: torch.nn.Module, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
-               label_type: str, modality: str = "", checkpoint: str = "best") -> DomainModel:
-    """Fit the statistics on (a subsample of) the training images; the distance threshold on validation."""
+def fit_domain(net: torch.nn.Module, train_x: np.ndarray, val_x: np.ndarray, modality: str = "",
+               checkpoint: str = "best") -> DomainModel:
+    """Fit the statistics on (a subsample of) the training images; scales and threshold on validation."""
     from sklearn.covariance import LedoitWolf
 
     keep = np.unique(np.linspace(0, len(train_x) - 1, min(len(train_x), MAX_FIT_IMAGES)).astype(int))
-    x, y = train_x[keep], train_y[keep]
-    f = features(net, x).astype(np.float64)
-    groups = [np.ones(len(f), bool)] if label_type == "multilabel" else [y == k for k in np.unique(y)]
-    means = np.stack([f[g].mean(0) for g in groups])
-    centred = np.concatenate([f[g] - f[g].mean(0) for g in groups])
-    precision = LedoitWolf(assume_centered=True).fit(centred).precision_
-    model = DomainModel(means=means, precision=precision, threshold=np.inf, intensity_range=np.zeros((2, 2)),
+    x = train_x[keep]
+    groups = {}
+    for k, f in features(net, x).items():
+        lw = LedoitWolf().fit(f)
+        groups[k] = Gaussian(lw.location_, lw.precision_)
+    val = features(net, val_x)
+    for k, g in groups.items():
+        g.scale = float(np.median(g.distance(val[k]))) or 1.0
+    model = DomainModel(groups=groups, threshold=np.inf, intensity_range=np.zeros((2, 2)),
                         colour=float(np.median(colourfulness(x))), modality=modality, checkpoint=checkpoint)
-    val_d = model.distance(features(net, val_x).astype(np.float64))
+    val_d = model.distance(val)
     model.threshold = float(np.quantile(val_d, FEATURE_QUANTILE))
     model.val_distances = np.sort(val_d)
     stats = intensity_stats(x)
@@ -159,7 +223,7 @@ def unusual_share(model: DomainModel, net: torch.nn.Module, images: np.ndarray) 
     stats = intensity_stats(images)
     lo, hi = model.intensity_range
     outside = ((stats < lo) | (stats > hi)).any(1)
-    far = model.distance(features(net, images).astype(np.float64)) > model.threshold
+    far = model.distance(features(net, images)) > model.threshold
     return float((outside | far).mean())
 
 
@@ -204,10 +268,10 @@ def check(model: DomainModel | None, net: torch.nn.Module | None, x: torch.Tenso
             unusual.append(f"intensity mean/std {stats[0]:.2f}/{stats[1]:.2f} outside the training range "
                            f"{lo[0]:.2f}-{hi[0]:.2f} / {lo[1]:.2f}-{hi[1]:.2f}")
         if net is not None:
-            dist = float(model.distance(features(net, x[None]).astype(np.float64))[0])
+            dist = float(model.distance(features(net, x[None]))[0])
             out.update(distance=round(dist, 3), threshold=round(model.threshold, 3))
             if dist > model.threshold:
-                unusual.append(f"features far from the training data (distance {dist:.1f} > {model.threshold:.1f}, "
+                unusual.append(f"features far from the training data (score {dist:.1f} > {model.threshold:.1f}, "
                                f"the {FEATURE_QUANTILE:.0%} quantile of validation images)")
     else:
         out["note"] = "no domain statistics in this run (run `medcnn evaluate` to fit them)"

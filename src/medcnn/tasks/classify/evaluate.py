@@ -22,7 +22,7 @@ def load_domain(folder: RunFolder, checkpoint: str) -> DomainModel | None:
     if not folder.domain_file.is_file():
         return None
     model = DomainModel.load(folder.domain_file)
-    return model if model.checkpoint == checkpoint else None
+    return model if model is not None and model.checkpoint == checkpoint else None
 
 
 def fit_run_domain(pred: Predictor, ds, checkpoint: str) -> DomainModel | None:
@@ -36,9 +36,9 @@ def fit_run_domain(pred: Predictor, ds, checkpoint: str) -> DomainModel | None:
     def sized(x):
         return x if list(x.shape[2:]) == list(pre.input_size) else resize_batch(torch.as_tensor(x), pre.input_size).numpy()
 
-    (tx, ty), (vx, _) = ds.split("train"), ds.split("val")
-    model = fit_domain(net, sized(tx), ty, sized(vx), pred.plan.label_type,
-                       modality=(pred.plan.fingerprint or {}).get("modality", ""), checkpoint=checkpoint)
+    (tx, _), (vx, _) = ds.split("train"), ds.split("val")
+    model = fit_domain(net, sized(tx), sized(vx), modality=(pred.plan.fingerprint or {}).get("modality", ""),
+                       checkpoint=checkpoint)
     model.save(RunFolder(pred.run_dir).domain_file)
     pred.domain = model
     return model
