@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-BENCHES = ("classify", "segment", "enhance", "infer", "serve", "transfer", "scale")
+BENCHES = ("classify", "segment", "enhance", "infer", "serve", "transfer", "scale", "domain")
 """bench/<name>.py, with its records in bench/results/<name>.json."""
 
 
