@@ -10,7 +10,7 @@ number, or of a record without its table, shows up (tests/bench/test_tables.py r
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -22,11 +22,22 @@ BENCHES = ("classify", "segment", "enhance", "infer", "serve", "transfer", "scal
 """bench/<name>.py, with its records in bench/results/<name>.json."""
 
 
+def _bench_module(name: str):
+    """bench/<name>.py, loaded by path: names such as ``infer`` or ``transfer`` are packages elsewhere
+    (the tests' own) when this runs under pytest."""
+    key = f"bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, ROOT / "bench" / f"{name}.py")
+        sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[key])
+    return sys.modules[key]
+
+
 def tables(results: Path = ROOT / "bench" / "results") -> dict[str, tuple[str, str, str]]:
     """{bench: (start marker, end marker, table text)} from the records."""
     out = {}
     for name in BENCHES:
-        mod = importlib.import_module(name)
+        mod = _bench_module(name)
         records = json.loads((results / f"{name}.json").read_text())
         out[name] = (mod.START, mod.END, mod.table(records))
     return out
