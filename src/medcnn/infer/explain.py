@@ -39,10 +39,7 @@ def target_layer(net: nn.Module) -> str:
 
 def base_network(predictor) -> nn.Module:
     """The plain network behind a Predictor (no TTA wrapper; an ensemble's first member)."""
-    net = predictor.net
-    net = getattr(net, "net", net)  # SymmetryTTA
-    members = getattr(net, "members", None)  # MeanEnsemble
-    return members[0] if members is not None else net
+    return predictor.base_net
 
 
 def saliency(net: nn.Module, x: torch.Tensor, method: str = "gradcam", class_idx: int | None = None) -> np.ndarray:

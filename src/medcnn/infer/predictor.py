@@ -123,14 +123,17 @@ class Predictor:
         return r
 
     @property
-    def feature_net(self) -> torch.nn.Module | None:
-        """The plain network the domain check reads features from (an ensemble's first member; None
-        for an exported graph, which exposes no features)."""
-        if getattr(self.net, "exported", False):
-            return None
+    def base_net(self) -> torch.nn.Module:
+        """The plain network behind the predictions: no TTA wrapper, an ensemble's first member."""
         net = getattr(self.net, "net", self.net)  # SymmetryTTA
         members = getattr(net, "members", None)  # MeanEnsemble
         return members[0] if members is not None else net
+
+    @property
+    def feature_net(self) -> torch.nn.Module | None:
+        """The network the domain check reads features from (None for an exported graph, which
+        exposes no features)."""
+        return None if getattr(self.net, "exported", False) else self.base_net
 
     def domain_verdict(self, image, x: torch.Tensor) -> dict[str, Any]:
         """How the input ``x`` (preprocessed from ``image``) compares with the training inputs."""
@@ -138,12 +141,13 @@ class Predictor:
                             image.meta, self.plan.fingerprint.get("modality", "") if self.plan.fingerprint else "")
 
     def predict_file(self, path: str | Path, image=None, max_uncertainty: float | None = None,
-                     allow_out_of_domain: bool | None = None) -> dict[str, Any]:
+                     allow_out_of_domain: bool | None = None, x: torch.Tensor | None = None) -> dict[str, Any]:
         """One input's :meth:`result` with its domain verdict; a foreign input gets no class
-        unless ``allow_out_of_domain`` (default: the predictor's setting)."""
+        unless ``allow_out_of_domain`` (default: the predictor's setting). ``image`` and its network
+        input ``x`` may be given when the caller has them."""
         allow = self.allow_out_of_domain if allow_out_of_domain is None else allow_out_of_domain
         image = read_image(path) if image is None else image
-        x = self.preprocess(path, image)
+        x = self.preprocess(path, image) if x is None else x
         r = self.result(self.predict_array(x[None])[0], path, max_uncertainty)
         r["domain"] = self.domain_verdict(image, x)
         if r["domain"]["verdict"] == domain.FOREIGN and not allow:

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from medcnn.errors import InputError
-from medcnn.io.dicom import is_dicom_file
+from medcnn.io.dicom import dicom_identity, is_dicom_file
 from medcnn.io.registry import image_suffix
 
 PATH_COLUMNS = ("path", "file", "filename", "image", "image_path")
@@ -14,13 +14,8 @@ SKIP_NAMES = ("DICOMDIR",)
 
 
 def _series_uid(p: Path) -> str:
-    import pydicom
-
-    try:
-        return str(pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).get(
-            "SeriesInstanceUID", ""))
-    except Exception:  # noqa: BLE001 - an unreadable file is reported when it is predicted
-        return f"unreadable:{p}"
+    ident = dicom_identity(p)  # an unreadable file is reported when it is predicted
+    return ident[2] if ident is not None else f"unreadable:{p}"
 
 
 def is_image_file(p: Path) -> bool:

@@ -150,7 +150,7 @@ class Classify(Task):
     def serve(self, job, path: Path, image, dest: Path, options: dict) -> dict:
         pred = job.pred
         x = pred.preprocess(path, image)[None]
-        r = pred.predict_file(path, image, options.get("max_uncertainty"), options.get("allow_out_of_domain"))
+        r = pred.predict_file(path, image, options.get("max_uncertainty"), options.get("allow_out_of_domain"), x[0])
         r.pop("file")
         views: dict = {}
         files = {}
