@@ -67,7 +67,7 @@ def run_ours(name: str, seed: int, out: Path, sets: list[str], predictions: Path
     rep = evaluate(run, "test")
     seconds = time.perf_counter() - t0
     n_train = len(data.labels["train"])
-    save_predictions(predictions_file(predictions, name, seed), np.load(run / "eval" / "test_probs.npy"),
+    common.save_predictions(predictions_file(predictions, name, seed), np.load(run / "eval" / "test_probs.npy"),
                      data.labels["test"])
     return {"seed": seed, "test_auc": round(rep["auc"], 4), "test_acc": round(rep["acc"], 4),
             "test_ece": round(rep["ece"], 4), "test_brier": round(rep["brier"], 4),
@@ -84,15 +84,6 @@ def predictions_file(folder: Path, name: str, seed: int) -> Path:
     return folder / f"classify-{name}-seed{seed}.npz"
 
 
-def save_predictions(path: Path, probs: np.ndarray, labels: np.ndarray) -> None:
-    """Test probabilities (float16: 3 decimals, enough for every metric here) and labels, so that
-    intervals and new metrics never need a retraining."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, probs=probs.astype(np.float16), labels=labels)
-    tmp.replace(path)
-
-
 def intervals(name: str, runs: list[dict], folder: Path) -> dict:
     """95 % intervals of the seed-mean test metrics: a bootstrap over the test images, stratified by
     class, every seed scored on the same resample (medcnn.metrics.intervals)."""
@@ -101,10 +92,7 @@ def intervals(name: str, runs: list[dict], folder: Path) -> dict:
     files = [predictions_file(folder, name, r["seed"]) for r in runs]
     if not all(f.is_file() for f in files):
         return {}
-    loaded = [np.load(f) for f in files]
-    labels = loaded[0]["labels"]
-    probs = [z["probs"].astype(np.float32) for z in loaded]
-    label_type = "multilabel" if labels.ndim > 1 else "binary" if probs[0].shape[1] == 2 else "multiclass"
+    probs, labels, label_type = common.load_predictions(files)
     ci = classification_intervals(probs, labels, label_type)
     rec = {f"test_{k}_ci95": [round(v, 4) for v in ci[k]] for k in ("auc", "acc", "ece", "brier") if ci[k]}
     rec["test_brier_mean"] = round(float(np.mean([brier_score(p, labels, label_type) for p in probs])), 4)

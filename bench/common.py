@@ -125,3 +125,25 @@ def task_runs(args) -> dict[str, Path]:
         if not (run / "plan.yaml").is_file():
             sys.exit(f"{run}: not a run folder; train one (make demo / bench-segment / bench-enhance) or pass --{task}")
     return runs
+
+
+def load_predictions(files: list[Path]):
+    """(list of per-seed probabilities, labels, label type) from kept ``probs``/``labels`` npz files."""
+    import numpy as np
+
+    loaded = [np.load(f) for f in files]
+    labels = loaded[0]["labels"]
+    probs = [z["probs"].astype(np.float32) for z in loaded]
+    label_type = "multilabel" if labels.ndim > 1 else "binary" if probs[0].shape[1] == 2 else "multiclass"
+    return probs, labels, label_type
+
+
+def save_predictions(path: Path, probs, labels) -> None:
+    """Test probabilities (float16: 3 decimals, enough for every metric here) and labels, kept beside
+    the records so that intervals and new metrics never need a retraining."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, probs=np.asarray(probs).astype(np.float16), labels=labels)
+    tmp.replace(path)

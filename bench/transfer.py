@@ -100,9 +100,7 @@ def one_run(name: str, fraction: float, seed: int, init: str, augment: str | Non
     run = train(plan, data, out / name / tag, overwrite=True, progress=False)
     rep = evaluate(run, "test")
     kept = predictions / f"transfer-{name}-{tag}.npz"  # test probabilities: intervals without retraining
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(kept, probs=np.load(run / "eval" / "test_probs.npy").astype(np.float16),
-                        labels=data.labels["test"])
+    common.save_predictions(kept, np.load(run / "eval" / "test_probs.npy"), data.labels["test"])
     return {"task": "classify", "dataset": name, "fraction": fraction, "seed": seed, "init": init,
             "predictions": kept.name,
             "augment": plan.augment.preset, "n_train": int(len(data.labels["train"])), "epochs": plan.epochs,
@@ -164,10 +162,7 @@ def seed_mean_ci(runs: list[dict], predictions: Path) -> list[float] | None:
     else:
         from medcnn.metrics.classification import classification_intervals
 
-        loaded = [np.load(f) for f in files]
-        labels = loaded[0]["labels"]
-        probs = [z["probs"].astype(np.float32) for z in loaded]
-        ci = classification_intervals(probs, labels, "binary" if probs[0].shape[1] == 2 else "multiclass")["auc"]
+        ci = classification_intervals(*common.load_predictions(files))["auc"]
     return [round(v, 4) for v in ci] if ci else None
 
 

@@ -105,7 +105,7 @@ def test_seed_predictions_give_the_records_intervals(tmp_path):
     runs = []
     for seed in (0, 1, 2):
         p1 = np.clip(labels * 0.6 + rng.random(300) * 0.4, 0, 1)
-        bench.save_predictions(bench.predictions_file(tmp_path, "toy", seed), np.stack([1 - p1, p1], 1), labels)
+        bench.common.save_predictions(bench.predictions_file(tmp_path, "toy", seed), np.stack([1 - p1, p1], 1), labels)
         runs.append({"seed": seed})
     rec = bench.intervals("toy", runs, tmp_path)
     assert rec["predictions"] == [f"classify-toy-seed{s}.npz" for s in (0, 1, 2)]
