@@ -189,7 +189,8 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
           degradation: Optional[str] = typer.Option(None, help=DEGRADATION_HELP),
           level: Optional[str] = typer.Option(None, help=LEVEL_HELP),
           pretrained: Optional[str] = typer.Option(None, help="Start from pretrained weights: a weights file "
-                                                   "(torchvision/timm state dict, checkpoint), a run folder, or a backbone name."),
+                                                   "(torchvision/timm state dict, checkpoint), a run folder, named weights "
+                                                   "(squeezenet1_1.imagenet, or torchvision's name) or a backbone name."),
           finetune: Optional[str] = typer.Option(None, help="With --pretrained: finetune | linear-probe | "
                                                  "freeze-then-unfreeze (see transfer.* in the plan)."),
           overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
@@ -246,9 +247,11 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
                                  **({"strategy": finetune} if finetune is not None else {}))
         p = dataclasses.replace(p, transfer=tr).validate()
     if p.transfer.pretrained:  # a missing source fails before a run folder is made
+        from medcnn.transfer.catalog import plan_for_weights
         from medcnn.transfer.weights import resolve_source
 
         resolve_source(p.transfer.pretrained)
+        p = plan_for_weights(p)
     run_dir = out_dir or Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     t = task_of(p)
     t.check_data(p, ds)
@@ -513,10 +516,14 @@ def _engine(engine: str) -> str:
 
 @app.command()
 def models():
-    """List the registered networks."""
+    """List the registered networks and the pretrained weights known by name (for --pretrained)."""
     from medcnn.models import list_models
+    from medcnn.transfer.catalog import WEIGHT_SETS
 
     out.print("\n".join(list_models()))
+    out.print("\nnamed weights (--pretrained NAME; torchvision's names work too):")
+    for ws in WEIGHT_SETS:
+        out.print(f"  {ws.name:24s} {ws.model}: {ws.description}")
 
 
 @app.command()

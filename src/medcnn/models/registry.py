@@ -37,6 +37,19 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def model_options(name: str) -> set[str]:
+    """The named keyword options of network ``name``'s builder (empty for an unknown name)."""
+    import inspect
+
+    _ensure_builtin()
+    fn = _MODELS.get(name.lower())
+    if fn is None:
+        return set()
+    skip = {"spatial_dims", "in_channels", "num_classes"}
+    return {p.name for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in skip}
+
+
 def load_plugins(modules: list[str]) -> None:
     """Import the plan's plugin modules (they register their networks)."""
     import_plugins(modules)
@@ -44,8 +57,12 @@ def load_plugins(modules: list[str]) -> None:
 
 def create_model(name: str, spatial_dims: int, in_channels: int, num_classes: int, *,
                  mean: list[float] | None = None, std: list[float] | None = None, **kwargs) -> nn.Module:
-    """Build ``name`` and prepend the input normalisation, so the network takes [0, 1] images."""
+    """Build ``name`` and prepend the input normalisation, so the network takes [0, 1] images. A
+    three-channel ``mean`` / ``std`` for one-channel images feeds the network the grey image as three
+    channels (a network with RGB weights, e.g. ImageNet's, sees R = G = B as it would for a grey photo)."""
     _ensure_builtin()
+    if mean is not None and in_channels == 1 and len(mean) > 1:
+        in_channels = len(mean)
     key = name.lower()
     if key not in _MODELS:
         import difflib
@@ -63,7 +80,8 @@ def create_model(name: str, spatial_dims: int, in_channels: int, num_classes: in
 
 
 class Normalize(nn.Module):
-    """(x - mean) / std per channel, as fixed buffers (saved with the weights, exported to ONNX)."""
+    """(x - mean) / std per channel, as fixed buffers (saved with the weights, exported to ONNX). A
+    one-channel input with several-channel buffers broadcasts to that many channels."""
 
     keep_on_transfer = True  # the target data's normalisation: pretrained weights never replace it
 
@@ -84,4 +102,5 @@ def _ensure_builtin() -> None:
     global _builtin_loaded
     if not _builtin_loaded:
         _builtin_loaded = True
-        importlib.import_module("medcnn.models.nets")
+        for module in ("medcnn.models.nets", "medcnn.models.squeezenet"):
+            importlib.import_module(module)

@@ -109,7 +109,11 @@ def load_model(run: str | Path, checkpoint: str = "best", engine: str = "torch")
 
 
 def train(plan: Plan, data, run_dir: str | Path, **kw) -> Path:
-    """Train ``plan`` on ``data`` into the run folder ``run_dir`` (``medcnn.train.engine.train``)."""
+    """Train ``plan`` on ``data`` into the run folder ``run_dir`` (``medcnn.train.engine.train``); a plan
+    starting from named weights follows their network and input normalisation first."""
+    from medcnn.transfer.catalog import plan_for_weights
+
+    plan = plan_for_weights(plan)
     task = task_of(plan)
     run = engine_train(task, plan, data, Path(run_dir), **kw)
     if is_primary():

@@ -1,8 +1,9 @@
 """Pretrained weights into a network: find them, line their names up, adapt what must be adapted.
 
 A source is a weights file (a plain state dict as torchvision / timm save it, a Lightning or
-medcnn checkpoint, ``.safetensors``), a medcnn run folder (its best checkpoint, from any task) or
-the name of a backbone from ``medcnn pretrain``. Names are lined up by stripping wrapper prefixes
+medcnn checkpoint, ``.safetensors``), a medcnn run folder (its best checkpoint, from any task),
+named weights (``medcnn.transfer.catalog``: ``squeezenet1_1.imagenet``) or the name of a backbone
+from ``medcnn pretrain``. Names are lined up by stripping wrapper prefixes
 (``module.``, ``net.``, ``1.`` of a ``Sequential``...) on both sides, choosing the stripping that
 matches the most tensors, so an ImageNet ResNet-18 state dict lands in medcnn's MONAI ResNet-18
 whatever wraps it. Each target tensor is then
@@ -28,6 +29,7 @@ from torch import nn
 
 from medcnn.errors import InputError
 from medcnn.runs import RunFolder, load_checkpoint
+from medcnn.transfer import catalog
 
 BACKBONE_DIRS_ENV = "MEDCNN_BACKBONES"  # extra folders searched for named backbones (medcnn-<name>.pt)
 MAX_PREFIX_DEPTH = 3
@@ -37,6 +39,7 @@ KEPT = "this plan's input normalisation (kept)"
 @dataclass
 class LoadReport:
     source: str
+    file: str = ""  # the file the weights were read from
     target_prefix: str = ""
     source_prefix: str = ""
     loaded: list[str] = field(default_factory=list)
@@ -60,7 +63,7 @@ class LoadReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "loaded": len(self.loaded), "adapted": self.adapted, "new": self.new,
+        return {"source": self.source, "file": self.file, "loaded": len(self.loaded), "adapted": self.adapted, "new": self.new,
                 "unused": len(self.unused)}
 
 
@@ -81,11 +84,15 @@ def resolve_source(source: str | os.PathLike) -> Path:
     if p.is_file():
         return p
     name = str(source)
+    ws = catalog.find(name)
+    if ws is not None:
+        return catalog.weights_file(ws)
     for d in backbone_dirs():
         for cand in (d / f"{name}.pt", d / f"medcnn-{name}.pt"):
             if cand.is_file():
                 return cand
-    raise InputError("not a weights file, a run folder or a known backbone name "
+    raise InputError("not a weights file, a run folder, named weights "
+                     f"({', '.join(catalog.names())}) or a known backbone name "
                      f"(backbones are looked for in {', '.join(str(d) for d in backbone_dirs())})", name)
 
 
@@ -189,6 +196,18 @@ def _is_head(w: torch.Tensor, t: torch.Tensor, out_channels: int) -> bool:
     return w.ndim == t.ndim and w.shape[1:] == t.shape[1:] and t.shape[0] == out_channels != w.shape[0]
 
 
+def _head_names(net: nn.Module, out_channels: int | None) -> set[str]:
+    """State names of the network's output layer: its last layer with weights, when that layer has
+    ``out_channels`` outputs."""
+    last = None
+    for mname, m in net.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            last = mname, m
+    if last is None or out_channels is None or last[1].weight.shape[0] != out_channels:
+        return set()
+    return {f"{last[0]}.{k}" for k in last[1].state_dict()}
+
+
 def _kept_names(net: nn.Module) -> set[str]:
     """State names of modules that belong to this plan, not to any source (``keep_on_transfer``:
     the input normalisation of the target's data)."""
@@ -212,10 +231,11 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike, *, allow_inflate:
     target = net.state_dict()
     ps, pt = align(list(sd), list(target))
     src = _strip(list(sd), ps)
-    report = LoadReport(source=str(source), target_prefix=pt, source_prefix=ps)
+    report = LoadReport(source=str(source), file=str(path), target_prefix=pt, source_prefix=ps)
     new_state = dict(target)
     used = set()
     kept = _kept_names(net)
+    head = _head_names(net, out_channels)
     for name, full in _strip(list(target), pt).items():
         t = target[full]
         if full in kept:
@@ -225,6 +245,8 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike, *, allow_inflate:
             if name.endswith(".bias") and name[:-5] + ".weight" in src:  # the source's layer has no bias
                 new_state[full] = torch.zeros_like(t)
                 report.adapted[name] = "zero (the source layer has no bias)"
+            elif full in head:
+                report.new[name] = "new head: not in the source (a backbone without its classifier)"
             else:
                 report.new[name] = "not in the source"
             continue
