@@ -120,9 +120,48 @@ def test_empty_folder_and_bad_csv(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images found"):
         load_classification(str(tmp_path / "empty"))
-    (tmp_path / "l.csv").write_text("file,class\na.png,1\n")
-    with pytest.raises(InputError, match="needs columns"):
+    (tmp_path / "l.csv").write_text("image_id,age,sex\na,55,female\n")  # which column is the label?
+    with pytest.raises(InputError, match=r"CSV needs an image column \(path, .*image_id.*\) and a label column "
+                                         r"\('label', or the only other column\); found \['image_id', 'age', 'sex'\]"):
         load_classification(str(tmp_path / "l.csv"))
+
+
+def test_isic_label_files_load_as_published(data_root):
+    """ISIC 2017's own CSVs (``image_id,melanoma`` with 0.0 / 1.0, ids without a suffix, images in a
+    sub-folder) train as they are; melanoma is the positive class."""
+    csv_file = require(data_root / "isic2017_melanoma" / "ISIC-2017_Validation_Classes.csv")
+    d = load_classification(str(csv_file))
+    assert d.label_type == "binary" and d.class_names == ["not melanoma", "melanoma"]
+    assert sum(len(v) for v in d.labels.values()) == 150 and sum(int(v.sum()) for v in d.labels.values()) == 30
+    f = d.files["train"][0]
+    assert f.startswith(str(csv_file.parent / "validation" / "ISIC_")) and f.endswith(".jpg")
+    assert d.images["train"].shape[1:] == (3, 128, 128)
+
+
+def test_csv_layouts_users_bring(breast_npz, tmp_path):
+    _export_pngs(breast_npz, tmp_path / "imgs", per_class=6)
+    files = sorted((tmp_path / "imgs").rglob("*.png"))
+    # ids without folder or suffix, a label column under another name, numbers written as floats
+    rows = ["id,class"] + [f"{f.stem},{float(f.parent.name == 'malignant')}" for f in files]
+    (tmp_path / "imgs" / "ids.csv").write_text("\n".join(rows) + "\n")
+    d = load_classification(str(tmp_path / "imgs" / "ids.csv"))
+    assert d.class_names == ["0", "1"] and sum(len(v) for v in d.labels.values()) == 12
+    # a file name with its suffix, and a 0/1 column named after the finding
+    rows = ["image_name,malignant"] + [f"{f.name},{int(f.parent.name == 'malignant')}" for f in files]
+    (tmp_path / "imgs" / "names.csv").write_text("\n".join(rows) + "\n")
+    d = load_classification(str(tmp_path / "imgs" / "names.csv"))
+    assert d.class_names == ["not malignant", "malignant"]
+    pos = [f for s in d.files for f, y in zip(d.files[s], d.labels[s]) if y == 1]
+    assert len(pos) == 6 and all("/malignant/" in f for f in pos)
+    # an id found twice, or nowhere: the line says so
+    (tmp_path / "imgs" / "copy").mkdir()
+    (tmp_path / "imgs" / "copy" / files[0].name).write_bytes(files[0].read_bytes())
+    (tmp_path / "imgs" / "x.csv").write_text(f"image_id,label\n{files[0].stem},a\n")
+    with pytest.raises(InputError, match=rf"line 2: 2 image files named '{files[0].stem}'"):
+        load_classification(str(tmp_path / "imgs" / "x.csv"))
+    (tmp_path / "imgs" / "y.csv").write_text("image_id,label\nISIC_123,a\n")
+    with pytest.raises(InputError, match="line 2: no image file named 'ISIC_123' next to the CSV or in its sub-folders"):
+        load_classification(str(tmp_path / "imgs" / "y.csv"))
 
 
 def test_segmentation_folder_is_not_classification(hippocampus_dir):

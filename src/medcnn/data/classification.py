@@ -21,7 +21,8 @@ from medcnn.data.groups import check_groups_within_splits, group_of, stratified_
 from medcnn.errors import ConfigError, InputError
 from medcnn.io import read_image
 from medcnn.io.dicom import dicom_identity, is_dicom_file
-from medcnn.io.inputs import is_image_file
+from medcnn.io.inputs import PATH_COLUMNS, is_image_file
+from medcnn.io.registry import image_suffix
 
 SPLITS = ("train", "val", "test")
 
@@ -313,10 +314,22 @@ def _series_folders(class_dir: Path, files: list[Path]) -> set[Path]:
     return out
 
 
+ID_COLUMNS = ("image_id", "image_name", "isic_id", "id", "name")
+"""CSV columns naming an image file without its folder or suffix (``ISIC_0000000``), looked up next
+to the CSV and in its sub-folders."""
+LABEL_COLUMNS = ("label", "class", "target", "diagnosis")
+
+
 def load_csv(path: Path, **kw: Any) -> ClassificationData:
-    """A CSV with columns ``path,label``, optionally ``split`` (train/val/test) and ``group`` (the
+    """A CSV of images and labels, optionally with ``split`` (train/val/test) and ``group`` (the
     patient: rows of one group always share a split; also read from ``patient``/``patient_id``/``subject``).
-    A path may name a DICOM series folder (one 3D sample)."""
+
+    - The image: a ``path`` column (also ``file``, ``filename``, ``image``...; a DICOM series folder is
+      one 3D sample), or an id column (``image_id``, ``id``...: the file's name without folder or
+      suffix, found next to the CSV or in its sub-folders).
+    - The label: a ``label`` column (also ``class``, ``target``, ``diagnosis``), else the one other
+      column. A 0/1 column named after a finding (ISIC's ``image_id,melanoma``) gives the classes
+      ``not <finding>`` and ``<finding>``; numbers are read as numbers (``1.0`` is ``1``)."""
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
@@ -324,26 +337,78 @@ def load_csv(path: Path, **kw: Any) -> ClassificationData:
             rows_in = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"cannot read CSV ({e})".splitlines()[0], path) from None
-    if "path" not in fields or "label" not in fields:
-        raise InputError(f"CSV needs columns 'path' and 'label' (found {fields})", path)
+    path_col = next((c for c in (*PATH_COLUMNS, *ID_COLUMNS) if c in fields), None)
     group_col = next((c for c in GROUP_COLUMNS if c in fields), None)
+    rest = [c for c in fields if c not in (path_col, group_col, "split")]
+    label_col = next((c for c in LABEL_COLUMNS if c in fields), rest[0] if len(rest) == 1 else None)
+    if path_col is None or label_col is None:
+        raise InputError(f"CSV needs an image column ({', '.join(PATH_COLUMNS + ID_COLUMNS)}) and a label column "
+                         f"('label', or the only other column); found {fields}", path)
+    find = _ImageIndex(path.parent)
     rows = []
     for i, r in enumerate(rows_in, start=2):
         r = {k.strip().lower(): (v or "").strip() for k, v in r.items() if k}
-        f = Path(r["path"])
-        f = f if f.is_absolute() else path.parent / f
+        if not r.get(path_col):
+            raise InputError(f"line {i}: empty {path_col}", path)
+        f = find(r[path_col], i, path)
         split = r.get("split") or None
         if split is not None and split not in SPLITS:
             raise InputError(f"line {i}: split must be one of {SPLITS}, got {split!r}", path)
-        if not r["label"]:
-            raise InputError(f"line {i}: empty label", path)
+        if not r.get(label_col):
+            raise InputError(f"line {i}: empty label ({label_col})", path)
         group = r.get(group_col or "", "")
         if group_col and not group:
             raise InputError(f"line {i}: empty {group_col}", path)
-        rows.append(_Row(str(f), r["label"], split, f"group:{group}" if group else group_of(f)))
+        rows.append(_Row(str(f), _number(r[label_col]), split, f"group:{group}" if group else group_of(f)))
     if not rows:
         raise InputError("CSV has no rows", path)
-    return _from_rows(rows, path.stem, str(path), **kw)
+    names = None
+    if label_col not in LABEL_COLUMNS and {r.label for r in rows} == {"0", "1"}:  # a finding, present or not
+        names = {"0": f"not {label_col}", "1": label_col}
+        rows = [dataclasses.replace(r, label=names[r.label]) for r in rows]
+    return _from_rows(rows, path.stem, str(path), order=list(names.values()) if names else None, **kw)
+
+
+def _number(label: str) -> str:
+    """``1.0`` -> ``1``: a label written as a number names its class by the integer."""
+    try:
+        v = float(label)
+    except ValueError:
+        return label
+    return str(int(v)) if v.is_integer() else label
+
+
+class _ImageIndex:
+    """The file of a CSV's image column: a path (absolute, or relative to the CSV), else a file name
+    with or without its suffix found next to the CSV or in one of its sub-folders (indexed on first use)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._index: dict[str, list[Path]] | None = None
+
+    def __call__(self, value: str, line: int, csv_path: Path) -> Path:
+        f = Path(value)
+        f = f if f.is_absolute() else self.folder / f
+        if f.exists() or len(Path(value).parts) > 1:
+            return f  # a missing file named by its path is reported when it is read
+        found = self.index().get(Path(value).name, [])
+        if len(found) == 1:
+            return found[0]
+        if not found and f.suffix and image_suffix(f):
+            return f
+        what = "no image file" if not found else f"{len(found)} image files"
+        raise InputError(f"line {line}: {what} named {value!r} next to the CSV or in its sub-folders", csv_path)
+
+    def index(self) -> dict[str, list[Path]]:
+        if self._index is None:
+            self._index = {}
+            for d in (self.folder, *sorted(p for p in self.folder.iterdir() if p.is_dir())):
+                for p in sorted(d.iterdir()):
+                    suffix = image_suffix(p) if p.is_file() else None
+                    if suffix:
+                        for key in {p.name, p.name[:-len(suffix)]}:
+                            self._index.setdefault(key, []).append(p)
+        return self._index
 
 
 def choose_input_size(shape: tuple[int, ...]) -> list[int]:
@@ -357,10 +422,11 @@ def choose_input_size(shape: tuple[int, ...]) -> list[int]:
 
 
 def _from_rows(rows: list[_Row], name, source, *, input_size=None, channels=None, normalization="auto",
-               seed=0) -> ClassificationData:
+               seed=0, order: list[str] | None = None) -> ClassificationData:
+    """``order``: the class names in index order (default: the labels sorted, numbers by value)."""
     from medcnn.data.preprocess import image_to_array
 
-    class_names = sorted({r.label for r in rows}, key=_natural)
+    class_names = order or sorted({r.label for r in rows}, key=_natural)
     if len(class_names) < 2:
         raise InputError(f"found only one class ({class_names[0]!r}); classification needs at least two", source)
     index = {c: i for i, c in enumerate(class_names)}
