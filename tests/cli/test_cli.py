@@ -185,7 +185,7 @@ def test_evaluate_on_other_data_resizes(breast_run, breast_npz, tmp_path):
               for k, v in ((k, real[k]) for k in real.files)}
     np.savez(tmp_path / "breast56.npz", **arrays)
     assert main(["evaluate", str(breast_run), "--data", str(tmp_path / "breast56.npz")]) == 0
-    big = json.loads((breast_run / "eval" / "test.json").read_text())
+    big = json.loads((breast_run / "eval" / "breast56-test.json").read_text())
     assert main(["evaluate", str(breast_run)]) == 0
     ref = json.loads((breast_run / "eval" / "test.json").read_text())
     assert big["n"] == ref["n"] == 156 and abs(big["auc"] - ref["auc"]) < 0.05
@@ -229,3 +229,23 @@ def test_augment_preview_on_real_images(which, breast_npz, hippocampus_dir, dico
     assert w > h > 200  # 2 rows x 4 columns
     assert main(["augment", str(data), "--preview", str(png), *extra]) == 2  # never overwritten silently
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_evaluate_an_external_set_whole_with_the_runs_own_calibration(breast_run, breast_npz, tmp_path):
+    """An external test set (here the real test images as a CSV) is evaluated whole (--split all), its
+    results do not replace the run's own, the temperature stays the run's, other classes are refused."""
+    real = np.load(breast_npz)
+    names = ["malignant", "normal, benign"]
+    rows = ["path,label"]
+    for i, (img, y) in enumerate(zip(real["test_images"][:40], real["test_labels"][:40, 0])):
+        PILImage.fromarray(img).save(tmp_path / f"e{i}.png")
+        rows.append(f"e{i}.png,\"{names[y]}\"")
+    (tmp_path / "external.csv").write_text("\n".join(rows) + "\n")
+    assert main(["evaluate", str(breast_run)]) == 0
+    own = json.loads((breast_run / "eval" / "test.json").read_text())
+    assert main(["evaluate", str(breast_run), "--data", str(tmp_path / "external.csv"), "--split", "all"]) == 0
+    ext = json.loads((breast_run / "eval" / "external-all.json").read_text())
+    assert ext["n"] == 40 and ext["calibration"]["temperature"] == own["calibration"]["temperature"]
+    assert json.loads((breast_run / "eval" / "test.json").read_text()) == own  # the run's own results stay
+    (tmp_path / "other.csv").write_text("\n".join(r.replace("normal, benign", "benign") for r in rows) + "\n")
+    assert main(["evaluate", str(breast_run), "--data", str(tmp_path / "other.csv"), "--split", "all"]) == 2

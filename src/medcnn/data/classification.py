@@ -53,8 +53,14 @@ class ClassificationData:
         return int(self.images["train"].shape[1])
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The images and labels of split ``name``; ``all``: every split's, in train/val/test order
+        (an external set evaluated as a whole)."""
+        if name == "all":
+            present = [s for s in SPLITS if s in self.images]
+            return (np.concatenate([self.images[s] for s in present]),
+                    np.concatenate([self.labels[s] for s in present]))
         if name not in self.images:
-            raise ConfigError(f"split {name!r} not in dataset {self.name} (has {sorted(self.images)})")
+            raise ConfigError(f"split {name!r} not in dataset {self.name} (has {sorted(self.images)}, or all)")
         return self.images[name], self.labels[name]
 
     def label_subset(self, fraction: float, seed: int = 0) -> "ClassificationData":

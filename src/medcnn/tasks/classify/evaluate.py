@@ -9,6 +9,7 @@ import torch
 
 from medcnn.data.classification import load_classification
 from medcnn.data.preprocess import resize_batch
+from medcnn.errors import InputError
 from medcnn.infer.domain import DomainModel, fit_domain, unusual_share
 from medcnn.infer.predictor import Predictor, probabilities
 from medcnn.metrics.calibration import accuracy_coverage, fit_temperature
@@ -46,13 +47,16 @@ def fit_run_domain(pred: Predictor, ds, checkpoint: str) -> DomainModel | None:
 
 def evaluate_run(pred: Predictor, run: str | Path, split: str = "test", checkpoint: str = "best",
                  data: str | None = None) -> dict[str, Any]:
-    """Evaluate a run's classifier ``pred`` (its ``checkpoint``) on ``split`` of its dataset (or of
-    ``data``); write eval/ files. ``medcnn.tasks.evaluate(run, ...)`` loads the classifier."""
+    """Evaluate a run's classifier ``pred`` (its ``checkpoint``) on ``split`` of its dataset, or of
+    ``data`` (another dataset with the run's classes; ``split="all"``: every image of it); write eval/
+    files. ``medcnn.tasks.evaluate(run, ...)`` loads the classifier."""
     run = Path(run)
     plan = pred.plan
     pre = plan.preprocessing
     ds = load_classification(data or plan.data, input_size=pre.input_size, channels=pre.channels,
                              normalization=pre.normalization, seed=plan.seed)
+    if data is not None:
+        _check_classes(ds.class_names, list(plan.class_names), data)
     images, labels = ds.split(split)
     if list(images.shape[2:]) != list(pre.input_size):  # e.g. --data breastmnist_64 for a 28-px model
         images = resize_batch(torch.as_tensor(images), pre.input_size).numpy()
@@ -61,14 +65,18 @@ def evaluate_run(pred: Predictor, run: str | Path, split: str = "test", checkpoi
     report = classification_report(probs, labels, plan.label_type, plan.class_names)
     report.update(split=split, checkpoint=checkpoint, data=ds.source or ds.name, ensemble=plan.ensemble, tta=plan.tta)
 
-    # temperature scaling, fitted on the validation split only
-    val_images, val_labels = ds.split("val")
-    if list(val_images.shape[2:]) != list(pre.input_size):
-        val_images = resize_batch(torch.as_tensor(val_images), pre.input_size).numpy()
-    t = fit_temperature(pred.predict_logits(val_images), val_labels, plan.label_type)
+    # temperature scaling, fitted on the run's own validation split only (never on the data evaluated)
+    t = _run_temperature(pred, run, checkpoint) if data is not None else None
+    if t is None:
+        own = ds if data is None else load_classification(plan.data, input_size=pre.input_size, channels=pre.channels,
+                                                            normalization=pre.normalization, seed=plan.seed)
+        val_images, val_labels = own.split("val")
+        if list(val_images.shape[2:]) != list(pre.input_size):
+            val_images = resize_batch(torch.as_tensor(val_images), pre.input_size).numpy()
+        t = fit_temperature(pred.predict_logits(val_images), val_labels, plan.label_type)
     cal_probs = probabilities(torch.from_numpy(logits) / t, plan.label_type).numpy()
-    report["calibration"] = {"method": "temperature scaling", "fitted_on": "val", "temperature": round(t, 4),
-                             "ece_before": report["ece"],
+    report["calibration"] = {"method": "temperature scaling", "fitted_on": "val" if data is None else "the run's val",
+                             "temperature": round(t, 4), "ece_before": report["ece"],
                              "ece_after": expected_calibration_error(cal_probs, labels, plan.label_type)}
     if plan.label_type != "multilabel":
         report["accuracy_coverage"] = accuracy_coverage(cal_probs, labels)
@@ -81,11 +89,29 @@ def evaluate_run(pred: Predictor, run: str | Path, split: str = "test", checkpoi
                             "threshold": round(pred.domain.threshold, 3), "fitted_on": "train (statistics), val (threshold)"}
     out = RunFolder(run).eval_dir
     out.mkdir(exist_ok=True)
-    atomic_write_json(out / f"{split}.json", report)
-    _plots(probs, labels, plan.label_type, plan.class_names, report, out, split, cal_probs)
-    with atomic_path(out / f"{split}_probs.npy") as tmp, open(tmp, "wb") as fh:
+    # another dataset's results sit beside the run's own: eval/<data>-<split>.json
+    name = split if data is None else f"{Path(str(data)).name.split('.')[0]}-{split}"
+    report["eval_name"] = name
+    atomic_write_json(out / f"{name}.json", report)
+    _plots(probs, labels, plan.label_type, plan.class_names, report, out, name, cal_probs)
+    with atomic_path(out / f"{name}_probs.npy") as tmp, open(tmp, "wb") as fh:
         np.save(fh, probs)  # small; lets users recompute any metric
     return report
+
+
+def _check_classes(names: list[str], run_names: list[str], data: str) -> None:
+    """Another dataset's labels mean the run's classes only under the same names in the same order
+    (an .npz without names numbers its classes: then the count must agree)."""
+    numbered = names == [str(i) for i in range(len(names))]
+    if (numbered and len(names) != len(run_names)) or (not numbered and names != run_names):
+        raise InputError(f"its classes {names} are not the run's {run_names} (same names, same order): "
+                         "the labels would be compared with the wrong classes", data)
+
+
+def _run_temperature(pred: Predictor, run: Path, checkpoint: str) -> float | None:
+    """The temperature an earlier ``evaluate`` fitted on the run's validation split, if any."""
+    folder = RunFolder(run)
+    return folder.temperature(checkpoint) if folder.calibration_file.is_file() else None
 
 
 def _plots(probs, labels, label_type, names, report, out: Path, split: str, cal_probs=None) -> None:
