@@ -25,6 +25,24 @@ def test_plans_follow_the_data(hippocampus_dir, drive_dir):
     assert round(208 * hippo.segment.split["val_fraction"]) == 21
 
 
+def test_normalisation_follows_what_the_channels_are(data_root):
+    """Three MR sequences are z-scored per channel (nnU-Net's rule from channel_names), not scaled as
+    a colour photograph; colour stays colour; CT is clipped and standardised."""
+    from medcnn.planning.segment import normalization_for
+
+    lgg = load_segmentation(data_root / "lgg_mri_segmentation_112")  # real: pre-contrast, FLAIR, post-contrast
+    assert lgg.channel_names == ["pre-contrast", "FLAIR", "post-contrast"]
+    fgi = {"mean": 0.0, "std": 1.0, "p0.5": -1.0, "p99.5": 1.0}
+
+    def norm(channels, names=(), modality=""):
+        fp = {"channels": channels, "channel_names": list(names), "modality": modality, "foreground_intensity": fgi}
+        return normalization_for(fp)[0]
+
+    assert norm(3, lgg.channel_names, lgg.modality) == "zscore"
+    assert norm(3, ["R", "G", "B"]) == norm(3, [], "fundus photograph") == norm(3) == "rgb"
+    assert norm(1, ["CT"], "CT") == "ct" and norm(1, ["T2"], "T2") == norm(2, ["T1", "T2"]) == "zscore"
+
+
 def test_mirrored_views_only_where_training_mirrored(hippocampus_dir, drive_dir):
     """Mirrored test-time views of a network trained without mirroring are mislabelled (anterior <->
     posterior: test Dice .84 -> .51 in the bench-transfer ablation); inference leaves them out, and

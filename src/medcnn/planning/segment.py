@@ -84,7 +84,7 @@ def fingerprint(data: SegmentationData, max_cases: int = FINGERPRINT_CASES) -> d
     fg = np.concatenate(fg_vals) if fg_vals else np.zeros(1, np.float32)
     total = sum(label_vox.values()) or 1
     return {
-        "name": data.name, "source": data.source, "modality": data.modality,
+        "name": data.name, "source": data.source, "modality": data.modality, "channel_names": list(data.channel_names),
         "n_cases": len(data.cases), "n_test_cases": len(data.test_cases), "n_read": int(len(idx)),
         "labels": {str(k): v for k, v in data.labels.items()},
         "spatial_dims": len(shapes[0]), "channels": max(channels), "dtypes": sorted(dtypes),
@@ -157,14 +157,23 @@ def unet_for(patch: list[int], dims: int) -> ModelConfig:
                                 "deep_supervision": max(0, min(DEEP_SUPERVISION, k - 1))})
 
 
+COLOUR_WORDS = ("photo", "fundus", "dermoscop", "dermatoscop", "colour", "color", "rgb", "microscop", "histolog")
+COLOUR_CHANNELS = {"r", "g", "b", "red", "green", "blue"}
+
+
 def normalization_for(fp: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(normaliser, its arguments): CT: clip to the foreground's 0.5-99.5 % HU, then the foreground's
-    mean/std; three channels: rgb; else zscore (MRI)."""
+    """(normaliser, its arguments), from what the channels are (nnU-Net decides the same way from
+    dataset.json's ``channel_names``): CT: clip to the foreground's 0.5-99.5 % HU, then the
+    foreground's mean/std; colour photographs (three channels named R/G/B, or a photograph / fundus /
+    dermoscopy / microscopy modality, or three unnamed channels): rgb; anything else, e.g. MR
+    sequences (T1, FLAIR, post-contrast...): zscore per channel over the nonzero voxels."""
     modality = str(fp.get("modality", "")).lower()
+    names = [str(n).strip().lower() for n in fp.get("channel_names", [])]
     fgi = fp["foreground_intensity"]
     if "ct" in modality.replace(",", " ").split():
         return "ct", {"clip": [fgi["p0.5"], fgi["p99.5"]], "mean": fgi["mean"], "std": max(fgi["std"], 1e-3)}
-    if fp["channels"] == 3:
+    colour = (names and set(names) <= COLOUR_CHANNELS) or any(w in modality for w in COLOUR_WORDS)
+    if fp["channels"] == 3 and (colour or not names):
         return "rgb", {}
     return "zscore", {}
 
