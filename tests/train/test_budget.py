@@ -8,7 +8,7 @@ from medcnn.data.classification import load_classification
 from medcnn.plan import Plan
 from medcnn.planning import default_plan
 from medcnn.tasks import train
-from medcnn.train.budget import MARGIN, fit_epochs, plan_epochs, stretch_steps
+from medcnn.train.budget import MARGIN, fit_epochs, plan_epochs, shrink_steps, stretch_steps
 
 
 def test_fit_epochs_arithmetic():
@@ -26,6 +26,15 @@ def test_stretched_epochs_fill_the_budget():
     assert epochs == 5 and steps == int(120 * MARGIN / 5 - 10)
     assert epochs * (steps * 1.0 + 10.0) <= 120 * MARGIN < epochs * ((steps + 1) * 1.0 + 10.0)
     assert stretch_steps(3, 3, 60.0, 10, 1.0, 10.0) == 10  # everything fits: epochs stay as planned
+
+
+def test_an_epoch_longer_than_the_budget_is_shortened():
+    # LGG as measured: 1,000 patch steps of 0.822 s and 130 s of validation; a 6-minute budget
+    assert fit_epochs(50, 6.0, 1000, 0.822, 130.0) == 1  # one epoch: 952 s, far over 360 s
+    steps = shrink_steps(6.0, 1000, 0.822, 130.0)
+    assert steps == int((360 * MARGIN - 130) / 0.822) and steps * 0.822 + 130 <= 360 * MARGIN
+    assert shrink_steps(6.0, 100, 0.822, 130.0) == 100  # never longer than planned
+    assert shrink_steps(1.0, 1000, 0.822, 130.0) == 1  # validation alone is over budget: one step
 
 
 def test_budget_cuts_epochs_and_is_recorded(breast_npz, tmp_path):
@@ -60,8 +69,8 @@ def test_segmentation_calibration_restores_weights(hippocampus_dir):
     assert rec["validation_seconds"] > 0 and rec["steps_per_epoch"] == 24 // plan.batch_size
     assert 1 <= rec["epochs"] <= 50
     assert rec["estimated_minutes"] <= 1.0 or rec["epochs"] == 1
-    if rec["epochs"] < 50:  # patch epochs are lengthened to use the budget
-        assert rec["stretched_steps_per_epoch"] >= rec["steps_per_epoch"]
+    if 1 < rec["epochs"] < 50:  # patch epochs are lengthened to use the budget
+        assert rec["resized_steps_per_epoch"] >= rec["steps_per_epoch"]
 
 
 @pytest.mark.parametrize("value", ["-1"])
@@ -85,7 +94,7 @@ def test_segmentation_run_trains_the_stretched_epochs(hippocampus_dir, tmp_path)
     tb = json.loads((run / "run.json").read_text())["time_budget"]
     saved = Plan.load(run / "plan.yaml")
     assert saved.epochs == tb["epochs"] < 50
-    assert saved.segment.patches_per_epoch == tb["stretched_steps_per_epoch"] * plan.batch_size
+    assert saved.segment.patches_per_epoch == tb["resized_steps_per_epoch"] * plan.batch_size
     logged = json.loads((run / "metrics.json").read_text())["epochs"]
     assert len(logged) == tb["epochs"]
-    assert logged[-1]["step"] == tb["epochs"] * tb["stretched_steps_per_epoch"]
+    assert logged[-1]["step"] == tb["epochs"] * tb["resized_steps_per_epoch"]

@@ -4,7 +4,8 @@ Before training, the loader's first batches and a few optimisation steps are tim
 threads and device; the weights are restored afterwards) and one validation pass is estimated;
 the run then trains ``min(plan.epochs, what fits)`` epochs, so the learning-rate schedule still
 runs to its end. Where an epoch is a number of sampled patches (segmentation), the epochs that fit
-are lengthened to use the whole budget instead of leaving up to one epoch of it unused. What was
+are lengthened to use the whole budget instead of leaving up to one epoch of it unused, and one
+epoch longer than the whole budget is shortened to fit it. What was
 measured and decided is recorded in the run's ``run.json``.
 """
 from __future__ import annotations
@@ -127,6 +128,14 @@ def stretch_steps(epochs: int, max_epochs: int, max_minutes: float, steps_per_ep
     return max(steps_per_epoch, int(math.floor(per_epoch / step_s)))
 
 
+def shrink_steps(max_minutes: float, steps_per_epoch: int, step_s: float, val_s: float, val_every: int = 1) -> int:
+    """Steps of the one epoch that fits ``MARGIN`` of the budget with its share of validation (at
+    least one; at most ``steps_per_epoch``): an epoch of sampled patches longer than the whole budget
+    (LGG: 1,000 steps of 0.8 s) is cut, so the budget holds."""
+    per_epoch = max_minutes * 60 * MARGIN - val_s / max(val_every, 1)
+    return max(1, min(steps_per_epoch, math.floor(per_epoch / max(step_s, 1e-9))))
+
+
 def plan_epochs(task, plan, train_loader, val_cases: list, n_val: int, precision: str, accelerator: str,
                 val_every: int = 1) -> dict:
     """Measure and decide; returns the record for run.json (``epochs`` is the decision)."""
@@ -139,8 +148,11 @@ def plan_epochs(task, plan, train_loader, val_cases: list, n_val: int, precision
     rec = {"max_minutes": plan.max_minutes, "planned_epochs": plan.epochs, "epochs": epochs,
            "seconds_per_step": round(step_s, 4), "data_seconds_per_step": round(data_s, 4), "steps_per_epoch": steps, "validation_seconds": round(val_s, 2)}
     if resizable_epochs(train_loader):
-        steps = stretch_steps(epochs, plan.epochs, plan.max_minutes, steps, step_s, val_s, val_every)
-        rec["stretched_steps_per_epoch"] = steps
+        if steps * step_s + val_s / max(val_every, 1) > plan.max_minutes * 60 * MARGIN:  # not even one epoch fits
+            steps = shrink_steps(plan.max_minutes, steps, step_s, val_s, val_every)
+        else:
+            steps = stretch_steps(epochs, plan.epochs, plan.max_minutes, steps, step_s, val_s, val_every)
+        rec["resized_steps_per_epoch"] = steps
     rec.update(estimated_minutes=round(epochs * (steps * step_s + val_s / max(val_every, 1)) / 60, 2),
                calibration_seconds=round(time.perf_counter() - t0, 2))
     log.info("time budget %.1f min: %.3f s/step x %d steps + %.1f s validation per epoch -> %d of %d epochs",

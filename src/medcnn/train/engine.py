@@ -160,8 +160,8 @@ def _fit_budget(task, plan: Plan, module, train_loader, val_cases: list, info: d
                                             task.val_every(plan))
     rec["data_prepare_minutes"] = round(spent, 2)
     L.seed_everything(plan.seed, workers=True, verbose=False)
-    steps = rec.get("stretched_steps_per_epoch", rec["steps_per_epoch"])
-    if steps != rec["steps_per_epoch"]:  # longer epochs of sampled patches use the whole budget
+    steps = rec.get("resized_steps_per_epoch", rec["steps_per_epoch"])
+    if steps != rec["steps_per_epoch"]:  # epochs of sampled patches resized to the budget
         train_loader.dataset.n_batches = steps
         plan = task.with_steps_per_epoch(plan, steps)
     if rec["epochs"] != plan.epochs or steps != rec["steps_per_epoch"]:
