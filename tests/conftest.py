@@ -58,6 +58,26 @@ def drive_dir(data_root) -> Path:
 
 
 @pytest.fixture(scope="session")
+def lgg_dir(data_root) -> Path:
+    return require(data_root / "lgg_mri_segmentation_112")
+
+
+def mini_lgg(lgg_dir: Path, dest: Path, n: int = 5) -> Path:
+    """The first ``n`` LGG patients (three MR sequences, one file each) as an nnU-Net v2 folder of links."""
+    import shutil
+
+    for sub in ("imagesTr", "labelsTr"):
+        (dest / sub).mkdir(parents=True)
+    shutil.copy(lgg_dir / "dataset.json", dest / "dataset.json")
+    for lab in sorted((lgg_dir / "labelsTr").glob("*.nii.gz"))[:n]:
+        (dest / "labelsTr" / lab.name).symlink_to(lab)
+        case = lab.name[: -len(".nii.gz")]
+        for f in sorted((lgg_dir / "imagesTr").glob(f"{case}_000?.nii.gz")):
+            (dest / "imagesTr" / f.name).symlink_to(f)
+    return dest
+
+
+@pytest.fixture(scope="session")
 def breast_npz(medmnist_dir) -> Path:
     return require(medmnist_dir / "breastmnist.npz")
 

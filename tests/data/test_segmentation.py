@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import mini_lgg
 from medcnn.data.segmentation import load_segmentation, read_case, split_cases
 from medcnn.errors import InputError
 
@@ -121,3 +122,54 @@ def test_unpaired_image_is_named(drive_dir, tmp_path):
 def test_not_a_layout(tmp_path):
     with pytest.raises(InputError, match="no segmentation layout"):
         load_segmentation(tmp_path)
+
+
+def test_lgg_layout_three_sequences_per_patient(lgg_dir, tmp_path):
+    ds = load_segmentation(lgg_dir)
+    assert len(ds.cases) == 110 and all(len(c.images) == 3 for c in ds.cases)
+    assert ds.channel_names == ["pre-contrast", "FLAIR", "post-contrast"] and ds.labels == {0: "background", 1: "FLAIR abnormality"}
+    image, label, _ = read_case(ds.cases[0], ds.labels)
+    assert image.channels == 3 and label.array.max() == 1
+    root = mini_lgg(lgg_dir, tmp_path / "lgg", n=3)
+    gone = sorted((root / "imagesTr").glob("*_0002.nii.gz"))[1]
+    gone.unlink()  # one patient lost its post-contrast file
+    with pytest.raises(InputError, match=rf"case {gone.name[:-12]} has 2 channel files where dataset.json names 3 "
+                                         rf"\(pre-contrast, FLAIR, post-contrast\): {gone.name} is missing"):
+        load_segmentation(root)
+
+
+def _fundus_pairs(drive_dir, root, n=2):
+    from PIL import Image as PILImage
+
+    for sub in ("images", "labels"):
+        (root / sub).mkdir(parents=True)
+    for img in sorted((drive_dir / "training" / "images").iterdir())[:n]:
+        shutil.copy(img, root / "images" / img.name)
+        stem = img.name.split("_")[0]
+        yield root / "images" / img.name, np.asarray(PILImage.open(drive_dir / "training" / "1st_manual" / f"{stem}_manual1.gif"))
+
+
+def test_a_jpeg_noisy_mask_is_thresholded_and_said(drive_dir, tmp_path, caplog):
+    """Real DRIVE vessel masks (0/255) saved as JPEG: hundreds of grey levels at the edges."""
+    from PIL import Image as PILImage
+
+    root = tmp_path / "pairs"
+    truth = {}
+    for img, mask in _fundus_pairs(drive_dir, root):
+        PILImage.fromarray(mask).save(root / "labels" / (img.stem + ".jpg"), quality=75)
+        truth[img.stem] = mask > 127
+    ds = load_segmentation(root)
+    assert ds.labels == {0: "background", 1: "foreground"}  # not one label per grey level
+    _, label, _ = read_case(ds.cases[0], ds.labels)
+    assert np.mean(label.array[0] == truth[ds.cases[0].id]) > 0.98  # the mask as drawn, give or take its edges
+    assert any("lossy compression" in r.getMessage() and "thresholded at 128" in r.getMessage() for r in caplog.records)
+
+
+def test_a_grey_image_as_mask_is_refused(drive_dir, tmp_path):
+    from PIL import Image as PILImage
+
+    root = tmp_path / "pairs"
+    for img, _ in _fundus_pairs(drive_dir, root):
+        PILImage.open(img).convert("L").save(root / "labels" / (img.stem + ".png"))  # the photo, not a mask
+    with pytest.raises(InputError, match="different values .* not a label map"):
+        load_segmentation(root)

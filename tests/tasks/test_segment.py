@@ -116,6 +116,33 @@ def test_predict_nifti_keeps_the_input_grid(hippo_run, hippocampus_dir, tmp_path
     assert main(["predict", str(hippo_run), str(src), "--out", str(tmp_path)]) == 2  # no silent overwrite
 
 
+def test_a_patients_three_sequence_files_are_one_input(lgg_dir, tmp_path):
+    """LGG: a model of three MR sequences predicts a patient given as its three channel files (any of
+    them, or all) and writes one mask on the input's grid."""
+    from conftest import mini_lgg
+    from medcnn.tasks import train
+
+    root = mini_lgg(lgg_dir, tmp_path / "lgg", n=5)
+    data = load_segmentation(root)
+    plan = default_plan(data, str(root)).override(
+        ["epochs=1", "segment.patches_per_epoch=4", "max_minutes=0", "segment.tta_flips=false",
+         "segment.split={test_fraction: 0.2, val_fraction: 0.25, fold: null}"])
+    assert plan.preprocessing.channels == 3 and plan.preprocessing.normalization == "zscore"
+    run = train(plan, data, tmp_path / "run", progress=False)
+    files = [root / "imagesTr" / f"{data.cases[0].id}_{k:04d}.nii.gz" for k in range(3)]
+    assert main(["predict", str(run), *map(str, files), "--out", str(tmp_path / "out"),
+                 "--json", str(tmp_path / "p.json")]) == 0
+    results = json.loads((tmp_path / "p.json").read_text())["results"]
+    assert [r["file"] for r in results] == [str(files[0])]  # one input per patient
+    mask = nib.load(results[0]["outputs"]["mask"])
+    ref = nib.load(str(files[1]))
+    assert mask.shape == ref.shape and np.allclose(mask.affine, ref.affine)
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / files[1].name).symlink_to(files[1])
+    assert main(["predict", str(run), str(lone / files[1].name), "--out", str(tmp_path / "out2")]) == 2  # 0000, 0002 absent
+
+
 def test_predict_dicom_series_writes_a_seg_that_matches_the_nifti(hippo_run, dicom_series_dir, tmp_path):
     import highdicom as hd
     import pydicom

@@ -34,8 +34,9 @@ def run_predict(run: Path, inputs: list[Path], *, checkpoint: str = "best", engi
     from medcnn.io.phi import LINK_FIELDS, link_fields
     from medcnn.tasks.outputs import input_output_dir
 
-    paths = expand_inputs(inputs)
     job = predict_job(run, checkpoint, engine, out_dir, overwrite, max_uncertainty, keep_phi, allow_out_of_domain)
+    paths = expand_inputs(inputs)
+    paths = getattr(job, "inputs", list)(paths)  # optional in a plugin's job: e.g. a case's channel files are one input
     batch = len(paths) > 1 or results_path is not None
     stream = ResultStream(results_path, job.fields + (list(LINK_FIELDS) if keep_phi else [])) if results_path else None
     resuming = bool(stream and stream.done)

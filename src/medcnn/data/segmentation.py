@@ -15,6 +15,7 @@ Files of the different folders are paired by name: the same stem, else the same 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,11 @@ import numpy as np
 from medcnn.data.groups import dicom_group
 from medcnn.errors import InputError
 from medcnn.io import image_suffix, read_image
+from medcnn.io.channels import same_grid, stack_channels
 from medcnn.io.image import Image
 from medcnn.io.inputs import is_image_file
+
+log = logging.getLogger(__name__)
 
 LABEL_DIRS = ("1st_manual", "labels", "masks", "manual", "annotations")
 FOV_DIRS = ("fov", "mask", "roi")
@@ -123,21 +127,42 @@ def _folder_cases(folder: Path) -> list[Case]:
     return [Case(id=_stem(im), images=[im], label=labels[im], fov=fovs.get(im)) for im in images]
 
 
+MAX_LABELS = 64  # more values than this in a layout without a label list: not a label map
+
+
 def _labels_from_files(cases: list[Case], limit: int = 8) -> dict[int, str]:
     """Label values of a layout without a label list: read a few label maps (binary masks 0/255 -> 0/1)."""
     values: set[int] = set()
     for c in cases[:limit]:
         values |= set(np.unique(binarize_if_needed(read_image(c.label).array, c.label)).tolist())
     values.add(0)
+    if len(values) > MAX_LABELS:
+        raise InputError(f"the label maps hold {len(values)} different values (e.g. {sorted(values)[:6]}...): not a "
+                         "label map (a grey image, or a mask saved with lossy compression that is not near 0/255)",
+                         cases[0].label)
     return {int(v): ("background" if v == 0 else "foreground" if values == {0, 1} else f"label_{v}")
             for v in sorted(values)}
 
 
+NEAR_BINARY = 0.98
+"""Share of an 8-bit mask's pixels within 32 grey levels of 0 or 255 above which the other levels
+are compression noise (a 0/255 mask saved as JPEG), not labels."""
+
+
 def binarize_if_needed(arr: np.ndarray, path: Path | None = None) -> np.ndarray:
-    """0/255 (8-bit) masks, as PNG/GIF masks are usually saved, become 0/1; other maps are kept."""
+    """0/255 (8-bit) masks, as PNG/GIF masks are usually saved, become 0/1. A 0/255 mask blurred by
+    lossy compression (JPEG: a few hundred grey levels at the edges) is thresholded at 128, and the
+    correction logged with its extent. Other maps (a few label values) are kept."""
     vals = np.unique(arr)
     if len(vals) <= 2 and vals.max(initial=0) == 255:
         return (arr > 0).astype(np.uint8)
+    if arr.dtype == np.uint8 and len(vals) > 2 and vals.max() > 127:
+        near = (arr <= 32) | (arr >= 223)
+        if near.mean() >= NEAR_BINARY:
+            log.warning("%s: a 0/255 mask with %d grey levels (lossy compression?) thresholded at 128; %.2f %% of "
+                        "its pixels were neither near 0 nor near 255", path.name if path else "mask", len(vals),
+                        100 * (1 - near.mean()))
+            return (arr > 127).astype(np.uint8)
     return arr
 
 
@@ -186,10 +211,19 @@ def _load_msd(p: Path) -> SegmentationData:
             chans = sorted((p / "imagesTr").glob(f"{cid}_[0-9][0-9][0-9][0-9]{ending}"))
             if not chans:
                 raise InputError(f"no image channels {cid}_0000{ending} for this label", lab)
+            expected = [p / "imagesTr" / f"{cid}_{k:04d}{ending}" for k in range(len(channels) or len(chans))]
+            if chans != expected:
+                gone = [f.name for f in expected if f not in chans] or [f.name for f in chans if f not in expected]
+                raise InputError(f"case {cid} has {len(chans)} channel files where dataset.json names "
+                                 f"{len(expected)} ({', '.join(channels) or 'channels'}): {gone[0]} "
+                                 f"{'is missing' if len(chans) < len(expected) else 'is not one of them'}", p / "imagesTr")
             cases.append(Case(cid, chans, lab))
     for c in cases:
         if not c.label.exists():
             raise InputError("label file listed in dataset.json is missing", c.label)
+        if len(c.images) != len(cases[0].images):
+            raise InputError(f"case {c.id} has {len(c.images)} channel files, case {cases[0].id} "
+                             f"{len(cases[0].images)}: every case needs the same channels", c.images[0].parent)
     unlabelled = []
     if (p / "imagesTs").is_dir():
         files = sorted(f for f in (p / "imagesTs").iterdir() if f.name.endswith(ending) and not f.name.startswith("."))
@@ -209,18 +243,13 @@ def _load_msd(p: Path) -> SegmentationData:
 def read_case(case: Case, labels: dict[int, str] | None = None, *, spacing_tol: float = 1e-3) -> tuple[Image, Image | None, Image | None]:
     """Read a case's image (channels stacked), label map and field of view; refuse pairs that do
     not describe the same voxels (shape, spacing) and label maps with undeclared values."""
-    parts = [read_image(f) for f in case.images]
-    image = parts[0]
-    for f, other in zip(case.images[1:], parts[1:]):
-        _same_grid(image, other, case.images[0], f, spacing_tol)
-    if len(parts) > 1:
-        image = Image(np.concatenate([q.array for q in parts], 0), image.affine, image.meta)
+    image = stack_channels(case.images, spacing_tol)
     label = fov = None
     if case.label is not None:
         label = read_image(case.label)
         if label.channels != 1:
             raise InputError(f"a label map has one channel, this one has {label.channels}", case.label)
-        _same_grid(image, label, case.images[0], case.label, spacing_tol)
+        same_grid(image, label, case.images[0], case.label, spacing_tol)
         arr = binarize_if_needed(label.array, case.label)
         if not np.issubdtype(arr.dtype, np.integer):
             if not np.all(np.mod(arr, 1) == 0):
@@ -234,17 +263,9 @@ def read_case(case: Case, labels: dict[int, str] | None = None, *, spacing_tol: 
                       label.affine, label.meta)
     if case.fov is not None:
         fov = read_image(case.fov)
-        _same_grid(image, fov, case.images[0], case.fov, spacing_tol)
+        same_grid(image, fov, case.images[0], case.fov, spacing_tol)
         fov = Image((fov.array[:1] > 0).astype(np.uint8), fov.affine, fov.meta)
     return image, label, fov
-
-
-def _same_grid(a: Image, b: Image, pa: Path, pb: Path, tol: float) -> None:
-    if a.spatial_shape != b.spatial_shape:
-        raise InputError(f"shape {b.spatial_shape} differs from its image's {a.spatial_shape} ({pa.name})", pb)
-    if not np.allclose(a.spacing, b.spacing, rtol=tol, atol=tol):
-        raise InputError(f"spacing {tuple(round(s, 4) for s in b.spacing)} mm differs from its image's "
-                         f"{tuple(round(s, 4) for s in a.spacing)} mm ({pa.name})", pb)
 
 
 # ---- splits -------------------------------------------------------------------------------

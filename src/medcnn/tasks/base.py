@@ -41,6 +41,16 @@ class Table:
     notes: list[str] = field(default_factory=list)  # lines printed after the table
 
 
+class OutputJob:
+    """What a task's ``medcnn predict`` writer shares (see :meth:`Task.output_job`)."""
+
+    keep_phi = False  # DICOM outputs keep the source's patient identity (medcnn.io.phi)
+
+    def inputs(self, paths: list[Path]) -> list[Path]:
+        """The inputs to predict, one per result, from the expanded paths (default: each path)."""
+        return list(paths)
+
+
 @dataclass
 class TrainingSetup:
     """What training a plan on a dataset needs: the LightningModule, its loaders, and the whole
@@ -167,8 +177,9 @@ class Task:
         return self.inferer(plan, net, folder, checkpoint, label)
 
     def output_job(self, model, run: Path, out_dir: Path | None, overwrite: bool, options: dict):
-        """The writer of ``medcnn predict``: ``fields`` (CSV columns), ``one(path, dest)``,
-        ``row(result)``, ``table(results)`` and ``out_dir`` (None when nothing is written to files)."""
+        """The writer of ``medcnn predict``: ``fields`` (CSV columns), ``one(path, dest)``, ``row(result)``,
+        ``table(results)``, ``out_dir`` (None when nothing is written to files), optionally ``inputs(paths)``
+        (:class:`OutputJob`'s default: each path is one input)."""
         raise NotImplementedError
 
     # ---- evaluation --------------------------------------------------------------------------------------

@@ -6,12 +6,11 @@ from pathlib import Path
 
 from medcnn.infer.domain import IN_DOMAIN
 from medcnn.infer.predictor import Predictor
-from medcnn.tasks.base import Table
+from medcnn.tasks.base import OutputJob, Table
 
 
-class ClassifyJob:
+class ClassifyJob(OutputJob):
     out_dir = None  # results only: no files per input
-    keep_phi = False
 
     def __init__(self, pred: Predictor, run: Path, checkpoint: str, max_uncertainty: float | None,
                  allow_out_of_domain: bool = False):

@@ -12,7 +12,7 @@ from medcnn.io import read_image
 from medcnn.io.dicom_derived import write_derived_series
 from medcnn.io.nifti import write_nifti
 from medcnn.runs import RunFolder
-from medcnn.tasks.base import Table
+from medcnn.tasks.base import OutputJob, Table
 from medcnn.transforms.normalize import get_normalizer
 from medcnn.utils.files import atomic_path, atomic_savefig
 
@@ -60,13 +60,12 @@ def save_comparison(before: np.ndarray, after: np.ndarray, path: Path, window: t
     return path
 
 
-class EnhanceJob:
+class EnhanceJob(OutputJob):
     """``medcnn predict`` for an enhancement run: each input restored into its own folder (a derived
     DICOM series for a DICOM series, NIfTI for NIfTI and volumes, PNG for PNG) with a before / after /
     difference picture; inputs are only read."""
 
     fields = ["mean_abs_change", "p99_abs_change", "outputs", "warning"]
-    keep_phi = False  # DICOM outputs keep the source's patient identity (medcnn.io.phi)
 
     def __init__(self, enh: Enhancer, run: Path, out_dir: Path | None, checkpoint: str = "best"):
         self.enh, self.run, self.checkpoint = enh, run, checkpoint

@@ -6,16 +6,15 @@ from pathlib import Path
 
 from medcnn.infer.seg_outputs import save_measurements, save_overlay
 from medcnn.infer.segmenter import Segmenter
-from medcnn.io import read_image
+from medcnn.io.channels import channel_files, read_case
 from medcnn.io.dicom_seg import write_dicom_seg
 from medcnn.io.nifti import write_nifti
 from medcnn.io.pil import write_png_mask
 from medcnn.runs import RunFolder
-from medcnn.tasks.base import Table
+from medcnn.tasks.base import OutputJob, Table
 
 
-class SegmentJob:
-    keep_phi = False  # DICOM outputs keep the source's patient identity (medcnn.io.phi)
+class SegmentJob(OutputJob):
 
     def __init__(self, seg: Segmenter, run: Path, out_dir: Path | None, checkpoint: str = "best"):
         self.seg, self.run, self.checkpoint = seg, run, checkpoint
@@ -24,8 +23,16 @@ class SegmentJob:
         self.labels = list(range(1, seg.plan.num_classes))
         self.fields = ["unit"] + [f"{self.names[k]}_{c}" for k in self.labels for c in ("size", "components")] + ["outputs"]
 
+    def inputs(self, paths: list[Path]) -> list[Path]:
+        """One input per case: a model of several channels given as one file each (``CASE_0000`` ...)
+        names the case by its first file, whichever of its files were listed."""
+        channels = self.seg.plan.preprocessing.channels
+        seen: set[Path] = set()
+        firsts = [channel_files(p, channels)[0] for p in paths]
+        return [p for p in firsts if not (p in seen or seen.add(p))]
+
     def one(self, path: Path, dest: Path) -> dict:
-        image = read_image(path)
+        image = read_case(path, self.seg.plan.preprocessing.channels)
         return self.save(path, image, self.seg.segment(image).label, dest)
 
     def save(self, path: Path, image, label, dest: Path) -> dict:
