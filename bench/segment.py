@@ -74,7 +74,8 @@ def run_one(name: str, out: Path, sets: list[str], predictions: Path) -> dict:
            "tta_shift": plan.segment.tta_shift, "cross_validation": plan.segment.split.get("fold") == "cv",
            "precision": info.get("precision"), "time_budget": info.get("time_budget"), "reference": REFERENCE[name]}
     if "fov" in rep:
-        rec.update({k: round(rep["fov"][k], 4) for k in ("f1", "auc", "acc", "sensitivity", "specificity")})
+        rec.update({k: round(rep["fov"][k], 4) for k in ("f1", "auc", "aupr", "acc", "sensitivity", "specificity")})
+        rec["aupr_per_image_ci95"] = rep["fov"]["aupr_per_image_ci95"]
     return rec
 
 

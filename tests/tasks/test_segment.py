@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import require
 from medcnn.cli.main import main
 from medcnn.data.segmentation import load_segmentation
 from medcnn.planning.segment import default_plan, fingerprint, mirror_axes_for
@@ -41,6 +42,36 @@ def test_normalisation_follows_what_the_channels_are(data_root):
     assert norm(3, lgg.channel_names, lgg.modality) == "zscore"
     assert norm(3, ["R", "G", "B"]) == norm(3, [], "fundus photograph") == norm(3) == "rgb"
     assert norm(1, ["CT"], "CT") == "ct" and norm(1, ["T2"], "T2") == norm(2, ["T1", "T2"]) == "zscore"
+
+
+def test_fundus_lesions_are_scored_inside_the_derived_field_of_view(data_root, tmp_path):
+    """IDRiD hard exudates (real photographs and masks, shrunk 8x to keep the test short): no FOV
+    masks, so each photograph's is derived; evaluation reports the pixel AUPR pooled and per image."""
+    from PIL import Image as PILImage
+
+    from medcnn.tasks import evaluate, train
+
+    src = require(data_root / "idrid_hard_exudates")
+    root = tmp_path / "idrid"
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for k in range(1, 7):
+        img = PILImage.open(src / "images" / f"IDRiD_{k:02d}.jpg")
+        size = (img.width // 8, img.height // 8)
+        img.resize(size, PILImage.BILINEAR).save(root / "images" / f"IDRiD_{k:02d}.png")
+        mask = PILImage.open(src / "masks" / f"IDRiD_{k:02d}.png").convert("L").resize(size, PILImage.BOX)
+        PILImage.fromarray(((np.asarray(mask) > 0) * 255).astype(np.uint8)).save(root / "masks" / f"IDRiD_{k:02d}.png")
+    data = load_segmentation(root)
+    assert all(c.fov_from_image and c.fov is None for c in data.cases)
+    plan = default_plan(data, str(root)).override(
+        ["epochs=1", "segment.patches_per_epoch=8", "max_minutes=0", "segment.tta_flips=false",
+         "segment.split={test_fraction: 0.34, val_fraction: 0.25, fold: null}"])
+    assert plan.segment.use_fov  # the derived field of view restricts loss and metrics
+    run = train(plan, data, tmp_path / "run", progress=False)
+    rep = evaluate(run, "test")
+    assert rep["n"] == 2 and 0 <= rep["fov"]["aupr"] <= 1 and rep["fov"]["pixels"] < 0.8 * 2 * size[0] * size[1]
+    cases = (run / "eval" / "test_cases.csv").read_text().splitlines()
+    assert "aupr" in cases[0].split(",") and len(cases) == 3
 
 
 def test_mirrored_views_only_where_training_mirrored(hippocampus_dir, drive_dir):

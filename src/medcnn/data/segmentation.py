@@ -6,7 +6,8 @@ Layouts (detected in this order):
   its cases in ``dataset.json["training"]`` with one (possibly 4D, multi-channel) file per case;
   nnU-Net v2 names channels ``CASE_0000.nii.gz``, ``CASE_0001.nii.gz`` and labels ``CASE.nii.gz``.
 - DRIVE style: ``training/`` and ``test/``, each with ``images/``, a label folder (``1st_manual/``,
-  ``labels/``, ``masks/``) and optionally a field-of-view folder (``mask/``, ``fov/``).
+  ``labels/``, ``masks/``) and optionally a field-of-view folder (``mask/``, ``fov/``); without one,
+  photographs in a dark surround (fundus, dermoscopy) get theirs derived (``medcnn.data.fov``).
 - Image + mask folders: ``images/`` and ``labels/`` (or ``masks/``) side by side.
 
 Files of the different folders are paired by name: the same stem, else the same digits
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medcnn.data.fov import field_of_view, has_dark_surround
 from medcnn.data.groups import dicom_group
 from medcnn.errors import InputError
 from medcnn.io import image_suffix, read_image
@@ -41,6 +43,7 @@ class Case:
     images: list[Path]  # one file (possibly multi-channel), or one file per channel
     label: Path | None = None
     fov: Path | None = None
+    fov_from_image: bool = False  # no FOV file: the field of view is derived from the photograph (data.fov)
 
 
 @dataclass
@@ -124,7 +127,10 @@ def _folder_cases(folder: Path) -> list[Case]:
         raise InputError(f"no label folder next to images/ (one of {', '.join(LABEL_DIRS)})", folder)
     labels = _pair(images, _images_in(label_dir), "label", label_dir)
     fovs = _pair(images, _images_in(fov_dir), "field-of-view mask", fov_dir) if fov_dir else {}
-    return [Case(id=_stem(im), images=[im], label=labels[im], fov=fovs.get(im)) for im in images]
+    derive = not fovs and has_dark_surround(read_image(images[0]).array)
+    if derive:
+        log.info("%s: no field-of-view masks; each photograph's is derived from its dark surround", folder)
+    return [Case(id=_stem(im), images=[im], label=labels[im], fov=fovs.get(im), fov_from_image=derive) for im in images]
 
 
 MAX_LABELS = 64  # more values than this in a layout without a label list: not a label map
@@ -265,6 +271,8 @@ def read_case(case: Case, labels: dict[int, str] | None = None, *, spacing_tol: 
         fov = read_image(case.fov)
         same_grid(image, fov, case.images[0], case.fov, spacing_tol)
         fov = Image((fov.array[:1] > 0).astype(np.uint8), fov.affine, fov.meta)
+    elif case.fov_from_image:
+        fov = Image(field_of_view(image.array)[None], image.affine, image.meta)
     return image, label, fov
 
 

@@ -162,7 +162,8 @@ class Segment(Task):
         line = f"mean Dice {r['dice_mean']:.4f}{with_ci(r, 'dice_mean')}   inference {r['infer_s_per_case']:.2f} s/case"
         if "fov" in r:
             f = r["fov"]
-            line += (f"   inside the field of view: AUC {f['auc']:.4f}  F1 {f['f1']:.4f}  ACC {f['acc']:.4f}  "
+            line += (f"   inside the field of view: AUC {f['auc']:.4f}  AUPR {f.get('aupr', float('nan')):.4f}  "
+                     f"F1 {f['f1']:.4f}  ACC {f['acc']:.4f}  "
                      f"sens {f['sensitivity']:.4f}  spec {f['specificity']:.4f}")
         t.notes.append(line + f"   -> {RunFolder(run).eval_dir}")
         return t
