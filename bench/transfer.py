@@ -1,7 +1,7 @@
 """The transfer-learning benchmark behind the README's label-efficiency plots (issue #6).
 
-Classification part: for each dataset, fraction of the training labels (stratified, seeded) and
-seed, a classifier with the default plan (one member, no ensemble) trained from scratch and one
+Classification part: for each dataset, fraction of the training and validation labels (stratified,
+seeded; the test split whole) and seed, a classifier with the default plan (one member, no ensemble) trained from scratch and one
 fine-tuned from the medcnn-pretrained backbone; test AUC. The backbone is `medcnn pretrain` on
 the pooled train/val images of the MedMNIST 2D datasets (never their test splits), made first
 if OUT/backbone is absent. Augmentation ablation: presets none/light/default/heavy at 10 % of the

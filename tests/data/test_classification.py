@@ -175,10 +175,13 @@ def test_label_subset_is_stratified_and_seeded(breast_npz, fraction):
 
     data = load_classification(str(breast_npz))
     sub = data.label_subset(fraction, seed=3)
-    y, ys = data.labels["train"].ravel(), sub.labels["train"].ravel()
-    for c in np.unique(y):  # each class keeps its share (at least one image)
-        assert (ys == c).sum() == max(1, round(fraction * (y == c).sum()))
-    assert len(sub.images["train"]) == len(ys) and sub.images["test"] is data.images["test"]
+    for split in ("train", "val"):  # validation labels are as scarce as training labels
+        y, ys = data.labels[split].ravel(), sub.labels[split].ravel()
+        for c in np.unique(y):  # each class keeps its share (at least one image)
+            assert (ys == c).sum() == max(1, round(fraction * (y == c).sum()))
+        assert len(sub.images[split]) == len(ys)
+    assert sub.images["test"] is data.images["test"]
+    assert data.label_subset(fraction, seed=3, splits=("train",)).images["val"] is data.images["val"]
     again = data.label_subset(fraction, seed=3).images["train"]
     assert np.array_equal(again, sub.images["train"])
     assert not np.array_equal(data.label_subset(fraction, seed=4).images["train"], sub.images["train"]) or fraction == 0.01

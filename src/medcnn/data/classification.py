@@ -63,28 +63,30 @@ class ClassificationData:
             raise ConfigError(f"split {name!r} not in dataset {self.name} (has {sorted(self.images)}, or all)")
         return self.images[name], self.labels[name]
 
-    def label_subset(self, fraction: float, seed: int = 0) -> "ClassificationData":
-        """A copy keeping ``fraction`` of the training labels, stratified by class (at least one
-        image per class; multilabel: by the label pattern), drawn with ``seed``; val and test kept."""
+    def label_subset(self, fraction: float, seed: int = 0, splits: tuple[str, ...] = ("train", "val")) -> "ClassificationData":
+        """A copy keeping ``fraction`` of the labelled images of ``splits``, stratified by class (at
+        least one image per class; multilabel: by the label pattern), drawn with ``seed``; the test
+        split is kept whole. Validation is cut too by default: a study with 10 % of the labels has
+        10 % of the validation labels as well, not more validation than training images."""
         if not 0 < fraction <= 1:
             raise ConfigError(f"label fraction must be in (0, 1], got {fraction}")
         if fraction == 1:
             return self
-        y = self.labels["train"]
-        keys = y.reshape(len(y), -1)
-        _, strata = np.unique(keys, axis=0, return_inverse=True)
         rng = np.random.default_rng(seed)
-        keep = []
-        for s in np.unique(strata):
-            idx = np.flatnonzero(strata == s)
-            keep.append(rng.choice(idx, max(1, int(round(fraction * len(idx)))), replace=False))
-        keep = np.sort(np.concatenate(keep))
         images, labels = dict(self.images), dict(self.labels)
-        images["train"], labels["train"] = self.images["train"][keep], y[keep]
         files, groups = dict(self.files), dict(self.groups)
-        for per_split in (files, groups):
-            if "train" in per_split:
-                per_split["train"] = [per_split["train"][i] for i in keep]
+        for split in (s for s in splits if s in self.labels):
+            y = self.labels[split]
+            _, strata = np.unique(y.reshape(len(y), -1), axis=0, return_inverse=True)
+            keep = []
+            for s in np.unique(strata):
+                idx = np.flatnonzero(strata == s)
+                keep.append(rng.choice(idx, max(1, int(round(fraction * len(idx)))), replace=False))
+            keep = np.sort(np.concatenate(keep))
+            images[split], labels[split] = self.images[split][keep], y[keep]
+            for per_split in (files, groups):
+                if split in per_split:
+                    per_split[split] = [per_split[split][i] for i in keep]
         return dataclasses.replace(self, images=images, labels=labels, files=files, groups=groups)
 
 
