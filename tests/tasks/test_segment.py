@@ -255,3 +255,15 @@ def test_the_run_plan_decides_the_test_time_views(hippo_run, hippocampus_dir, tm
     (run / "plan.yaml").write_text(bad)
     with pytest.raises(ConfigError, match="tta_shift"):
         load_model(run)
+
+
+def test_false_alarms_on_slices_without_reference():
+    from medcnn.tasks.segment.evaluate import empty_slice_false_positives
+
+    ref = np.zeros((10, 10, 4), np.uint8)
+    ref[2:5, 2:5, 1] = 1  # tumour on slice 1 only
+    pred = ref.copy()
+    pred[0, 0, 2] = 1  # one false voxel on slice 2 of the three empty ones
+    fp = empty_slice_false_positives(pred, ref, 1, (0.5, 0.5, 3.0))
+    assert fp["fp_mm2_empty_slices"] == pytest.approx(0.25 / 3) and fp["empty_slices_with_fp"] == pytest.approx(1 / 3)
+    assert np.isnan(empty_slice_false_positives(pred, np.ones_like(ref), 1, (1, 1, 1))["fp_mm2_empty_slices"])

@@ -33,6 +33,7 @@ from medcnn.train.seg_data import cases_of
 from medcnn.utils.files import atomic_path, atomic_savefig, atomic_write_json
 
 CASE_METRICS = ("dice", "iou", "nsd", "hd95_mm", "assd_mm")
+SLICE_METRICS = ("fp_mm2_empty_slices", "empty_slices_with_fp")  # 3D cases only
 EMPTY_RULE = ("a label absent from reference and prediction: Dice = IoU = NSD = 1, distances left out; "
               "absent from one only: 0, distances = the image diagonal (mm)")
 INTERVALS = "95 % percentile bootstrap over cases, 2000 resamples (medcnn.metrics.intervals)"
@@ -78,6 +79,28 @@ def surface_metrics(pred: np.ndarray, ref: np.ndarray, labels: list[int], spacin
             nsd, hd, asd = 1.0, float("nan"), float("nan")
         out[lab] = {"dice": float(dice[lab]), "iou": float(iou[lab]), "nsd": nsd, "nsd_tolerance_mm": tol,
                     "hd95_mm": hd, "assd_mm": asd}
+    return out
+
+
+def empty_slice_false_positives(pred: np.ndarray, ref: np.ndarray, lab: int, spacing) -> dict[str, float]:
+    """On the slices (last axis) of a 3D case whose reference holds no ``lab``: the predicted area
+    per slice (mm², mean) and the share of those slices with any prediction (the false alarms a
+    reader would see slice by slice; LGG has tumour on 35 % of its slices). NaN when there is no
+    such slice."""
+    empty = ~(ref == lab).any(axis=(0, 1))
+    if pred.ndim != 3 or not empty.any():
+        return {"fp_mm2_empty_slices": float("nan"), "empty_slices_with_fp": float("nan")}
+    area = (pred[..., empty] == lab).sum(axis=(0, 1)) * float(spacing[0]) * float(spacing[1])
+    return {"fp_mm2_empty_slices": float(area.mean()), "empty_slices_with_fp": float((area > 0).mean())}
+
+
+def _slice_means(rows: list[dict], name: str) -> dict[str, float]:
+    """The mean over cases of each empty-slice metric of label ``name`` (3D cases that have one)."""
+    out = {}
+    for k in SLICE_METRICS:
+        v = np.array([r.get(f"{name}_{k}", np.nan) for r in rows], dtype=float)
+        if np.isfinite(v).any():
+            out[k] = float(np.nanmean(v))
     return out
 
 
@@ -187,6 +210,9 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
         for lab in labels:
             n = names[lab]
             row.update({f"{n}_{k}": round(v, 5) for k, v in m[lab].items()})
+            if pred.ndim == 3:
+                fp = empty_slice_false_positives(pred, ref.array[0], lab, image.spacing)
+                row.update({f"{n}_{k}": round(v, 4) for k, v in fp.items()})
             row[f"{n}_ref_size"] = round(float((ref.array[0] == lab).sum()) * vox, 2)
             row[f"{n}_pred_size"] = round(float((pred == lab).sum()) * vox, 2)
         rows.append(row)
@@ -208,7 +234,7 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
                         **{f"{k}_ci95": mean_ci(v) for k, v in vals.items()},
                         "nsd_tolerance_mm": rows[0][f"{n}_nsd_tolerance_mm"],
                         "ref_size_mean": float(refs.mean()), "pred_size_mean": float(preds.mean()),
-                        "size_correlation": corr,
+                        "size_correlation": corr, **_slice_means(rows, n),
                         "size_abs_error_pct": float(np.mean(np.abs(preds - refs) / np.maximum(refs, 1e-9)) * 100)}
     report: dict[str, Any] = {
         "split": split, "n": len(rows), "checkpoint": checkpoint, "data": plan.data, "postprocess": post,
