@@ -62,18 +62,20 @@ def lgg_dir(data_root) -> Path:
     return require(data_root / "lgg_mri_segmentation_112")
 
 
-def mini_lgg(lgg_dir: Path, dest: Path, n: int = 5) -> Path:
-    """The first ``n`` LGG patients (three MR sequences, one file each) as an nnU-Net v2 folder of links."""
+def mini_lgg(lgg_dir: Path, dest: Path, n: int = 5, n_test: int = 0) -> Path:
+    """The first ``n`` LGG patients (three MR sequences, one file each) as an nnU-Net v2 folder of
+    links; the last ``n_test`` of them as a labelled test set (imagesTs/ + labelsTs/)."""
     import shutil
 
-    for sub in ("imagesTr", "labelsTr"):
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (dest / sub).mkdir(parents=True)
     shutil.copy(lgg_dir / "dataset.json", dest / "dataset.json")
-    for lab in sorted((lgg_dir / "labelsTr").glob("*.nii.gz"))[:n]:
-        (dest / "labelsTr" / lab.name).symlink_to(lab)
+    for i, lab in enumerate(sorted((lgg_dir / "labelsTr").glob("*.nii.gz"))[:n]):
+        suffix = "Ts" if i >= n - n_test else "Tr"
+        (dest / f"labels{suffix}" / lab.name).symlink_to(lab)
         case = lab.name[: -len(".nii.gz")]
         for f in sorted((lgg_dir / "imagesTr").glob(f"{case}_000?.nii.gz")):
-            (dest / "imagesTr" / f.name).symlink_to(f)
+            (dest / f"images{suffix}" / f.name).symlink_to(f)
     return dest
 
 

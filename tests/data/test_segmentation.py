@@ -173,3 +173,18 @@ def test_a_grey_image_as_mask_is_refused(drive_dir, tmp_path):
         PILImage.open(img).convert("L").save(root / "labels" / (img.stem + ".png"))  # the photo, not a mask
     with pytest.raises(InputError, match="different values .* not a label map"):
         load_segmentation(root)
+
+
+def test_a_labelled_imagests_is_the_fixed_test_set(lgg_dir, tmp_path):
+    from medcnn.planning.segment import default_plan
+    from medcnn.train.seg_data import case_split
+
+    root = mini_lgg(lgg_dir, tmp_path / "lgg", n=8, n_test=2)
+    ds = load_segmentation(root)
+    assert len(ds.cases) == 6 and len(ds.test_cases) == 2 and not ds.unlabelled
+    assert all(c.label is not None and len(c.images) == 3 for c in ds.test_cases)
+    plan = default_plan(ds, str(root))
+    assert plan.segment.split["test_fraction"] == 0.0
+    split = case_split(plan, ds)
+    assert sorted(split["test"]) == sorted(c.id for c in ds.test_cases)
+    assert not set(split["train"]) & set(split["test"])

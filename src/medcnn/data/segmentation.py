@@ -2,7 +2,8 @@
 
 Layouts (detected in this order):
 
-- MSD / nnU-Net: ``dataset.json`` + ``imagesTr/`` + ``labelsTr/`` (+ ``imagesTs/``). MSD lists
+- MSD / nnU-Net: ``dataset.json`` + ``imagesTr/`` + ``labelsTr/`` (+ ``imagesTs/``, whose cases with a
+  reference in ``labelsTs/`` form a fixed test set and the others unlabelled images). MSD lists
   its cases in ``dataset.json["training"]`` with one (possibly 4D, multi-channel) file per case;
   nnU-Net v2 names channels ``CASE_0000.nii.gz``, ``CASE_0001.nii.gz`` and labels ``CASE.nii.gz``.
 - DRIVE style: ``training/`` and ``test/``, each with ``images/``, a label folder (``1st_manual/``,
@@ -230,7 +231,7 @@ def _load_msd(p: Path) -> SegmentationData:
         if len(c.images) != len(cases[0].images):
             raise InputError(f"case {c.id} has {len(c.images)} channel files, case {cases[0].id} "
                              f"{len(cases[0].images)}: every case needs the same channels", c.images[0].parent)
-    unlabelled = []
+    unlabelled, test = [], []
     if (p / "imagesTs").is_dir():
         files = sorted(f for f in (p / "imagesTs").iterdir() if f.name.endswith(ending) and not f.name.startswith("."))
         per_channel = bool(cases) and cases[0].images[0].name != f"{cases[0].id}{ending}"  # CASE_0000 naming
@@ -238,9 +239,15 @@ def _load_msd(p: Path) -> SegmentationData:
         for f in files:
             stem = f.name[: -len(ending)]
             groups.setdefault(re.sub(r"_\d{4}$", "", stem) if per_channel else stem, []).append(f)
-        unlabelled = [Case(k, v) for k, v in groups.items()]
+        for cid, chans in groups.items():  # a reference in labelsTs makes a test case (the user's own test set)
+            lab = p / "labelsTs" / f"{cid}{ending}"
+            (test if lab.is_file() else unlabelled).append(Case(cid, chans, lab if lab.is_file() else None))
+        for c in test:
+            if len(c.images) != len(cases[0].images):
+                raise InputError(f"test case {c.id} has {len(c.images)} channel files, the training cases "
+                                 f"{len(cases[0].images)}", c.images[0].parent)
     return SegmentationData(name=str(meta.get("name") or p.name), source=str(p), labels=dict(sorted(labels.items())),
-                            cases=cases, unlabelled=unlabelled, channel_names=channels,
+                            cases=cases, test_cases=test, unlabelled=unlabelled, channel_names=channels,
                             modality=", ".join(channels))
 
 
