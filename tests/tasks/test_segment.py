@@ -72,6 +72,19 @@ def test_fundus_lesions_are_scored_inside_the_derived_field_of_view(data_root, t
     assert rep["n"] == 2 and 0 <= rep["fov"]["aupr"] <= 1 and rep["fov"]["pixels"] < 0.8 * 2 * size[0] * size[1]
     cases = (run / "eval" / "test_cases.csv").read_text().splitlines()
     assert "aupr" in cases[0].split(",") and len(cases) == 3
+    chosen = json.loads((run / "postprocess.json").read_text())  # the threshold, chosen on validation only
+    by_t = {float(t): v for t, v in chosen["val_dice_by_threshold"].items()}
+    assert chosen["threshold"] in by_t and by_t[chosen["threshold"]] >= by_t[0.5]
+    assert load_model(run).threshold == chosen["threshold"]  # predict uses it
+
+
+def test_a_threshold_of_one_half_is_the_argmax():
+    from medcnn.infer.segmenter import to_label
+
+    p1 = torch.rand(1, 7, 9)
+    probs = torch.cat([1 - p1, p1])
+    assert np.array_equal(to_label(probs, 0.5), probs.argmax(0).numpy())
+    assert np.array_equal(to_label(probs, 0.2), (p1[0] > 0.2).numpy().astype(np.uint8))
 
 
 def test_mirrored_views_only_where_training_mirrored(hippocampus_dir, drive_dir):

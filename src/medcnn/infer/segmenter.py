@@ -67,19 +67,31 @@ def postprocess(label: np.ndarray, mode: str, num_classes: int) -> np.ndarray:
     return label
 
 
+def to_label(probs: torch.Tensor, threshold: float = 0.5) -> np.ndarray:
+    """The label map of (K, *spatial) probabilities: the most probable class; with one foreground
+    label, foreground where its probability exceeds ``threshold`` (0.5: the same as the argmax)."""
+    if probs.shape[0] == 2 and threshold != 0.5:
+        return (probs[1] > threshold).numpy().astype(np.uint8)
+    return probs.argmax(0).numpy().astype(np.uint8)
+
+
 class Segmenter:
-    def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, post: str | None = None):
+    def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, post: str | None = None,
+                 threshold: float | None = None):
         self.plan, self.net, self.run_dir = plan, net.eval(), run_dir
         if post is None:  # chosen on validation by `evaluate` (RUN/postprocess.json), else the plan's
             post = RunFolder(run_dir).postprocess(plan.segment.postprocess) if run_dir else plan.segment.postprocess
         self.post = post
+        # one foreground label: its probability threshold, chosen on validation by `evaluate` (0.5 = argmax)
+        self.threshold = threshold if threshold is not None else \
+            RunFolder(run_dir).foreground_threshold() if run_dir else 0.5
         # bfloat16 autocast where training would use it (precision auto/bf16 on an AVX-512-bf16 CPU or a
         # GPU): on MSD Hippocampus test Dice .8801 vs .8802 fp32, 2.7x faster (EXPERIMENTS_segment.md)
         self.bf16 = resolve_precision(plan.precision) == "bf16-mixed" and not getattr(net, "exported", False)
 
     def with_network(self, net: torch.nn.Module) -> "Segmenter":
         """The same segmenter (plan, post-processing) around another network (e.g. its ONNX export)."""
-        return Segmenter(self.plan, net, self.run_dir, post=self.post)
+        return Segmenter(self.plan, net, self.run_dir, post=self.post, threshold=self.threshold)
 
     def check(self, image: Image, path=None) -> None:
         if image.spatial_dims != self.plan.spatial_dims:
@@ -106,7 +118,7 @@ class Segmenter:
 
     def segment(self, image: Image, *, keep_probs: bool = False, flips: bool | None = None) -> Segmentation:
         probs = self.probabilities(image, flips)
-        label = probs.argmax(0).numpy().astype(np.uint8)
+        label = to_label(probs, self.threshold)
         label = postprocess(label, self.post, self.plan.num_classes)
         meta = {k: v for k, v in image.meta.items() if k in ("source", "modality")}
         return Segmentation(Image(label[None], image.affine.copy(), meta), probs.numpy() if keep_probs else None)

@@ -12,7 +12,7 @@ Layout::
     transfer.json               pretrained weights used (``transfer.pretrained``)
     calibration.json            the temperature `evaluate` fitted on validation (classification)
     domain.npz                  what training inputs look like, for the input-domain check (classification)
-    postprocess.json            the post-processing `evaluate` chose on validation (segmentation)
+    postprocess.json            the post-processing (and one label's threshold) `evaluate` chose on validation (segmentation)
     metrics.json, learning_curve.png, train.log, logs/   per-epoch numbers and logs
     eval/                       `medcnn evaluate` reports and figures
     export/model.onnx, model.json   `medcnn export`
@@ -251,6 +251,16 @@ class RunFolder:
         try:
             return str(json.loads(self.postprocess_file.read_text())["postprocess"])
         except (ValueError, KeyError, TypeError):
+            raise InputError("unreadable postprocess.json; delete it or re-run `medcnn evaluate`",
+                             self.postprocess_file) from None
+
+    def foreground_threshold(self) -> float:
+        """The probability threshold of a one-label segmentation chosen on validation (0.5 before
+        `evaluate` chose one)."""
+        record = self.postprocess_record()
+        try:
+            return float(record.get("threshold", 0.5)) if record else 0.5
+        except (TypeError, ValueError, AttributeError):
             raise InputError("unreadable postprocess.json; delete it or re-run `medcnn evaluate`",
                              self.postprocess_file) from None
 

@@ -24,7 +24,7 @@ import torch
 from medcnn.data.segmentation import load_segmentation, read_case
 from medcnn.errors import RunFolderError
 from medcnn.infer.seg_outputs import save_overlay
-from medcnn.infer.segmenter import POSTPROCESS, Segmenter, postprocess
+from medcnn.infer.segmenter import POSTPROCESS, Segmenter, postprocess, to_label
 from medcnn.measure import voxel_size_mm
 from medcnn.metrics.intervals import mean_ci
 from medcnn.models.ensemble import MeanEnsemble
@@ -145,32 +145,47 @@ class CaseSegmenters:
     def __call__(self, case_id: str) -> Segmenter:
         return self.members[self.owner[case_id]] if case_id in self.owner else self.seg
 
-    def set_post(self, mode: str) -> None:
+    def set_post(self, mode: str, threshold: float = 0.5) -> None:
         for s in [self.seg, *self.members]:
-            s.post = mode
+            s.post, s.threshold = mode, threshold
+
+
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # a one-label task's candidates (0.05 ... 0.95)
 
 
 def choose_postprocess(segs: CaseSegmenters, data, ids: list[str], run: Path) -> dict[str, Any]:
-    """The post-processing (none, keep largest component, fill holes, both) with the best mean
-    validation Dice; "none" unless another beats it. Saved to RUN/postprocess.json."""
+    """On the validation cases: with one foreground label, the probability threshold with the best
+    mean Dice (0.5 unless another beats it: small, scattered lesions often want less); then the
+    post-processing (none, keep largest component, fill holes, both) with the best mean Dice at that
+    threshold ("none" unless another beats it). Saved to RUN/postprocess.json."""
     k = segs.seg.plan.num_classes
     labels = list(range(1, k))
-    scores: dict[str, list[float]] = {m: [] for m in POSTPROCESS}
+    cases = []  # (probabilities, reference, field of view or None, spacing) of each validation case
     for case in cases_of(data, ids):
         image, ref, fov = read_case(case, data.labels)
         s = segs(case.id)
-        pred = s.probabilities(image).argmax(0).numpy().astype(np.uint8)
-        for mode in POSTPROCESS:
-            p = postprocess(pred, mode, k)
-            inside = fov.array[0] > 0 if (fov is not None and s.plan.segment.use_fov) else None
-            a, b = (p, ref.array[0]) if inside is None else (np.where(inside, p, 0), np.where(inside, ref.array[0], 0))
-            m = surface_metrics(a, b, labels, image.spacing, distances=False)
-            scores[mode].append(float(np.mean([m[lab]["dice"] for lab in labels])))
-    means = {m: round(float(np.mean(v)), 5) for m, v in scores.items()}
+        inside = fov.array[0] > 0 if (fov is not None and s.plan.segment.use_fov) else None
+        cases.append((s.probabilities(image), ref.array[0], inside, image.spacing))
+
+    def mean_dice(threshold: float, mode: str) -> float:
+        scores = []
+        for probs, ref, inside, spacing in cases:
+            p = postprocess(to_label(probs, threshold), mode, k)
+            a, b = (p, ref) if inside is None else (np.where(inside, p, 0), np.where(inside, ref, 0))
+            m = surface_metrics(a, b, labels, spacing, distances=False)
+            scores.append(float(np.mean([m[lab]["dice"] for lab in labels])))
+        return round(float(np.mean(scores)), 5)
+
+    threshold, by_threshold = 0.5, {}
+    if k == 2:
+        by_threshold = {t: mean_dice(t, "none") for t in THRESHOLDS}
+        threshold = max(by_threshold, key=lambda t: (by_threshold[t] - (1e-4 if t != 0.5 else 0.0)))
+    means = {m: mean_dice(threshold, m) for m in POSTPROCESS}
     best = max(means, key=lambda m: (means[m] - (1e-4 if m != "none" else 0.0)))
-    choice = {"postprocess": best, "val_dice": means, "n_val": len(ids)}
+    choice = {"postprocess": best, "val_dice": means, "n_val": len(ids), "threshold": threshold,
+              **({"val_dice_by_threshold": {str(t): v for t, v in by_threshold.items()}} if by_threshold else {})}
     RunFolder(run).write_postprocess(choice)
-    segs.set_post(best)
+    segs.set_post(best, threshold)
     return choice
 
 
@@ -188,7 +203,7 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
     post = RunFolder(run).postprocess_record() or \
         choose_postprocess(segs if split == "val" else CaseSegmenters(run, seg, splits, "val"),
                            data, splits["val"], run)
-    segs.set_post(post["postprocess"])
+    segs.set_post(post["postprocess"], float(post.get("threshold", 0.5)))
     labels = list(range(1, plan.num_classes))
     names = {lab: plan.class_names[lab] for lab in labels}
     tolerances = {lab: float(plan.segment.nsd_tolerance_mm[n]) for lab, n in names.items()

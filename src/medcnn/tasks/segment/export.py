@@ -31,7 +31,8 @@ def graph(model: Segmenter):
                                   "normalization": plan.preprocessing.normalization,
                                   "normalization_args": plan.preprocessing.normalization_args,
                                   "target_spacing": plan.segment.target_spacing,
-                                  "postprocess": model.post, "class_names": plan.class_names}}
+                                  "postprocess": model.post, "foreground_threshold": model.threshold,
+                                  "class_names": plan.class_names}}
     return model.net, torch.zeros(2, c, *window), {"x": {0: batch}}, ["image"], ["logits"], info
 
 
