@@ -28,6 +28,21 @@ def test_pool_uses_train_and_val_only_and_the_loss_falls(ssl_run, breast_npz, me
     assert (ssl_run / "learning_curve.png").is_file()
 
 
+def test_unlabelled_colour_photographs_pool_in_colour(data_root, breast_npz):
+    """ISIC 2017's 600 test images come without labels: a folder of them pretrains in colour."""
+    from conftest import require
+    from medcnn.tasks.pretrain.contrastive import pooled_images
+
+    folder = require(data_root / "isic2017_melanoma" / "test_unlabelled")
+    ds, counts = pooled_images([str(folder)], 32)
+    assert ds.channels == 3 and counts == {"test_unlabelled/train": 540, "test_unlabelled/val": 60}
+    mixed, _ = pooled_images([str(folder), str(breast_npz)], 32, max_per_source=20)
+    assert mixed.channels == 1  # a grey source: the pool is grey, unless asked
+    colour, _ = pooled_images([str(folder), str(breast_npz)], 32, max_per_source=20, channels=3)
+    grey = colour.images["train"][-1]
+    assert colour.channels == 3 and np.array_equal(grey[0], grey[2])  # the grey images as R = G = B
+
+
 def test_a_classifier_starts_from_the_pretrained_backbone(ssl_run, breast_npz, tmp_path):
     run = tmp_path / "ft"
     assert main(["train", str(breast_npz), "--out", str(run), "--epochs", "1", "--pretrained", str(ssl_run),

@@ -417,13 +417,16 @@ def augment(data: str = typer.Argument(..., help="Dataset (as for `plan`)."),
 
 @app.command()
 def pretrain(data: List[str] = typer.Argument(..., help="Unlabeled image sources: MedMNIST names, .npz files, "
-                                             "image folders (their train/val splits; never test); or one "
-                                             "segmentation dataset (its training cases and unlabelled imagesTs)."),
+                                             "class folders or CSVs (their train/val splits; never test), folders "
+                                             "of unlabelled images (all of them); or one segmentation dataset "
+                                             "(its training cases and unlabelled imagesTs)."),
              out_dir: Path = typer.Option(..., "--out", help="Run folder: the backbone, usable as --pretrained RUN."),
              size: int = typer.Option(28, help="Image size of the pool (and of the classifiers it will seed)."),
              epochs: Optional[int] = typer.Option(None, help="Training epochs (default from the plan)."),
              max_minutes: Optional[float] = typer.Option(None, help="Time budget in minutes (0: none)."),
              max_per_source: int = typer.Option(0, help="At most this many images per source and split (0: all)."),
+             channels: Optional[int] = typer.Option(None, help="1: grey, 3: colour (default: colour when every "
+                                                    "source is colour)."),
              set_: List[str] = typer.Option([], "--set", help="Override plan fields (repeatable)."),
              overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
              progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar.")):
@@ -433,7 +436,7 @@ def pretrain(data: List[str] = typer.Argument(..., help="Unlabeled image sources
     from medcnn.tasks import get_task, train
 
     sets = list(set_) + [f"{k}={v}" for k, v in (("epochs", epochs), ("max_minutes", max_minutes)) if v is not None]
-    ds, p, what = get_task("pretrain").prepare(list(data), size, max_per_source)
+    ds, p, what = get_task("pretrain").prepare(list(data), size, max_per_source, channels)
     p = p.override(sets)
     out.print(what)
     run = train(p, ds, out_dir, overwrite=overwrite, progress=progress)

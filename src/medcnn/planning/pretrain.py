@@ -14,8 +14,8 @@ def pretrain_plan(data, size: int, epochs: int = EPOCHS) -> Plan:
     """``data``: the pooled unlabeled images (``tasks.pretrain.contrastive.pooled_images``)."""
     return Plan(task="pretrain", data=data.source, label_type="multiclass", num_classes=PROJECTION, class_names=[],
                 spatial_dims=2,
-                preprocessing=Preprocessing(input_size=[size, size], channels=1, normalization="uint8", mean=[0.5],
-                                            std=[0.5]),
+                preprocessing=Preprocessing(input_size=[size, size], channels=data.channels, normalization="uint8",
+                                            mean=[0.5] * data.channels, std=[0.5] * data.channels),
                 model=model_for(2, size), optim=OptimConfig(name="adamw", lr=2e-3, weight_decay=1e-4,
                                                             scheduler="onecycle"),
                 augment=AugmentConfig(preset="none", p=0.0), batch_size=BATCH, epochs=epochs, max_minutes=MAX_MINUTES,

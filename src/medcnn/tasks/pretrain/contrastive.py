@@ -9,6 +9,8 @@ A run folder of this task is a ``--pretrained`` source for any classifier of the
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -74,16 +76,22 @@ class ContrastiveTask(TaskModule):
         return [{"params": list(self.proj.parameters()), "name": "projection"}]
 
 
-def pooled_images(sources: list[str], size: int, max_per_source: int = 0, seed: int = 0):
-    """Unlabeled gray images of ``size`` px from the train and val splits of several classification
-    datasets (never their test splits), as a ClassificationData with one dummy class."""
+def pooled_images(sources: list[str], size: int, max_per_source: int = 0, seed: int = 0,
+                  channels: int | None = None):
+    """Unlabeled images of ``size`` px, as a ClassificationData with one dummy class: the train and
+    val splits of classification datasets (never their test splits), and every image of a folder
+    without class folders (unlabelled images; a tenth of them validates). ``channels``: 3 keeps colour
+    (grey sources repeated), 1 makes grey; default colour when every source is colour."""
     import torch.nn.functional as F
 
     rng = np.random.default_rng(seed)
+    loaded = [(src, _unlabelled_folder(src, size, seed) or load_classification(src, input_size=[size, size]))
+              for src in sources]
+    if channels is None:
+        channels = 3 if all(ds.channels == 3 for _, ds in loaded) else 1
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": []}
     counts = {}
-    for src in sources:
-        ds = load_classification(src, input_size=[size, size], channels=1)
+    for src, ds in loaded:
         if ds.spatial_dims != 2:
             raise InputError("pretraining pools 2D images; this dataset is 3D", src)
         for split in ("train", "val"):
@@ -93,8 +101,8 @@ def pooled_images(sources: list[str], size: int, max_per_source: int = 0, seed: 
             if max_per_source and len(x) > max_per_source:
                 x = x[np.sort(rng.choice(len(x), max_per_source, replace=False))]
             t = torch.as_tensor(x).float()
-            if t.shape[1] != 1:
-                t = t.mean(1, keepdim=True)  # RGB -> gray
+            if t.shape[1] != channels:
+                t = t.mean(1, keepdim=True) if channels == 1 else t[:, :1].expand(-1, channels, -1, -1)
             if tuple(t.shape[-2:]) != (size, size):
                 t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
             parts[split].append(t.round().clamp(0, 255).to(torch.uint8).numpy())
@@ -103,7 +111,30 @@ def pooled_images(sources: list[str], size: int, max_per_source: int = 0, seed: 
         raise InputError("no training images in the pretraining sources", ", ".join(sources))
     images = {k: np.concatenate(v) for k, v in parts.items() if v}
     labels = {k: np.zeros(len(v), np.int64) for k, v in images.items()}
-    name = "pool-" + "+".join(sorted({str(s).rsplit("/", 1)[-1].removesuffix(".npz") for s in sources}))
+    name = "pool-" + "+".join(sorted({str(s).rstrip("/").rsplit("/", 1)[-1].removesuffix(".npz") for s in sources}))
     data = ClassificationData(name=name, images=images, labels=labels, label_type="multiclass",
                               class_names=["image"], source=", ".join(sources))
     return data, counts
+
+
+def _unlabelled_folder(src: str, size: int, seed: int) -> ClassificationData | None:
+    """A folder of images without class folders (e.g. a challenge's unlabelled test images) as
+    train / val (a seeded tenth) of one dummy class; None for anything else."""
+    from medcnn.data.preprocess import image_to_array
+    from medcnn.io import read_image
+    from medcnn.io.inputs import is_image_file
+
+    p = Path(src)
+    if not p.is_dir() or any(d.is_dir() for d in p.iterdir()):
+        return None
+    files = sorted(f for f in p.iterdir() if f.is_file() and is_image_file(f))
+    if not files:
+        raise InputError("no images found in this folder", p)
+    first = read_image(files[0])
+    channels = 3 if first.channels >= 3 else 1
+    x = np.stack([image_to_array(read_image(f), [size, size], channels, "uint8", path=f) for f in files])
+    val = np.zeros(len(x), bool)
+    val[np.random.default_rng(seed).choice(len(x), max(1, len(x) // 10), replace=False)] = True
+    return ClassificationData(name=p.name, images={"train": x[~val], "val": x[val]},
+                              labels={"train": np.zeros((~val).sum(), np.int64), "val": np.zeros(val.sum(), np.int64)},
+                              label_type="multiclass", class_names=["image"], source=str(p))

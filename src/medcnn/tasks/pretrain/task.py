@@ -41,7 +41,7 @@ class Pretrain(Task):
         return load_classification(data, input_size=pre.input_size, channels=pre.channels, normalization=pre.normalization,
                                    seed=plan.seed)
 
-    def prepare(self, sources: list[str], size: int, max_per_source: int = 0):
+    def prepare(self, sources: list[str], size: int, max_per_source: int = 0, channels: int | None = None):
         """(dataset, plan, what it is) of ``medcnn pretrain SOURCES``: one segmentation dataset ->
         restoration of its planned U-Net; else contrastive on the pooled images of the sources."""
         if len(sources) == 1 and looks_like_segmentation(sources[0]):
@@ -49,8 +49,9 @@ class Pretrain(Task):
             plan = restoration_plan(ds, sources[0])
             return ds, plan, (f"restoration pretraining of the segmentation U-Net on the training cases and "
                               f"{len(ds.unlabelled)} unlabelled images of {ds.name} (patch {plan.segment.patch_size})")
-        ds, counts = pooled_images(list(sources), size, max_per_source)
-        return ds, pretrain_plan(ds, size), (f"pretraining on {sum(len(v) for v in ds.images.values())} images: "
+        ds, counts = pooled_images(list(sources), size, max_per_source, channels=channels)
+        return ds, pretrain_plan(ds, size), (f"pretraining on {sum(len(v) for v in ds.images.values())} "
+                                             f"{'colour' if ds.channels == 3 else 'grey'} images: "
                                              + ", ".join(f"{k} {n}" for k, n in counts.items()))
 
     def describe_result(self, plan: Plan, info: dict) -> str:
