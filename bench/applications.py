@@ -1,0 +1,256 @@
+"""The brief's applications on real data (issue #37): one record per application and variant in
+bench/results/applications.json, and the README table between the bench-apps markers.
+
+- ``lgg``: brain-tumour (FLAIR abnormality) segmentation, TCGA-LGG, 110 patients with three MR
+  sequences ($MEDCNN_DATA/lgg_mri_segmentation_112). 5-fold cross-validation by patient: every
+  patient is tested once, by the model of the fold that did not train on it; inside a fold the
+  default plan chooses its validation patients and checkpoint. Variants: ``3d`` (the default plan),
+  ``slices`` (the same U-Net with in-plane kernels on one-slice patches, as nnU-Net's 2D
+  configuration; for slices of unknown thickness), ``flair-only`` (the FLAIR channel alone).
+  Reported per patient: Dice (mean, 95 % interval over the 110), tumour burden predicted vs
+  reference (voxels; the release gives no spacing) and their correlation, false-positive area on
+  the slices without tumour, the 10 patients whose missing sequences were replaced by FLAIR.
+
+Choices are made on validation data only: which variant the README calls medcnn's is the one with
+the best mean validation Dice over the folds (each fold's best checkpoint), written down before the
+test numbers are read; the other variants are ablations.
+
+    python bench/applications.py --apps lgg                       # every variant, 5 folds (hours)
+    python bench/applications.py --apps lgg --variants 3d --folds 0 --split val --set epochs=1   # smoke: no test read
+
+Each finished fold is saved as OUT/<app>/<variant>/fold<k>.json and reused while the code is
+unchanged; per-patient rows are kept in bench/results/predictions/apps-<app>-<variant>-cases.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+ROOT = common.ROOT
+SCRIPT = "bench/applications.py"
+START, END = "<!-- bench-apps:start -->", "<!-- bench-apps:end -->"
+APPS = ("lgg",)
+LGG = "lgg_mri_segmentation_112"
+LGG_VARIANTS = ("3d", "slices", "flair-only")
+FOLDS = 5
+REFERENCE = {"lgg": "Buda et al. 2019: mean Dice 82 % per patient (U-Net on 256² slices, 22-fold CV)"}
+
+
+def data_root() -> Path:
+    import os
+
+    root = os.environ.get("MEDCNN_DATA")
+    if not root:
+        sys.exit("set MEDCNN_DATA to the data folder")
+    return Path(root)
+
+
+# ---- LGG ---------------------------------------------------------------------------------------
+
+def patient_folds(ids: list[str], folds: int = FOLDS, seed: int = 0) -> list[list[str]]:
+    """The patients in ``folds`` seeded, equal-sized folds (each patient is one case here)."""
+    order = np.random.default_rng(seed).permutation(sorted(ids))
+    return [sorted(order[k::folds].tolist()) for k in range(folds)]
+
+
+def fold_folder(src: Path, dest: Path, test_ids: list[str], variant: str) -> Path:
+    """An nnU-Net folder of links: the other folds' patients in imagesTr/labelsTr, this fold's in
+    imagesTs/labelsTs (the fixed test set); ``flair-only`` links FLAIR (channel 1) as channel 0."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (dest / sub).mkdir(parents=True)
+    meta = json.loads((src / "dataset.json").read_text())
+    channels = {"0": "FLAIR"} if variant == "flair-only" else meta["channel_names"]
+    (dest / "dataset.json").write_text(json.dumps({**meta, "channel_names": channels}, indent=1))
+    test = set(test_ids)
+    for lab in sorted((src / "labelsTr").glob("*.nii.gz")):
+        case = lab.name[: -len(".nii.gz")]
+        part = "Ts" if case in test else "Tr"
+        (dest / f"labels{part}" / lab.name).symlink_to(lab)
+        if variant == "flair-only":
+            (dest / f"images{part}" / f"{case}_0000.nii.gz").symlink_to(src / "imagesTr" / f"{case}_0001.nii.gz")
+        else:
+            for f in sorted((src / "imagesTr").glob(f"{case}_000?.nii.gz")):
+                (dest / f"images{part}" / f.name).symlink_to(f)
+    return dest
+
+
+def variant_overrides(plan, variant: str) -> list[str]:
+    """Plan settings of a variant on top of the default plan."""
+    if variant != "slices":
+        return []
+    stages = len(plan.model.kwargs.get("filters", [16, 32, 64, 128]))
+    size = plan.segment.patch_size[:2]
+    return [f"segment.patch_size=[{size[0]},{size[1]},1]", f"preprocessing.input_size=[{size[0]},{size[1]},1]",
+            "batch_size=32", "model.kwargs.kernel_size=[3,3,1]",
+            "model.kwargs.strides=" + json.dumps([[1, 1, 1]] + [[2, 2, 1]] * (stages - 1))]
+
+
+def lgg_fold(variant: str, fold: int, test_ids: list[str], out: Path, sets: list[str], split: str, meta: dict) -> dict:
+    from medcnn.data.segmentation import load_segmentation
+    from medcnn.plan import Plan
+    from medcnn.planning.segment import default_plan
+    from medcnn.tasks import evaluate, train
+
+    rec_path = out / "lgg" / variant / f"fold{fold}-{split}.json"
+    rec = common.load_reusable(rec_path, sets, SCRIPT)
+    if rec is not None:
+        return rec
+    root = fold_folder(data_root() / LGG, out / "lgg" / variant / f"fold{fold}-data", test_ids, variant)
+    data = load_segmentation(root)
+    plan = default_plan(data, str(root))
+    plan = plan.override([*variant_overrides(plan, variant), *sets])
+    run = train(plan, data, out / "lgg" / variant / f"fold{fold}", overwrite=True, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    rep = evaluate(run, split)
+    with open(run / "eval" / f"{split}_cases.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rec = {"variant": variant, "fold": fold, "split": split, "n": rep["n"], "rows": rows,
+           "val_dice": info.get("best_val_score"), "train_minutes": round(info["train_seconds"] / 60, 2),
+           "epochs": Plan.load(run / "plan.yaml").epochs, "infer_s_per_case": rep["infer_s_per_case"],
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+           "postprocess": rep["postprocess"], **meta}
+    common.save_record(rec_path, rec)
+    return rec
+
+
+def flair_copies(src: Path) -> set[str]:
+    """Patients whose pre- or post-contrast file repeats FLAIR (a missing sequence replaced)."""
+    import nibabel as nib
+
+    out = set()
+    for lab in sorted((src / "labelsTr").glob("*.nii.gz")):
+        case = lab.name[: -len(".nii.gz")]
+        ch = [np.asarray(nib.load(str(src / "imagesTr" / f"{case}_{k:04d}.nii.gz")).dataobj) for k in range(3)]
+        if np.array_equal(ch[0], ch[1]) or np.array_equal(ch[2], ch[1]):
+            out.add(case)
+    return out
+
+
+def lgg_record(variant: str, folds: list[dict], copies: set[str], meta: dict) -> dict:
+    """One record of a variant from its folds' per-patient rows."""
+    from medcnn.metrics.intervals import mean_ci
+
+    rows = [r for f in folds for r in f["rows"]]
+    label = next(k[: -len("_dice")] for k in rows[0] if k.endswith("_dice"))
+    dice = np.array([float(r[f"{label}_dice"]) for r in rows])
+    ref = np.array([float(r[f"{label}_ref_size"]) for r in rows])
+    pred = np.array([float(r[f"{label}_pred_size"]) for r in rows])
+    fp = np.array([float(r.get(f"{label}_fp_mm2_empty_slices", "nan") or "nan") for r in rows])
+    fp_share = np.array([float(r.get(f"{label}_empty_slices_with_fp", "nan") or "nan") for r in rows])
+    in_copies = np.array([r["case"] in copies for r in rows])
+    return {"dataset": "lgg", "variant": variant, "split": folds[0]["split"], "n": len(rows), "folds": len(folds),
+            "dice_mean": round(float(dice.mean()), 4), "dice_mean_ci95": mean_ci(dice),
+            "dice_median": round(float(np.median(dice)), 4),
+            "burden_correlation": round(float(np.corrcoef(ref, pred)[0, 1]), 4) if len(rows) > 2 else None,
+            "burden_abs_error_pct": round(float(np.mean(np.abs(pred - ref) / np.maximum(ref, 1)) * 100), 1),
+            "fp_voxels_per_empty_slice": round(float(np.nanmean(fp)), 2) if np.isfinite(fp).any() else None,
+            "empty_slices_with_fp": round(float(np.nanmean(fp_share)), 4) if np.isfinite(fp_share).any() else None,
+            "dice_flair_copies": round(float(dice[in_copies].mean()), 4) if in_copies.any() else None,
+            "n_flair_copies": int(in_copies.sum()),
+            "dice_others": round(float(dice[~in_copies].mean()), 4) if (~in_copies).any() else None,
+            "val_dice_mean": round(float(np.mean([f["val_dice"] for f in folds])), 4),
+            "train_minutes": round(float(np.mean([f["train_minutes"] for f in folds])), 2),
+            "epochs": [f["epochs"] for f in folds],
+            "infer_s_per_case": round(float(np.mean([f["infer_s_per_case"] for f in folds])), 3),
+            "peak_rss_mb": max(f["peak_rss_mb"] for f in folds), "reference": REFERENCE["lgg"],
+            "unit_note": "spacing unknown (identity affine): sizes are voxel counts", **meta}
+
+
+def run_lgg(args, meta: dict) -> list[dict]:
+    from medcnn.data.segmentation import load_segmentation
+
+    src = data_root() / LGG
+    ids = [c.id for c in load_segmentation(src).cases]
+    folds = patient_folds(ids)
+    copies = flair_copies(src)
+    records = []
+    for variant in args.variants or LGG_VARIANTS:
+        done = [lgg_fold(variant, k, folds[k], args.out, args.sets, args.split, meta) for k in args.folds]
+        keep_cases(f"lgg-{variant}", done)
+        if args.split == "test":
+            records.append(lgg_record(variant, done, copies, meta))
+        for f in done:
+            print(f"lgg {variant} fold {f['fold']}: val Dice {f['val_dice']:.4f}, {f['split']} n {f['n']}, "
+                  f"{f['train_minutes']:.1f} min", flush=True)
+    return records
+
+
+def keep_cases(name: str, folds: list[dict]) -> None:
+    """The per-case rows behind a record (bench/results/predictions/apps-<name>-cases.csv)."""
+    rows = [{"fold": f["fold"], **r} for f in folds for r in f["rows"]]
+    if not rows or folds[0]["split"] != "test":
+        return
+    path = ROOT / "bench" / "results" / "predictions" / f"apps-{name}-cases.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+# ---- results --------------------------------------------------------------------------------------
+
+def merge(path: Path, records: list[dict]) -> list[dict]:
+    old = json.loads(path.read_text()) if path.is_file() else []
+    keys = {(r["dataset"], r["variant"]) for r in records}
+    merged = [r for r in old if (r["dataset"], r["variant"]) not in keys] + records
+    merged.sort(key=lambda r: (APPS.index(r["dataset"]) if r["dataset"] in APPS else 99, r["variant"]))
+    common.save_record(path, merged)
+    return merged
+
+
+def _ci(r: dict, key: str) -> str:
+    ci = r.get(f"{key}_ci95")
+    return f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def table(records: list[dict]) -> str:
+    lines = ["| application | variant | metric (95 % CI) | n | detail | train min | infer s/case | peak RSS MB | published | commit |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        if r["dataset"] == "lgg":
+            metric = f"Dice per patient {r['dice_mean']:.3f}{_ci(r, 'dice_mean')}"
+            detail = (f"burden r {r['burden_correlation']:.3f}; {100 * (r['empty_slices_with_fp'] or 0):.1f} % of "
+                      f"tumour-free slices with a false positive; FLAIR-copy patients {r['dice_flair_copies']:.3f} "
+                      f"(n {r['n_flair_copies']}); val Dice {r['val_dice_mean']:.3f}")
+        else:
+            continue
+        lines.append(f"| {r['dataset']} | {r['variant']} | {metric} | {r['n']} | {detail} | {r['train_minutes']:.1f} | "
+                     f"{r['infer_s_per_case']:.2f} | {r['peak_rss_mb']:.0f} | {r['reference']} | `{r['commit']}` |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_common_args(ap, "applications")
+    ap.add_argument("--apps", nargs="+", default=list(APPS), choices=APPS)
+    ap.add_argument("--variants", nargs="+", help="only these variants (default: all of each application)")
+    ap.add_argument("--folds", nargs="+", type=int, default=list(range(FOLDS)))
+    ap.add_argument("--split", default="test", choices=("test", "val"),
+                    help="val: a development run that never reads the test patients (no record written)")
+    args = ap.parse_args()
+    meta = common.run_meta(SCRIPT, args.sets)
+    records = []
+    if "lgg" in args.apps:
+        records += run_lgg(args, meta)
+    if records and sorted(args.folds) == list(range(FOLDS)):
+        merged = merge(args.results, records)
+        common.update_readme(args.readme, START, END, table(merged))
+
+
+if __name__ == "__main__":
+    main()
