@@ -11,6 +11,14 @@ bench/results/applications.json, and the README table between the bench-apps mar
   reference (voxels; the release gives no spacing) and their correlation, false-positive area on
   the slices without tumour, the 10 patients whose missing sequences were replaced by FLAIR.
 
+- ``isic2017``: melanoma vs the rest, ISIC 2017 part 3 ($MEDCNN_DATA/isic2017_melanoma, 128 px):
+  trained on the 2,000 training images (a seeded, stratified tenth of them validates), tested once
+  on the official 150-image validation set (its labels are the only ones the mirror has; the
+  official 600-image test set has none). 30 minutes of training. Variants: ``scratch`` (the
+  default plan), ``imagenet`` (SqueezeNet 1.1 from ImageNet weights), ``squeezenet-scratch`` (the
+  same network from random weights: what the weights add), ``ssl`` (the default network from
+  ``medcnn pretrain`` on the 2,000 training and 600 unlabelled test photographs, no labels used).
+
 Choices are made on validation data only: which variant the README calls medcnn's is the one with
 the best mean validation Dice over the folds (each fold's best checkpoint), written down before the
 test numbers are read; the other variants are ablations.
@@ -39,11 +47,16 @@ import common  # noqa: E402
 ROOT = common.ROOT
 SCRIPT = "bench/applications.py"
 START, END = "<!-- bench-apps:start -->", "<!-- bench-apps:end -->"
-APPS = ("lgg",)
+APPS = ("lgg", "isic2017")
 LGG = "lgg_mri_segmentation_112"
 LGG_VARIANTS = ("3d", "slices", "flair-only")
 FOLDS = 5
-REFERENCE = {"lgg": "Buda et al. 2019: mean Dice 82 % per patient (U-Net on 256² slices, 22-fold CV)"}
+REFERENCE = {"lgg": "Buda et al. 2019: mean Dice 82 % per patient (U-Net on 256² slices, 22-fold CV)",
+             "isic2017": "ISIC 2017 best melanoma AUC 0.874 (600 official test images, full resolution, ImageNet CNNs)"}
+ISIC = "isic2017_melanoma"
+ISIC_VARIANTS = {"scratch": [], "imagenet": ["transfer.pretrained=squeezenet1_1.imagenet"],
+                 "squeezenet-scratch": ["model.name=squeezenet1_1"], "ssl": []}
+ISIC_MINUTES = 30
 
 
 def data_root() -> Path:
@@ -179,7 +192,7 @@ def run_lgg(args, meta: dict) -> list[dict]:
     for variant in args.variants or LGG_VARIANTS:
         done = [lgg_fold(variant, k, folds[k], args.out, args.sets, args.split, meta) for k in args.folds]
         keep_cases(f"lgg-{variant}", done)
-        if args.split == "test":
+        if args.split == "test" and len(done) == FOLDS:
             records.append(lgg_record(variant, done, copies, meta))
         for f in done:
             print(f"lgg {variant} fold {f['fold']}: val Dice {f['val_dice']:.4f}, {f['split']} n {f['n']}, "
@@ -200,6 +213,109 @@ def keep_cases(name: str, folds: list[dict]) -> None:
         w.writeheader()
         w.writerows(rows)
     tmp.replace(path)
+
+
+# ---- ISIC 2017 ----------------------------------------------------------------------------------
+
+def isic_training_csv(src: Path, dest: Path, seed: int = 0) -> Path:
+    """The 2,000 training images with a seeded, stratified train / val column (no test split: the
+    official validation set tests)."""
+    with open(src / "ISIC-2017_Training_Classes.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rng = np.random.default_rng(seed)
+    val = set()
+    for label in ("0.0", "1.0"):
+        ids = [r["image_id"] for r in rows if r["melanoma"] == label]
+        val |= set(rng.choice(ids, round(len(ids) / 10), replace=False).tolist())
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "melanoma", "split"])
+        for r in rows:
+            w.writerow([str(src / "train" / f"{r['image_id']}.jpg"), r["melanoma"], "val" if r["image_id"] in val else "train"])
+    return dest
+
+
+def isic_backbone(src: Path, out: Path, size: int, sets: list[str]) -> tuple[Path, float]:
+    """``medcnn pretrain`` on the training and unlabelled test photographs (made once; reused)."""
+    import time
+
+    run = out / "isic2017" / "ssl-backbone"
+    rec = out / "isic2017" / "ssl-backbone.json"
+    done = common.load_reusable(rec, sets, SCRIPT)
+    if done is not None and (run / "plan.yaml").is_file():
+        return run, done["minutes"]
+    from medcnn.tasks import get_task, train
+
+    ds, plan, _ = get_task("pretrain").prepare([str(src / "train"), str(src / "test_unlabelled")], size, channels=3)
+    t0 = time.perf_counter()
+    train(plan.override(sets), ds, run, overwrite=True, progress=False)
+    minutes = round((time.perf_counter() - t0) / 60, 2)
+    common.save_record(rec, {"minutes": minutes, **common.run_meta(SCRIPT, sets)})
+    return run, minutes
+
+
+def isic_run(variant: str, out: Path, sets: list[str], split: str, meta: dict) -> dict:
+    import time
+
+    from medcnn.data.classification import load_classification
+    from medcnn.planning import default_plan
+    from medcnn.tasks import evaluate, train
+
+    rec_path = out / "isic2017" / f"{variant}-{split}.json"
+    rec = common.load_reusable(rec_path, sets, SCRIPT)
+    if rec is not None:
+        return rec
+    src = data_root() / ISIC
+    train_csv = isic_training_csv(src, out / "isic2017" / "train.csv")
+    data = load_classification(str(train_csv))
+    plan = default_plan(data, str(train_csv))
+    overrides = list(ISIC_VARIANTS[variant])
+    pretrain_minutes = None
+    if variant == "ssl":
+        backbone, pretrain_minutes = isic_backbone(src, out, plan.preprocessing.input_size[0], sets)
+        overrides.append(f"transfer.pretrained={backbone}")
+    plan = plan.override([f"max_minutes={ISIC_MINUTES}", *overrides, *sets])
+    run = train(plan, data, out / "isic2017" / variant, overwrite=True, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    t0 = time.perf_counter()
+    if split == "test":  # the official validation set, whole, read once
+        rep = evaluate(run, "all", data=str(src / "ISIC-2017_Validation_Classes.csv"))
+    else:
+        rep = evaluate(run, "val")
+    infer_s = (time.perf_counter() - t0) / rep["n"]
+    keep = {k: rep[k] for k in ("auc", "auc_ci95", "acc", "acc_ci95", "brier", "ece") if k in rep}
+    rec = {"dataset": "isic2017", "variant": variant, "split": split, "n": rep["n"],
+           **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in keep.items()},
+           "sensitivity": rep.get("per_class", {}).get("melanoma", {}).get("sensitivity"),
+           "specificity": rep.get("per_class", {}).get("melanoma", {}).get("specificity"),
+           "model": plan.model.name, "input_size": plan.preprocessing.input_size,
+           "val_auc": info.get("best_val_score"), "train_minutes": round(info["train_seconds"] / 60, 2),
+           "pretrain_minutes": pretrain_minutes, "epochs": info.get("time_budget", {}).get("epochs", plan.epochs),
+           "infer_s_per_case": round(infer_s, 4),
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+           "reference": REFERENCE["isic2017"], **meta}
+    if split == "test":
+        name = rep.get("eval_name", "all")
+        kept = ROOT / "bench" / "results" / "predictions" / f"apps-isic2017-{variant}.npz"
+        common.save_predictions(kept, np.load(run / "eval" / f"{name}_probs.npy"), load_classification(
+            str(src / "ISIC-2017_Validation_Classes.csv")).split("all")[1])
+        rec["predictions"] = kept.name
+    common.save_record(rec_path, rec)
+    return rec
+
+
+def run_isic(args, meta: dict) -> list[dict]:
+    records = []
+    for variant in args.variants or ISIC_VARIANTS:
+        if variant not in ISIC_VARIANTS:
+            continue
+        r = isic_run(variant, args.out, args.sets, args.split, meta)
+        print(f"isic2017 {variant}: val AUC {r['val_auc']:.4f}, {r['split']} AUC {r['auc']:.4f} (n {r['n']}), "
+              f"{r['train_minutes']:.1f} min", flush=True)
+        if args.split == "test":
+            records.append(r)
+    return records
 
 
 # ---- results --------------------------------------------------------------------------------------
@@ -227,6 +343,10 @@ def table(records: list[dict]) -> str:
             detail = (f"burden r {r['burden_correlation']:.3f}; {100 * (r['empty_slices_with_fp'] or 0):.1f} % of "
                       f"tumour-free slices with a false positive; FLAIR-copy patients {r['dice_flair_copies']:.3f} "
                       f"(n {r['n_flair_copies']}); val Dice {r['val_dice_mean']:.3f}")
+        elif r["dataset"] == "isic2017":
+            metric = f"melanoma AUC {r['auc']:.3f}{_ci(r, 'auc')}"
+            detail = (f"{r['model']} at {r['input_size'][0]} px; val AUC {r['val_auc']:.3f}"
+                      + (f"; pretraining {r['pretrain_minutes']:.0f} min" if r.get("pretrain_minutes") else ""))
         else:
             continue
         lines.append(f"| {r['dataset']} | {r['variant']} | {metric} | {r['n']} | {detail} | {r['train_minutes']:.1f} | "
@@ -247,7 +367,9 @@ def main() -> None:
     records = []
     if "lgg" in args.apps:
         records += run_lgg(args, meta)
-    if records and sorted(args.folds) == list(range(FOLDS)):
+    if "isic2017" in args.apps:
+        records += run_isic(args, meta)
+    if records:
         merged = merge(args.results, records)
         common.update_readme(args.readme, START, END, table(merged))
 
