@@ -19,6 +19,13 @@ bench/results/applications.json, and the README table between the bench-apps mar
   same network from random weights: what the weights add), ``ssl`` (the default network from
   ``medcnn pretrain`` on the 2,000 training and 600 unlabelled test photographs, no labels used).
 
+- ``idrid-ex``: hard-exudate segmentation, 20 IDRiD fundus photographs at 4288 x 2848
+  ($MEDCNN_DATA/idrid_hard_exudates). 4-fold cross-validation over the images (every image tested
+  once; not the challenge's split, which has 54 training and 27 test images). The field of view is
+  derived from each photograph; pixel AUPR inside it, pooled over all 20 test images (from the
+  folds' score histograms) and per image; Dice at the probability threshold chosen on validation;
+  prediction time and peak memory of ``medcnn predict`` on one full-resolution image.
+
 Choices are made on validation data only: which variant the README calls medcnn's is the one with
 the best mean validation Dice over the folds (each fold's best checkpoint), written down before the
 test numbers are read; the other variants are ablations.
@@ -47,16 +54,19 @@ import common  # noqa: E402
 ROOT = common.ROOT
 SCRIPT = "bench/applications.py"
 START, END = "<!-- bench-apps:start -->", "<!-- bench-apps:end -->"
-APPS = ("lgg", "isic2017")
+APPS = ("lgg", "isic2017", "idrid-ex")
 LGG = "lgg_mri_segmentation_112"
 LGG_VARIANTS = ("3d", "slices", "flair-only")
 FOLDS = 5
 REFERENCE = {"lgg": "Buda et al. 2019: mean Dice 82 % per patient (U-Net on 256² slices, 22-fold CV)",
-             "isic2017": "ISIC 2017 best melanoma AUC 0.874 (600 official test images, full resolution, ImageNet CNNs)"}
+             "isic2017": "ISIC 2017 best melanoma AUC 0.874 (600 official test images, full resolution, ImageNet CNNs)",
+             "idrid-ex": "IDRiD challenge best hard-exudate AUPR ≈ 0.89 (54 training images, 27 test)"}
 ISIC = "isic2017_melanoma"
 ISIC_VARIANTS = {"scratch": [], "imagenet": ["transfer.pretrained=squeezenet1_1.imagenet"],
                  "squeezenet-scratch": ["model.name=squeezenet1_1"], "ssl": []}
 ISIC_MINUTES = 30
+IDRID = "idrid_hard_exudates"
+IDRID_FOLDS = 4
 
 
 def data_root() -> Path:
@@ -318,6 +328,101 @@ def run_isic(args, meta: dict) -> list[dict]:
     return records
 
 
+# ---- IDRiD hard exudates -------------------------------------------------------------------------
+
+def idrid_folder(src: Path, dest: Path, test_ids: list[str]) -> Path:
+    """A DRIVE-style folder of links: training/ and test/, each with images/ and masks/."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    for part in ("training", "test"):
+        for sub in ("images", "masks"):
+            (dest / part / sub).mkdir(parents=True)
+    for img in sorted((src / "images").glob("*.jpg")):
+        part = "test" if img.stem in test_ids else "training"
+        (dest / part / "images" / img.name).symlink_to(img)
+        (dest / part / "masks" / f"{img.stem}.png").symlink_to(src / "masks" / f"{img.stem}.png")
+    return dest
+
+
+def predict_cost(run: Path, image: Path, out: Path) -> tuple[float, float]:
+    """(seconds, peak MB) of ``medcnn predict`` on one image, in its own process."""
+    import subprocess
+
+    code = ("import resource, sys, time; from medcnn.cli.main import main; t = time.perf_counter(); "
+            "rc = main(['predict', sys.argv[1], sys.argv[2], '--out', sys.argv[3], '--overwrite']); "
+            "print('COST', time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); "
+            "sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(run), str(image), str(out)], capture_output=True, text=True)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("COST")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"predict failed: {done.stderr[-500:]}")
+    _, seconds, mb = line.split()
+    return round(float(seconds), 2), round(float(mb), 1)
+
+
+def idrid_fold(fold: int, test_ids: list[str], out: Path, sets: list[str], split: str, meta: dict) -> dict:
+    from medcnn.data.segmentation import load_segmentation
+    from medcnn.plan import Plan
+    from medcnn.planning.segment import default_plan
+    from medcnn.tasks import evaluate, train
+
+    rec_path = out / "idrid-ex" / f"fold{fold}-{split}.json"
+    rec = common.load_reusable(rec_path, sets, SCRIPT)
+    if rec is not None:
+        return rec
+    root = idrid_folder(data_root() / IDRID, out / "idrid-ex" / f"fold{fold}-data", test_ids)
+    data = load_segmentation(root)
+    plan = default_plan(data, str(root)).override(sets)
+    run = train(plan, data, out / "idrid-ex" / f"fold{fold}", overwrite=True, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    rep = evaluate(run, split, overlays=1)
+    with open(run / "eval" / f"{split}_cases.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    hist = np.load(run / "eval" / f"{split}_fov_scores.npz")
+    first = sorted((root / ("test" if split == "test" else "training") / "images").iterdir())[0]
+    seconds, mb = predict_cost(run, first, out / "idrid-ex" / f"fold{fold}-predict")
+    chosen = json.loads((run / "postprocess.json").read_text())
+    rec = {"fold": fold, "split": split, "n": rep["n"], "rows": rows, "pos": hist["pos"].tolist(),
+           "neg": hist["neg"].tolist(), "val_dice": info.get("best_val_score"), "threshold": chosen.get("threshold"),
+           "train_minutes": round(info["train_seconds"] / 60, 2), "epochs": Plan.load(run / "plan.yaml").epochs,
+           "predict_seconds": seconds, "predict_peak_mb": mb, **meta}
+    common.save_record(rec_path, rec)
+    return rec
+
+
+def idrid_record(folds: list[dict], meta: dict) -> dict:
+    from medcnn.metrics.intervals import mean_ci
+    from medcnn.tasks.segment.evaluate import average_precision_from_histograms
+
+    rows = [r for f in folds for r in f["rows"]]
+    aupr = np.array([float(r["aupr"]) for r in rows])
+    dice = np.array([float(r["foreground_dice"]) for r in rows])
+    pos = np.sum([np.asarray(f["pos"]) for f in folds], axis=0)
+    neg = np.sum([np.asarray(f["neg"]) for f in folds], axis=0)
+    return {"dataset": "idrid-ex", "variant": "default", "split": folds[0]["split"], "n": len(rows), "folds": len(folds),
+            "aupr": round(average_precision_from_histograms(pos, neg), 4),
+            "aupr_per_image_mean": round(float(aupr.mean()), 4), "aupr_per_image_ci95": mean_ci(aupr),
+            "dice_mean": round(float(dice.mean()), 4), "dice_mean_ci95": mean_ci(dice),
+            "thresholds": [f["threshold"] for f in folds],
+            "train_minutes": round(float(np.mean([f["train_minutes"] for f in folds])), 2),
+            "epochs": [f["epochs"] for f in folds],
+            "infer_s_per_case": round(float(np.mean([f["predict_seconds"] for f in folds])), 2),
+            "peak_rss_mb": max(f["predict_peak_mb"] for f in folds), "reference": REFERENCE["idrid-ex"],
+            "note": "cross-validation over the 20 images of the mirror, not the challenge split", **meta}
+
+
+def run_idrid(args, meta: dict) -> list[dict]:
+    ids = sorted(p.stem for p in (data_root() / IDRID / "images").glob("*.jpg"))
+    folds = patient_folds(ids, IDRID_FOLDS)
+    done = [idrid_fold(k, folds[k], args.out, args.sets, args.split, meta) for k in args.folds if k < IDRID_FOLDS]
+    for f in done:
+        print(f"idrid-ex fold {f['fold']}: val Dice {f['val_dice']:.4f}, {f['split']} n {f['n']}, "
+              f"threshold {f['threshold']}, {f['train_minutes']:.1f} min, predict {f['predict_seconds']:.1f} s "
+              f"{f['predict_peak_mb']:.0f} MB", flush=True)
+    keep_cases("idrid-ex", done)
+    return [idrid_record(done, meta)] if args.split == "test" and len(done) == IDRID_FOLDS else []
+
+
 # ---- results --------------------------------------------------------------------------------------
 
 def merge(path: Path, records: list[dict]) -> list[dict]:
@@ -347,6 +452,9 @@ def table(records: list[dict]) -> str:
             metric = f"melanoma AUC {r['auc']:.3f}{_ci(r, 'auc')}"
             detail = (f"{r['model']} at {r['input_size'][0]} px; val AUC {r['val_auc']:.3f}"
                       + (f"; pretraining {r['pretrain_minutes']:.0f} min" if r.get("pretrain_minutes") else ""))
+        elif r["dataset"] == "idrid-ex":
+            metric = f"pixel AUPR {r['aupr']:.3f} pooled; per image {r['aupr_per_image_mean']:.3f}{_ci(r, 'aupr_per_image')}"
+            detail = f"Dice {r['dice_mean']:.3f}{_ci(r, 'dice_mean')} at the validation threshold; {r['note']}"
         else:
             continue
         lines.append(f"| {r['dataset']} | {r['variant']} | {metric} | {r['n']} | {detail} | {r['train_minutes']:.1f} | "
@@ -359,7 +467,7 @@ def main() -> None:
     common.add_common_args(ap, "applications")
     ap.add_argument("--apps", nargs="+", default=list(APPS), choices=APPS)
     ap.add_argument("--variants", nargs="+", help="only these variants (default: all of each application)")
-    ap.add_argument("--folds", nargs="+", type=int, default=list(range(FOLDS)))
+    ap.add_argument("--folds", nargs="+", type=int, default=list(range(FOLDS)), help="which cross-validation folds run")
     ap.add_argument("--split", default="test", choices=("test", "val"),
                     help="val: a development run that never reads the test patients (no record written)")
     args = ap.parse_args()
@@ -369,6 +477,8 @@ def main() -> None:
         records += run_lgg(args, meta)
     if "isic2017" in args.apps:
         records += run_isic(args, meta)
+    if "idrid-ex" in args.apps:
+        records += run_idrid(args, meta)
     if records:
         merged = merge(args.results, records)
         common.update_readme(args.readme, START, END, table(merged))

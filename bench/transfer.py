@@ -4,7 +4,10 @@ Classification part: for each dataset, fraction of the training and validation l
 seeded; the test split whole) and seed, a classifier with the default plan (one member, no ensemble) trained from scratch and one
 fine-tuned from the medcnn-pretrained backbone; test AUC. The backbone is `medcnn pretrain` on
 the pooled train/val images of the MedMNIST 2D datasets (never their test splits), made first
-if OUT/backbone is absent. Augmentation ablation: presets none/light/default/heavy at 10 % of the
+if OUT/backbone is absent. A third start: SqueezeNet 1.1 with ImageNet weights (`squeezenet1_1.imagenet`;
+the plan follows its network and normalisation), at the input size its validation AUC chooses first
+(part `imagenet-size`: the 28-px image as it is, or upsampled x4 inside the network, full labels,
+3 seeds, validation only). Augmentation ablation: presets none/light/default/heavy at 10 % of the
 labels, from scratch.
 
 Segmentation part (MSD Hippocampus, $MEDCNN_DATA/msd_task04_hippocampus): the same fractions of
@@ -41,6 +44,8 @@ DATASETS = ["breastmnist", "pneumoniamnist"]
 FRACTIONS = [0.01, 0.05, 0.1, 0.25, 1.0]
 POOL = ["pneumoniamnist", "breastmnist", "organamnist", "bloodmnist"]  # train + val splits only
 PRESETS = ["none", "light", "default", "heavy"]
+IMAGENET = "squeezenet1_1.imagenet"
+UPSAMPLE = (1, 4)  # SqueezeNet's pools leave 1x1 of a 28-px image; x4 leaves 6x6
 SCRIPT = "bench/transfer.py"
 SEG = "hippocampus"  # the segmentation dataset (MSD Task04 under $MEDCNN_DATA)
 SEG_MINUTES = 4.0  # training budget of every segmentation run (the full default plan takes 30)
@@ -83,18 +88,49 @@ def variant(plan, fraction: float, seed: int, init: str, augment: str | None):
         plan.augment = preset(augment)
     if init != "scratch":
         plan = plan.override([f"transfer.pretrained={init}"])
-    kind = "aug-" + augment if augment else init if init == "scratch" else "pretrained"
+    kind = "aug-" + augment if augment else init_kind(init)
     return plan, f"{kind}_f{fraction:g}_s{seed}"
 
 
+def init_kind(init: str) -> str:
+    return "scratch" if init == "scratch" else "imagenet" if init == IMAGENET else "pretrained"
+
+
+def imagenet_size(name: str, upsample: float, seed: int, out: Path) -> dict:
+    """Validation AUC of SqueezeNet from ImageNet weights with all labels at one input scale (the
+    test split is not read)."""
+    from medcnn.data.classification import load_classification
+    from medcnn.planning import default_plan
+    from medcnn.tasks import train
+
+    data = load_classification(name)
+    plan = default_plan(data, name).override([f"seed={seed}", "ensemble=1", f"model.kwargs.upsample={upsample}",
+                                              f"transfer.pretrained={IMAGENET}"])
+    run = train(plan, data, out / name / f"imagenet-size-x{upsample:g}_s{seed}", overwrite=True, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    return {"task": "classify", "part": "imagenet-size", "dataset": name, "upsample": upsample, "seed": seed,
+            "val_auc": round(float(info["best_val_score"]), 5), "minutes": round(info["train_seconds"] / 60, 2)}
+
+
+def choose_upsample(runs: list[dict]) -> dict[str, float]:
+    """Per dataset, the input scale with the best mean validation AUC over the seeds (x1 on a tie)."""
+    out = {}
+    for name in sorted({r["dataset"] for r in runs}):
+        means = {u: np.mean([r["val_auc"] for r in runs if r["dataset"] == name and r["upsample"] == u])
+                 for u in sorted({r["upsample"] for r in runs if r["dataset"] == name})}
+        out[name] = max(means, key=lambda u: (means[u], -u))
+    return out
+
+
 def one_run(name: str, fraction: float, seed: int, init: str, augment: str | None, out: Path,
-            predictions: Path) -> dict:
+            predictions: Path, upsample: float = 1) -> dict:
     from medcnn.data.classification import load_classification
     from medcnn.planning import default_plan
     from medcnn.tasks import evaluate, train
 
     data = load_classification(name).label_subset(fraction, seed)
-    plan = default_plan(data, name).override([f"seed={seed}", "ensemble=1"])
+    plan = default_plan(data, name).override([f"seed={seed}", "ensemble=1"] +
+                                             ([f"model.kwargs.upsample={upsample}"] if init == IMAGENET else []))
     plan, tag = variant(plan, fraction, seed, init, augment)
     t0 = time.perf_counter()
     run = train(plan, data, out / name / tag, overwrite=True, progress=False)
@@ -189,7 +225,7 @@ def plot(records: list[dict], name: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for init, label in (("scratch", "from scratch"), ("pretrained", "fine-tuned from medcnn pretrain")):
+    for init, label in KINDS.items():
         rs = sorted((r for r in records if r["dataset"] == name and r.get("init_kind") == init),
                     key=lambda r: r["fraction"])
         if rs:
@@ -207,19 +243,25 @@ def plot(records: list[dict], name: str, path: Path) -> None:
 
 
 METRIC = {"auc": "AUC", "dice": "Dice"}
+KINDS = {"scratch": "from scratch", "imagenet": "ImageNet SqueezeNet 1.1", "pretrained": "fine-tuned from medcnn pretrain"}
 
 
 def goal(eff: list[dict], name: str) -> str:
-    """The label-efficiency goal of issue #6 for one dataset, measured ('' when a point is missing)."""
+    """The label-efficiency goal (issues #6, #37) for one dataset, measured ('' when a point is
+    missing): a pretrained start at 10 % of the labels reaches 95 % of the best full-label mean and
+    beats scratch by more than the larger seed std."""
     at = {(r["fraction"], r["init_kind"]): r for r in eff if r["dataset"] == name}
-    s10, p10 = at.get((0.1, "scratch")), at.get((0.1, "pretrained"))
+    s10 = at.get((0.1, "scratch"))
+    starts = [at[(0.1, k)] for k in ("pretrained", "imagenet") if (0.1, k) in at]
     full = [r["mean"] for k, r in at.items() if k[0] == 1.0]
-    if not (s10 and p10 and full):
+    if not (s10 and starts and full):
         return ""
+    p10 = max(starts, key=lambda r: r["mean"])
     share, gain, spread = p10["mean"] / max(full), p10["mean"] - s10["mean"], max(s10["std"], p10["std"])
     met = share >= 0.95 and gain > spread
-    return (f"{name}: fine-tuned at 10 % = {share * 100:.1f} % of full-label {METRIC[p10['metric']]} {max(full):.3f}; "
-            f"gain over scratch {gain:+.3f} vs spread {spread:.3f}: **{'met' if met else 'not met'}**")
+    return (f"{name}: {KINDS[p10['init_kind']]} at 10 % = {p10['mean']:.3f}, {share * 100:.1f} % of the full-label "
+            f"{METRIC[p10['metric']]} {max(full):.3f}; gain over scratch {gain:+.3f} vs spread {spread:.3f}: "
+            f"**{'met' if met else 'not met'}**")
 
 
 def ci(r: dict) -> str:
@@ -227,21 +269,26 @@ def ci(r: dict) -> str:
 
 
 def table(records: list[dict]) -> str:
-    lines = ["| dataset | metric | labels | n train | scratch | fine-tuned from medcnn pretrain | commit |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | metric | labels | n train | " + " | ".join(KINDS.values()) + " | commit |",
+             "|---|---|---|---|---|---|---|---|"]
     eff = [r for r in records if "fraction" in r and "augment" not in r]
+    fmt = lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}{ci(r)}" if r else "–"  # noqa: E731
     for name in sorted({r["dataset"] for r in eff}):
         for f in sorted({r["fraction"] for r in eff if r["dataset"] == name}):
             row = {r["init_kind"]: r for r in eff if r["dataset"] == name and r["fraction"] == f}
-            s, p = row.get("scratch"), row.get("pretrained")
-            fmt = lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}{ci(r)}" if r else "–"  # noqa: E731
-            r = s or p
-            lines.append(f"| {name} | test {METRIC[r['metric']]} | {f * 100:g} % | "
-                         f"{r['n_train']} | {fmt(s)} | {fmt(p)} | `{r['commit']}` |")
+            r = next(iter(row.values()))
+            lines.append(f"| {name} | test {METRIC[r['metric']]} | {f * 100:g} % | {r['n_train']} | "
+                         + " | ".join(fmt(row.get(k)) for k in KINDS) + f" | `{r['commit']}` |")
     goals = [g for g in (goal(eff, name) for name in sorted({r["dataset"] for r in eff})) if g]
     if goals:
-        lines += ["", "Goal (issue #6): with 10 % of the labels, fine-tuned reaches >= 95 % of the best full-label "
-                  "mean and beats scratch by more than the larger seed std."] + [f"- {g}" for g in goals]
+        lines += ["", "Goal (issues #6, #37): with 10 % of the labels (training and validation), a pretrained start "
+                  "reaches >= 95 % of the best full-label mean and beats scratch by more than the larger seed std."]
+        lines += [f"- {g}" for g in goals]
+    for r in records:
+        if r.get("part") == "imagenet-size":
+            lines += ["", "ImageNet SqueezeNet's input scale, chosen on validation AUC (full labels, seeds "
+                      f"{sorted({x['seed'] for x in r['runs']})}): " + "; ".join(
+                          f"{n} x{u:g}" for n, u in sorted(r["chosen"].items())) + f" (`{r['commit']}`)."]
     aug = [r for r in records if "augment" in r]
     if aug:
         lines += ["", "| dataset (10 % of labels, scratch) | augment preset | test metric | commit |", "|---|---|---|---|"]
@@ -258,25 +305,40 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
     ap.add_argument("--fractions", nargs="+", type=float, default=FRACTIONS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--part", choices=["all", "labels", "augment", "segment", "segment-augment"], default="all",
-                    help="labels / augment: the classification parts; segment: hippocampus (both studies); "
-                         "segment-augment: its augmentation ablation only")
+    ap.add_argument("--part", choices=["all", "labels", "imagenet-size", "augment", "segment", "segment-augment"],
+                    default="all",
+                    help="labels / augment: the classification parts (labels runs imagenet-size first); segment: "
+                         "hippocampus (both studies); segment-augment: its augmentation ablation only")
     ap.add_argument("--fresh", action="store_true", help="re-run everything, even unchanged finished runs")
     common.add_common_args(ap, "transfer")
     args = ap.parse_args()
 
     records = []
     predictions = args.results.parent / "predictions"
+    upsample = {}
+    if args.part in ("all", "labels", "imagenet-size"):  # decided on validation before any ImageNet test run
+        size_runs = []
+        for name in args.datasets:
+            for u in UPSAMPLE:
+                for seed in args.seeds:
+                    path = args.out / name / f"imagenet-size-x{u:g}_s{seed}.json"
+                    size_runs.append(cached(path, args.fresh, lambda: imagenet_size(name, u, seed, args.out)))
+        upsample = choose_upsample(size_runs)
+        records.append({"task": "classify", "part": "imagenet-size", "runs": size_runs, "chosen": upsample,
+                        "rule": "the input scale with the best mean validation AUC over the seeds (x1 on a tie)",
+                        "commit": size_runs[0]["commit"], "command": size_runs[0]["command"]})
+        print("ImageNet SqueezeNet input scale chosen on validation:", upsample, flush=True)
     if args.part in ("all", "labels"):
         bb = backbone(args.out, args.sets, args.fresh)
         runs = []
         for name in args.datasets:
             for f in args.fractions:
                 for seed in args.seeds:
-                    for init in ("scratch", str(bb)):
-                        kind = "scratch" if init == "scratch" else "pretrained"
+                    for init in ("scratch", str(bb), IMAGENET):
+                        kind = init_kind(init)
                         path = args.out / name / f"{kind}_f{f:g}_s{seed}.json"
-                        r = cached(path, args.fresh, lambda: one_run(name, f, seed, init, None, args.out, predictions))
+                        r = cached(path, args.fresh, lambda: one_run(name, f, seed, init, None, args.out, predictions,
+                                                                    upsample.get(name, 1)))
                         runs.append({**r, "init_kind": kind})
                         print(json.dumps({k: r[k] for k in ("dataset", "fraction", "seed", "init", "test_auc")}), flush=True)
         recs = summarise(runs, ("dataset", "fraction", "init_kind", "init"), predictions)
@@ -319,10 +381,11 @@ def main() -> None:
                 runs.append({**r, "augment": a})
                 print(json.dumps({k: r[k] for k in ("dataset", "seed", "augment", "test_dice")}), flush=True)
         records += summarise(runs, ("dataset", "augment"), predictions)
-    done = {(r["task"], "augment" in r) for r in records}  # (task, ablation?) studies run now
+    study = lambda r: (r.get("task", "classify"), "augment" in r, r.get("part", ""))  # noqa: E731
+    done = {study(r) for r in records}  # the studies run now replace their old records
     old = json.loads(args.results.read_text()) if args.results.is_file() else []
-    records = [r for r in old if (r.get("task", "classify"), "augment" in r) not in done] + records
-    records.sort(key=lambda r: (r.get("task", "classify"), "augment" in r))
+    records = [r for r in old if study(r) not in done] + records
+    records.sort(key=study)
     common.save_record(args.results, records)
     common.update_readme(args.readme, START, END, table(records))
     print(table(records))

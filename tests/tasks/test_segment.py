@@ -280,3 +280,19 @@ def test_false_alarms_on_slices_without_reference():
     fp = empty_slice_false_positives(pred, ref, 1, (0.5, 0.5, 3.0))
     assert fp["fp_mm2_empty_slices"] == pytest.approx(0.25 / 3) and fp["empty_slices_with_fp"] == pytest.approx(1 / 3)
     assert np.isnan(empty_slice_false_positives(pred, np.ones_like(ref), 1, (1, 1, 1))["fp_mm2_empty_slices"])
+
+
+def test_average_precision_from_histograms_matches_the_exact_value():
+    from sklearn.metrics import average_precision_score
+
+    from medcnn.tasks.segment.evaluate import average_precision_from_histograms, score_histograms
+
+    rng = np.random.default_rng(0)
+    truth = rng.random(200_000) < 0.02  # rare lesions
+    scores = np.clip(rng.normal(0.2 + 0.5 * truth, 0.2), 0, 1)
+    h = score_histograms(scores, truth)
+    assert average_precision_from_histograms(h["pos"], h["neg"]) == pytest.approx(
+        average_precision_score(truth, scores), abs=2e-3)
+    halves = [score_histograms(scores[i::2], truth[i::2]) for i in range(2)]  # pooled over two runs
+    assert average_precision_from_histograms(sum(x["pos"] for x in halves), sum(x["neg"] for x in halves)) == \
+        pytest.approx(average_precision_from_histograms(h["pos"], h["neg"]))

@@ -104,6 +104,27 @@ def _slice_means(rows: list[dict], name: str) -> dict[str, float]:
     return out
 
 
+SCORE_BINS = 10_000
+
+
+def score_histograms(scores: np.ndarray, truth: np.ndarray, bins: int = SCORE_BINS) -> dict[str, np.ndarray]:
+    """Counts of positive and negative pixels per probability bin: enough to pool precision-recall
+    and ROC curves over several runs (cross-validation folds) without keeping every pixel."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return {"edges": edges, "pos": np.histogram(scores[truth], edges)[0], "neg": np.histogram(scores[~truth], edges)[0]}
+
+
+def average_precision_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Area under the precision-recall curve (average precision) from binned scores, thresholds at the
+    bin edges from high to low (within a 1/bins score resolution of the exact value)."""
+    tp, fp = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])
+    if tp[-1] == 0:
+        return float("nan")
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+
+
 def fov_pixel_metrics(probs: np.ndarray, ref: np.ndarray, fov: np.ndarray) -> dict[str, float]:
     """Pooled pixel metrics inside the field of view for a binary task (probs of the foreground):
     ROC AUC, the area under the precision-recall curve (average precision, as the IDRiD challenge
@@ -266,6 +287,10 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
     if pooled["probs"]:
         report["fov"] = fov_pixel_metrics(np.concatenate(pooled["probs"]), np.concatenate(pooled["ref"]),
                                           np.concatenate(pooled["fov"]))
+        scores = np.concatenate(pooled["probs"])[np.concatenate(pooled["fov"]).astype(bool)]
+        truth = np.concatenate(pooled["ref"])[np.concatenate(pooled["fov"]).astype(bool)].astype(bool)
+        with atomic_path(out_dir / f"{split}_fov_scores.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **score_histograms(scores, truth))  # pooled PR/ROC curves across runs
         per_image = np.array([r["aupr"] for r in rows], dtype=float)
         report["fov"].update(aupr_per_image_mean=float(np.nanmean(per_image)) if np.isfinite(per_image).any()
                              else float("nan"), aupr_per_image_ci95=mean_ci(per_image))
