@@ -83,3 +83,16 @@ def test_every_classifier_exposes_stages(name, at_least):
     assert len(stage_modules(net)) >= at_least
     f = features(net, torch.rand(4, 1, 64, 64))
     assert "penultimate" in f and "stage0:mean" in f and all(v.shape[0] == 4 for v in f.values())
+
+
+def test_conformal_threshold_bounds_the_false_alarm_rate():
+    from medcnn.infer.domain import conformal_threshold
+
+    assert conformal_threshold(np.arange(1.0, 79.0)) == 78.0  # 78 images: the largest (bound 1/79)
+    assert conformal_threshold(np.arange(1.0, 525.0)) == 520.0  # ceil(525 x 0.99) = 520th of 524
+    rng = np.random.default_rng(0)
+    exceed = []
+    for _ in range(4000):  # a fresh image from the same distribution as 78 validation scores
+        v = rng.standard_normal(79)
+        exceed.append(v[78] > conformal_threshold(v[:78]))
+    assert np.mean(exceed) < 0.02  # expected 1/79 = 1.27 %; the sample quantile gives about 2.2 %

@@ -137,7 +137,7 @@ class Classify(Task):
                        f"fitted on val)   -> {RunFolder(run).eval_dir}")
         if "domain" in r:
             t.notes.append(f"input-domain check: {r['domain']['unusual_share']:.1%} of these images called unusual "
-                           "(the threshold flags about 1 % of validation images)")
+                           "(the threshold flags at most about 1 % of validation images)")
         return t
 
     # ---- export and service ---------------------------------------------------------------------------------------
