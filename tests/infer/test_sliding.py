@@ -68,3 +68,19 @@ def test_shifted_views_change_nothing_for_a_pointwise_network(hippocampus_dir):
     net = torch.nn.Conv3d(1, 3, 1).eval()
     plain = sliding_logits(net, x, [24, 24, 24], overlap=0.5)
     assert torch.allclose(sliding_logits(net, x, [24, 24, 24], overlap=0.5, shift=5), plain, atol=1e-4)
+
+
+def test_large_images_go_one_view_at_a_time_with_the_same_logits():
+    """A big 2D image (a fundus photograph is 3 x 2848 x 4288) must not stack its mirrored views in
+    memory; the mean over views is the same either way."""
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 2, 3, padding=1).eval()
+    image = torch.rand(3, 96, 80)
+    together = sliding.sliding_logits(net, image, [32, 32], flips=True, num_classes=2)
+    old = sliding.VIEW_BYTES
+    try:
+        sliding.VIEW_BYTES = 1  # as for a photograph: every view alone
+        alone = sliding.sliding_logits(net, image, [32, 32], flips=True, num_classes=2)
+    finally:
+        sliding.VIEW_BYTES = old
+    assert torch.allclose(together, alone, atol=1e-5)

@@ -34,6 +34,19 @@ def overlay_slice(label: Image) -> tuple:
     return (slice(None), slice(None), k)
 
 
+OVERLAY_SIDE = 1024  # longest side drawn: the figure is 400 px a panel, a fundus photograph 4288
+
+
+def _shrunk(a: np.ndarray, f: int, how: str) -> np.ndarray:
+    """Blocks of f x f pixels of a 2D(+channels) array as one: their mean (image) or max (label, so
+    a lesion smaller than a block still shows)."""
+    if f == 1:
+        return a
+    h, w = a.shape[0] // f * f, a.shape[1] // f * f
+    blocks = a[:h, :w].reshape(h // f, f, w // f, f, *a.shape[2:])
+    return blocks.max(axis=(1, 3)) if how == "max" else blocks.mean(axis=(1, 3))
+
+
 def save_overlay(image: Image, label: Image, path: str | Path, reference: Image | None = None, alpha: float = 0.45) -> Path:
     import matplotlib
 
@@ -41,13 +54,14 @@ def save_overlay(image: Image, label: Image, path: str | Path, reference: Image 
     import matplotlib.pyplot as plt
 
     idx = overlay_slice(label if reference is None else reference)
-    base = _display(image, idx)
-    lab = label.array[0][idx].astype(int)
+    f = max(1, -(-max(label.spatial_shape[:2]) // OVERLAY_SIDE))
+    base = _shrunk(_display(image, idx), f, "mean")
+    lab = _shrunk(label.array[0][idx], f, "max").astype(int)
     col = COLOURS[np.clip(lab, 0, len(COLOURS) - 1)]
     rgb = np.where(lab[..., None] > 0, (1 - alpha) * base + alpha * col, base)
     panels = [("prediction", rgb)]
     if reference is not None:
-        ref = reference.array[0][idx].astype(int)
+        ref = _shrunk(reference.array[0][idx], f, "max").astype(int)
         rcol = COLOURS[np.clip(ref, 0, len(COLOURS) - 1)]
         panels.insert(0, ("reference", np.where(ref[..., None] > 0, (1 - alpha) * base + alpha * rcol, base)))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))

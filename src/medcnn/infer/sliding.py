@@ -3,7 +3,8 @@ nnU-Net), optionally averaged over mirrored views (test-time augmentation).
 
 The mirrored views go through the network together (one sliding-window pass over a batch of
 views, so small volumes fill a batch instead of running batch-1 forwards), in groups whose
-logits stay under ``VIEW_BYTES``; large volumes fall back to one view at a time.
+inputs and logits stay under ``VIEW_BYTES``; large images (a 4288 x 2848 fundus photograph) go one
+view at a time.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from contextlib import nullcontext
 
 import torch
 
-VIEW_BYTES = 512 * 2**20  # logits of the views processed together (float32)
+VIEW_BYTES = 512 * 2**20  # inputs and logits of the views processed together (float32)
 
 
 def mirror_axes(dims: int, spatial: Sequence[int] | None = None) -> list[tuple[int, ...]]:
@@ -49,7 +50,7 @@ def sliding_logits(net: torch.nn.Module, image: torch.Tensor, patch: list[int], 
     mirrors = [()] if not flips else mirror_axes(dims, None if flips is True else flips)
     views = [(m, o) for o in shift_offsets(dims, shift) for m in mirrors]
     k = num_classes or 8
-    per_view = k * x[0, 0].numel() * 4
+    per_view = (x.shape[1] + 2 * k) * x[0, 0].numel() * 4  # its input, MONAI's output sum and its copy
     group = max(1, min(len(views), VIEW_BYTES // max(per_view, 1)))
     out = None
     cast = torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
