@@ -1,0 +1,69 @@
+"""The applications benchmark's folds and folders (on the real mirror files) and its LGG summary."""
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+from conftest import require
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+_spec = importlib.util.spec_from_file_location("bench_applications", BENCH / "applications.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def test_patient_folds_partition_every_patient_once():
+    ids = [f"p{i:03d}" for i in range(110)]
+    folds = bench.patient_folds(ids)
+    assert sorted(sum(folds, [])) == ids and [len(f) for f in folds] == [22] * 5
+    assert bench.patient_folds(ids) == folds  # seeded
+
+
+def test_lgg_fold_folders_hold_out_the_fold_and_flair_only_keeps_flair(lgg_dir, tmp_path):
+    from medcnn.data.segmentation import load_segmentation
+
+    ids = [c.id for c in load_segmentation(lgg_dir).cases]
+    test = bench.patient_folds(ids)[0]
+    full = load_segmentation(bench.fold_folder(lgg_dir, tmp_path / "all", test, "3d"))
+    assert len(full.cases) == 88 and sorted(c.id for c in full.test_cases) == test
+    assert all(len(c.images) == 3 for c in full.cases + full.test_cases)
+    flair = load_segmentation(bench.fold_folder(lgg_dir, tmp_path / "flair", test, "flair-only"))
+    assert flair.channel_names == ["FLAIR"] and len(flair.cases[0].images) == 1
+    assert flair.cases[0].images[0].resolve().name.endswith("_0001.nii.gz")
+
+
+def test_lgg_summary_counts_patients_and_the_flair_copies():
+    label = "FLAIR abnormality"
+    rows = [{"case": f"p{i}", f"{label}_dice": str(d), f"{label}_ref_size": str(100 + i), f"{label}_pred_size": str(90 + 2 * i),
+             f"{label}_fp_mm2_empty_slices": "2.0", f"{label}_empty_slices_with_fp": "0.25"}
+            for i, d in enumerate([0.8, 0.9, 0.7, 0.6])]
+    folds = [{"split": "test", "rows": rows[:2], "val_dice": 0.8, "train_minutes": 10.0, "epochs": 5,
+              "infer_s_per_case": 1.0, "peak_rss_mb": 900.0},
+             {"split": "test", "rows": rows[2:], "val_dice": 0.7, "train_minutes": 12.0, "epochs": 6,
+              "infer_s_per_case": 2.0, "peak_rss_mb": 1000.0}]
+    r = bench.lgg_record("3d", folds, {"p3"}, {"commit": "abc"})
+    assert r["n"] == 4 and r["dice_mean"] == 0.75 and r["dice_flair_copies"] == 0.6 and r["dice_others"] == 0.8
+    assert r["dice_mean_ci95"][0] <= 0.75 <= r["dice_mean_ci95"][1] and r["val_dice_mean"] == 0.75
+    assert r["burden_correlation"] == 1.0 and r["empty_slices_with_fp"] == 0.25 and r["peak_rss_mb"] == 1000.0
+    assert "Dice per patient 0.750" in bench.table([r])
+
+
+def test_isic_training_csv_keeps_a_stratified_tenth_for_validation(data_root, tmp_path):
+    src = require(data_root / "isic2017_melanoma")
+    path = bench.isic_training_csv(src, tmp_path / "train.csv")
+    rows = list(csv.DictReader(open(path)))
+    assert len(rows) == 2000 and all(Path(r["path"]).is_file() for r in rows[:20])
+    val = [r for r in rows if r["split"] == "val"]
+    assert len(val) == 200 and sum(float(r["melanoma"]) for r in val) == round(374 / 10)
+
+
+def test_idrid_folds_test_every_image_once(data_root, tmp_path):
+    src = require(data_root / "idrid_hard_exudates")
+    ids = sorted(p.stem for p in (src / "images").glob("*.jpg"))
+    folds = bench.patient_folds(ids, bench.IDRID_FOLDS)
+    assert sorted(sum(folds, [])) == ids and [len(f) for f in folds] == [5] * 4
+    root = bench.idrid_folder(src, tmp_path / "f0", folds[0])
+    assert sorted(p.stem for p in (root / "test" / "images").iterdir()) == folds[0]
+    assert len(list((root / "training" / "masks").iterdir())) == 15
+    assert set(bench.REFERENCE) == set(bench.APPS)  # every application names what it compares with
