@@ -322,3 +322,20 @@ def test_lowdose_ct_training_prepares_projections_within_the_budget(tmp_path):
     assert info["data_prepare_seconds"] > 0
     assert info["time_budget"]["data_prepare_minutes"] == pytest.approx(info["data_prepare_seconds"] / 60, abs=0.01)
     assert info["best_val_score"] is not None
+
+
+def test_a_label_map_or_far_heavier_noise_is_said(enhance_run, mr_dir, hippocampus_dir):
+    """A denoiser for sigma 25/255 given a label map, or a real MR slice under sigma 0.3: a stated
+    warning in the result (restored as given); the clean scan itself gets none."""
+    from medcnn.io import read_image
+    from medcnn.io.image import Image
+
+    enh = load_model(enhance_run)
+    scan = read_image(sorted(mr_dir.glob("*.nii.gz"))[0])
+    assert "range_warning" not in enh.restore(scan).meta
+    label = read_image(sorted((hippocampus_dir / "labelsTr").glob("*.nii.gz"))[0])
+    assert "a label map or mask" in enh.restore(label).meta["range_warning"]
+    a = scan.array.astype(np.float32)
+    span = float(np.percentile(a, 99.5) - np.percentile(a, 0.5))
+    noisy = a + np.random.default_rng(0).normal(0, 0.3 * span, a.shape).astype(np.float32)
+    assert "far above the trained levels" in enh.restore(Image(noisy, scan.affine, scan.meta)).meta["range_warning"]

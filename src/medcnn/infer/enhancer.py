@@ -20,6 +20,9 @@ log = logging.getLogger("medcnn.infer")
 # a fixed-window (CT) model has seen normalised values in about [0, 1]: an input with more than
 # FAR_SHARE of its voxels over FAR_MARGIN windows outside is not what it was trained on
 FAR_MARGIN, FAR_SHARE = 0.5, 0.01
+LABEL_VALUES = 16  # an integer image with at most this many values is a label map or mask, not a scan
+NOISE_FACTOR = 2.0  # estimated noise above this many times the highest trained level: unlike training
+NOISE_KINDS = ("gaussian", "rician", "speckle")
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -104,6 +107,33 @@ class Enhancer:
                 f"(input range {float(body.min()):g} to {float(body.max()):g}): restored as given, "
                 "but the model never saw such intensities")
 
+    def content_warning(self, a: np.ndarray) -> str | None:
+        """A one-line warning when the input is not what a denoiser was trained on: a label map (few
+        integer values: nothing to denoise), or noise far above the trained levels (scikit-image's
+        wavelet estimate of sigma on the middle slice, in the plan's normalised units)."""
+        a = np.asarray(a, np.float32)
+        values = np.unique(a[:, ::4, ::4] if a.ndim >= 3 else a)
+        if len(values) <= LABEL_VALUES and np.all(np.mod(values, 1) == 0):
+            return (f"{len(values)} distinct integer values: a label map or mask, not an image to restore "
+                    "(restored as given)")
+        if self.plan.enhance.degradation not in NOISE_KINDS or not self.plan.enhance.level:
+            return None
+        from skimage.restoration import estimate_sigma
+
+        plane = a[0] if a.ndim == 3 else a[0, ..., a.shape[-1] // 2]
+        raw = float(estimate_sigma(plane))
+        norm = get_normalizer(self.plan)
+        if norm.name == "window":  # fixed window: normalised units are the window's width
+            width = float(norm.window[1] - norm.window[0])
+        else:  # the image's own 0.5-99.5 percentiles, widened by the noise itself (+-2.58 sigma)
+            lo, hi = np.percentile(plane, [0.5, 99.5])
+            width = max(float(hi - lo) - 5.15 * raw, 0.05 * float(hi - lo), 1e-6)
+        sigma, top = raw / width, max(self.plan.enhance.level)
+        if sigma > NOISE_FACTOR * top:
+            return (f"estimated noise sigma {sigma:.3f} is far above the trained levels (up to {top:.3f}, "
+                    "normalised units): the model never saw so much noise")
+        return None
+
     def restore(self, image: Image) -> Image:
         c = self.plan.preprocessing.channels
         if image.channels != c:
@@ -112,7 +142,7 @@ class Enhancer:
         if image.spatial_dims not in (2, 3):
             raise InputError(f"{image.spatial_dims}-D images are not supported", image.meta.get("source"))
         meta = dict(image.meta)
-        warning = self.range_warning(image.array)
+        warning = "; ".join(w for w in (self.range_warning(image.array), self.content_warning(image.array)) if w)
         if warning:  # logged, and kept in the result's meta for the reports of predict and the service
             log.warning("%s: %s", image.meta.get("source") or "input", warning)
             meta["range_warning"] = warning
