@@ -339,3 +339,17 @@ def test_a_label_map_or_far_heavier_noise_is_said(enhance_run, mr_dir, hippocamp
     span = float(np.percentile(a, 99.5) - np.percentile(a, 0.5))
     noisy = a + np.random.default_rng(0).normal(0, 0.3 * span, a.shape).astype(np.float32)
     assert "far above the trained levels" in enh.restore(Image(noisy, scan.affine, scan.meta)).meta["range_warning"]
+
+
+def test_evaluate_on_clean_images_never_seen_in_training(enhance_run, data_root):
+    """Another dataset's clean images (DnCNN's Set12 photographs) as the test set: degraded the same
+    way, every method on the same noise, results beside the run's own."""
+    from conftest import require
+    from medcnn.tasks import evaluate
+
+    set12 = require(data_root / "natural_denoise" / "set12")
+    r = evaluate(enhance_run, data=str(set12), limit=3)
+    assert r["split"] == "all" and r["data"] == str(set12) and r["n_images"] == 3
+    rows = {row["method"]: row for row in r["rows"]}
+    assert rows["noisy"]["psnr"] == pytest.approx(20.17, abs=0.3) and rows["bm3d"]["psnr"] > rows["noisy"]["psnr"]
+    assert (enhance_run / "eval" / "enhance_set12.json").is_file()

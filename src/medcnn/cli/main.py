@@ -276,8 +276,9 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn
              split: str = typer.Option("test", help="train | val | test; all: every image (classification, "
                                        "e.g. an external test set given with --data)."),
              checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
-             data: Optional[str] = typer.Option(None, help="Evaluate on another dataset (same classes); results "
-                                                "in RUN/eval/<data>-<split>.*"),
+             data: Optional[str] = typer.Option(None, help="Evaluate on another dataset: classification (same "
+                                                "classes; RUN/eval/<data>-<split>.*), enhancement (its clean images, "
+                                                "degraded as in training; RUN/eval/enhance_<data>.*)."),
              json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
              paper: bool = typer.Option(False, "--paper", help="Show the MedMNIST v2 paper's ResNet numbers beside ours.")):
     """Classification: AUC, ACC, per-class sensitivity/specificity, ECE; confusion/ROC/reliability PNGs.

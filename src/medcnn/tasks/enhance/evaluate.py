@@ -161,30 +161,43 @@ def test_slices(plan, data, split: dict, part: str = "test", limit: int = MAX_SL
 
 def evaluate_enhance_run(enh: Enhancer, run: str | Path, split: str = "test", checkpoint: str = "best",
                          levels: list[float] | None = None, methods: list[str] | None = None,
-                         limit: int = MAX_SLICES) -> dict[str, Any]:
+                         limit: int = MAX_SLICES, data: str | None = None) -> dict[str, Any]:
+    """PSNR / SSIM of the run's held-out ``split``, or of every image of another dataset ``data``
+    (clean images never seen in training: a test set such as BSD68; up to ``limit`` slices, evenly
+    spread); results in RUN/eval/enhance_<split>.* or enhance_<data>.*."""
     run = Path(run)
     plan = enh.plan
     sp = RunFolder(run).split()
-    data = load_enhance(plan.data)
-    slices = test_slices(plan, data, sp, split, limit)
+    if data is None:
+        source = load_enhance(plan.data)
+        slices = test_slices(plan, source, sp, split, limit)
+        pixel, name = pixel_mm(source, sp["train"]), split
+    else:
+        source = load_enhance(data)
+        pairs = [(s.id, k) for s in source.sources for k in range(source.n_slices(s.id))]
+        slices = load_slices(plan, source, pairs)
+        slices = [slices[i] for i in np.unique(np.linspace(0, len(slices) - 1, min(limit, len(slices))).astype(int))] \
+            if slices else []
+        pixel, name, split = pixel_mm(source, [s.id for s in source.sources]), Path(data).name, "all"
     if not slices:
-        raise RunFolderError(f"the run's split has no {split!r} slices", run)
+        raise RunFolderError(f"no {split!r} slices to evaluate" + (f" in {data}" if data else ""), run)
     if plan.preprocessing.channels != 1 and methods is None:
         methods = [baseline_name(plan.enhance.degradation), "medcnn"]
-    deg = degradation_for(plan, pixel_mm(data, sp["train"]))
+    deg = degradation_for(plan, pixel)
     levels = levels or eval_levels(plan.enhance.level, plan.enhance.degradation)
     rows = evaluate_slices(enh, slices, deg, levels, methods=methods, seed=plan.seed)
-    report = {"run": str(run), "split": split, "checkpoint": checkpoint, "degradation": plan.enhance.degradation,
+    report = {"run": str(run), "split": split, "data": data or plan.data, "checkpoint": checkpoint,
+              "degradation": plan.enhance.degradation,
               "normalization": plan.preprocessing.normalization, "normalization_args": plan.preprocessing.normalization_args,
               "n_images": len(slices), "rows": rows}
     out = RunFolder(run).eval_dir
     out.mkdir(exist_ok=True)
-    atomic_write_json(out / f"enhance_{split}.json", report)
+    atomic_write_json(out / f"enhance_{name}.json", report)
     lines = ["level,method,psnr,psnr_lo,psnr_hi,ssim,ms_per_image"] + [
         f"{r['level']},{r['method']},{r['psnr']},{r['psnr_ci95'][0]},{r['psnr_ci95'][1]},{r['ssim']},{r['ms_per_image']}"
         for r in rows]
-    atomic_write_text(out / f"enhance_{split}.csv", "\n".join(lines) + "\n")
+    atomic_write_text(out / f"enhance_{name}.csv", "\n".join(lines) + "\n")
     images = ["level,method,image,psnr,ssim"] + [f"{r['level']},{r['method']},{i},{p},{q}" for r in rows
                                                 for i, (p, q) in enumerate(zip(r["per_image_psnr"], r["per_image_ssim"]))]
-    atomic_write_text(out / f"enhance_{split}_images.csv", "\n".join(images) + "\n")
+    atomic_write_text(out / f"enhance_{name}_images.csv", "\n".join(images) + "\n")
     return report

@@ -103,9 +103,7 @@ class Enhance(Task):
     # ---- evaluation -------------------------------------------------------------------------------------------
     def evaluate(self, run: Path, split: str = "test", checkpoint: str = "best", data: str | None = None,
                  **options) -> dict:
-        if data is not None:
-            raise MedcnnError("--data is for classification runs; an enhancement run evaluates its own split")
-        return evaluate_enhance_run(self.load(run, checkpoint), run, split, checkpoint, **options)
+        return evaluate_enhance_run(self.load(run, checkpoint), run, split, checkpoint, data=data, **options)
 
     def report_table(self, run: Path, report: dict) -> Table:
         r = report
