@@ -55,14 +55,6 @@ def test_inference_window_defaults_to_the_training_patch():
              segment=SegmentConfig(patch_size=[32, 48, 32], infer_patch_size=[40, 56])).validate()
 
 
-def test_another_model_drops_the_previous_model_options():
-    """`--model densenet121` on a planned ResNet: the ResNet's stem options would be bad arguments."""
-    plan = Plan().override(["model.kwargs.stem_stride=1", "model.kwargs.widen_factor=0.5"])
-    assert plan.override(["model.name=densenet121"]).model.kwargs == {}
-    assert plan.override(["model.name=ResNet18"]).model.kwargs == plan.model.kwargs  # the same network
-    assert plan.override(["model.name=squeezenet1_1", "model.kwargs.upsample=4"]).model.kwargs == {"upsample": 4}
-
-
 def test_preset_override_applies_the_preset():
     """`--set augment.preset=none` must switch augmentation off, not only rename it; a later
     single-field assignment still adjusts the preset."""

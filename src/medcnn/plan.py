@@ -533,10 +533,6 @@ class Plan:
                 node.clear()
                 node.update(dataclasses.asdict(augment_preset(str(value))))
                 continue
-            if parts == ["model", "name"] and str(value).lower() != str(node.get("name", "")).lower():
-                # the options were the previous network's (a ResNet's stem_stride means nothing to
-                # a DenseNet); later model.kwargs.* assignments set the new network's
-                node["kwargs"] = {}
             node[parts[-1]] = value
         return Plan.from_dict(d, source="overrides")
 

@@ -249,3 +249,21 @@ def test_evaluate_an_external_set_whole_with_the_runs_own_calibration(breast_run
     assert json.loads((breast_run / "eval" / "test.json").read_text()) == own  # the run's own results stay
     (tmp_path / "other.csv").write_text("\n".join(r.replace("normal, benign", "benign") for r in rows) + "\n")
     assert main(["evaluate", str(breast_run), "--data", str(tmp_path / "other.csv"), "--split", "all"]) == 2
+
+
+def test_another_network_from_the_command_line(breast_npz, tmp_path):
+    """`--model resnet10` keeps the planner's 28-px stem (options both networks take); the run's plan says so."""
+    import yaml
+
+    run = tmp_path / "r10"
+    assert main(["train", str(breast_npz), "--model", "resnet10", "--epochs", "1", "--out", str(run),
+                 "--set", "ensemble=1", "--set", "tta=none", "--no-progress"]) == 0
+    model = yaml.safe_load((run / "plan.yaml").read_text())["model"]
+    assert model["name"] == "resnet10" and model["kwargs"]["stem_stride"] == 1
+
+
+def test_a_network_too_deep_for_the_image_size_is_one_line(breast_npz, tmp_path, capsys):
+    run = tmp_path / "dn"
+    assert main(["train", str(breast_npz), "--model", "densenet121", "--out", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "densenet121 cannot take [28, 28] inputs" in err and "Traceback" not in err and not run.exists()

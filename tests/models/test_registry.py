@@ -51,3 +51,15 @@ def test_resolution_options_change_the_last_stage(dims):
     assert tuple(last_stage_shape()) == (2,) * dims
     assert tuple(last_stage_shape(upsample=2)) == (4,) * dims
     assert tuple(last_stage_shape(last_stride=1)) == (4,) * dims
+
+
+def test_another_network_keeps_only_the_planned_options_it_takes():
+    """`--model` on a planned half-width ResNet-18: a ResNet-34 keeps the 28-px stem, a DenseNet
+    drops it, a SqueezeNet keeps `upsample`; an option set on purpose is never dropped."""
+    from medcnn.models import options_kept
+
+    planned = {"stem_stride": 1, "stem_kernel": 3, "max_pool": False, "widen_factor": 0.5}
+    assert options_kept("resnet34", planned, planned) == planned
+    assert options_kept("densenet121", planned, planned) == {}
+    assert options_kept("squeezenet1_1", planned, {**planned, "upsample": 4}) == {"upsample": 4}
+    assert options_kept("densenet121", planned, {**planned, "stem_strid": 2}) == {"stem_strid": 2}  # refused later

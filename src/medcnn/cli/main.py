@@ -5,6 +5,7 @@ Errors in the user's input print one line and exit 2 (tracebacks only with ``--d
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -236,13 +237,16 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
                    ("seed", seed), ("precision", precision)):
         if v is not None:
             sets.append(f"{key}={v}")
-    p = p.override(sets)
+    planned, p = p, p.override(sets)
+    if p.model.name.lower() != planned.model.name.lower():  # the planner's options were for its network
+        from medcnn.models import options_kept
+
+        p = dataclasses.replace(p, model=dataclasses.replace(
+            p.model, kwargs=options_kept(p.model.name, planned.model.kwargs, p.model.kwargs)))
     if augment is not None:
         a = preset(augment)
         p.augment = a
     if pretrained is not None or finetune is not None:
-        import dataclasses
-
         tr = dataclasses.replace(p.transfer, **({"pretrained": pretrained} if pretrained is not None else {}),
                                  **({"strategy": finetune} if finetune is not None else {}))
         p = dataclasses.replace(p, transfer=tr).validate()

@@ -50,6 +50,14 @@ def model_options(name: str) -> set[str]:
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in skip}
 
 
+def options_kept(name: str, planned: dict, kwargs: dict) -> dict:
+    """The options of network ``name``: ``kwargs`` without those of ``planned`` (another network's,
+    chosen by a planner) that ``name``'s builder does not take. Options set on purpose stay, so a
+    misspelt one is still refused when the network is built."""
+    known = model_options(name)
+    return {k: v for k, v in kwargs.items() if k in known or planned.get(k, object()) != v}
+
+
 def load_plugins(modules: list[str]) -> None:
     """Import the plan's plugin modules (they register their networks)."""
     import_plugins(modules)

@@ -114,7 +114,7 @@ def _download(url: str, dest: Path, sha256_prefix: str, name: str, where: str) -
 
 def plan_for_weights(plan):
     """``plan`` made to follow its pretrained weights when ``transfer.pretrained`` names a weight set:
-    their network with the options they need (the plan's other options stay where that network has
+    their network with the options they need (the plan's other options stay where that network takes
     them, e.g. ``upsample``) and their input normalisation. Any other source leaves the plan as it is."""
     ws = find(plan.transfer.pretrained) if plan.transfer.pretrained else None
     if ws is None:
@@ -127,8 +127,8 @@ def plan_for_weights(plan):
                           f"{plan.preprocessing.channels} channels")
     from medcnn.models import model_options
 
-    options = model_options(ws.model)  # another network's options that this one has too (upsample) stay
-    kept = {k: v for k, v in plan.model.kwargs.items() if plan.model.name.lower() == ws.model or k in options}
+    options = model_options(ws.model)  # options this network takes stay (upsample), another network's go
+    kept = {k: v for k, v in plan.model.kwargs.items() if k in options}
     model = dataclasses.replace(plan.model, name=ws.model, kwargs={**kept, **ws.model_kwargs})
     pre = dataclasses.replace(plan.preprocessing, mean=list(ws.mean), std=list(ws.std))
     if model != plan.model or pre != plan.preprocessing:

@@ -64,6 +64,13 @@ class Classify(Task):
         if list(dataset.images["train"].shape[2:]) != list(plan.preprocessing.input_size):
             raise MedcnnError(f"the data's images are {list(dataset.images['train'].shape[2:])} but the plan's "
                               f"input_size is {plan.preprocessing.input_size}; use the matching --size or re-plan")
+        net = build_network(plan).eval()
+        try:  # a network whose pooling leaves nothing of a small image fails here, not mid-training
+            with torch.no_grad():
+                net(torch.zeros(1, plan.preprocessing.channels, *plan.preprocessing.input_size))
+        except RuntimeError as e:
+            raise MedcnnError(f"{plan.model.name} cannot take {plan.preprocessing.input_size} inputs "
+                              f"({str(e).splitlines()[0]}): use a larger --size or another --model") from None
 
     def describe_training(self, plan: Plan, dataset: ClassificationData, run_dir: Path) -> str:
         return (f"training {plan.model.name} on {dataset.name} ({len(dataset.labels['train'])} train / "
