@@ -26,6 +26,11 @@ bench/results/applications.json, and the README table between the bench-apps mar
   folds' score histograms) and per image; Dice at the probability threshold chosen on validation;
   prediction time and peak memory of ``medcnn predict`` on one full-resolution image.
 
+- ``breastmnist-10pct``: BreastMNIST with 10 % of the training and validation labels, 3 seeds, from
+  scratch / ImageNet SqueezeNet / the medcnn-pretrained backbone: the label-efficiency rows of
+  `bench/transfer.py` (run it first; its records and run folders are read, nothing is retrained),
+  with the prediction time and memory of one of its runs measured here.
+
 Choices are made on validation data only: which variant the README calls medcnn's is the one with
 the best mean validation Dice over the folds (each fold's best checkpoint), written down before the
 test numbers are read; the other variants are ablations.
@@ -54,13 +59,15 @@ import common  # noqa: E402
 ROOT = common.ROOT
 SCRIPT = "bench/applications.py"
 START, END = "<!-- bench-apps:start -->", "<!-- bench-apps:end -->"
-APPS = ("lgg", "isic2017", "idrid-ex")
+APPS = ("lgg", "isic2017", "idrid-ex", "breastmnist-10pct")
 LGG = "lgg_mri_segmentation_112"
 LGG_VARIANTS = ("3d", "slices", "flair-only")
 FOLDS = 5
 REFERENCE = {"lgg": "Buda et al. 2019: mean Dice 82 % per patient (U-Net on 256² slices, 22-fold CV)",
              "isic2017": "ISIC 2017 best melanoma AUC 0.874 (600 official test images, full resolution, ImageNet CNNs)",
-             "idrid-ex": "IDRiD challenge best hard-exudate AUPR ≈ 0.89 (54 training images, 27 test)"}
+             "idrid-ex": "IDRiD challenge best hard-exudate AUPR ≈ 0.89 (54 training images, 27 test)",
+             "breastmnist-10pct": "goal: test AUC ≥ 0.880, 95 % of the full-label 0.926 (issue #6)"}
+TRANSFER_KINDS = {"scratch": "scratch", "imagenet": "imagenet", "pretrained": "ssl"}
 ISIC = "isic2017_melanoma"
 ISIC_VARIANTS = {"scratch": [], "imagenet": ["transfer.pretrained=squeezenet1_1.imagenet"],
                  "squeezenet-scratch": ["model.name=squeezenet1_1"], "ssl": []}
@@ -423,6 +430,47 @@ def run_idrid(args, meta: dict) -> list[dict]:
     return [idrid_record(done, meta)] if args.split == "test" and len(done) == IDRID_FOLDS else []
 
 
+# ---- BreastMNIST at 10 % of the labels (from bench/transfer.py) ---------------------------------
+
+def run_breast10(args, meta: dict) -> list[dict]:
+    from medcnn.data.classification import load_classification
+
+    transfer = json.loads((ROOT / "bench" / "results" / "transfer.json").read_text())
+    rows = [r for r in transfer if r.get("dataset") == "breastmnist" and r.get("fraction") == 0.1
+            and "augment" not in r and r.get("init_kind") in TRANSFER_KINDS]
+    if not rows:
+        sys.exit("no BreastMNIST 10 % records in bench/results/transfer.json: run bench/transfer.py --part labels first")
+    x = load_classification("breastmnist").images["test"]
+    records = []
+    for r in rows:
+        run = args.transfer_out / "breastmnist" / f"{r['init_kind']}_f0.1_s0"
+        seconds, mb = (predict_array_cost(run, x) if (run / "plan.yaml").is_file() else (None, None))
+        records.append({"dataset": "breastmnist-10pct", "variant": TRANSFER_KINDS[r["init_kind"]], "split": "test",
+                        "n": int(len(x)), "auc": r["mean"], "auc_std": r["std"], "auc_ci95": r.get("ci95"),
+                        "seeds": r["seeds"], "n_train": r["n_train"], "train_minutes": r.get("minutes"),
+                        "infer_s_per_case": seconds, "peak_rss_mb": mb, "reference": REFERENCE["breastmnist-10pct"],
+                        "source_commit": r["commit"], "source_command": r["command"], **meta})
+    return records
+
+
+def predict_array_cost(run: Path, images: np.ndarray) -> tuple[float, float]:
+    """(seconds per image, peak MB) of the run's classifier on ``images``, in its own process."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".npy") as f:
+        np.save(f.name, images)
+        code = ("import resource, sys, time, numpy as np; from medcnn.tasks import load_model; "
+                "x = np.load(sys.argv[2]); m = load_model(sys.argv[1]); t = time.perf_counter(); m.predict_array(x); "
+                "print('COST', (time.perf_counter() - t) / len(x), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+        done = subprocess.run([sys.executable, "-c", code, str(run), f.name], capture_output=True, text=True)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("COST")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"prediction failed: {done.stderr[-500:]}")
+    _, seconds, mb = line.split()
+    return round(float(seconds), 5), round(float(mb), 1)
+
+
 # ---- results --------------------------------------------------------------------------------------
 
 def merge(path: Path, records: list[dict]) -> list[dict]:
@@ -437,6 +485,10 @@ def merge(path: Path, records: list[dict]) -> list[dict]:
 def _ci(r: dict, key: str) -> str:
     ci = r.get(f"{key}_ci95")
     return f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def _num(v, fmt: str) -> str:
+    return "–" if v is None else format(v, fmt)
 
 
 def table(records: list[dict]) -> str:
@@ -455,10 +507,13 @@ def table(records: list[dict]) -> str:
         elif r["dataset"] == "idrid-ex":
             metric = f"pixel AUPR {r['aupr']:.3f} pooled; per image {r['aupr_per_image_mean']:.3f}{_ci(r, 'aupr_per_image')}"
             detail = f"Dice {r['dice_mean']:.3f}{_ci(r, 'dice_mean')} at the validation threshold; {r['note']}"
+        elif r["dataset"] == "breastmnist-10pct":
+            metric = f"AUC {r['auc']:.3f}{_ci(r, 'auc')} (± {r['auc_std']:.3f} over seeds)"
+            detail = f"{r['n_train']} training labels; from `{r['source_command']}` at `{r['source_commit']}`"
         else:
             continue
-        lines.append(f"| {r['dataset']} | {r['variant']} | {metric} | {r['n']} | {detail} | {r['train_minutes']:.1f} | "
-                     f"{r['infer_s_per_case']:.2f} | {r['peak_rss_mb']:.0f} | {r['reference']} | `{r['commit']}` |")
+        lines.append(f"| {r['dataset']} | {r['variant']} | {metric} | {r['n']} | {detail} | {_num(r['train_minutes'], '.1f')} | "
+                     f"{_num(r['infer_s_per_case'], '.3f')} | {_num(r['peak_rss_mb'], '.0f')} | {r['reference']} | `{r['commit']}` |")
     return "\n".join(lines)
 
 
@@ -468,6 +523,8 @@ def main() -> None:
     ap.add_argument("--apps", nargs="+", default=list(APPS), choices=APPS)
     ap.add_argument("--variants", nargs="+", help="only these variants (default: all of each application)")
     ap.add_argument("--folds", nargs="+", type=int, default=list(range(FOLDS)), help="which cross-validation folds run")
+    ap.add_argument("--transfer-out", type=Path, default=ROOT / "runs" / "bench-transfer",
+                    help="bench/transfer.py's --out (its BreastMNIST 10 %% run folders)")
     ap.add_argument("--split", default="test", choices=("test", "val"),
                     help="val: a development run that never reads the test patients (no record written)")
     args = ap.parse_args()
@@ -479,6 +536,8 @@ def main() -> None:
         records += run_isic(args, meta)
     if "idrid-ex" in args.apps:
         records += run_idrid(args, meta)
+    if "breastmnist-10pct" in args.apps:
+        records += run_breast10(args, meta)
     if records:
         merged = merge(args.results, records)
         common.update_readme(args.readme, START, END, table(merged))

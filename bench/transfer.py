@@ -213,6 +213,7 @@ def summarise(runs: list[dict], keys: tuple[str, ...], predictions: Path | None 
         v = np.array([r[f"test_{metric}"] for r in rs])
         out.append({"task": task, **dict(zip(keys, k)), "metric": metric, "mean": round(float(v.mean()), 4),
                     "std": round(float(v.std()), 4), "ci95": seed_mean_ci(rs, predictions) if predictions else None,
+                    "minutes": round(float(np.mean([r.get("minutes", np.nan) for r in rs])), 2),
                     "seeds": [r["seed"] for r in rs],
                     "n_train": rs[0]["n_train"], "commit": rs[0]["commit"], "command": rs[0]["command"]})
     return out
