@@ -525,6 +525,22 @@ def _engine(engine: str) -> str:
 
 
 @app.command()
+def convert(data: str = typer.Argument(..., help="A segmentation dataset medcnn reads (MSD / nnU-Net folder, "
+                                        "DRIVE-style or image + mask folders)."),
+            out_dir: Path = typer.Option(..., "--out", help="New folder for the converted dataset."),
+            to: str = typer.Option("nnunet", help="Format: nnunet (nnU-Net v2 raw: dataset.json, imagesTr/labelsTr, "
+                                                  "imagesTs/labelsTs).")):
+    """Write a segmentation dataset in another tool's layout (nnU-Net v2 raw)."""
+    from medcnn.data.nnunet import describe, write_nnunet
+    from medcnn.data.segmentation import load_segmentation
+
+    if to != "nnunet":
+        raise MedcnnError(f"unknown format {to!r} (nnunet)")
+    dest = write_nnunet(load_segmentation(data), out_dir)
+    out.print(f"nnU-Net dataset in {dest}: {describe(dest)}")
+
+
+@app.command()
 def models():
     """List the registered networks and the pretrained weights known by name (for --pretrained)."""
     from medcnn.models import list_models
