@@ -30,3 +30,17 @@ def test_a_missing_or_misfit_channel_is_one_line(lgg_dir, tmp_path):
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:100], img.affine), str(tmp_path / f"{case}_0002.nii.gz"))
     with pytest.raises(InputError, match=r"shape \(100, 112, \d+\) differs from its image's \(112, 112, \d+\)"):
         read_case(tmp_path / f"{case}_0001.nii.gz", 3)
+
+
+def test_a_photograph_named_like_a_channel_file_is_one_image(drive_dir, tmp_path):
+    """IMG_1234.jpg or scan_0001.png holding all three channels: never split into channel files."""
+    import shutil
+
+    from medcnn.io.channels import case_files
+
+    src = next((drive_dir / "training" / "images").iterdir())
+    for name in ("IMG_1234.tif", "scan_0001.tif"):
+        shutil.copy(src, tmp_path / name)
+        assert channel_files(tmp_path / "IMG_1234.tif", 3) == [tmp_path / "IMG_1234.tif"]  # k >= channels
+        assert case_files(tmp_path / name, 3) == [tmp_path / name]  # siblings absent: the file alone
+        assert read_case(tmp_path / name, 3).channels == 3

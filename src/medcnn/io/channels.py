@@ -16,13 +16,20 @@ CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<k>\d{4})$")
 
 def channel_files(path: str | Path, channels: int) -> list[Path]:
     """The ``channels`` files of the case that ``path`` (any of its channel files) belongs to; just
-    ``path`` when it is not named ``CASE_000k`` or one file is all the model needs."""
+    ``path`` when one file is all the model needs, or the name is not ``CASE_000k`` with k below
+    ``channels`` (a photograph called IMG_1234.jpg is one file)."""
     path = Path(path)
     suffix = image_suffix(path) or ""
     m = CHANNEL_FILE.match(path.name[:len(path.name) - len(suffix)])
-    if channels <= 1 or m is None:
+    if channels <= 1 or m is None or int(m["k"]) >= channels:
         return [path]
     return [path.with_name(f"{m['case']}_{k:04d}{path.name[len(path.name) - len(suffix):]}") for k in range(channels)]
+
+
+def case_files(path: str | Path, channels: int) -> list[Path]:
+    """:func:`channel_files` when they all exist, else ``path`` alone (a file that holds every channel)."""
+    files = channel_files(path, channels)
+    return files if all(f.exists() for f in files) else [Path(path)]
 
 
 def same_grid(a: Image, b: Image, pa: Path, pb: Path, tol: float = 1e-3) -> None:
@@ -45,11 +52,15 @@ def stack_channels(files: list[Path], tol: float = 1e-3) -> Image:
 
 
 def read_case(path: str | Path, channels: int) -> Image:
-    """The image of ``path`` with the ``channels`` a model takes: a multi-channel file as it is, or the
-    case's channel files (``CASE_0000``...) stacked, any of them naming the case."""
+    """The image of ``path`` with the ``channels`` a model takes: a file that holds them all as it is,
+    else the case's channel files (``CASE_0000``...) stacked, any of them naming the case."""
     files = channel_files(path, channels)
+    if len(files) == 1:
+        return read_image(files[0])
     missing = [f for f in files if not f.exists()]
-    if missing and len(files) > 1:
+    if missing:
+        if Path(path).exists() and read_image(path).channels == channels:
+            return read_image(path)
         raise InputError(f"{missing[0].name} is missing: the model takes {channels} channels, one file each "
                          f"({files[0].name} ... {files[-1].name})", path)
     return stack_channels(files)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from medcnn.infer.seg_outputs import save_measurements, save_overlay
 from medcnn.infer.segmenter import Segmenter
-from medcnn.io.channels import channel_files, read_case
+from medcnn.io.channels import case_files, read_case
 from medcnn.io.dicom_seg import write_dicom_seg
 from medcnn.io.nifti import write_nifti
 from medcnn.io.pil import write_png_mask
@@ -28,7 +28,7 @@ class SegmentJob(OutputJob):
         names the case by its first file, whichever of its files were listed."""
         channels = self.seg.plan.preprocessing.channels
         seen: set[Path] = set()
-        firsts = [channel_files(p, channels)[0] for p in paths]
+        firsts = [case_files(p, channels)[0] for p in paths]
         return [p for p in firsts if not (p in seen or seen.add(p))]
 
     def one(self, path: Path, dest: Path) -> dict:
