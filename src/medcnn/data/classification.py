@@ -378,7 +378,10 @@ def load_csv(path: Path, **kw: Any) -> ClassificationData:
 
 
 def _number(label: str) -> str:
-    """``1.0`` -> ``1``: a label written as a number names its class by the integer."""
+    """``1.0`` -> ``1``: a whole number written as a float names its class by the integer (``01``
+    and ``A1`` stay as they are)."""
+    if "." not in label:
+        return label
     try:
         v = float(label)
     except ValueError:
