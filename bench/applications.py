@@ -351,20 +351,28 @@ def idrid_folder(src: Path, dest: Path, test_ids: list[str]) -> Path:
     return dest
 
 
-def predict_cost(run: Path, image: Path, out: Path) -> tuple[float, float]:
-    """(seconds, peak MB) of ``medcnn predict`` on one image, in its own process."""
+def subprocess_cost(code: str, *args: str) -> tuple[float, float]:
+    """(seconds, peak MB) that ``code`` prints as ``COST seconds`` when run in its own process with
+    ``args`` (so the memory is the prediction's, not this benchmark's)."""
     import subprocess
 
-    code = ("import resource, sys, time; from medcnn.cli.main import main; t = time.perf_counter(); "
-            "rc = main(['predict', sys.argv[1], sys.argv[2], '--out', sys.argv[3], '--overwrite']); "
-            "print('COST', time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); "
-            "sys.exit(rc)")
-    done = subprocess.run([sys.executable, "-c", code, str(run), str(image), str(out)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", "import resource; " + code + "; print('COST', seconds, "
+                           "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)", *args],
+                          capture_output=True, text=True)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("COST")), None)
     if done.returncode != 0 or line is None:
-        raise RuntimeError(f"predict failed: {done.stderr[-500:]}")
+        raise RuntimeError(f"prediction failed: {done.stderr[-500:]}")
     _, seconds, mb = line.split()
-    return round(float(seconds), 2), round(float(mb), 1)
+    return float(seconds), round(float(mb), 1)
+
+
+def predict_cost(run: Path, image: Path, out: Path) -> tuple[float, float]:
+    """(seconds, peak MB) of ``medcnn predict`` on one image."""
+    seconds, mb = subprocess_cost(
+        "import sys, time; from medcnn.cli.main import main; t = time.perf_counter(); "
+        "rc = main(['predict', sys.argv[1], sys.argv[2], '--out', sys.argv[3], '--overwrite']); "
+        "seconds = time.perf_counter() - t; assert rc == 0", str(run), str(image), str(out))
+    return round(seconds, 2), mb
 
 
 def idrid_fold(fold: int, test_ids: list[str], out: Path, sets: list[str], split: str, meta: dict) -> dict:
@@ -454,21 +462,16 @@ def run_breast10(args, meta: dict) -> list[dict]:
 
 
 def predict_array_cost(run: Path, images: np.ndarray) -> tuple[float, float]:
-    """(seconds per image, peak MB) of the run's classifier on ``images``, in its own process."""
-    import subprocess
+    """(seconds per image, peak MB) of the run's classifier on ``images``."""
     import tempfile
 
     with tempfile.NamedTemporaryFile(suffix=".npy") as f:
         np.save(f.name, images)
-        code = ("import resource, sys, time, numpy as np; from medcnn.tasks import load_model; "
-                "x = np.load(sys.argv[2]); m = load_model(sys.argv[1]); t = time.perf_counter(); m.predict_array(x); "
-                "print('COST', (time.perf_counter() - t) / len(x), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
-        done = subprocess.run([sys.executable, "-c", code, str(run), f.name], capture_output=True, text=True)
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("COST")), None)
-    if done.returncode != 0 or line is None:
-        raise RuntimeError(f"prediction failed: {done.stderr[-500:]}")
-    _, seconds, mb = line.split()
-    return round(float(seconds), 5), round(float(mb), 1)
+        seconds, mb = subprocess_cost(
+            "import sys, time, numpy as np; from medcnn.tasks import load_model; x = np.load(sys.argv[2]); "
+            "m = load_model(sys.argv[1]); t = time.perf_counter(); m.predict_array(x); "
+            "seconds = (time.perf_counter() - t) / len(x)", str(run), f.name)
+    return round(seconds, 5), mb
 
 
 # ---- results --------------------------------------------------------------------------------------

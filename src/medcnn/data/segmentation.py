@@ -228,9 +228,6 @@ def _load_msd(p: Path) -> SegmentationData:
     for c in cases:
         if not c.label.exists():
             raise InputError("label file listed in dataset.json is missing", c.label)
-        if len(c.images) != len(cases[0].images):
-            raise InputError(f"case {c.id} has {len(c.images)} channel files, case {cases[0].id} "
-                             f"{len(cases[0].images)}: every case needs the same channels", c.images[0].parent)
     unlabelled, test = [], []
     if (p / "imagesTs").is_dir():
         files = sorted(f for f in (p / "imagesTs").iterdir() if f.name.endswith(ending) and not f.name.startswith("."))
@@ -242,10 +239,10 @@ def _load_msd(p: Path) -> SegmentationData:
         for cid, chans in groups.items():  # a reference in labelsTs makes a test case (the user's own test set)
             lab = p / "labelsTs" / f"{cid}{ending}"
             (test if lab.is_file() else unlabelled).append(Case(cid, chans, lab if lab.is_file() else None))
-        for c in test:
-            if len(c.images) != len(cases[0].images):
-                raise InputError(f"test case {c.id} has {len(c.images)} channel files, the training cases "
-                                 f"{len(cases[0].images)}", c.images[0].parent)
+    for c in cases + test:
+        if len(c.images) != len(cases[0].images):
+            raise InputError(f"case {c.id} has {len(c.images)} channel files, case {cases[0].id} "
+                             f"{len(cases[0].images)}: every case needs the same channels", c.images[0].parent)
     return SegmentationData(name=str(meta.get("name") or p.name), source=str(p), labels=dict(sorted(labels.items())),
                             cases=cases, test_cases=test, unlabelled=unlabelled, channel_names=channels,
                             modality=", ".join(channels))

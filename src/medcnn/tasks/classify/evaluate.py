@@ -66,7 +66,7 @@ def evaluate_run(pred: Predictor, run: str | Path, split: str = "test", checkpoi
     report.update(split=split, checkpoint=checkpoint, data=ds.source or ds.name, ensemble=plan.ensemble, tta=plan.tta)
 
     # temperature scaling, fitted on the run's own validation split only (never on the data evaluated)
-    t = _run_temperature(pred, run, checkpoint) if data is not None else None
+    t = _run_temperature(run, checkpoint) if data is not None else None
     if t is None:
         own = ds if data is None else load_classification(plan.data, input_size=pre.input_size, channels=pre.channels,
                                                             normalization=pre.normalization, seed=plan.seed)
@@ -108,7 +108,7 @@ def _check_classes(names: list[str], run_names: list[str], data: str) -> None:
                          "the labels would be compared with the wrong classes", data)
 
 
-def _run_temperature(pred: Predictor, run: Path, checkpoint: str) -> float | None:
+def _run_temperature(run: Path, checkpoint: str) -> float | None:
     """The temperature an earlier ``evaluate`` fitted on the run's validation split, if any."""
     folder = RunFolder(run)
     return folder.temperature(checkpoint) if folder.calibration_file.is_file() else None

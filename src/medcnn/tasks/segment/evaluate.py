@@ -125,19 +125,29 @@ def average_precision_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float
     return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
 
 
+def pixel_aupr(probs: np.ndarray, ref: np.ndarray, fov: np.ndarray) -> float:
+    """Average precision of the foreground probabilities inside the field of view (NaN without
+    foreground)."""
+    from sklearn.metrics import average_precision_score
+
+    inside = fov.astype(bool)
+    y = ref[inside].astype(bool)
+    return float(average_precision_score(y, probs[inside])) if y.any() else float("nan")
+
+
 def fov_pixel_metrics(probs: np.ndarray, ref: np.ndarray, fov: np.ndarray) -> dict[str, float]:
     """Pooled pixel metrics inside the field of view for a binary task (probs of the foreground):
     ROC AUC, the area under the precision-recall curve (average precision, as the IDRiD challenge
     ranks lesion segmentation: tiny lesions make ROC AUC near 1 whatever the quality), and the
     counts at p = 0.5."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import roc_auc_score
 
     inside = fov.astype(bool)
     p, y = probs[inside], ref[inside].astype(bool)
     pred = p >= 0.5
     tp, tn = int((pred & y).sum()), int((~pred & ~y).sum())
     fp, fn = int((pred & ~y).sum()), int((~pred & y).sum())
-    return {"auc": float(roc_auc_score(y, p)), "aupr": float(average_precision_score(y, p)) if y.any() else float("nan"),
+    return {"auc": float(roc_auc_score(y, p)), "aupr": pixel_aupr(probs, ref, fov),
             "acc": (tp + tn) / max(len(y), 1),
             "sensitivity": tp / max(tp + fn, 1), "specificity": tn / max(tn + fp, 1),
             "f1": 2 * tp / max(2 * tp + fp + fn, 1), "pixels": int(len(y))}
@@ -256,7 +266,7 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
             pooled["probs"].append(result.probs[1].ravel())
             pooled["ref"].append(ref.array[0].ravel())
             pooled["fov"].append(fov.array[0].ravel())
-            row["aupr"] = round(fov_pixel_metrics(pooled["probs"][-1], pooled["ref"][-1], pooled["fov"][-1])["aupr"], 5)
+            row["aupr"] = round(pixel_aupr(pooled["probs"][-1], pooled["ref"][-1], pooled["fov"][-1]), 5)
         if i < overlays:
             save_overlay(image, result.label, out_dir / f"{split}_{case.id}_overlay.png", reference=ref)
     per_label = {}
@@ -285,10 +295,10 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
         "infer_s_per_case": float(np.mean(times)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if pooled["probs"]:
-        report["fov"] = fov_pixel_metrics(np.concatenate(pooled["probs"]), np.concatenate(pooled["ref"]),
-                                          np.concatenate(pooled["fov"]))
-        scores = np.concatenate(pooled["probs"])[np.concatenate(pooled["fov"]).astype(bool)]
-        truth = np.concatenate(pooled["ref"])[np.concatenate(pooled["fov"]).astype(bool)].astype(bool)
+        probs, ref, inside = (np.concatenate(pooled[k]) for k in ("probs", "ref", "fov"))
+        report["fov"] = fov_pixel_metrics(probs, ref, inside)
+        inside = inside.astype(bool)
+        scores, truth = probs[inside], ref[inside].astype(bool)
         with atomic_path(out_dir / f"{split}_fov_scores.npz") as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **score_histograms(scores, truth))  # pooled PR/ROC curves across runs
         per_image = np.array([r["aupr"] for r in rows], dtype=float)
