@@ -115,6 +115,8 @@ DEGRADATION_HELP = ("Enhancement: what to learn to undo: gaussian | rician | spe
                     "sparse-view-ct, or none when the images are the noisy scans (Noise2Void; implies --task enhance).")
 LEVEL_HELP = ("Degradation level, or a range 'lo,hi' for one blind model: sigma (normalised units, e.g. 0.098 = 25/255), "
               "downsample factor, photons per detector bin (lowdose-ct), number of views (sparse-view-ct).")
+LOGGER_HELP = ("Also log to: tensorboard (RUN/logs/tensorboard) | mlflow (MLFLOW_TRACKING_URI, else RUN/logs/mlruns); "
+               "repeatable. RUN/logs/metrics.csv is always written.")
 
 
 def _levels(level: Optional[str]) -> Optional[list[float]]:
@@ -199,7 +201,8 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
           devices: str = typer.Option("1", help="Training processes (CPU) or GPUs per machine; >1 trains data-parallel "
                                       "(Lightning DDP). The plan's batch_size is the effective batch of all processes."),
           nodes: int = typer.Option(1, help="Machines (launch on each with torchrun or srun; see the README)."),
-          progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal).")):
+          progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+          logger: List[str] = typer.Option([], help=LOGGER_HELP)):
     """Train a model of the data's task (classify, segment, enhance, a plugin's); writes a run folder (plan,
     best/last checkpoints, metrics, learning curve, logs; the split)."""
     from functools import partial
@@ -211,7 +214,7 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
     from medcnn.transforms.augment import preset
 
     n_dev = int(devices) if devices.isdigit() else devices
-    do_train = partial(train, devices=n_dev, nodes=nodes)
+    do_train = partial(train, devices=n_dev, nodes=nodes, loggers=logger)
     say = out.print if is_primary() else (lambda *a, **k: None)  # one voice in a data-parallel run
     if resume is not None:
         p = RunFolder(resume).require().plan()
@@ -434,7 +437,8 @@ def pretrain(data: List[str] = typer.Argument(..., help="Unlabeled image sources
                                                     "source is colour)."),
              set_: List[str] = typer.Option([], "--set", help="Override plan fields (repeatable)."),
              overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
-             progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar.")):
+             progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar."),
+             logger: List[str] = typer.Option([], help=LOGGER_HELP)):
     """Self-supervised pretraining: contrastive, of a classification backbone on pooled unlabeled 2D
     images; or, given a segmentation dataset, restoration (in-/out-painting) of the U-Net its
     segmentation plan trains, 2D or 3D."""
@@ -444,7 +448,7 @@ def pretrain(data: List[str] = typer.Argument(..., help="Unlabeled image sources
     ds, p, what = get_task("pretrain").prepare(list(data), size, max_per_source, channels)
     p = p.override(sets)
     out.print(what)
-    run = train(p, ds, out_dir, overwrite=overwrite, progress=progress)
+    run = train(p, ds, out_dir, overwrite=overwrite, progress=progress, loggers=logger)
     use = data[0] if p.restores else "DATA"
     out.print(f"{'pretrained U-Net' if p.restores else 'backbone'} in {run} (use: medcnn train {use} --pretrained {run})")
 

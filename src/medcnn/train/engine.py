@@ -22,7 +22,7 @@ log = logging.getLogger("medcnn.train")
 
 def train(task, plan: Plan, data, run_dir: Path, *, overwrite: bool = False,
           progress: bool | None = None, devices: int | str = 1, nodes: int = 1, accelerator: str = "auto",
-          resume: bool = False) -> Path:
+          resume: bool = False, loggers=()) -> Path:
     """Train ``plan`` on ``data`` as ``task`` (a :class:`medcnn.tasks.Task`: its module, loaders and
     training choices); return the run folder. ``medcnn.tasks.train`` picks the task of the plan.
 
@@ -32,14 +32,17 @@ def train(task, plan: Plan, data, run_dir: Path, *, overwrite: bool = False,
     ``devices`` x ``nodes`` > 1 trains data-parallel (``medcnn.train.distributed``): ``plan.batch_size``
     is the effective batch, and only the global rank 0 writes the run folder.
     A plan with ``ensemble: k > 1`` trains k members, each a run folder under ``members/``.
+    ``loggers`` adds experiment loggers to the run folder's CSV (``medcnn.train.loggers``).
     """
+    from medcnn.train.loggers import check_loggers, make_loggers
+
+    loggers = check_loggers(loggers)  # a missing package fails before any work
     if plan.ensemble > 1:
         return _train_ensemble(task, plan, data, Path(run_dir), overwrite=overwrite, progress=progress,
-                               devices=devices, nodes=nodes, accelerator=accelerator, resume=resume)
+                               devices=devices, nodes=nodes, accelerator=accelerator, resume=resume, loggers=loggers)
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger
 
     from medcnn.train.callbacks import EpochMetrics, EpochSeed
     from medcnn.train.checkpoints import AtomicCheckpointIO, remove_partial_writes
@@ -73,7 +76,7 @@ def train(task, plan: Plan, data, run_dir: Path, *, overwrite: bool = False,
     info = {"medcnn": _version(), "resumed": resume, "torch": torch.__version__, "lightning": L.__version__,
             "command": " ".join(sys.argv), "data": data.source or data.name, "precision": precision,
             "threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "n": {}, "distributed": dist.distributed_record(plan, devices, nodes)}
+            "n": {}, "distributed": dist.distributed_record(plan, devices, nodes), "loggers": ["csv", *loggers]}
     setup = task.setup(plan, data, rank, world, batch, info)
     module, train_loader, val_loader = setup.module, setup.train_loader, setup.val_loader
     if setup.split is not None and primary and not resume:
@@ -110,7 +113,7 @@ def train(task, plan: Plan, data, run_dir: Path, *, overwrite: bool = False,
                         devices=devices, num_nodes=nodes, strategy=dist.strategy(world),
                         sync_batchnorm=world > 1 and _on_gpu(accelerator), use_distributed_sampler=False,
                         plugins=[AtomicCheckpointIO()], precision=precision,
-                        callbacks=callbacks, logger=CSVLogger(run_dir, name="logs", version=""),
+                        callbacks=callbacks, logger=make_loggers(loggers, run_dir),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         log_every_n_steps=max(1, min(50, len(train_loader))), deterministic=False,
                         default_root_dir=run_dir)
