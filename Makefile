@@ -9,11 +9,12 @@ PYTEST_ARGS ?=
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test lint fuzz install browser fetch-demo bench-scale bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve bench-domain clean help
+.PHONY: demo test lint docs constraints fuzz install browser fetch-demo bench-scale bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve bench-domain clean help
 
 help:
 	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
 	@echo "make test   - install, run the test suite (set MEDCNN_DATA to the data mirror)"
+	@echo "make docs   - build the documentation site into site/ (mkdocs-material, --strict)"
 	@echo "make bench-scale    - 1 vs 2 training processes (DDP) and peak RAM of predict on large volumes"
 	@echo "make fuzz   - mutate real DICOM/NIfTI/PNG/npz files through every reader and predict (FUZZ_SECONDS=600)"
 	@echo "make bench-segment  - MSD Hippocampus + DRIVE segmentation benchmark (README table)"
@@ -24,9 +25,10 @@ help:
 	@echo "make bench-serve    - load test of medcnn serve (200 requests, 8 concurrent) + workbench screenshots"
 	@echo "make bench-transfer - label efficiency (1-100 % of labels, scratch vs medcnn pretrain) + augmentation ablation"
 
-$(STAMP): pyproject.toml
+# constraints.txt: the exact versions the tests ran with (regenerate with `make constraints`)
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
 	@touch $(STAMP)
 
 install: $(STAMP) browser
@@ -55,6 +57,14 @@ demo: fetch-demo
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/lint-imports
+
+# the site (docs/, mkdocs.yml); the CLI and plan reference pages are generated: python tools/docs_reference.py
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# pin every installed package to its current version (after changing a dependency in pyproject.toml)
+constraints: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable | grep -v '^medcnn' > constraints.txt
 
 test: $(STAMP) browser lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -85,10 +85,11 @@ def update_readme(path: Path, start: str, end: str, table: str) -> None:
 
 
 def add_common_args(ap, name: str) -> None:
-    """--out, --results, --readme, --set: the options every benchmark takes."""
+    """--out, --results, --readme (the results page), --set: the options every benchmark takes."""
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / f"bench-{name}")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / f"{name}.json")
-    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    ap.add_argument("--readme", type=Path, default=ROOT / "docs" / "results.md",
+                    help="the page whose table this bench rewrites (default: the documentation's results page)")
     ap.add_argument("--set", dest="sets", action="append", default=[],
                     help="plan override for every run (marks the results as not the default plan)")
 

@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "infer.json")
-    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    ap.add_argument("--readme", type=Path, default=ROOT / "docs" / "results.md")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     meta = common.run_meta("bench/infer.py", [])

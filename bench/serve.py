@@ -161,7 +161,7 @@ def main() -> None:
     ap.add_argument("--screenshots-only", action="store_true", help="no load test; results and README untouched")
     ap.add_argument("--shots", type=Path, default=ROOT / "docs" / "img")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "serve.json")
-    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    ap.add_argument("--readme", type=Path, default=ROOT / "docs" / "results.md")
     args = ap.parse_args()
     runs = common.task_runs(args)
     meta = common.run_meta("bench/serve.py", [], "src/medcnn/serve")

@@ -1,11 +1,13 @@
-"""The README's result tables, made from the JSON records in bench/results/ and nowhere else.
+"""The result tables, made from the JSON records in bench/results/ and nowhere else: every bench's
+full table on the documentation site's results page (docs/results.md), and a short summary in the
+README.
 
-    python bench/tables.py            rewrite every table between its README markers
+    python bench/tables.py            rewrite every table between its markers
     python bench/tables.py --check    exit 1 and name the tables that differ from their records
 
 Each benchmark script owns its table (``table(records)``, ``START``/``END`` markers) and rewrites it
-after a run; this script rebuilds all of them from the records alone, so a hand edit of a README
-number, or of a record without its table, shows up (tests/bench/test_tables.py runs ``--check``).
+after a run; this script rebuilds all of them from the records alone, so a hand edit of a number,
+or of a record without its table, shows up (tests/bench/test_tables.py runs ``--check``).
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 BENCHES = ("classify", "segment", "enhance", "infer", "serve", "transfer", "scale", "domain")
 """bench/<name>.py, with its records in bench/results/<name>.json."""
+PAGE = ROOT / "docs" / "results.md"
+README = ROOT / "README.md"
+SUMMARY = ("<!-- bench-summary:start -->", "<!-- bench-summary:end -->")
 
 
 def _bench_module(name: str):
@@ -43,6 +48,33 @@ def tables(results: Path = ROOT / "bench" / "results") -> dict[str, tuple[str, s
     return out
 
 
+def summary(results: Path = ROOT / "bench" / "results") -> str:
+    """The README's few lines: each classification and segmentation dataset's test metric with its
+    interval beside its published reference, and the input-domain check's false alarms."""
+    load = lambda name: json.loads((results / f"{name}.json").read_text())  # noqa: E731
+    ci = lambda r, k: f" [{r[k][0]:.3f}, {r[k][1]:.3f}]" if r.get(k) else ""  # noqa: E731
+    lines = ["| task | data (test split) | medcnn | published reference |", "|---|---|---|---|"]
+    for r in load("classify"):
+        lines.append(f"| classify | {r['dataset']} | AUC {r['test_auc_mean']:.3f}{ci(r, 'test_auc_ci95')}, "
+                     f"ACC {r['test_acc_mean']:.3f}{ci(r, 'test_acc_ci95')} | MedMNIST v2 best ResNet: "
+                     f"AUC {r['paper_best_auc']:.3f}, ACC {r['paper_best_acc']:.3f} |")
+    for r in load("segment"):
+        lines.append(f"| segment | {r['dataset']} ({r['n_test']} cases) | Dice {r['dice_mean']:.3f}{ci(r, 'dice_mean_ci95')} "
+                     f"| {r['reference']} |")
+    for rec in load("domain"):
+        for row in rec["rows"]:
+            if row.get("kind") == "in-distribution":
+                lo, hi = row["flagged_ci95"]
+                lines.append(f"| input-domain check | {row['model']} model, its own test images | false alarms "
+                             f"{100 * row['flagged_share']:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}] | aim: under 2 % |")
+    return "\n".join(lines)
+
+
+def pages() -> dict[Path, dict[str, tuple[str, str, str]]]:
+    """{file: {name: (start marker, end marker, table)}}: the results page and the README."""
+    return {PAGE: tables(), README: {"summary": (*SUMMARY, summary())}}
+
+
 def readme_table(text: str, start: str, end: str) -> str | None:
     """The text between two markers (without the newlines next to them), or None when absent."""
     if start not in text or end not in text:
@@ -50,27 +82,29 @@ def readme_table(text: str, start: str, end: str) -> str | None:
     return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
 
 
-def differing(readme: Path = ROOT / "README.md") -> list[str]:
-    """The benches whose README table is not the one their records give."""
-    text = readme.read_text()
-    return [name for name, (start, end, table) in tables().items() if readme_table(text, start, end) != table]
+def differing(page: Path = PAGE, expected: dict | None = None) -> list[str]:
+    """The tables of ``page`` that are not the ones their records give (``expected``: the page's
+    tables, default the results page's)."""
+    text = page.read_text()
+    expected = tables() if expected is None else expected
+    return [name for name, (start, end, table) in expected.items() if readme_table(text, start, end) != table]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 when a table differs")
-    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = ap.parse_args(argv)
     if args.check:
-        bad = differing(args.readme)
-        for name in bad:
-            print(f"{args.readme}: the bench-{name} table differs from bench/results/{name}.json "
+        bad = [(page, name) for page, expected in pages().items() for name in differing(page, expected)]
+        for page, name in bad:
+            print(f"{page.relative_to(ROOT)}: the bench-{name} table differs from its records in bench/results/ "
                   f"(run: python bench/tables.py)", file=sys.stderr)
         return 1 if bad else 0
     import common
 
-    for start, end, table in tables().values():
-        common.update_readme(args.readme, start, end, table)
+    for page, expected in pages().items():
+        for start, end, table in expected.values():
+            common.update_readme(page, start, end, table)
     return 0
 
 

@@ -282,7 +282,7 @@ def table(records: list[dict]) -> str:
                          + " | ".join(fmt(row.get(k)) for k in KINDS) + f" | `{r['commit']}` |")
     goals = [g for g in (goal(eff, name) for name in sorted({r["dataset"] for r in eff})) if g]
     if goals:
-        lines += ["", "Goal (issues #6, #37): with 10 % of the labels (training and validation), a pretrained start "
+        lines += ["", "Goal: with 10 % of the labels (training and validation), a pretrained start "
                   "reaches >= 95 % of the best full-label mean and beats scratch by more than the larger seed std."]
         lines += [f"- {g}" for g in goals]
     for r in records:

@@ -64,8 +64,8 @@ SPLIT_KEYS = ("test_fraction", "val_fraction", "fold", "folds", "seed", "train_f
 class Preprocessing:
     """How an image becomes the network's input; stored with the model so predict matches training."""
 
-    input_size: list[int] = field(default_factory=lambda: [28, 28])
-    channels: int = 1
+    input_size: list[int] = field(default_factory=lambda: [28, 28])  # (H, W) or (D, H, W): images are resized to it
+    channels: int = 1  # input channels (1 grey, 3 colour, or a segmentation dataset's sequences)
     # intensity normalisation, one of medcnn.transforms.normalize (the same in training and at predict time):
     # classify: uint8 (pixels / 255: 8-bit sources such as MedMNIST and PNG) | percentile_clip (clip to the
     # image's 0.5-99.5 percentiles, scale to [0, 1]); segment: zscore (per image, over its nonzero voxels:
@@ -75,13 +75,13 @@ class Preprocessing:
     normalization: str = ""  # "": the default of the plan (Plan.normalizations)
     # its parameters: ct {clip: [lo, hi] HU, mean, std}; window {window: [lo, hi], floor (default -1024 HU)}
     normalization_args: dict[str, Any] = field(default_factory=dict)
-    mean: list[float] = field(default_factory=lambda: [0.5])
-    std: list[float] = field(default_factory=lambda: [0.5])
+    mean: list[float] = field(default_factory=lambda: [0.5])  # per channel, after normalisation (ImageNet's with its weights)
+    std: list[float] = field(default_factory=lambda: [0.5])  # per channel, after normalisation
 
 
 @dataclass
 class ModelConfig:
-    name: str = "resnet18"
+    name: str = "resnet18"  # network (`medcnn models` lists them)
     # builder arguments, e.g. stem_stride, widen_factor (see `medcnn models`)
     kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -89,8 +89,8 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     name: str = "adamw"  # adamw | adam | sgd
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
+    lr: float = 2e-3  # peak learning rate
+    weight_decay: float = 1e-4  # decoupled weight decay (adamw)
     scheduler: str = "onecycle"  # onecycle | cosine | poly (nnU-Net's (1 - step/steps)^0.9) | multistep | none
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep, as fractions of epochs
     momentum: float = 0.9  # sgd (Nesterov); nnU-Net trains with 0.99
@@ -101,28 +101,28 @@ class AugmentConfig:
     """Batched augmentation applied to whole training batches as tensors."""
 
     preset: str = "light"  # none | light | default | heavy (fills the fields below unless given)
-    p: float = 0.5
-    flip: bool = False
-    rotate_deg: float = 10.0
-    translate: float = 0.05
-    scale: list[float] = field(default_factory=lambda: [0.9, 1.1])
-    brightness: float = 0.1
-    contrast: float = 0.1
+    p: float = 0.5  # probability of each transform per image
+    flip: bool = False  # mirror left-right and up-down
+    rotate_deg: float = 10.0  # rotation range (+- degrees)
+    translate: float = 0.05  # shift range (fraction of the size)
+    scale: list[float] = field(default_factory=lambda: [0.9, 1.1])  # zoom range
+    brightness: float = 0.1  # brightness change range
+    contrast: float = 0.1  # contrast change range
     # medical-specific and further transforms (strengths; 0 = off), each applied with probability p,
     # see medcnn.transforms.artifacts: elastic deformation (joint with masks), blur, noise, gamma,
     # MR bias field / ghosting / motion, CT window jitter
     elastic: float = 0.0
-    blur: float = 0.0
-    noise: float = 0.0
-    gamma: float = 0.0
-    bias_field: float = 0.0
-    ghosting: float = 0.0
-    motion: float = 0.0
-    window_jitter: float = 0.0
+    blur: float = 0.0  # Gaussian blur
+    noise: float = 0.0  # Gaussian noise
+    gamma: float = 0.0  # gamma (intensity curve) change
+    bias_field: float = 0.0  # MR bias field
+    ghosting: float = 0.0  # MR ghosting (k-space)
+    motion: float = 0.0  # MR motion (k-space)
+    window_jitter: float = 0.0  # CT window jitter
     # classification only: MixUp / CutMix of images and labels within each batch, as the alpha of
     # the Beta distribution of the mixing weight (0 = off; both on: one of the two per batch)
     mixup: float = 0.0
-    cutmix: float = 0.0
+    cutmix: float = 0.0  # CutMix's alpha (0 = off)
 
 
 # The named augmentation presets: the AugmentConfig fields each one sets (the rest keep their defaults).
@@ -167,7 +167,7 @@ def check_degradation(kind: str, level, window=(0.0, 1.0)) -> None:
 
 @dataclass
 class TransferConfig:
-    """Start from pretrained weights (issue #6): what to load and how to fine-tune it."""
+    """Start from pretrained weights: what to load and how to fine-tune it."""
 
     # a weights file (torchvision/timm state dict, checkpoint), a run folder, or a backbone name; "" = from scratch
     pretrained: str = ""
@@ -175,7 +175,7 @@ class TransferConfig:
     # ones frozen (their batch-norm statistics too); freeze-then-unfreeze: linear probe for
     # unfreeze_epoch epochs, then everything
     strategy: str = "finetune"
-    unfreeze_epoch: int = 1
+    unfreeze_epoch: int = 1  # freeze-then-unfreeze: the epoch from which the whole network trains
     backbone_lr: float = 1.0  # learning-rate multiplier of the pretrained tensors (discriminative rates)
     inflate: bool = True  # 2D kernels may seed a 3D network (repeated along the new axis / depth)
     # tensors without a fitting source (other than the stem, the head, the input normalisation) are an
@@ -187,11 +187,11 @@ class TransferConfig:
 class SegmentConfig:
     """Segmentation settings (task: segment), chosen from the dataset fingerprint like nnU-Net's plans."""
 
-    patch_size: list[int] = field(default_factory=lambda: [64, 64, 64])
+    patch_size: list[int] = field(default_factory=lambda: [64, 64, 64])  # training patch size (voxels, or pixels in 2D)
     # resample every case to this voxel size (mm) before training / inference; [] keeps each case's grid
     target_spacing: list[float] = field(default_factory=list)
     fg_oversample: float = 0.33  # fraction of patches centred on a random foreground voxel
-    patches_per_epoch: int = 250 * 8
+    patches_per_epoch: int = 250 * 8  # training patches per epoch (batches x batch size)
     sw_overlap: float = 0.5  # sliding-window overlap at validation and inference
     # sliding-window size at validation and inference ([] = patch_size): the fully convolutional U-Net
     # may see a larger window than it trained on, so a whole small case takes one window, not eight
@@ -285,8 +285,8 @@ class EnhanceConfig:
     # sparse-view-ct: number of views
     level: list[float] = field(default_factory=lambda: [25 / 255])
     modality: str = ""  # from the fingerprint (CT: window in HU)
-    patch_size: list[int] = field(default_factory=lambda: [64, 64])
-    patches_per_epoch: int = 4096
+    patch_size: list[int] = field(default_factory=lambda: [64, 64])  # training patch size (pixels)
+    patches_per_epoch: int = 4096  # training patches per epoch
     # supervised: learn degraded -> clean; noise2void: blind-spot training on the (degraded) images
     # alone, for users who have only noisy scans (no clean targets are used)
     mode: str = "supervised"  # supervised | noise2void
@@ -296,8 +296,9 @@ class EnhanceConfig:
     extra_train: list[str] = field(default_factory=list)
     extra_share: float = 0.5  # fraction of training patches drawn from extra_train
     residual: bool = True  # the network predicts the correction added to its input
-    ct_views: int = 360
+    ct_views: int = 360  # CT degradations: projection angles of the full-dose scan
     loss: str = "l1"  # l1 | mse
+    # shares of the sources (scans) held out for test and validation; a single volume is split by slabs
     split: dict[str, Any] = field(default_factory=lambda: {"test_fraction": 0.2, "val_fraction": 0.1})
 
     def check(self, plan: "Plan") -> None:
@@ -322,26 +323,26 @@ class EnhanceConfig:
 class Plan:
     # which fields this plan has (medcnn.plan_migrations); older plans are migrated when loaded
     schema_version: int = SCHEMA_VERSION
-    task: str = "classify"
-    data: str = ""
-    label_type: str = "multiclass"
-    num_classes: int = 2
-    class_names: list[str] = field(default_factory=list)
-    spatial_dims: int = 2
+    task: str = "classify"  # classify | segment | enhance | pretrain | a plugin's task
+    data: str = ""  # the dataset the plan was made for
+    label_type: str = "multiclass"  # binary | multiclass | multilabel (classification)
+    num_classes: int = 2  # classes (or labels, segmentation)
+    class_names: list[str] = field(default_factory=list)  # class (or label) names, in output order
+    spatial_dims: int = 2  # 2 or 3
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    batch_size: int = 128
-    epochs: int = 30
+    batch_size: int = 128  # training batch (all processes together)
+    epochs: int = 30  # training epochs (cut by max_minutes)
     # wall-time budget of training in minutes (0: none). The trainer times a few steps first and
     # trains min(epochs, what fits) epochs, so the learning-rate schedule still completes
     max_minutes: float = 0.0
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # cross-entropy label smoothing (0 = off)
     # per-class weights of the cross-entropy (single-label tasks); [] = unweighted.
     # planning.balanced_class_weights gives n / (k * n_c), i.e. every class counts equally
     class_weights: list[float] = field(default_factory=list)
-    seed: int = 0
+    seed: int = 0  # seed of weights, data order and augmentation
     # >1: train this many members (seeds seed, seed+1000, ...) and average their probabilities;
     # the planner uses it for small datasets, where one model's checkpoint choice is noisy
     ensemble: int = 1
@@ -349,12 +350,12 @@ class Plan:
     # scale (the input and its copies zoomed by 0.9 and 1.1);
     # the planner uses the symmetries the training augmentation assumed
     tta: str = "none"
-    precision: str = "auto"
+    precision: str = "auto"  # auto | 32 | bf16-mixed | 16-mixed (auto: bf16 where it is safe and faster)
     # exponential moving average of the weights, decay per optimizer step (0: off, e.g. 0.998), warmed
     # up as (1 + n) / (10 + n); validation, the saved checkpoints and predictions use the averaged weights
     ema_decay: float = 0.0
     threads: int = 0  # 0: torch's default
-    val_metric: str = "auc"
+    val_metric: str = "auc"  # what validation maximises to choose the checkpoint (auc, acc, dice, psnr, loss)
     plugins: list[str] = field(default_factory=list)  # modules imported first (register models)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     pretext: str = "contrastive"  # task: pretrain only (PRETEXTS)

@@ -200,7 +200,7 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
           resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run folder from its last checkpoint."),
           devices: str = typer.Option("1", help="Training processes (CPU) or GPUs per machine; >1 trains data-parallel "
                                       "(Lightning DDP). The plan's batch_size is the effective batch of all processes."),
-          nodes: int = typer.Option(1, help="Machines (launch on each with torchrun or srun; see the README)."),
+          nodes: int = typer.Option(1, help="Machines (launch on each with torchrun or srun; see the deployment guide, docs/deploy.md)."),
           progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
           logger: List[str] = typer.Option([], help=LOGGER_HELP)):
     """Train a model of the data's task (classify, segment, enhance, a plugin's); writes a run folder (plan,
