@@ -9,12 +9,13 @@ PYTEST_ARGS ?=
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test lint docs constraints fuzz install browser fetch-demo bench-scale bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve bench-domain clean help
+.PHONY: demo test lint docs constraints zoo fuzz install browser fetch-demo bench-scale bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve bench-domain clean help
 
 help:
 	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
 	@echo "make test   - install, run the test suite (set MEDCNN_DATA to the data mirror)"
 	@echo "make docs   - build the documentation site into site/ (mkdocs-material, --strict)"
+	@echo "make zoo    - rebuild the ready-to-use models (src/medcnn/zoo/models/) from the default plans' runs"
 	@echo "make bench-scale    - 1 vs 2 training processes (DDP) and peak RAM of predict on large volumes"
 	@echo "make fuzz   - mutate real DICOM/NIfTI/PNG/npz files through every reader and predict (FUZZ_SECONDS=600)"
 	@echo "make bench-segment  - MSD Hippocampus + DRIVE segmentation benchmark (README table)"
@@ -89,6 +90,10 @@ bench-serve: $(STAMP) browser
 
 bench-segment: $(STAMP)
 	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/segment.py --out $(RUNS)/bench-segment $(BENCH_ARGS)
+
+# the model zoo (src/medcnn/zoo/models/) from the default plans' runs: trains, packs, evaluates, writes the cards
+zoo: $(STAMP)
+	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/zoo.py --out $(RUNS)/bench-zoo $(BENCH_ARGS)
 
 bench-domain: $(STAMP)
 	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/domain.py --out $(RUNS)/bench-domain $(BENCH_ARGS)

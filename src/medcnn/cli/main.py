@@ -279,7 +279,7 @@ def _finished(run_dir: Path) -> dict:
 
 
 @app.command()
-def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn train`."),
+def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn train`, or a zoo model's name."),
              split: str = typer.Option("test", help="train | val | test; all: every image (classification, "
                                        "e.g. an external test set given with --data)."),
              checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
@@ -294,6 +294,7 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn
     from medcnn.cli.render import print_table
     from medcnn.tasks import run_task
 
+    run = _run(run)
     t = run_task(run, "evaluate")
     r = t.evaluate(run, split, checkpoint, data)
     if json_out:
@@ -322,7 +323,7 @@ def _print_paper(r: dict) -> None:
 
 
 @app.command()
-def predict(run: Path = typer.Argument(..., help="Run folder."),
+def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's name (medcnn models --pretrained)."),
             inputs: List[Path] = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM file or series folder, NIfTI; a folder "
                                                 "of images (searched recursively) or a CSV listing paths."),
             checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
@@ -348,6 +349,7 @@ def predict(run: Path = typer.Argument(..., help="Run folder."),
     from medcnn.cli.predict import run_predict
     from medcnn.utils.files import atomic_write_json
 
+    run = _run(run)
     results, failed = run_predict(run, list(inputs), checkpoint=checkpoint, engine=_engine(engine),
                                   out_dir=out_dir, overwrite=overwrite, max_uncertainty=max_uncertainty,
                                   results_path=results_path, progress=progress, keep_phi=keep_phi,
@@ -377,7 +379,7 @@ def measure(mask: Path = typer.Argument(..., help="A label map (NIfTI, DICOM, PN
 
 
 @app.command()
-def compare(run: Path = typer.Argument(..., help="Segmentation run folder."),
+def compare(run: Path = typer.Argument(..., help="Segmentation run folder or zoo model."),
             before: Path = typer.Argument(..., help="The earlier scan."),
             after: Path = typer.Argument(..., help="The later scan."),
             checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
@@ -386,6 +388,7 @@ def compare(run: Path = typer.Argument(..., help="Segmentation run folder."),
     from medcnn.cli.measure import compare_scans
     from medcnn.tasks import run_task
 
+    run = _run(run)
     run_task(run, "compare")
     compare_scans(run, before, after, json_path, checkpoint)
 
@@ -454,7 +457,7 @@ def pretrain(data: List[str] = typer.Argument(..., help="Unlabeled image sources
 
 
 @app.command()
-def explain(run: Path = typer.Argument(..., help="Classification run folder."),
+def explain(run: Path = typer.Argument(..., help="Classification run folder or zoo model."),
             inputs: List[Path] = typer.Argument(..., help="Images (DICOM, NIfTI, PNG, ...)."),
             out_dir: Path = typer.Option(Path("explain"), "--out", help="Output folder."),
             method: str = typer.Option("gradcam", help="gradcam | occlusion"),
@@ -464,6 +467,7 @@ def explain(run: Path = typer.Argument(..., help="Classification run folder."),
     from medcnn.infer.explain import explain_files
     from medcnn.tasks import load_model, run_task
 
+    run = _run(run)
     run_task(run, "explain")
     for p in inputs:
         if not p.exists():
@@ -474,7 +478,7 @@ def explain(run: Path = typer.Argument(..., help="Classification run folder."),
 
 
 @app.command()
-def export(run: Path = typer.Argument(..., help="Run folder (any task)."),
+def export(run: Path = typer.Argument(..., help="Run folder (any task) or zoo model."),
            fmt: str = typer.Option("onnx", "--format", help="onnx"),
            checkpoint: str = typer.Option("best", help="best | last | a .ckpt path."),
            inputs: List[Path] = typer.Option([], "--inputs", help="Real images for the parity check (default: the "
@@ -483,6 +487,7 @@ def export(run: Path = typer.Argument(..., help="Run folder (any task)."),
     inputs that ONNX Runtime and PyTorch agree within 1e-4; `medcnn predict RUN --engine onnx` then uses it."""
     from medcnn.export.onnx import export_run
 
+    run = _run(run)
     if not run.is_dir():
         raise MedcnnError("run folder not found", run)
     rec = export_run(run, checkpoint, list(inputs) or None, fmt)
@@ -493,7 +498,8 @@ def export(run: Path = typer.Argument(..., help="Run folder (any task)."),
 
 
 @app.command()
-def serve(runs: List[Path] = typer.Argument(..., help="Run folders to serve (any task; the first is the default)."),
+def serve(runs: List[Path] = typer.Argument(None, help="Run folders or zoo models to serve (any task; the first is "
+                                              "the default). None: every zoo model."),
           host: str = typer.Option("127.0.0.1", help="Address to bind; the default takes no connection from "
                                    "another machine. 0.0.0.0 exposes it to the network: put it behind a proxy with TLS."),
           port: int = typer.Option(8000, help="TCP port."),
@@ -512,12 +518,23 @@ def serve(runs: List[Path] = typer.Argument(..., help="Run folders to serve (any
 
     from medcnn.serve.app import create_app
     from medcnn.serve.models import load_models
+    from medcnn.zoo import names
 
-    models = load_models(list(runs), _engine(engine), checkpoint, keep_phi)
+    runs = [_run(r) for r in (runs or [Path(f"zoo:{n}") for n in names()])]
+    if not runs:
+        raise MedcnnError("no run folders given and no zoo models installed")
+    models = load_models(runs, _engine(engine), checkpoint, keep_phi)
     api = create_app(models, max_upload_mb=max_upload_mb, retention_s=retention, workers=workers, max_queue=max_queue)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out.print(f"serving {', '.join(f'{n} ({m.task})' for n, m in models.items())} at http://{host}:{port}/")
     uvicorn.run(api, host=host, port=port, log_level="info" if _state["debug"] else "warning")
+
+
+def _run(run: Path) -> Path:
+    """A run folder, or the checked copy of the zoo model ``run`` names (``medcnn.zoo``)."""
+    from medcnn.zoo import resolve
+
+    return resolve(run)
 
 
 def _engine(engine: str) -> str:
@@ -545,15 +562,33 @@ def convert(data: str = typer.Argument(..., help="A segmentation dataset medcnn 
 
 
 @app.command()
-def models():
-    """List the registered networks and the pretrained weights known by name (for --pretrained)."""
+def models(pretrained: bool = typer.Option(False, "--pretrained", help="List the zoo's ready-to-use models only.")):
+    """List the registered networks, the pretrained weights known by name (for --pretrained) and the zoo's
+    ready-to-use models (for predict, evaluate, explain, export, serve and --pretrained)."""
     from medcnn.models import list_models
     from medcnn.transfer.catalog import WEIGHT_SETS
 
-    out.print("\n".join(list_models()))
+    _print_zoo()
+    if pretrained:
+        return
+    out.print("\nnetworks:\n" + "\n".join(list_models()))
     out.print("\nnamed weights (--pretrained NAME; torchvision's names work too):")
     for ws in WEIGHT_SETS:
         out.print(f"  {ws.name:24s} {ws.model}: {ws.description}")
+
+
+def _print_zoo() -> None:
+    from medcnn.zoo import card, names
+
+    t = Table(title="zoo models (medcnn predict NAME INPUT...; zoo:NAME always means the zoo)", show_header=True)
+    for c in ("name", "task", "trained on", "test metric [95 % CI]", "MB"):
+        t.add_column(c)
+    for name in names():
+        c = card(name)
+        m = c["test"]
+        t.add_row(name, c["task"], c["data"]["name"], f"{m['metric']} {m['value']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]",
+                  f"{c['bytes'] / 2**20:.1f}")
+    out.print(t)
 
 
 @app.command()

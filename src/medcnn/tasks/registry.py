@@ -25,6 +25,7 @@ from medcnn.tasks.segment import Segment
 from medcnn.train.distributed import is_primary
 from medcnn.train.engine import train as engine_train
 from medcnn.utils.plugins import PLUGINS_ENV, import_plugins
+from medcnn.zoo import resolve as resolve_run
 
 _TASKS: dict[str, Task] = {}
 
@@ -85,8 +86,8 @@ def choose_task(data: str, name: str, options: argparse.Namespace) -> Task:
 
 def run_task(run: str | Path, command: str | None = None, checkpoint: str = "best") -> Task:
     """The task of a run folder (or of a checkpoint file, given as ``checkpoint`` or as ``run``); with
-    ``command``, refuses a task that lacks that capability."""
-    run = Path(run)
+    ``command``, refuses a task that lacks that capability. A zoo model's name stands for its run folder."""
+    run = resolve_run(run)
     if not run.is_dir() and checkpoint not in ("best", "last"):
         run = Path(checkpoint)  # a checkpoint file on its own
     if run.is_dir():  # its plan.yaml, else (a folder of checkpoints) the plan inside the checkpoint
@@ -104,7 +105,9 @@ def run_task(run: str | Path, command: str | None = None, checkpoint: str = "bes
 
 def load_model(run: str | Path, checkpoint: str = "best", engine: str = "torch"):
     """The inferer of a trained run (a Predictor, Segmenter, Enhancer or a plugin task's):
-    ``checkpoint`` best | last | a .ckpt path; ``engine`` torch | onnx (the run's ``medcnn export``)."""
+    ``checkpoint`` best | last | a .ckpt path; ``engine`` torch | onnx (the run's ``medcnn export``).
+    ``run`` may name a zoo model (``medcnn models --pretrained``)."""
+    run = resolve_run(run)
     return run_task(run, "predict", checkpoint).load(run, checkpoint, engine)
 
 
@@ -124,4 +127,5 @@ def train(plan: Plan, data, run_dir: str | Path, **kw) -> Path:
 def evaluate(run: str | Path, split: str = "test", checkpoint: str = "best", data: str | None = None,
              **options) -> dict:
     """``medcnn evaluate``: the run's task evaluates it (reports and figures in RUN/eval/)."""
-    return run_task(run, "evaluate").evaluate(Path(run), split, checkpoint, data, **options)
+    run = resolve_run(run)
+    return run_task(run, "evaluate").evaluate(run, split, checkpoint, data, **options)

@@ -74,8 +74,10 @@ def backbone_dirs() -> list[Path]:
 
 
 def resolve_source(source: str | os.PathLike) -> Path:
-    """The file holding the weights of ``source`` (file, run folder or backbone name)."""
-    p = Path(source)
+    """The file holding the weights of ``source`` (file, run folder, zoo model or backbone name)."""
+    from medcnn.zoo import resolve
+
+    p = resolve(source)
     if p.is_dir():
         found = RunFolder(p).best_checkpoint_file()
         if found is not None:
@@ -91,7 +93,7 @@ def resolve_source(source: str | os.PathLike) -> Path:
         for cand in (d / f"{name}.pt", d / f"medcnn-{name}.pt"):
             if cand.is_file():
                 return cand
-    raise InputError("not a weights file, a run folder, named weights "
+    raise InputError("not a weights file, a run folder, a zoo model (medcnn models --pretrained), named weights "
                      f"({', '.join(catalog.names())}) or a known backbone name "
                      f"(backbones are looked for in {', '.join(str(d) for d in backbone_dirs())})", name)
 

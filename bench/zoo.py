@@ -1,0 +1,148 @@
+"""Build the model zoo (src/medcnn/zoo/models/) from benchmark runs: ``make zoo``.
+
+For each entry: the source run is the default plan of its dataset, seed 0, trained by this script
+(``medcnn train DATASET``; or an existing run given with ``--source NAME=RUN``). The source is
+evaluated on its test split; then it is packed (``medcnn.zoo.pack``: one network, float16), the
+packed model is evaluated (its temperature, domain statistics and post-processing chosen again on
+validation), and the entry is written with its model card only when the packed model's test metric
+lies inside the source's 95 % interval (else the script stops and says by how much it missed).
+
+    python bench/zoo.py                                  # every entry, training its source
+    python bench/zoo.py --entries breastmnist-classifier --source breastmnist-classifier=runs/x
+
+Writes src/medcnn/zoo/models/<name>/ (plan, checkpoint, calibration, domain statistics, card.json)
+and bench/results/zoo.json (one record per entry: the source's and the packed model's test metrics).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+ROOT = common.ROOT
+SCRIPT = "bench/zoo.py"
+ZOO = ROOT / "src" / "medcnn" / "zoo" / "models"
+MAX_FILE_MB, MAX_ZOO_MB = 10, 50
+
+ENTRIES = {
+    "breastmnist-classifier": {
+        "task": "classify", "dataset": "breastmnist", "metric": "auc",
+        "data": {"name": "BreastMNIST (MedMNIST v2)", "licence": "CC BY 4.0",
+                 "source": "Al-Dhabyani et al., Data in Brief 2020, via MedMNIST v2 (Yang et al., Sci. Data 2023)",
+                 "images": "breast ultrasound, 28×28 grey"},
+        "intended_use": "research on breast-ultrasound classification (benign or normal vs malignant) at 28×28; "
+                        "a starting point for fine-tuning on your own ultrasound images",
+        "failure_modes": ["trained on 546 images of one public set: other scanners, sizes and populations will "
+                          "score lower", "images are downsampled to 28×28: small lesions lose their detail",
+                          "inputs unlike breast ultrasound are flagged (domain check), not refused, when they "
+                          "share its size and channels"]},
+    "pneumoniamnist-classifier": {
+        "task": "classify", "dataset": "pneumoniamnist", "metric": "auc",
+        "data": {"name": "PneumoniaMNIST (MedMNIST v2)", "licence": "CC BY 4.0",
+                 "source": "Kermany et al., Cell 2018, via MedMNIST v2 (Yang et al., Sci. Data 2023)",
+                 "images": "paediatric chest X-ray, 28×28 grey"},
+        "intended_use": "research on pneumonia vs normal in paediatric chest X-rays at 28×28",
+        "failure_modes": ["paediatric patients of one centre: adult chest X-rays are out of its training "
+                          "distribution", "28×28 input: a screening-level view, not a diagnostic one",
+                          "the test split's patients differ in pneumonia prevalence (62 %) from training (74 %)"]},
+}
+RESEARCH_ONLY = "Research use only. Not a medical device; not for diagnosis or treatment decisions."
+
+
+def medcnn(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "medcnn", *args], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"medcnn {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def evaluate(run: Path) -> dict:
+    text = medcnn("evaluate", str(run), "--split", "test", "--json")
+    return json.loads(text[text.index("{"):])
+
+
+def summary(report: dict, metric: str) -> dict:
+    keep = ("n", "auc", "acc", "ece", "brier", "dice_mean", "psnr")
+    out = {k: round(float(report[k]), 4) for k in keep if isinstance(report.get(k), (int, float))}
+    out.update({f"{k}_ci95": [round(float(v), 4) for v in report[f"{k}_ci95"]] for k in keep if report.get(f"{k}_ci95")})
+    out["metric"] = metric
+    return out
+
+
+def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict) -> dict:
+    from medcnn.zoo import sha256
+    from medcnn.zoo.pack import pack_run, shipped_files
+
+    if source is None:
+        source = out / f"{name}-source"
+        if not (source / "run.json").is_file() or "finished" not in json.loads((source / "run.json").read_text()):
+            medcnn("train", spec["dataset"], "--out", str(source), "--seed", "0", "--overwrite", "--no-progress")
+    original = summary(evaluate(source), spec["metric"])
+    packed_dir = pack_run(source, out / name, data=spec["dataset"])
+    packed = summary(evaluate(packed_dir), spec["metric"])
+    m = spec["metric"]
+    lo, hi = original[f"{m}_ci95"]
+    inside = lo <= packed[m] <= hi
+    marker = source / "bench.json"  # a bench's run folder names the commit it was trained at
+    src_commit = json.loads(marker.read_text()).get("commit") if marker.is_file() else meta["commit"]
+    rec = {"name": name, "source_run": str(source), "source_commit": src_commit,
+           "source_command": json.loads((source / "run.json").read_text()).get("command"),
+           "original": original, "packed": packed, "inside_original_interval": inside, **meta}
+    if not inside:
+        print(f"{name}: packed test {m} {packed[m]:.4f} is outside the source's interval [{lo:.4f}, {hi:.4f}]; "
+              "entry not written", file=sys.stderr)
+        return rec
+    entry = ZOO / name
+    shutil.rmtree(entry, ignore_errors=True)
+    files = shipped_files(packed_dir)
+    for f in files:
+        (entry / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(packed_dir / f, entry / f)
+    sizes = {f: (entry / f).stat().st_size for f in files}
+    too_big = [f for f, b in sizes.items() if b > MAX_FILE_MB * 2**20]
+    if too_big:
+        raise SystemExit(f"{name}: {too_big} over {MAX_FILE_MB} MB")
+    card = {"name": name, "task": spec["task"], "data": spec["data"], "intended_use": spec["intended_use"],
+            "not_for": RESEARCH_ONLY, "failure_modes": spec["failure_modes"],
+            "test": {"metric": m, "value": packed[m], "ci95": packed[f"{m}_ci95"], **packed},
+            "original": {"ensemble": json.loads((packed_dir / "run.json").read_text())["packed_from"]["ensemble"],
+                         **original},
+            "packing": "ensemble member 0 only, float16 tensors; temperature and domain statistics refitted on validation",
+            "bytes": sum(sizes.values()), "files": {f: sha256(entry / f) for f in files},
+            "built_by": {"command": meta["command"], "commit": meta["commit"], "date": meta["date"]},
+            "source": {"command": rec["source_command"], "commit": src_commit}}
+    (entry / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+    return rec
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_common_args(ap, "zoo")
+    ap.add_argument("--entries", nargs="+", default=list(ENTRIES), choices=list(ENTRIES))
+    ap.add_argument("--source", action="append", default=[], help="NAME=RUN: pack this finished run instead of training")
+    args = ap.parse_args()
+    sources = dict(s.split("=", 1) for s in args.source)
+    meta = common.run_meta(SCRIPT, args.sets)
+    records = []
+    for name in args.entries:
+        src = Path(sources[name]) if name in sources else None
+        rec = build(name, ENTRIES[name], src, args.out, meta)
+        m = rec["original"]["metric"]
+        print(f"{name}: test {m} source {rec['original'][m]:.4f} {rec['original'][f'{m}_ci95']}, packed "
+              f"{rec['packed'][m]:.4f} -> {'written' if rec['inside_original_interval'] else 'NOT written'}", flush=True)
+        records.append(rec)
+    total = sum(p.stat().st_size for p in ZOO.rglob("*") if p.is_file())
+    if total > MAX_ZOO_MB * 2**20:
+        raise SystemExit(f"the zoo is {total / 2**20:.1f} MB, over {MAX_ZOO_MB} MB")
+    old = json.loads(args.results.read_text()) if args.results.is_file() else []
+    common.save_record(args.results, [r for r in old if r["name"] not in {x["name"] for x in records}] + records)
+
+
+if __name__ == "__main__":
+    main()

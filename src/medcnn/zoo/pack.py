@@ -1,0 +1,54 @@
+"""A trained run made small enough to ship: one network (an ensemble's first member), its tensors in
+float16, the plan it was trained with (its ``data`` made portable); what evaluation chooses on
+validation (temperature, domain statistics, post-processing) is chosen again for the packed network
+by ``medcnn evaluate`` (``bench/zoo.py`` does, before the entry is written)."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from medcnn import __version__
+from medcnn.runs import RunFolder, load_checkpoint
+from medcnn.utils.files import atomic_path, atomic_write_json
+
+SHIPPED = ("plan.yaml", "run.json", "checkpoints/best.ckpt", "calibration.json", "domain.npz", "postprocess.json")
+"""The files of a run that a zoo entry keeps (those present)."""
+
+
+def pack_run(run: str | Path, dest: str | Path, *, data: str | None = None, dtype: torch.dtype = torch.float16) -> Path:
+    """Write ``dest`` as a one-network run folder from ``run``'s best checkpoint (member 0 of an
+    ensemble), floating-point tensors cast to ``dtype``; ``data``: the dataset name the packed plan
+    records (e.g. ``breastmnist`` instead of a path on the machine that trained it)."""
+    src = RunFolder(Path(run)).require()
+    top = src.plan()
+    member = src.members(top.ensemble)[0] if top.ensemble > 1 else src
+    ckpt = load_checkpoint(member.checkpoint("best"))
+    plan = dataclasses.replace(member.plan() if member.plan_file.is_file() else top, ensemble=1)
+    if data is not None:
+        plan = dataclasses.replace(plan, data=data)
+    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()
+             if k.startswith("net.")}
+    out = RunFolder(Path(dest)).create(overwrite=True)
+    out.save_plan(plan)
+    ckpt_file = out.checkpoint_file("best")
+    ckpt_file.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(ckpt_file) as tmp:
+        torch.save({"hyper_parameters": {"plan": plan.to_dict()}, "state_dict": state, "epoch": ckpt.get("epoch")}, tmp)
+    info = src.info()
+    atomic_write_json(out.path / "run.json", {
+        "medcnn": __version__, "packed": time.strftime("%Y-%m-%dT%H:%M:%S"), "finished": info.get("finished"),
+        "n": info.get("n", {}), "precision": info.get("precision"), "dtype": str(dtype).removeprefix("torch."),
+        "packed_from": {"ensemble": top.ensemble, "member": 0 if top.ensemble > 1 else None,
+                        "command": info.get("command"), "best_val_score": info.get("best_val_score"),
+                        "val_metric": top.val_metric}})
+    return out.path
+
+
+def shipped_files(run: str | Path) -> list[str]:
+    """The files of a packed run that its zoo entry ships, relative to the run."""
+    run = Path(run)
+    return [f for f in SHIPPED if (run / f).is_file()]
+

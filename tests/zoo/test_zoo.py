@@ -1,0 +1,107 @@
+"""The model zoo: names that cannot be mistaken for paths or weight names, entries copied and
+checked before use, every entry reproducing its card, and packing that keeps a run's predictions."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medcnn import zoo
+from medcnn.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDCNN_ZOO_CACHE", str(tmp_path / "zoo-cache"))
+    return tmp_path / "zoo-cache"
+
+
+def test_the_zoo_has_the_first_entries_within_the_size_limits():
+    assert {"breastmnist-classifier", "pneumoniamnist-classifier"} <= set(zoo.names())
+    total = 0
+    for name in zoo.names():
+        card = zoo.card(name)
+        assert card["not_for"].startswith("Research use only") and card["failure_modes"] and card["intended_use"]
+        for rel, digest in card["files"].items():
+            path = zoo.ZOO_DIR / name / rel
+            assert zoo.sha256(path) == digest and path.stat().st_size <= 10 * 2**20
+            total += path.stat().st_size
+        lo, hi = card["original"][f"{card['test']['metric']}_ci95"]
+        assert lo <= card["test"]["value"] <= hi  # packing stayed inside the source's interval
+    assert total <= 50 * 2**20
+
+
+def test_names_are_never_paths_or_weight_names(tmp_path, monkeypatch):
+    for ref in ("squeezenet1_1.imagenet", "ResNet18_Weights.IMAGENET1K_V1", "runs/breastmnist-classifier",
+                "breastmnist", "Breastmnist-Classifier"):
+        assert zoo.zoo_name(ref) is None
+    assert zoo.zoo_name("breastmnist-classifier") == "breastmnist-classifier"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "breastmnist-classifier").mkdir()  # a folder of the same name here wins ...
+    assert zoo.zoo_name("breastmnist-classifier") is None
+    assert zoo.zoo_name("zoo:breastmnist-classifier") == "breastmnist-classifier"  # ... unless zoo: is said
+    with pytest.raises(ConfigError, match="no zoo model 'nope'"):
+        zoo.zoo_name("zoo:nope")
+
+
+def test_an_entry_is_used_from_a_checked_copy(cache):
+    run = zoo.resolve("breastmnist-classifier")
+    assert run == cache / "breastmnist-classifier" and (run / "plan.yaml").is_file()
+    ckpt = run / "checkpoints" / "best.ckpt"
+    ckpt.write_bytes(b"damaged")
+    assert zoo.resolve("zoo:breastmnist-classifier") == run
+    assert zoo.sha256(ckpt) == zoo.card("breastmnist-classifier")["files"]["checkpoints/best.ckpt"]
+
+
+def test_a_zoo_model_predicts_from_the_command_line_without_training(medmnist_dir, tmp_path):
+    from PIL import Image
+
+    data = np.load(medmnist_dir / "pneumoniamnist.npz")
+    png = tmp_path / "chest.png"
+    Image.fromarray(data["test_images"][0]).save(png)
+    done = subprocess.run([sys.executable, "-m", "medcnn", "predict", "pneumoniamnist-classifier", str(png),
+                           "--json", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads((tmp_path / "out.json").read_text())["results"]
+    assert set(row["probabilities"]) == {"normal", "pneumonia"} and row["domain"]["verdict"] == "in-domain"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", zoo.names())
+def test_every_zoo_model_reproduces_its_card(name, medmnist_dir):
+    from medcnn.tasks import evaluate
+
+    card = zoo.card(name)
+    report = evaluate(f"zoo:{name}", "test")
+    metric = card["test"]["metric"]
+    assert report[metric] == pytest.approx(card["test"]["value"], abs=2e-4)
+    assert report[f"{metric}_ci95"] == pytest.approx(card["test"]["ci95"], abs=2e-4)
+    for rel, digest in card["files"].items():  # evaluation wrote into the copy, never into the package
+        assert zoo.sha256(zoo.ZOO_DIR / name / rel) == digest
+
+
+def test_packing_keeps_the_predictions_of_the_first_member(breast_run, breast_npz, tmp_path):
+    from medcnn.data.classification import load_classification
+    from medcnn.runs import RunFolder
+    from medcnn.tasks import load_model
+    from medcnn.zoo.pack import pack_run, shipped_files
+
+    packed = pack_run(breast_run, tmp_path / "packed", data="breastmnist")
+    plan = RunFolder(packed).plan()
+    assert plan.ensemble == 1 and plan.data == "breastmnist"
+    assert {"plan.yaml", "run.json", "checkpoints/best.ckpt"} <= set(shipped_files(packed))
+    x, _ = load_classification(str(breast_npz)).split("test")
+    top = RunFolder(breast_run).plan()
+    first = RunFolder(breast_run).members(top.ensemble)[0].path if top.ensemble > 1 else Path(breast_run)
+    ref = load_model(first).predict_array(x[:64])
+    got = load_model(packed).predict_array(x[:64])
+    assert np.abs(ref - got).max() < 0.02  # float16 weights
+
+
+def test_a_zoo_model_is_a_pretrained_source():
+    from medcnn.transfer.weights import resolve_source
+
+    path = resolve_source("zoo:breastmnist-classifier")
+    assert path.name == "best.ckpt" and path.parent.parent.name == "breastmnist-classifier"
