@@ -5,6 +5,7 @@ by ``medcnn evaluate`` (``bench/zoo.py`` does, before the entry is written)."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import time
 from pathlib import Path
 
@@ -35,8 +36,10 @@ def pack_run(run: str | Path, dest: str | Path, *, data: str | None = None, dtyp
     out.save_plan(plan)
     ckpt_file = out.checkpoint_file("best")
     ckpt_file.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()  # saved through a buffer: the archive's inner name does not follow the temporary file's
+    torch.save({"hyper_parameters": {"plan": plan.to_dict()}, "state_dict": state, "epoch": ckpt.get("epoch")}, buf)
     with atomic_path(ckpt_file) as tmp:
-        torch.save({"hyper_parameters": {"plan": plan.to_dict()}, "state_dict": state, "epoch": ckpt.get("epoch")}, tmp)
+        tmp.write_bytes(buf.getvalue())
     info = src.info()
     atomic_write_json(out.path / "run.json", {
         "medcnn": __version__, "packed": time.strftime("%Y-%m-%dT%H:%M:%S"), "finished": info.get("finished"),
