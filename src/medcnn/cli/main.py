@@ -479,7 +479,8 @@ def explain(run: Path = typer.Argument(..., help="Classification run folder or z
 
 @app.command()
 def export(run: Path = typer.Argument(..., help="Run folder (any task) or zoo model."),
-           fmt: str = typer.Option("onnx", "--format", help="onnx"),
+           fmt: str = typer.Option("onnx", "--format", help="onnx (RUN/export/model.onnx) | monai-bundle "
+                                   "(RUN/export/monai_bundle/: TorchScript network, metadata, inference config)."),
            checkpoint: str = typer.Option("best", help="best | last | a .ckpt path."),
            inputs: List[Path] = typer.Option([], "--inputs", help="Real images for the parity check (default: the "
                                              "run's validation images, when its data is at hand).")):
@@ -492,6 +493,10 @@ def export(run: Path = typer.Argument(..., help="Run folder (any task) or zoo mo
         raise MedcnnError("run folder not found", run)
     rec = export_run(run, checkpoint, list(inputs) or None, fmt)
     par = rec["parity"]
+    if fmt == "monai-bundle":
+        out.print(f"{rec['path']} ({rec['bytes'] / 2**20:.1f} MB, {rec['task']}); parity on {par['inputs']}: max "
+                  f"|TorchScript - PyTorch| {par['max_abs_diff']:.1e} ({par['what']}, tolerance {par['tolerance']:g})")
+        return
     out.print(f"{run}/export/model.onnx ({rec['bytes'] / 2**20:.1f} MB, opset {rec['opset']}, {rec['task']}); "
               f"parity on {par['inputs']}: max |ONNX - PyTorch| {par['max_abs_diff']:.1e} "
               f"({par['what']}, tolerance {par['tolerance']:g})")
