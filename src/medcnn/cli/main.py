@@ -485,13 +485,18 @@ def export(run: Path = typer.Argument(..., help="Run folder (any task) or zoo mo
            inputs: List[Path] = typer.Option([], "--inputs", help="Real images for the parity check (default: the "
                                              "run's validation images, when its data is at hand).")):
     """Write RUN/export/model.onnx (+ model.json: preprocessing, classes, windows), after checking on real
-    inputs that ONNX Runtime and PyTorch agree within 1e-4; `medcnn predict RUN --engine onnx` then uses it."""
+    inputs that ONNX Runtime and PyTorch agree within 1e-4; `medcnn predict RUN --engine onnx` then uses it.
+    --format monai-bundle writes RUN/export/monai_bundle/ (TorchScript, same check), which MONAI alone runs."""
+    from functools import partial
+
+    from medcnn.export.monai_bundle import export_bundle
     from medcnn.export.onnx import export_run
 
     run = _run(run)
     if not run.is_dir():
         raise MedcnnError("run folder not found", run)
-    rec = export_run(run, checkpoint, list(inputs) or None, fmt)
+    export = export_bundle if fmt == "monai-bundle" else partial(export_run, fmt=fmt)
+    rec = export(run, checkpoint, list(inputs) or None)
     par = rec["parity"]
     if fmt == "monai-bundle":
         out.print(f"{rec['path']} ({rec['bytes'] / 2**20:.1f} MB, {rec['task']}); parity on {par['inputs']}: max "

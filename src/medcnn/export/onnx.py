@@ -71,10 +71,6 @@ def export_run(run: str | Path, checkpoint: str = "best", inputs: list[Path] | N
     """Write RUN/export/model.onnx and model.json after a parity check; returns the record."""
     import onnx
 
-    if fmt == "monai-bundle":
-        from medcnn.export.monai_bundle import export_bundle
-
-        return export_bundle(run, checkpoint, inputs)
     if fmt != "onnx":
         raise ExportError(f"unknown export format {fmt!r} (supported: onnx, monai-bundle)")
     run = Path(run)
