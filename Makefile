@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test lint docs constraints zoo fuzz install browser fetch-demo bench-scale bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve bench-domain clean help
+.PHONY: demo test lint docs constraints zoo fuzz install browser system-deps fetch-demo bench-scale bench-classify bench-segment bench-enhance bench-transfer bench-infer bench-serve bench-domain clean help
 
 help:
 	@echo "make demo   - install, fetch BreastMNIST, train, evaluate, compare with the MedMNIST v2 paper"
@@ -32,19 +32,26 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
 	@touch $(STAMP)
 
-install: $(STAMP) browser
+install: $(STAMP) system-deps
 
-# The browser tests drive Debian's chromium with Playwright (no browser download): installed when missing.
-browser:
-	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium for the browser tests"; \
+# Debian packages the tests use, installed when missing: chromium (the browser tests drive it with
+# Playwright, no browser download) and orthanc + orthanc-dicomweb (the PACS round-trip tests start
+# their own Orthanc; the package's system service is never used).
+APT_NEEDS = $(if $(wildcard $(CHROMIUM)),,chromium) $(if $(wildcard /usr/sbin/Orthanc),,orthanc) \
+            $(if $(wildcard /usr/share/orthanc/plugins/libOrthancDicomWeb.so),,orthanc-dicomweb)
+
+system-deps:
+	@test -z "$(strip $(APT_NEEDS))" || { \
+	  echo "installing Debian packages: $(strip $(APT_NEEDS))"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null 2>&1; then \
-	    echo "warning: cannot install chromium here (needs apt-get as root or sudo); the browser tests will skip" >&2; \
+	    echo "warning: cannot install $(strip $(APT_NEEDS)) here (needs apt-get as root or sudo); their tests will skip (fail in CI)" >&2; \
 	  else \
-	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
-	      || echo "warning: apt-get install chromium failed; the browser tests will skip" >&2; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_NEEDS) >/dev/null \
+	      || echo "warning: apt-get install $(strip $(APT_NEEDS)) failed; their tests will skip (fail in CI)" >&2; \
 	  fi; }
+
+browser: system-deps
 
 fetch-demo: $(STAMP)
 	$(VENV)/bin/medcnn fetch breastmnist
@@ -67,7 +74,7 @@ docs: $(STAMP)
 constraints: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^medcnn' > constraints.txt
 
-test: $(STAMP) browser lint
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench-scale: $(STAMP)

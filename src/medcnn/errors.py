@@ -51,3 +51,10 @@ class ExportError(MedcnnError):
     def no_inputs(cls, run: str | os.PathLike, why: str) -> ExportError:
         """The parity check has nothing to compare on."""
         return cls(f"parity needs real inputs and {why}; pass some with --inputs FILE ...", run)
+
+
+class ServerError(MedcnnError):
+    """A server (a PACS) is unreachable, refused the credentials, or rejected what was sent: not the
+    input's fault, so a distinct exit status (3) lets a batch script retry."""
+
+    exit_code = 3

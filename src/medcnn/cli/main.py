@@ -324,7 +324,7 @@ def _print_paper(r: dict) -> None:
 
 @app.command()
 def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's name (medcnn models --pretrained)."),
-            inputs: List[Path] = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM file or series folder, NIfTI; a folder "
+            inputs: List[Path] = typer.Argument(None, help="PNG/JPEG/TIFF, DICOM file or series folder, NIfTI; a folder "
                                                 "of images (searched recursively) or a CSV listing paths."),
             checkpoint: str = typer.Option("best", help="best | last | path to a .ckpt."),
             json_path: Optional[Path] = typer.Option(None, "--json", help="Also write all results to this JSON file at the end."),
@@ -341,7 +341,13 @@ def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's n
             allow_out_of_domain: bool = typer.Option(False, "--allow-out-of-domain", help="Classification: also "
                                                      "predict inputs unlike the training data (another modality, "
                                                      "colour vs greyscale); their rows still say so."),
-            progress: bool = typer.Option(True, help="Progress bar for several inputs.")):
+            progress: bool = typer.Option(True, help="Progress bar for several inputs."),
+            dicomweb: Optional[str] = typer.Option(None, help="A PACS's DICOMweb root URL: fetch --study, predict, store "
+                                                   "the results (DICOM SEG, derived series) into the same study. "
+                                                   "Credentials: MEDCNN_DICOMWEB_USER / _PASSWORD or ~/.netrc."),
+            study: Optional[str] = typer.Option(None, help="With --dicomweb: the StudyInstanceUID."),
+            series: List[str] = typer.Option([], help="With --dicomweb: SeriesInstanceUIDs to predict (repeatable; "
+                                             "default: every image series of the study).")):
     """Classification: class probabilities, and whether each input looks like the training data. Segmentation: mask (NIfTI, PNG in 2D, DICOM SEG for a DICOM
     series), overlay PNG and measurements (size in mm³/mm², components, centroids, boxes) per input.
     Enhancement: the restored image (a new DICOM series for DICOM, NIfTI for NIfTI, PNG for PNG) and a
@@ -350,6 +356,11 @@ def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's n
     from medcnn.utils.files import atomic_write_json
 
     run = _run(run)
+    if dicomweb or study:
+        _predict_study(run, dicomweb, study, list(series), checkpoint, engine, inputs)
+        return
+    if not inputs:
+        raise MedcnnError("give INPUTS, or --dicomweb URL --study UID")
     results, failed = run_predict(run, list(inputs), checkpoint=checkpoint, engine=_engine(engine),
                                   out_dir=out_dir, overwrite=overwrite, max_uncertainty=max_uncertainty,
                                   results_path=results_path, progress=progress, keep_phi=keep_phi,
@@ -360,6 +371,17 @@ def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's n
     if failed:
         where = f"; error rows in {results_path}" if results_path else ""
         raise MedcnnError(f"{failed} of {len(results)} inputs failed (each named above{where})")
+
+
+def _predict_study(run: Path, url: Optional[str], study: Optional[str], series: list[str], checkpoint: str,
+                   engine: str, inputs) -> None:
+    from medcnn.pacs.roundtrip import predict_study
+
+    if not (url and study) or inputs:
+        raise MedcnnError("--dicomweb URL and --study UID go together, without INPUTS")
+    r = predict_study(run, url, study, series or None, checkpoint=checkpoint, engine=_engine(engine))
+    for uid, s in r["stored"].items():
+        out.print(f"study {study}: stored {s['modality']} series {uid} ({s['instances']} instances)")
 
 
 @app.command()

@@ -1,0 +1,86 @@
+"""DICOMweb access (dicomweb-client): credentials, search, retrieval to a folder, storage.
+
+Credentials never come from the command line: ``MEDCNN_DICOMWEB_USER`` / ``MEDCNN_DICOMWEB_PASSWORD``,
+else the user's ``~/.netrc`` entry for the server's host, else none."""
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from medcnn.errors import InputError, ServerError
+
+USER_ENV, PASSWORD_ENV = "MEDCNN_DICOMWEB_USER", "MEDCNN_DICOMWEB_PASSWORD"
+STUDY, SERIES, MODALITY = "0020000D", "0020000E", "00080060"
+
+
+def credentials(url: str) -> tuple[str, str] | None:
+    """(user, password) for ``url``: the environment, else ~/.netrc, else None."""
+    if os.environ.get(USER_ENV):
+        return os.environ[USER_ENV], os.environ.get(PASSWORD_ENV, "")
+    host = urlparse(url).hostname or ""
+    try:
+        found = netrc.netrc().authenticators(host)
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return None
+    return (found[0], found[2] or "") if found else None
+
+
+class Pacs:
+    """One DICOMweb server. Every failure becomes one line: ServerError (unreachable, credentials,
+    refused) or InputError (a study or series that is not there)."""
+
+    def __init__(self, url: str):
+        from dicomweb_client.api import DICOMwebClient
+        from dicomweb_client.session_utils import create_session, create_session_from_user_pass
+
+        self.url = url.rstrip("/")
+        auth = credentials(self.url)
+        session = create_session_from_user_pass(*auth) if auth else create_session()
+        self.client = DICOMwebClient(self.url, session=session)
+
+    def _call(self, what: str, fn, *args, **kw):
+        import requests
+
+        try:
+            return fn(*args, **kw)
+        except requests.exceptions.HTTPError as e:
+            code = e.response.status_code if e.response is not None else None
+            if code in (401, 403):
+                raise ServerError(f"{what}: the server refused the credentials (HTTP {code}; set {USER_ENV} / "
+                                  f"{PASSWORD_ENV} or a ~/.netrc entry)", self.url) from None
+            if code == 404:
+                raise InputError(f"{what}: not found on the server (HTTP 404)", self.url) from None
+            raise ServerError(f"{what}: the server answered HTTP {code}", self.url) from None
+        except requests.exceptions.RequestException as e:
+            raise ServerError(f"{what}: server unreachable ({type(e).__name__})", self.url) from None
+
+    def series_of(self, study: str) -> list[dict]:
+        """The study's series as QIDO-RS gives them (each a DICOM JSON dict); refuses an unknown study."""
+        found = self._call(f"study {study}", self.client.search_for_series, study_instance_uid=study)
+        if not found:
+            raise InputError(f"study {study}: not found on the server", self.url)
+        return found
+
+    def fetch_series(self, study: str, series: str, dest: Path) -> Path:
+        """The series' instances written to ``dest`` as 00000.dcm, 00001.dcm ... (no identity in names)."""
+        instances = self._call(f"series {series} of study {study}", self.client.retrieve_series,
+                               study_instance_uid=study, series_instance_uid=series)
+        if not instances:
+            raise InputError(f"series {series} of study {study}: no instances", self.url)
+        dest.mkdir(parents=True, exist_ok=True)
+        for i, ds in enumerate(instances):
+            ds.save_as(dest / f"{i:05d}.dcm", enforce_file_format=True)
+        return dest
+
+    def store(self, datasets: list, study: str) -> None:
+        """STOW-RS the datasets into ``study``; a rejection is one ServerError line."""
+        self._call(f"storing {len(datasets)} instances into study {study}", self.client.store_instances,
+                   datasets=datasets, study_instance_uid=study)
+
+
+def uid_of(attrs: dict, tag: str) -> str | None:
+    """A UID from a DICOM JSON (QIDO-RS) attribute dict."""
+    value = (attrs.get(tag) or {}).get("Value") or [None]
+    return value[0]

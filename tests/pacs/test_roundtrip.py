@@ -1,0 +1,93 @@
+"""A PACS round trip against a real Orthanc: the TCIA MR series stored over DICOMweb, a study
+predicted by `medcnn predict --dicomweb`, the results stored back into it and read back."""
+import shutil
+import subprocess
+import sys
+
+import pydicom
+import pytest
+
+from .conftest import PASSWORD, USER
+
+
+@pytest.fixture()
+def pacs_env(orthanc, monkeypatch):
+    url, user, password = orthanc
+    monkeypatch.setenv("MEDCNN_DICOMWEB_USER", user)
+    monkeypatch.setenv("MEDCNN_DICOMWEB_PASSWORD", password)
+    return url
+
+
+@pytest.fixture()
+def study(pacs_env, dicom_series_dir, tmp_path):
+    """The TCIA series under a new study (new Study / Series / SOP UIDs), stored with STOW-RS."""
+    from pydicom.uid import generate_uid
+
+    from medcnn.pacs.client import Pacs
+
+    study_uid, series_uid = generate_uid(), generate_uid()
+    datasets = []
+    for f in sorted(dicom_series_dir.glob("*")):
+        ds = pydicom.dcmread(f)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        datasets.append(ds)
+    Pacs(pacs_env).store(datasets, study_uid)
+    return study_uid, series_uid, len(datasets)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "medcnn", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_a_segmentation_comes_back_as_a_dicom_seg_in_the_study(hippo_run, pacs_env, study, tmp_path):
+    from medcnn.pacs.client import Pacs
+    from medcnn.pacs.roundtrip import image_series
+
+    study_uid, series_uid, n = study
+    run = tmp_path / "hippo"
+    shutil.copytree(hippo_run, run, ignore=shutil.ignore_patterns("export", "predictions"))
+    done = _cli("predict", str(run), "--dicomweb", pacs_env, "--study", study_uid)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stored SEG series" in " ".join(done.stdout.split())
+    pacs = Pacs(pacs_env)
+    modalities = {s["00080060"]["Value"][0] for s in pacs.series_of(study_uid)}
+    assert modalities == {"MR", "SEG"}
+    assert image_series(pacs, study_uid) == [series_uid]  # the SEG is not an image series to predict again
+    (seg_series,) = [s["0020000E"]["Value"][0] for s in pacs.series_of(study_uid) if s["00080060"]["Value"][0] == "SEG"]
+    (seg,) = pacs.client.retrieve_series(study_uid, seg_series)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
+    assert seg.StudyInstanceUID == study_uid and len(seg.SegmentSequence) >= 1
+
+
+def test_an_enhancement_comes_back_as_a_derived_series(enhance_run, pacs_env, study, tmp_path):
+    from medcnn.pacs.client import Pacs
+
+    study_uid, series_uid, n = study
+    done = _cli("predict", str(enhance_run), "--dicomweb", pacs_env, "--study", study_uid, "--series", series_uid)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pacs = Pacs(pacs_env)
+    new = [s["0020000E"]["Value"][0] for s in pacs.series_of(study_uid) if s["0020000E"]["Value"][0] != series_uid]
+    assert len(new) == 1
+    derived = pacs.client.retrieve_series(study_uid, new[0])
+    source = pacs.client.retrieve_series(study_uid, series_uid)
+    assert len(derived) == len(source) == n
+    assert "DERIVED" in derived[0].ImageType
+    by_pos = {tuple(map(float, d.ImagePositionPatient)): d for d in derived}
+    for s in source:  # same geometry, new UIDs
+        d = by_pos[tuple(map(float, s.ImagePositionPatient))]
+        assert d.SOPInstanceUID != s.SOPInstanceUID and list(d.PixelSpacing) == list(s.PixelSpacing)
+
+
+def test_faults_are_one_line_with_their_own_exit_status(hippo_run, orthanc, study, monkeypatch):
+    url, _, _ = orthanc
+    study_uid = study[0]
+    monkeypatch.setenv("MEDCNN_DICOMWEB_PASSWORD", "wrong")
+    done = _cli("predict", str(hippo_run), "--dicomweb", url, "--study", study_uid)
+    assert done.returncode == 3 and "refused the credentials" in done.stderr and "Traceback" not in done.stderr
+    monkeypatch.setenv("MEDCNN_DICOMWEB_PASSWORD", PASSWORD)
+    done = _cli("predict", str(hippo_run), "--dicomweb", url, "--study", "1.2.3.4.5")
+    assert done.returncode == 2 and "study 1.2.3.4.5: not found" in done.stderr
+    done = _cli("predict", str(hippo_run), "--dicomweb", "http://127.0.0.1:9/dicom-web", "--study", study_uid)
+    assert done.returncode == 3 and "unreachable" in done.stderr
+    assert USER not in done.stderr
