@@ -1,5 +1,6 @@
 """A PACS round trip against a real Orthanc: the TCIA MR series stored over DICOMweb, a study
 predicted by `medcnn predict --dicomweb`, the results stored back into it and read back."""
+import json
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "medcnn", *args], capture_output=True, text=True, timeout=600)
 
 
-def test_a_segmentation_comes_back_as_a_dicom_seg_in_the_study(hippo_run, pacs_env, study, tmp_path):
+def test_a_segmentation_comes_back_as_a_dicom_seg_in_the_study(hippo_run, pacs_env, study, tmp_path, dicom_series_dir):
     from medcnn.pacs.client import Pacs
     from medcnn.pacs.roundtrip import image_series
 
@@ -52,12 +53,41 @@ def test_a_segmentation_comes_back_as_a_dicom_seg_in_the_study(hippo_run, pacs_e
     assert "stored SEG series" in " ".join(done.stdout.split())
     pacs = Pacs(pacs_env)
     modalities = {s["00080060"]["Value"][0] for s in pacs.series_of(study_uid)}
-    assert modalities == {"MR", "SEG"}
+    assert modalities == {"MR", "SEG", "SR"}
     assert image_series(pacs, study_uid) == [series_uid]  # the SEG is not an image series to predict again
     (seg_series,) = [s["0020000E"]["Value"][0] for s in pacs.series_of(study_uid) if s["00080060"]["Value"][0] == "SEG"]
     (seg,) = pacs.client.retrieve_series(study_uid, seg_series)
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
     assert seg.StudyInstanceUID == study_uid and len(seg.SegmentSequence) >= 1
+
+    # the report's volumes are the sizes `medcnn predict` measures on the same series read from disk
+    from medcnn.io.dicom_sr import read_volumes
+
+    (sr_series,) = [s["0020000E"]["Value"][0] for s in pacs.series_of(study_uid) if s["00080060"]["Value"][0] == "SR"]
+    (sr,) = pacs.client.retrieve_series(study_uid, sr_series)
+    assert sr.CurrentRequestedProcedureEvidenceSequence[0].StudyInstanceUID == study_uid
+    done = _cli("predict", str(run), str(dicom_series_dir), "--out", str(tmp_path / "local"), "--json",
+                str(tmp_path / "local.json"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    (local,) = json.loads((tmp_path / "local.json").read_text())["results"]
+    assert read_volumes(sr) == pytest.approx(local["sizes"], rel=1e-6)
+
+
+def test_a_classification_comes_back_as_a_structured_report(pacs_env, study, tmp_path, monkeypatch):
+    from medcnn.io.dicom_sr import read_findings
+    from medcnn.pacs.client import Pacs
+
+    monkeypatch.setenv("MEDCNN_ZOO_CACHE", str(tmp_path / "zoo"))
+    study_uid, series_uid, n = study
+    done = _cli("predict", "pneumoniamnist-classifier", "--dicomweb", pacs_env, "--study", study_uid)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pacs = Pacs(pacs_env)
+    (sr_series,) = [s["0020000E"]["Value"][0] for s in pacs.series_of(study_uid) if s["00080060"]["Value"][0] == "SR"]
+    (sr,) = pacs.client.retrieve_series(study_uid, sr_series)
+    findings = read_findings(sr)
+    assert len(findings) == n
+    for label, prob in findings:  # an MR slice is not a chest X-ray: refused, or predicted with its probability
+        assert (prob is None) or (label in {"normal", "pneumonia"} and 0.5 <= prob <= 1)
 
 
 def test_an_enhancement_comes_back_as_a_derived_series(enhance_run, pacs_env, study, tmp_path):

@@ -1,6 +1,7 @@
 """One study through a model and back: fetch its image series over DICOMweb, predict with the run's
-own writers (segmentation: a DICOM SEG; enhancement: a derived series), store the new objects into
-the same study. The stored objects keep the source patient and study as DICOM requires (they are
+own writers (segmentation: a DICOM SEG and a structured report of its volumes; enhancement: a derived
+series; classification: a structured report of each image's finding and probability), store the new
+objects into the same study. The stored objects keep the source patient and study as DICOM requires (they are
 filed with the images); logs and messages name the study and series by UID only. Nothing is stored
 unless every chosen series was predicted."""
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 from medcnn.errors import InputError, MedcnnError
 from medcnn.pacs.client import MODALITY, SERIES, Pacs, uid_of
 from medcnn.tasks.jobs import predict_job
-from medcnn.tasks.outputs import input_output_dir
 
 log = logging.getLogger("medcnn.pacs")
 
@@ -38,33 +38,66 @@ def dicom_outputs(result: dict[str, Any]) -> list[Path]:
     return files
 
 
+def model_version(run: Path, checkpoint: str) -> tuple[str, str]:
+    """(the model's name, its version): the run folder's name and the first 12 hex digits of the
+    SHA-256 of its checkpoint files, so results of other weights are told apart."""
+    import hashlib
+
+    from medcnn.runs import RunFolder
+
+    folder = RunFolder(run)
+    h = hashlib.sha256()
+    for f in folder.checkpoint_files(folder.plan(), checkpoint):
+        h.update(Path(f).read_bytes())
+    return Path(run).resolve().name, h.hexdigest()[:12]
+
+
+def _predict_series(job, folder: Path, dest: Path, model: str, version: str) -> tuple[dict, list]:
+    """One fetched series through the model: (its result, the DICOM objects to store)."""
+    import pydicom
+
+    from medcnn.io.dicom_sr import classification_report, segmentation_report
+
+    files = sorted(folder.glob("*.dcm"))
+    sources = [pydicom.dcmread(f) for f in files]
+    if job.task.name == "classify":  # one finding per image, in one report
+        rows = [job.one(f) for f in files]
+        classes = set(job.model.plan.class_names)  # a refusal (out of domain, uncertain) has no probability
+        findings = [(ds, r["prediction"], r.get("confidence") if r["prediction"] in classes else None)
+                    for ds, r in zip(sources, rows)]
+        return {"findings": [(f[1], f[2]) for f in findings]}, [classification_report(findings, model, version)]
+    r = job.one(folder, dest)
+    new = [pydicom.dcmread(f) for f in dicom_outputs(r)]
+    if "dicom_seg" in r.get("outputs", {}):
+        seg = next(d for d in new if d.Modality == "SEG")
+        new.append(segmentation_report(seg, sources, r["sizes"], model, version))
+    if not new:
+        raise InputError(f"the {job.task.name} model wrote no DICOM object to store (a DICOM SEG needs a 3D series)")
+    return r, new
+
+
 def predict_study(run: str | Path, url: str, study: str, series: list[str] | None = None, *,
                   checkpoint: str = "best", engine: str = "torch") -> dict[str, Any]:
     """Fetch ``series`` (default: every image series of ``study``), predict each, store the DICOM
     results into the study; returns what was stored (series UIDs, instance counts) and the results."""
-    import pydicom
-
     pacs = Pacs(url)
     chosen = list(series or image_series(pacs, study))
     if not chosen:
         raise InputError(f"study {study}: no image series to predict", url)
     job = predict_job(Path(run), checkpoint, engine, None, keep_phi=True)
+    model, version = model_version(Path(run), checkpoint)
     with tempfile.TemporaryDirectory(prefix="medcnn-pacs-") as tmp:
         tmp = Path(tmp)
-        results, to_store = [], []
+        results, datasets = [], []
         for i, uid in enumerate(chosen):
             folder = pacs.fetch_series(study, uid, tmp / "in" / f"series{i}")
             try:
-                r = job.one(folder, input_output_dir(tmp / "out", folder, False))
+                r, new = _predict_series(job, folder, tmp / "out" / f"series{i}", model, version)
             except MedcnnError as e:
                 raise InputError(f"series {uid} of study {study}: {e.problem}", url) from None
-            r["file"] = f"series {uid}"
+            r["series"] = uid
             results.append(r)
-            to_store.extend(dicom_outputs(r))
-        if not to_store:
-            raise InputError(f"study {study}: the {job.task.name} model wrote no DICOM object to store "
-                             "(a DICOM SEG needs a 3D series; classification results are not stored yet)", url)
-        datasets = [pydicom.dcmread(f) for f in to_store]
+            datasets.extend(new)
         pacs.store(datasets, study)
     stored: dict[str, dict[str, Any]] = {}
     for ds in datasets:
