@@ -19,8 +19,7 @@ def pacs_env(orthanc, monkeypatch):
     return url
 
 
-@pytest.fixture()
-def study(pacs_env, dicom_series_dir, tmp_path):
+def _store_study(url, series_dir, description="medcnn test"):
     """The TCIA series under a new study (new Study / Series / SOP UIDs), stored with STOW-RS."""
     from pydicom.uid import generate_uid
 
@@ -28,13 +27,18 @@ def study(pacs_env, dicom_series_dir, tmp_path):
 
     study_uid, series_uid = generate_uid(), generate_uid()
     datasets = []
-    for f in sorted(dicom_series_dir.glob("*")):
+    for f in sorted(series_dir.glob("*")):
         ds = pydicom.dcmread(f)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.StudyDescription = study_uid, series_uid, description
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         datasets.append(ds)
-    Pacs(pacs_env).store(datasets, study_uid)
+    Pacs(url).store(datasets, study_uid)
     return study_uid, series_uid, len(datasets)
+
+
+@pytest.fixture()
+def study(pacs_env, dicom_series_dir):
+    return _store_study(pacs_env, dicom_series_dir)
 
 
 def _cli(*args):
@@ -121,3 +125,23 @@ def test_faults_are_one_line_with_their_own_exit_status(hippo_run, orthanc, stud
     done = _cli("predict", str(hippo_run), "--dicomweb", "http://127.0.0.1:9/dicom-web", "--study", study_uid)
     assert done.returncode == 3 and "unreachable" in done.stderr
     assert USER not in done.stderr
+
+
+def test_a_batch_over_a_query_stores_each_study_once(hippo_run, pacs_env, dicom_series_dir, tmp_path):
+    from pydicom.uid import generate_uid
+
+    from medcnn.pacs.client import Pacs
+
+    tag = f"batch{generate_uid()[-12:]}"
+    studies = [_store_study(pacs_env, dicom_series_dir, tag)[0] for _ in range(2)]
+    run = tmp_path / "hippo"
+    shutil.copytree(hippo_run, run, ignore=shutil.ignore_patterns("export", "predictions"))
+    first = _cli("predict", str(run), "--dicomweb", pacs_env, "--query", f"StudyDescription={tag}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "2 studies: 2 stored, 0 skipped, 0 failed" in " ".join(first.stdout.split())
+    pacs = Pacs(pacs_env)
+    counts = {s: len(pacs.series_of(s)) for s in studies}
+    assert set(counts.values()) == {3}  # MR, SEG, SR
+    again = _cli("predict", str(run), "--dicomweb", pacs_env, "--query", f"StudyDescription={tag}")
+    assert again.returncode == 0 and "2 studies: 0 stored, 2 skipped" in " ".join(again.stdout.split())
+    assert {s: len(pacs.series_of(s)) for s in studies} == counts

@@ -347,7 +347,10 @@ def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's n
                                                    "Credentials: MEDCNN_DICOMWEB_USER / _PASSWORD or ~/.netrc."),
             study: Optional[str] = typer.Option(None, help="With --dicomweb: the StudyInstanceUID."),
             series: List[str] = typer.Option([], help="With --dicomweb: SeriesInstanceUIDs to predict (repeatable; "
-                                             "default: every image series of the study).")):
+                                             "default: every image series of the study)."),
+            query: Optional[str] = typer.Option(None, help="With --dicomweb, instead of --study: every study matching "
+                                                "this QIDO-RS query (e.g. 'Modality=MR&StudyDate=20240101-20241231'); "
+                                                "studies already done by this model version are skipped.")):
     """Classification: class probabilities, and whether each input looks like the training data. Segmentation: mask (NIfTI, PNG in 2D, DICOM SEG for a DICOM
     series), overlay PNG and measurements (size in mm³/mm², components, centroids, boxes) per input.
     Enhancement: the restored image (a new DICOM series for DICOM, NIfTI for NIfTI, PNG for PNG) and a
@@ -356,8 +359,8 @@ def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's n
     from medcnn.utils.files import atomic_write_json
 
     run = _run(run)
-    if dicomweb or study:
-        _predict_study(run, dicomweb, study, list(series), checkpoint, engine, inputs)
+    if dicomweb or study or query:
+        _predict_study(run, dicomweb, study, list(series), checkpoint, engine, inputs, query)
         return
     if not inputs:
         raise MedcnnError("give INPUTS, or --dicomweb URL --study UID")
@@ -374,11 +377,21 @@ def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's n
 
 
 def _predict_study(run: Path, url: Optional[str], study: Optional[str], series: list[str], checkpoint: str,
-                   engine: str, inputs) -> None:
-    from medcnn.pacs.roundtrip import predict_study
+                   engine: str, inputs, query: Optional[str]) -> None:
+    from medcnn.pacs.roundtrip import predict_query, predict_study
 
-    if not (url and study) or inputs:
-        raise MedcnnError("--dicomweb URL and --study UID go together, without INPUTS")
+    if not url or bool(study) == bool(query) or inputs or (query and series):
+        raise MedcnnError("--dicomweb URL goes with --study UID [--series UID...] or with --query, without INPUTS")
+    if query:
+        rows = predict_query(run, url, query, checkpoint=checkpoint, engine=_engine(engine),
+                             on_study=lambda r: out.print(f"study {r['study']}: {r['status']}"
+                                                          + (f" ({r['error']})" if r.get("error") else "")))
+        failed = sum(r["status"] == "failed" for r in rows)
+        out.print(f"{len(rows)} studies: {sum(r['status'] == 'stored' for r in rows)} stored, "
+                  f"{sum(r['status'].startswith('skipped') for r in rows)} skipped, {failed} failed")
+        if failed:
+            raise MedcnnError(f"{failed} of {len(rows)} studies failed (each named above)")
+        return
     r = predict_study(run, url, study, series or None, checkpoint=checkpoint, engine=_engine(engine))
     for uid, s in r["stored"].items():
         out.print(f"study {study}: stored {s['modality']} series {uid} ({s['instances']} instances)")

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 from medcnn.errors import InputError, ServerError
 
 USER_ENV, PASSWORD_ENV = "MEDCNN_DICOMWEB_USER", "MEDCNN_DICOMWEB_PASSWORD"
-STUDY, SERIES, MODALITY = "0020000D", "0020000E", "00080060"
+STUDY, SERIES, MODALITY, DESCRIPTION = "0020000D", "0020000E", "00080060", "0008103E"
 
 
 def credentials(url: str) -> tuple[str, str] | None:
@@ -62,6 +62,11 @@ class Pacs:
         if not found:
             raise InputError(f"study {study}: not found on the server", self.url)
         return found
+
+    def studies(self, filters: dict[str, str]) -> list[str]:
+        """StudyInstanceUIDs matching QIDO-RS ``filters`` (attribute keyword or tag -> value)."""
+        found = self._call(f"study search {sorted(filters)}", self.client.search_for_studies, search_filters=filters)
+        return [uid_of(s, STUDY) for s in found]
 
     def fetch_series(self, study: str, series: str, dest: Path) -> Path:
         """The series' instances written to ``dest`` as 00000.dcm, 00001.dcm ... (no identity in names)."""

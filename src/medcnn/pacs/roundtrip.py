@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medcnn.errors import InputError, MedcnnError
-from medcnn.pacs.client import MODALITY, SERIES, Pacs, uid_of
+from medcnn.pacs.client import DESCRIPTION, MODALITY, SERIES, Pacs, uid_of
 from medcnn.tasks.jobs import predict_job
 
 log = logging.getLogger("medcnn.pacs")
@@ -24,6 +24,23 @@ NOT_IMAGES = {"SEG", "SR", "RTSTRUCT", "PR", "KO", "DOC", "REG"}
 def image_series(pacs: Pacs, study: str) -> list[str]:
     """The study's image series (not SEG, SR, ... objects), by UID."""
     return [uid_of(s, SERIES) for s in pacs.series_of(study) if uid_of(s, MODALITY) not in NOT_IMAGES]
+
+
+def marker(version: str) -> str:
+    """What every stored object's SeriesDescription ends with: the model's version, so a study already
+    done by these weights is recognised (and skipped by a batch)."""
+    return f"[medcnn {version}]"
+
+
+def _mark(ds, version: str) -> None:
+    tag = marker(version)
+    ds.SeriesDescription = f"{str(getattr(ds, 'SeriesDescription', '') or '')[:63 - len(tag)]} {tag}".strip()
+
+
+def done_by(pacs: Pacs, study: str, version: str) -> bool:
+    """Whether the study already holds results of this model version."""
+    tag = marker(version)
+    return any(tag in str(uid_of(s, DESCRIPTION) or "") for s in pacs.series_of(study))
 
 
 def dicom_outputs(result: dict[str, Any]) -> list[Path]:
@@ -98,10 +115,41 @@ def predict_study(run: str | Path, url: str, study: str, series: list[str] | Non
             r["series"] = uid
             results.append(r)
             datasets.extend(new)
+        for ds in datasets:
+            _mark(ds, version)
         pacs.store(datasets, study)
     stored: dict[str, dict[str, Any]] = {}
     for ds in datasets:
         entry = stored.setdefault(ds.SeriesInstanceUID, {"modality": ds.Modality, "instances": 0})
         entry["instances"] += 1
     log.info("study %s: %d series predicted, %d objects stored", study, len(chosen), len(datasets))
-    return {"study": study, "series": chosen, "stored": stored, "results": results}
+    return {"study": study, "series": chosen, "stored": stored, "results": results, "version": version}
+
+
+def predict_query(run: str | Path, url: str, query: str, *, checkpoint: str = "best", engine: str = "torch",
+                  on_study=None) -> list[dict[str, Any]]:
+    """Every study matching the QIDO-RS ``query`` (``Modality=MR&StudyDate=20240101-20241231``):
+    predicted and stored, except those that already hold this model version's results (so running
+    twice stores nothing twice). A study that fails is reported in its row and the others go on.
+    ``on_study(row)`` is called after each (progress)."""
+    from urllib.parse import parse_qsl
+
+    filters = dict(parse_qsl(query, keep_blank_values=False))
+    if not filters:
+        raise InputError(f"--query {query!r}: no ATTRIBUTE=VALUE pairs")
+    pacs = Pacs(url)
+    version = model_version(Path(run), checkpoint)[1]
+    rows = []
+    for study in pacs.studies(filters):
+        if done_by(pacs, study, version):
+            row = {"study": study, "status": "skipped: already done by this model version"}
+        else:
+            try:
+                r = predict_study(run, url, study, checkpoint=checkpoint, engine=engine)
+                row = {"study": study, "status": "stored", "stored": r["stored"]}
+            except InputError as e:
+                row = {"study": study, "status": "failed", "error": e.problem}
+        rows.append(row)
+        if on_study is not None:
+            on_study(row)
+    return rows
