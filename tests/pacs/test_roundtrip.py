@@ -122,6 +122,7 @@ def test_faults_are_one_line_with_their_own_exit_status(hippo_run, orthanc, stud
     monkeypatch.setenv("MEDCNN_DICOMWEB_PASSWORD", PASSWORD)
     done = _cli("predict", str(hippo_run), "--dicomweb", url, "--study", "1.2.3.4.5")
     assert done.returncode == 2 and "study 1.2.3.4.5: not found" in done.stderr
+    monkeypatch.setenv("MEDCNN_DICOMWEB_ATTEMPTS", "1")  # no back-off: fail at once
     done = _cli("predict", str(hippo_run), "--dicomweb", "http://127.0.0.1:9/dicom-web", "--study", study_uid)
     assert done.returncode == 3 and "unreachable" in done.stderr
     assert USER not in done.stderr

@@ -1,7 +1,9 @@
 """DICOMweb access (dicomweb-client): credentials, search, retrieval to a folder, storage.
 
 Credentials never come from the command line: ``MEDCNN_DICOMWEB_USER`` / ``MEDCNN_DICOMWEB_PASSWORD``,
-else the user's ``~/.netrc`` entry for the server's host, else none."""
+else the user's ``~/.netrc`` entry for the server's host, else none. A request that meets an unreachable
+server or a busy one (429, 503, 504) is tried again with exponential back-off, ``MEDCNN_DICOMWEB_ATTEMPTS``
+times in all (5 by default, about 30 s before giving up)."""
 from __future__ import annotations
 
 import netrc
@@ -12,6 +14,7 @@ from urllib.parse import urlparse
 from medcnn.errors import InputError, ServerError
 
 USER_ENV, PASSWORD_ENV = "MEDCNN_DICOMWEB_USER", "MEDCNN_DICOMWEB_PASSWORD"
+ATTEMPTS_ENV = "MEDCNN_DICOMWEB_ATTEMPTS"  # tries per request (exponential back-off: 1, 2, 4 ... s); default 5
 STUDY, SERIES, MODALITY, DESCRIPTION = "0020000D", "0020000E", "00080060", "0008103E"
 
 
@@ -39,6 +42,7 @@ class Pacs:
         auth = credentials(self.url)
         session = create_session_from_user_pass(*auth) if auth else create_session()
         self.client = DICOMwebClient(self.url, session=session)
+        self.client.set_http_retry_params(max_attempts=max(1, int(os.environ.get(ATTEMPTS_ENV, "5"))))
 
     def _call(self, what: str, fn, *args, **kw):
         import requests
