@@ -146,3 +146,27 @@ def test_a_batch_over_a_query_stores_each_study_once(hippo_run, pacs_env, dicom_
     again = _cli("predict", str(run), "--dicomweb", pacs_env, "--query", f"StudyDescription={tag}")
     assert again.returncode == 0 and "2 studies: 0 stored, 2 skipped" in " ".join(again.stdout.split())
     assert {s: len(pacs.series_of(s)) for s in studies} == counts
+
+
+def test_an_in_domain_image_gets_its_finding_and_probability(pacs_env, medmnist_dir, tmp_path, monkeypatch):
+    import numpy as np
+
+    from medcnn.io.dicom_sr import read_findings
+    from medcnn.io.dicom_write import write_dicom_series
+    from medcnn.io.image import Image
+    from medcnn.pacs.client import Pacs
+    from medcnn.tasks import load_model
+
+    monkeypatch.setenv("MEDCNN_ZOO_CACHE", str(tmp_path / "zoo"))
+    x = np.load(medmnist_dir / "pneumoniamnist.npz")["test_images"][:1].astype(np.float32)  # (1, 28, 28)
+    files = write_dicom_series(Image.from_spacing(x), tmp_path / "xray", modality="CR")
+    ds = pydicom.dcmread(files[0])
+    Pacs(pacs_env).store([ds], ds.StudyInstanceUID)
+    done = _cli("predict", "pneumoniamnist-classifier", "--dicomweb", pacs_env, "--study", ds.StudyInstanceUID)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pacs = Pacs(pacs_env)
+    (sr_series,) = [s["0020000E"]["Value"][0] for s in pacs.series_of(ds.StudyInstanceUID)
+                    if s["00080060"]["Value"][0] == "SR"]
+    ((label, prob),) = read_findings(pacs.client.retrieve_series(ds.StudyInstanceUID, sr_series)[0])
+    (expected,) = load_model("pneumoniamnist-classifier").predict_files(files)
+    assert label == expected["prediction"] and prob == pytest.approx(expected["confidence"], abs=1e-6)

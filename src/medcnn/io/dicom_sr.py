@@ -26,8 +26,18 @@ def _context(model: str, version: str):
         observer_type=codes.DCM.Device, observer_identifying_attributes=device))
 
 
+TYPE2_PATIENT = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                 "StudyID", "AccessionNumber", "ReferringPhysicianName")
+"""Attributes DICOM requires to be present (empty allowed), which the report copies from its evidence."""
+
+
 def _report(evidence: Sequence[pydicom.Dataset], groups: list, model: str, version: str, description: str):
     import highdicom.sr as hsr
+
+    for ds in evidence:  # sources that leave out a type-2 attribute (allowed on the wire by some writers)
+        for keyword in TYPE2_PATIENT:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
 
     report = hsr.MeasurementReport(observation_context=_context(model, version),
                                    procedure_reported=hsr.CodedConcept(*IMAGING_PROCEDURE), imaging_measurements=groups)
