@@ -105,3 +105,13 @@ def test_a_zoo_model_is_a_pretrained_source():
 
     path = resolve_source("zoo:breastmnist-classifier")
     assert path.name == "best.ckpt" and path.parent.parent.name == "breastmnist-classifier"
+
+
+def test_train_fine_tunes_a_zoo_model(breast_npz, tmp_path):
+    out = tmp_path / "ft"
+    done = subprocess.run([sys.executable, "-m", "medcnn", "train", str(breast_npz), "--pretrained", "breastmnist-classifier",
+                           "--epochs", "1", "--set", "ensemble=1", "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "run.json").read_text())["pretrained"]
+    assert report["loaded"] > 50 and "breastmnist-classifier" in report["file"]
