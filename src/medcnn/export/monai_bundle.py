@@ -64,7 +64,7 @@ def export_bundle(run: str | Path, checkpoint: str = "best", inputs: list[Path] 
     task = run_task(run, "export", checkpoint)
     model = torch_model(run, checkpoint)
     plan = model.plan
-    graph, example, _, in_names, out_names, info = task.export_graph(model)
+    graph, example, _, _, out_names, info = task.export_graph(model)
     index = out_names.index("probabilities") if "probabilities" in out_names else 0
     net = _SingleOutput(graph, index).eval()
     with torch.no_grad():
@@ -73,8 +73,7 @@ def export_bundle(run: str | Path, checkpoint: str = "best", inputs: list[Path] 
         except Exception as e:  # noqa: BLE001 - tracing raises many types; the user gets one line
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ExportError(f"the {plan.model.name} network does not trace to TorchScript: {first[:300]}", run) from None
-        out = traced(example)
-    meta = metadata(plan, info, out_names[index], out, _card(run))
+    meta = metadata(plan, info, out_names[index], _card(run))
     parity = _parity(task, run, model, traced, graph, index, inputs)
     if not parity["ok"]:
         raise ExportError(f"TorchScript and PyTorch disagree on {parity['inputs']}: max |difference| "
@@ -93,7 +92,7 @@ def export_bundle(run: str | Path, checkpoint: str = "best", inputs: list[Path] 
         torch.save(traced.state_dict(), root / "models" / "model.pt")
         (root / "docs" / "README.md").write_text(readme(plan, info, meta))
         shutil.rmtree(dest, ignore_errors=True)
-        (root).rename(dest)
+        root.rename(dest)
     record = {"format": "monai-bundle", "path": str(dest), "task": plan.task, "parity": parity,
               "bytes": sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())}
     (dest / "configs" / "export.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -144,7 +143,7 @@ def _shape(dims) -> list:
     return [d if isinstance(d, int) else str(d).replace("*h", "*n").replace("*w", "*n") for d in dims]
 
 
-def metadata(plan, info: dict, out_name: str, example_out: torch.Tensor, evaluated: dict) -> dict[str, Any]:
+def metadata(plan, info: dict, out_name: str, evaluated: dict) -> dict[str, Any]:
     import monai
 
     names = plan.class_names or [str(i) for i in range(plan.num_classes)]
