@@ -51,6 +51,22 @@ ENTRIES = {
         "failure_modes": ["paediatric patients of one centre: adult chest X-rays are out of its training "
                           "distribution", "28×28 input: a screening-level view, not a diagnostic one",
                           "the test split's patients differ in pneumonia prevalence (62 %) from training (74 %)"]},
+    "hippocampus-segmenter": {
+        "task": "segment", "dataset": "msd-hippocampus", "metric": "dice_mean",
+        "data": {"name": "MSD Task04 Hippocampus", "licence": "CC BY-SA 4.0",
+                 "source": "Medical Segmentation Decathlon (Simpson et al. 2019; Antonelli et al. 2022)",
+                 "images": "T1-weighted MR crops around the hippocampus, 1 mm"},
+        "intended_use": "research on hippocampus (anterior / posterior) segmentation in T1 MR crops like MSD Task04's",
+        "failure_modes": ["trained on crops around the hippocampus: whole-brain scans must be cropped first",
+                          "one public set of adults, healthy or with a psychotic disorder",
+                          "anterior and posterior are told apart by position: do not mirror its inputs"]},
+    "drive-vessel-segmenter": {
+        "task": "segment", "dataset": "drive", "metric": "dice_mean",
+        "data": {"name": "DRIVE", "licence": "research use (cite Staal et al., IEEE TMI 2004)",
+                 "source": "Staal et al., IEEE TMI 2004", "images": "colour fundus photographs, 565×584"},
+        "intended_use": "research on retinal vessel segmentation in colour fundus photographs",
+        "failure_modes": ["20 training photographs of one screening programme and camera",
+                          "thin capillaries are the vessels most often missed"]},
 }
 RESEARCH_ONLY = "Research use only. Not a medical device; not for diagnosis or treatment decisions."
 
@@ -68,7 +84,7 @@ def evaluate(run: Path) -> dict:
 
 
 def summary(report: dict, metric: str) -> dict:
-    keep = ("n", "auc", "acc", "ece", "brier", "dice_mean", "psnr")
+    keep = ("n", "n_cases", "auc", "acc", "ece", "brier", "dice_mean", "psnr")
     out = {k: round(float(report[k]), 4) for k in keep if isinstance(report.get(k), (int, float))}
     out.update({f"{k}_ci95": [round(float(v), 4) for v in report[f"{k}_ci95"]] for k in keep if report.get(f"{k}_ci95")})
     out["metric"] = metric

@@ -115,3 +115,17 @@ def test_train_fine_tunes_a_zoo_model(breast_npz, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "run.json").read_text())["pretrained"]
     assert report["loaded"] > 50 and "breastmnist-classifier" in report["file"]
+
+
+def test_a_packed_segmenter_keeps_its_split_and_its_masks(hippo_run, hippocampus_dir, tmp_path):
+    from medcnn.io import read_image
+    from medcnn.runs import RunFolder
+    from medcnn.tasks import load_model
+    from medcnn.zoo.pack import pack_run, shipped_files
+
+    packed = pack_run(hippo_run, tmp_path / "packed", data="msd-hippocampus")
+    assert "split.json" in shipped_files(packed) and RunFolder(packed).split() == RunFolder(hippo_run).split()
+    image = read_image(sorted((hippocampus_dir / "imagesTs").glob("*.nii.gz"))[0])
+    ref, got = load_model(hippo_run), load_model(packed)
+    ref.bf16 = got.bf16 = False
+    assert float((ref.probabilities(image) - got.probabilities(image)).abs().max()) < 0.02  # float16 weights

@@ -102,8 +102,28 @@ def _pair(images: list[Path], others: list[Path], what: str, folder: Path) -> di
     return out
 
 
+def named_folder(name: str) -> Path | None:
+    """The data-root folder of a dataset named as ``medcnn fetch`` names it (``msd-hippocampus``,
+    ``drive``, or their folder names); None for a name the catalog does not know. A known dataset that
+    is not there yet is one line saying how to get it."""
+    from medcnn.data import catalog
+    from medcnn.data.fetch import data_root
+
+    key = str(name).strip().lower().replace("_", "-")
+    info = next((d for d in catalog.FOLDER_DATASETS.values()
+                 if key in (d["name"], d["folder"].replace("_", "-"))), None)
+    if info is None or Path(name).expanduser().exists():
+        return None
+    folder = data_root() / info["folder"]
+    if not folder.is_dir():
+        raise InputError(f"dataset {info['name']} is not in the data root (run: medcnn fetch {info['name']})", folder)
+    return folder
+
+
 def load_segmentation(path: str | Path) -> SegmentationData:
-    p = Path(path).expanduser()
+    """A segmentation dataset: a folder (MSD / nnU-Net, DRIVE-style, images/ + labels/), or the name of
+    one in the data root (``msd-hippocampus``, ``drive``)."""
+    p = named_folder(str(path)) or Path(path).expanduser()
     if not p.is_dir():
         raise InputError("not a folder; a segmentation dataset is a folder (MSD/nnU-Net, DRIVE-style, or "
                          "images/ + labels/)", p)
@@ -328,8 +348,12 @@ def case_group(case: Case) -> str:
 
 
 def looks_like_segmentation(data: str | Path) -> bool:
-    """True for the folder layouts :func:`load_segmentation` reads."""
-    p = Path(data)
+    """True for the folder layouts :func:`load_segmentation` reads (and a present dataset named as
+    ``medcnn fetch`` names it)."""
+    try:
+        p = named_folder(str(data)) or Path(data)
+    except InputError:  # a known name, not fetched: loading it says so
+        return True
     if not p.is_dir():
         return False
     return ((p / "dataset.json").is_file() and (p / "imagesTr").is_dir()) or (p / "training" / "images").is_dir() \

@@ -15,7 +15,8 @@ from medcnn import __version__
 from medcnn.runs import RunFolder, load_checkpoint
 from medcnn.utils.files import atomic_path, atomic_write_json
 
-SHIPPED = ("plan.yaml", "run.json", "checkpoints/best.ckpt", "calibration.json", "domain.npz", "postprocess.json")
+SHIPPED = ("plan.yaml", "run.json", "checkpoints/best.ckpt", "calibration.json", "domain.npz", "postprocess.json",
+           "split.json")
 """The files of a run that a zoo entry keeps (those present)."""
 
 
@@ -34,6 +35,8 @@ def pack_run(run: str | Path, dest: str | Path, *, data: str | None = None, dtyp
              if k.startswith("net.")}
     out = RunFolder(Path(dest)).create(overwrite=True)
     out.save_plan(plan)
+    if src.has_split():  # which cases validate and test (segmentation, enhancement): the card's metric needs it
+        out.write_split(src.split())
     ckpt_file = out.checkpoint_file("best")
     ckpt_file.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()  # saved through a buffer: the archive's inner name does not follow the temporary file's
