@@ -110,7 +110,7 @@ def named_folder(name: str) -> Path | None:
     from medcnn.data.fetch import data_root
 
     key = str(name).strip().lower().replace("_", "-")
-    info = next((d for d in catalog.FOLDER_DATASETS.values()
+    info = next((d for d in (catalog.MSD_HIPPOCAMPUS, catalog.DRIVE)  # the segmentation datasets
                  if key in (d["name"], d["folder"].replace("_", "-"))), None)
     if info is None or Path(name).expanduser().exists():
         return None
