@@ -35,10 +35,12 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) system-deps
 
 # Debian packages the tests use, installed when missing: chromium (the browser tests drive it with
-# Playwright, no browser download) and orthanc + orthanc-dicomweb (the PACS round-trip tests start
-# their own Orthanc; the package's system service is never used).
+# Playwright, no browser download), orthanc + orthanc-dicomweb (the PACS round-trip tests start
+# their own Orthanc; the package's system service is never used), and the GL / GLib libraries the
+# OpenCV wheel that rt-utils brings (medcnn[rtstruct]) loads.
 APT_NEEDS = $(if $(wildcard $(CHROMIUM)),,chromium) $(if $(wildcard /usr/sbin/Orthanc),,orthanc) \
-            $(if $(wildcard /usr/share/orthanc/plugins/libOrthancDicomWeb.so),,orthanc-dicomweb)
+            $(if $(wildcard /usr/share/orthanc/plugins/libOrthancDicomWeb.so),,orthanc-dicomweb) \
+            $(if $(wildcard /usr/lib/*/libGL.so.1),,libgl1) $(if $(wildcard /usr/lib/*/libglib-2.0.so.0),,libglib2.0-0)
 
 system-deps:
 	@test -z "$(strip $(APT_NEEDS))" || { \

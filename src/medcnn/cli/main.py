@@ -341,6 +341,8 @@ def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's n
             allow_out_of_domain: bool = typer.Option(False, "--allow-out-of-domain", help="Classification: also "
                                                      "predict inputs unlike the training data (another modality, "
                                                      "colour vs greyscale); their rows still say so."),
+            rtstruct: bool = typer.Option(False, "--rtstruct", help="Segmentation of a DICOM series: also an RTSTRUCT "
+                                          "(contours, for radiotherapy systems; needs medcnn[rtstruct])."),
             progress: bool = typer.Option(True, help="Progress bar for several inputs."),
             dicomweb: Optional[str] = typer.Option(None, help="A PACS's DICOMweb root URL: fetch --study, predict, store "
                                                    "the results (DICOM SEG, derived series) into the same study. "
@@ -360,14 +362,14 @@ def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's n
 
     run = _run(run)
     if dicomweb or study or query:
-        _predict_study(run, dicomweb, study, list(series), checkpoint, engine, inputs, query)
+        _predict_study(run, dicomweb, study, list(series), checkpoint, engine, inputs, query, rtstruct)
         return
     if not inputs:
         raise MedcnnError("give INPUTS, or --dicomweb URL --study UID")
     results, failed = run_predict(run, list(inputs), checkpoint=checkpoint, engine=_engine(engine),
                                   out_dir=out_dir, overwrite=overwrite, max_uncertainty=max_uncertainty,
                                   results_path=results_path, progress=progress, keep_phi=keep_phi,
-                                  allow_out_of_domain=allow_out_of_domain)
+                                  allow_out_of_domain=allow_out_of_domain, rtstruct=rtstruct)
     if json_path:
         atomic_write_json(json_path, {"run": str(run), "checkpoint": checkpoint, "engine": engine, "results": results})
         out.print(f"written {json_path}")
@@ -377,13 +379,13 @@ def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's n
 
 
 def _predict_study(run: Path, url: Optional[str], study: Optional[str], series: list[str], checkpoint: str,
-                   engine: str, inputs, query: Optional[str]) -> None:
+                   engine: str, inputs, query: Optional[str], rtstruct: bool = False) -> None:
     from medcnn.pacs.roundtrip import predict_query, predict_study
 
     if not url or bool(study) == bool(query) or inputs or (query and series):
         raise MedcnnError("--dicomweb URL goes with --study UID [--series UID...] or with --query, without INPUTS")
     if query:
-        rows = predict_query(run, url, query, checkpoint=checkpoint, engine=_engine(engine),
+        rows = predict_query(run, url, query, checkpoint=checkpoint, engine=_engine(engine), rtstruct=rtstruct,
                              on_study=lambda r: out.print(f"study {r['study']}: {r['status']}"
                                                           + (f" ({r['error']})" if r.get("error") else "")))
         failed = sum(r["status"] == "failed" for r in rows)
@@ -392,7 +394,7 @@ def _predict_study(run: Path, url: Optional[str], study: Optional[str], series: 
         if failed:
             raise MedcnnError(f"{failed} of {len(rows)} studies failed (each named above)")
         return
-    r = predict_study(run, url, study, series or None, checkpoint=checkpoint, engine=_engine(engine))
+    r = predict_study(run, url, study, series or None, checkpoint=checkpoint, engine=_engine(engine), rtstruct=rtstruct)
     for uid, s in r["stored"].items():
         out.print(f"study {study}: stored {s['modality']} series {uid} ({s['instances']} instances)")
 

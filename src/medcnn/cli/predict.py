@@ -24,7 +24,8 @@ TABLE_ROWS = 50  # larger batches print a summary instead of a table
 def run_predict(run: Path, inputs: list[Path], *, checkpoint: str = "best", engine: str = "torch",
                 out_dir: Path | None = None, overwrite: bool = False, max_uncertainty: float | None = None,
                 results_path: Path | None = None, progress: bool = True,
-                keep_phi: bool = False, allow_out_of_domain: bool = False) -> tuple[list[dict[str, Any]], int]:
+                keep_phi: bool = False, allow_out_of_domain: bool = False,
+                rtstruct: bool = False) -> tuple[list[dict[str, Any]], int]:
     """(results, number of inputs that failed). Results carry no patient identity unless ``keep_phi``:
     then DICOM inputs' rows gain patient_id, patient_name, ... (``medcnn.io.phi.LINK_FIELDS``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -34,7 +35,8 @@ def run_predict(run: Path, inputs: list[Path], *, checkpoint: str = "best", engi
     from medcnn.io.phi import LINK_FIELDS, link_fields
     from medcnn.tasks.outputs import input_output_dir
 
-    job = predict_job(run, checkpoint, engine, out_dir, overwrite, max_uncertainty, keep_phi, allow_out_of_domain)
+    job = predict_job(run, checkpoint, engine, out_dir, overwrite, max_uncertainty, keep_phi, allow_out_of_domain,
+                      rtstruct)
     paths = expand_inputs(inputs)
     paths = getattr(job, "inputs", list)(paths)  # optional in a plugin's job: e.g. a case's channel files are one input
     batch = len(paths) > 1 or results_path is not None

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medcnn.errors import InputError
-from medcnn.io.dicom_seg import _sources
+from medcnn.io.dicom_seg import source_datasets
 from medcnn.io.image import Image
 from medcnn.io.phi import deidentify
 from medcnn.utils.files import atomic_path
@@ -66,7 +66,7 @@ def write_derived_series(series: str | Path, image: Image, out_dir: str | Path, 
         arr = arr.T[..., None]  # a single frame: (rows, cols) -> (cols, rows, 1)
     if arr.shape[-1] != len(uids):
         raise InputError(f"the volume has {arr.shape[-1]} slices but the series {len(uids)} instances", series)
-    sources = _sources(series, uids)
+    sources = source_datasets(series, uids)
     if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in sources):
         raise InputError("multi-frame DICOM output is not supported yet; single-frame series only", series)
     if out_dir.resolve() == (series if series.is_dir() else series.parent).resolve():

@@ -20,14 +20,15 @@ from medcnn.io.registry import one_line
 from medcnn.utils.files import atomic_path
 
 
-def _sources(series: Path, uids: list[str]):
+def source_datasets(series: Path, uids: list[str], pixels: bool = True):
+    """The series' instances with these SOPInstanceUIDs, in that order (headers only unless ``pixels``)."""
     from pydicom import dcmread
 
     files = [series] if series.is_file() else sorted(p for p in series.iterdir() if p.is_file() and not p.name.startswith("."))
     by_uid = {}
     for f in files:
         try:
-            ds = dcmread(f, stop_before_pixels=False)
+            ds = dcmread(f, stop_before_pixels=not pixels)
         except Exception:  # non-DICOM files in the folder were skipped by the reader too
             continue
         by_uid[str(ds.get("SOPInstanceUID", ""))] = ds
@@ -51,7 +52,7 @@ def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], pat
     arr = label.array[0]
     if arr.shape[2] != len(uids):
         raise InputError(f"the label map has {arr.shape[2]} slices but the series {len(uids)} instances", series)
-    sources = _sources(series, uids)
+    sources = source_datasets(series, uids)
     frames = np.ascontiguousarray(np.transpose(arr, (2, 1, 0))).astype(np.uint8)  # (slices, rows, columns)
     present = [int(v) for v in np.unique(frames) if v > 0]
     segments = sorted(set(present) | {k for k in names if k > 0})

@@ -33,7 +33,7 @@ def _stored(values: np.ndarray) -> tuple[np.ndarray, float, float, bool]:
     return np.round((v - lo) / slope).astype(np.uint16), slope, lo, False
 
 
-def _base(sop_class: str, modality: str, study: str, series: str, number: int, description: str,
+def _base(sop_class: str, modality: str, study: str, series: str, frame: str, number: int, description: str,
           patient: tuple[str, str]) -> FileDataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, generate_uid()
@@ -41,7 +41,7 @@ def _base(sop_class: str, modality: str, study: str, series: str, number: int, d
     ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
     now = datetime.datetime.now()
     ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, series + ".1"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
     ds.Modality, ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = modality, description, 1, number
     ds.PatientName, ds.PatientID = patient
     ds.PatientBirthDate, ds.PatientSex = "", ""  # type 2: present, may be empty
@@ -68,10 +68,10 @@ def write_dicom_series(image: Image, dest: str | Path, *, modality: str = "MR", 
         raise InputError(f"a DICOM series holds one channel; this image has {image.channels}", image.meta.get("source"))
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=False)
-    study, series = study_uid or generate_uid(), generate_uid()
+    study, series, frame = study_uid or generate_uid(), generate_uid(), generate_uid()
     stored, slope, intercept, signed = _stored(image.array[0])
     if image.spatial_dims == 2:  # (rows, cols)
-        ds = _base(SECONDARY_CAPTURE, modality, study, series, 1, description, patient)
+        ds = _base(SECONDARY_CAPTURE, modality, study, series, frame, 1, description, patient)
         sx, sy = (float(np.linalg.norm(image.affine[:2, k])) for k in (0, 1))
         ds.PixelSpacing = [f"{sx:.10g}", f"{sy:.10g}"]
         _pixels(ds, stored, slope, intercept, signed)
@@ -88,7 +88,7 @@ def write_dicom_series(image: Image, dest: str | Path, *, modality: str = "MR", 
         stored, origin, step = stored[..., ::-1], origin + (n - 1) * step, -step
     files = []
     for k in range(n):
-        ds = _base(SOP_CLASSES.get(modality, SECONDARY_CAPTURE), modality, study, series, k + 1, description, patient)
+        ds = _base(SOP_CLASSES.get(modality, SECONDARY_CAPTURE), modality, study, series, frame, k + 1, description, patient)
         ds.ImageOrientationPatient = [f"{v:.10g}" for v in (*r, *c)]
         ds.ImagePositionPatient = [f"{v:.10g}" for v in origin + k * step]
         ds.PixelSpacing = [f"{row_sp:.10g}", f"{col_sp:.10g}"]

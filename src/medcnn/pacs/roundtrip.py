@@ -1,5 +1,5 @@
 """One study through a model and back: fetch its image series over DICOMweb, predict with the run's
-own writers (segmentation: a DICOM SEG and a structured report of its volumes; enhancement: a derived
+own writers (segmentation: a DICOM SEG, an RTSTRUCT if asked, and a structured report of its volumes; enhancement: a derived
 series; classification: a structured report of each image's finding and probability), store the new
 objects into the same study. The stored objects keep the source patient and study as DICOM requires (they are
 filed with the images); logs and messages name the study and series by UID only. Nothing is stored
@@ -44,11 +44,11 @@ def done_by(pacs: Pacs, study: str, version: str) -> bool:
 
 
 def dicom_outputs(result: dict[str, Any]) -> list[Path]:
-    """The DICOM files a prediction wrote (a SEG, a derived series' instances)."""
+    """The DICOM files a prediction wrote (a SEG, an RTSTRUCT, a derived series' instances)."""
     files: list[Path] = []
     for key, value in result.get("outputs", {}).items():
         path = Path(value)
-        if key == "dicom_seg":
+        if key in ("dicom_seg", "rtstruct"):
             files.append(path)
         elif key == "dicom" and path.is_dir():
             files.extend(sorted(path.glob("*.dcm")))
@@ -94,14 +94,14 @@ def _predict_series(job, folder: Path, dest: Path, model: str, version: str) -> 
 
 
 def predict_study(run: str | Path, url: str, study: str, series: list[str] | None = None, *,
-                  checkpoint: str = "best", engine: str = "torch") -> dict[str, Any]:
+                  checkpoint: str = "best", engine: str = "torch", rtstruct: bool = False) -> dict[str, Any]:
     """Fetch ``series`` (default: every image series of ``study``), predict each, store the DICOM
-    results into the study; returns what was stored (series UIDs, instance counts) and the results."""
+    results (with an RTSTRUCT beside a SEG if ``rtstruct``) into the study; returns what was stored (series UIDs, instance counts) and the results."""
     pacs = Pacs(url)
     chosen = list(series or image_series(pacs, study))
     if not chosen:
         raise InputError(f"study {study}: no image series to predict", url)
-    job = predict_job(Path(run), checkpoint, engine, None, keep_phi=True)
+    job = predict_job(Path(run), checkpoint, engine, None, keep_phi=True, rtstruct=rtstruct)
     model, version = model_version(Path(run), checkpoint)
     with tempfile.TemporaryDirectory(prefix="medcnn-pacs-") as tmp:
         tmp = Path(tmp)
@@ -127,7 +127,7 @@ def predict_study(run: str | Path, url: str, study: str, series: list[str] | Non
 
 
 def predict_query(run: str | Path, url: str, query: str, *, checkpoint: str = "best", engine: str = "torch",
-                  on_study=None) -> list[dict[str, Any]]:
+                  rtstruct: bool = False, on_study=None) -> list[dict[str, Any]]:
     """Every study matching the QIDO-RS ``query`` (``Modality=MR&StudyDate=20240101-20241231``):
     predicted and stored, except those that already hold this model version's results (so running
     twice stores nothing twice). A study that fails is reported in its row and the others go on.
@@ -145,7 +145,7 @@ def predict_query(run: str | Path, url: str, query: str, *, checkpoint: str = "b
             row = {"study": study, "status": "skipped: already done by this model version"}
         else:
             try:
-                r = predict_study(run, url, study, checkpoint=checkpoint, engine=engine)
+                r = predict_study(run, url, study, checkpoint=checkpoint, engine=engine, rtstruct=rtstruct)
                 row = {"study": study, "status": "stored", "stored": r["stored"]}
             except InputError as e:
                 row = {"study": study, "status": "failed", "error": e.problem}

@@ -45,6 +45,8 @@ class OutputJob:
     """What a task's ``medcnn predict`` writer shares (see :meth:`Task.output_job`)."""
 
     keep_phi = False  # DICOM outputs keep the source's patient identity (medcnn.io.phi)
+    rtstruct = False  # a segmentation of a DICOM series also gets an RTSTRUCT (medcnn.io.dicom_rtstruct) ...
+    can_rtstruct = False  # ... where the task's outputs are label maps
 
     def inputs(self, paths: list[Path]) -> list[Path]:
         """The inputs to predict, one per result, from the expanded paths (default: each path)."""

@@ -1,9 +1,10 @@
 """``medcnn predict`` for a segmentation run: per input a folder with mask.nii.gz, overlay.png,
-measurements.json/.csv (and seg.dcm for a DICOM series). Inputs are only read, never written."""
+measurements.json/.csv (and seg.dcm for a DICOM series, with rtstruct.dcm if asked). Inputs are only read, never written."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from medcnn.errors import InputError
 from medcnn.infer.seg_outputs import save_measurements, save_overlay
 from medcnn.infer.segmenter import Segmenter
 from medcnn.io.channels import case_files, read_case
@@ -15,6 +16,7 @@ from medcnn.tasks.base import OutputJob, Table
 
 
 class SegmentJob(OutputJob):
+    can_rtstruct = True
 
     def __init__(self, seg: Segmenter, run: Path, out_dir: Path | None, checkpoint: str = "best"):
         self.seg, self.run, self.checkpoint = seg, run, checkpoint
@@ -37,6 +39,10 @@ class SegmentJob(OutputJob):
 
     def save(self, path: Path, image, label, dest: Path) -> dict:
         """Write one input's outputs into ``dest``; the result row (sizes, components, output files)."""
+        dicom_series = (image.meta.get("format") == "dicom" and bool(image.meta.get("sop_instance_uids"))
+                        and image.spatial_dims == 3)
+        if self.rtstruct and not dicom_series:
+            raise InputError("--rtstruct needs a DICOM series as input (contours reference its instances)", path)
         dest.mkdir(parents=True, exist_ok=True)
         files = {"mask": write_nifti(label, dest / "mask.nii.gz"),
                  "overlay": save_overlay(image, label, dest / "overlay.png")}
@@ -45,9 +51,14 @@ class SegmentJob(OutputJob):
         report = save_measurements(label, self.names, dest / "measurements.json", dest / "measurements.csv",
                                    self.labels)
         files["measurements"] = dest / "measurements.json"
-        if image.meta.get("format") == "dicom" and image.meta.get("sop_instance_uids") and image.spatial_dims == 3:
+        if dicom_series:
             files["dicom_seg"] = write_dicom_seg(path, label, self.names, dest / "seg.dcm", source_image=image,
                                                  keep_phi=self.keep_phi)
+            if self.rtstruct:
+                from medcnn.io.dicom_rtstruct import write_rtstruct
+
+                files["rtstruct"] = write_rtstruct(path, label, self.names, dest / "rtstruct.dcm", source_image=image,
+                                                   keep_phi=self.keep_phi)
         return {"file": str(path), "outputs": {k: str(v) for k, v in files.items()},
                 "sizes": {m["name"]: m["size_mm"] for m in report["labels"]}, "unit": report["unit"],
                 "components": {m["name"]: m["n_components"] for m in report["labels"]}}
