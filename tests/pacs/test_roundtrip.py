@@ -19,15 +19,18 @@ def pacs_env(orthanc, monkeypatch):
     return url
 
 
-def _store_study(url, series_dir, description="medcnn test"):
-    """The TCIA series under a new study (new Study / Series / SOP UIDs), stored with STOW-RS."""
+def _store_study(url, series_dir, description="medcnn test", drop=None):
+    """The TCIA series under a new study (new Study / Series / SOP UIDs), stored with STOW-RS; without
+    its ``drop``-th file if given."""
     from pydicom.uid import generate_uid
 
     from medcnn.pacs.client import Pacs
 
     study_uid, series_uid = generate_uid(), generate_uid()
     datasets = []
-    for f in sorted(series_dir.glob("*")):
+    for i, f in enumerate(sorted(series_dir.glob("*"))):
+        if i == drop:
+            continue
         ds = pydicom.dcmread(f)
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.StudyDescription = study_uid, series_uid, description
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -113,7 +116,9 @@ def test_an_enhancement_comes_back_as_a_derived_series(enhance_run, pacs_env, st
         assert d.SOPInstanceUID != s.SOPInstanceUID and list(d.PixelSpacing) == list(s.PixelSpacing)
 
 
-def test_faults_are_one_line_with_their_own_exit_status(hippo_run, orthanc, study, monkeypatch):
+def test_faults_are_one_line_with_their_own_exit_status(hippo_run, orthanc, study, dicom_series_dir, monkeypatch):
+    from medcnn.pacs.client import Pacs
+
     url, _, _ = orthanc
     study_uid = study[0]
     monkeypatch.setenv("MEDCNN_DICOMWEB_PASSWORD", "wrong")
@@ -122,6 +127,10 @@ def test_faults_are_one_line_with_their_own_exit_status(hippo_run, orthanc, stud
     monkeypatch.setenv("MEDCNN_DICOMWEB_PASSWORD", PASSWORD)
     done = _cli("predict", str(hippo_run), "--dicomweb", url, "--study", "1.2.3.4.5")
     assert done.returncode == 2 and "study 1.2.3.4.5: not found" in done.stderr
+    gappy, _, _ = _store_study(url, dicom_series_dir, drop=12)  # a slice missing in the middle: refused, nothing stored
+    done = _cli("predict", str(hippo_run), "--dicomweb", url, "--study", gappy)
+    assert done.returncode == 2 and f"study {gappy}" in done.stderr and "missing slices" in done.stderr
+    assert len(Pacs(url).series_of(gappy)) == 1
     monkeypatch.setenv("MEDCNN_DICOMWEB_ATTEMPTS", "1")  # no back-off: fail at once
     done = _cli("predict", str(hippo_run), "--dicomweb", "http://127.0.0.1:9/dicom-web", "--study", study_uid)
     assert done.returncode == 3 and "unreachable" in done.stderr
@@ -219,3 +228,18 @@ def test_a_volume_written_as_dicom_comes_back_with_seg_rtstruct_and_volumes(hipp
     for k in range(1, len(names)):
         a, b = mask == k, back == k
         assert 2 * np.sum(a & b) / (a.sum() + b.sum()) >= 0.99, names[k]
+
+
+def test_a_store_the_server_takes_only_partly_fails_and_the_study_is_not_done(hippo_run, picky_orthanc,
+                                                                             dicom_series_dir, monkeypatch):
+    from medcnn.pacs.client import Pacs
+    from medcnn.pacs.roundtrip import done_by, model_version
+
+    url, user, password = picky_orthanc
+    monkeypatch.setenv("MEDCNN_DICOMWEB_USER", user)
+    monkeypatch.setenv("MEDCNN_DICOMWEB_PASSWORD", password)
+    study_uid, _, _ = _store_study(url, dicom_series_dir)
+    done = _cli("predict", str(hippo_run), "--dicomweb", url, "--study", study_uid)
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"study {study_uid}: the server kept 1 of 2" in " ".join(done.stderr.split())
+    assert not done_by(Pacs(url), study_uid, model_version(hippo_run, "best")[1])  # a batch would redo it

@@ -16,6 +16,7 @@ from medcnn.errors import InputError, ServerError
 USER_ENV, PASSWORD_ENV = "MEDCNN_DICOMWEB_USER", "MEDCNN_DICOMWEB_PASSWORD"
 ATTEMPTS_ENV = "MEDCNN_DICOMWEB_ATTEMPTS"  # tries per request (exponential back-off: 1, 2, 4 ... s); default 5
 STUDY, SERIES, MODALITY, DESCRIPTION = "0020000D", "0020000E", "00080060", "0008103E"
+SOP_INSTANCE = "00080018"
 
 
 def credentials(url: str) -> tuple[str, str] | None:
@@ -84,9 +85,34 @@ class Pacs:
         return dest
 
     def store(self, datasets: list, study: str) -> None:
-        """STOW-RS the datasets into ``study``; a rejection is one ServerError line."""
-        self._call(f"storing {len(datasets)} instances into study {study}", self.client.store_instances,
-                   datasets=datasets, study_instance_uid=study)
+        """STOW-RS the datasets into ``study`` and check that the server kept every one (its answer's
+        failed instances, then a QIDO-RS count per series: some servers drop what a filter refuses and
+        still answer success). A rejection, whole or partial, is one ServerError line; what a partial
+        one left on the server is deleted where the server supports DICOMweb DELETE, else named."""
+        what = f"storing {len(datasets)} instances into study {study}"
+        answer = self._call(what, self.client.store_instances, datasets=datasets, study_instance_uid=study)
+        failed = len(getattr(answer, "FailedSOPSequence", None) or [])
+        expected: dict[str, set[str]] = {}
+        for ds in datasets:
+            expected.setdefault(str(ds.SeriesInstanceUID), set()).add(str(ds.SOPInstanceUID))
+        kept = {series: {uid_of(i, SOP_INSTANCE) for i in self._call(
+            f"series {series} of study {study}", self.client.search_for_instances,
+            study_instance_uid=study, series_instance_uid=series)} & uids for series, uids in expected.items()}
+        n_kept = sum(len(k) for k in kept.values())
+        if failed or n_kept < len(datasets):
+            left = [series for series, k in kept.items() if k]
+            left = [series for series in left if not self._delete(study, series)]
+            raise ServerError(f"{what}: the server kept {n_kept} of {len(datasets)}"
+                              + (f"; still on the server, incomplete: series {', '.join(left)}" if left else
+                                 "; the partial series were deleted"), self.url)
+
+    def _delete(self, study: str, series: str) -> bool:
+        """DICOMweb DELETE of a series (not every server allows it); whether it went."""
+        try:
+            self.client.delete_series(study_instance_uid=study, series_instance_uid=series)
+            return True
+        except Exception:  # refused or not supported: the caller names what is left
+            return False
 
 
 def uid_of(attrs: dict, tag: str) -> str | None:

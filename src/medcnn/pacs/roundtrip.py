@@ -26,21 +26,25 @@ def image_series(pacs: Pacs, study: str) -> list[str]:
     return [uid_of(s, SERIES) for s in pacs.series_of(study) if uid_of(s, MODALITY) not in NOT_IMAGES]
 
 
-def marker(version: str) -> str:
-    """What every stored object's SeriesDescription ends with: the model's version, so a study already
-    done by these weights is recognised (and skipped by a batch)."""
-    return f"[medcnn {version}]"
+def marker(version: str, k: int, n: int) -> str:
+    """What the SeriesDescription of the k-th of the n series stored for a study ends with: the model's
+    version and the series' place in the set, so a study whose set is complete is recognised (and
+    skipped by a batch), and one the server took only partly is not."""
+    return f"[medcnn {version} {k}/{n}]"
 
 
-def _mark(ds, version: str) -> None:
-    tag = marker(version)
+def _mark(ds, tag: str) -> None:
     ds.SeriesDescription = f"{str(getattr(ds, 'SeriesDescription', '') or '')[:63 - len(tag)]} {tag}".strip()
 
 
 def done_by(pacs: Pacs, study: str, version: str) -> bool:
-    """Whether the study already holds results of this model version."""
-    tag = marker(version)
-    return any(tag in str(uid_of(s, DESCRIPTION) or "") for s in pacs.series_of(study))
+    """Whether the study already holds a complete set of results of this model version."""
+    import re
+
+    found = [re.search(rf"\[medcnn {re.escape(version)} (\d+)/(\d+)\]", str(uid_of(s, DESCRIPTION) or ""))
+             for s in pacs.series_of(study)]
+    places = {(int(m[1]), int(m[2])) for m in found if m}
+    return any(all((k, n) in places for k in range(1, n + 1)) for n in {n for _, n in places})
 
 
 def dicom_outputs(result: dict[str, Any]) -> list[Path]:
@@ -115,8 +119,9 @@ def predict_study(run: str | Path, url: str, study: str, series: list[str] | Non
             r["series"] = uid
             results.append(r)
             datasets.extend(new)
+        order = list(dict.fromkeys(str(ds.SeriesInstanceUID) for ds in datasets))
         for ds in datasets:
-            _mark(ds, version)
+            _mark(ds, marker(version, order.index(str(ds.SeriesInstanceUID)) + 1, len(order)))
         pacs.store(datasets, study)
     stored: dict[str, dict[str, Any]] = {}
     for ds in datasets:
