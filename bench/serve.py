@@ -9,6 +9,7 @@ into docs/img/.
 
     make bench-serve
     .venv/bin/python bench/serve.py --requests 200 --concurrency 8
+    .venv/bin/python bench/serve.py --pacs-shot --segment RUN   # docs/img/workbench-pacs.png
 
 Writes bench/results/serve.json and the README table between the bench-serve markers.
 """
@@ -132,6 +133,61 @@ def screenshots(url: str, models: dict[str, str], out_dir: Path) -> list[str]:
     return saved
 
 
+def pacs_screenshot(run: Path, out_dir: Path) -> str:
+    """The workbench's PACS panel: an MSD Hippocampus test volume written as a DICOM series into a local
+    Orthanc (medcnn.pacs.orthanc), found in the study list, predicted and stored from the page; the
+    screenshot shows the SEG read back from the PACS over its series, and where it was stored."""
+    import httpx
+    import pydicom
+    from playwright.sync_api import sync_playwright
+
+    from medcnn.io import read_image
+    from medcnn.io.dicom_write import write_dicom_series
+    from medcnn.pacs.client import Pacs
+    from medcnn.pacs.orthanc import local_orthanc
+
+    tmp = Path(tempfile.mkdtemp())
+    volume = data_root() / "msd_task04_hippocampus" / "imagesTs" / "hippocampus_002.nii.gz"
+    with local_orthanc(tmp / "orthanc") as (pacs_url, user, password):
+        os.environ.update(MEDCNN_DICOMWEB_USER=user, MEDCNN_DICOMWEB_PASSWORD=password)
+        datasets = [pydicom.dcmread(f) for f in write_dicom_series(read_image(volume), tmp / "series",
+                                                                   description="T1 (MSD Hippocampus test 002)")]
+        for ds in datasets:
+            ds.StudyDescription = "hippocampus MR (MSD test volume 002)"
+        Pacs(pacs_url).store(datasets, datasets[0].StudyInstanceUID)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([sys.executable, "-m", "medcnn", "serve", str(run), "--port", str(port),
+                                   "--dicomweb", pacs_url], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            for _ in range(600):
+                try:
+                    httpx.get(url + "/health")
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=os.environ.get("MEDCNN_CHROMIUM", "/usr/bin/chromium"),
+                                             headless=True, args=CHROMIUM_FLAGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(url + "/")
+                page.wait_for_selector("#pacs:not([hidden])")
+                page.click("#pacs summary")
+                page.fill("#pacs-query", "Modality=MR")
+                page.click("#pacs-search button")
+                page.click("#pacs-studies tbody button")
+                page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=600_000)
+                path = out_dir / "workbench-pacs.png"
+                page.screenshot(path=str(path), full_page=True)
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    return str(path.relative_to(ROOT))
+
+
 def _zip(files: list[Path]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
@@ -159,10 +215,16 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--no-screenshots", action="store_true")
     ap.add_argument("--screenshots-only", action="store_true", help="no load test; results and README untouched")
+    ap.add_argument("--pacs-shot", action="store_true", help="only the PACS panel's screenshot (a local Orthanc "
+                                                              "and the --segment run); results and README untouched")
     ap.add_argument("--shots", type=Path, default=ROOT / "docs" / "img")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     ap.add_argument("--readme", type=Path, default=ROOT / "docs" / "results.md")
     args = ap.parse_args()
+    if args.pacs_shot:
+        args.tasks = ["segment"]
+        print(pacs_screenshot(common.task_runs(args)["segment"], args.shots))
+        return
     runs = common.task_runs(args)
     meta = common.run_meta("bench/serve.py", [], "src/medcnn/serve")
     with socket.socket() as s:

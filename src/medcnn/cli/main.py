@@ -557,7 +557,10 @@ def serve(runs: List[Path] = typer.Argument(None, help="Run folders or zoo model
           workers: int = typer.Option(1, help="Requests predicted at once (each model runs one at a time)."),
           max_queue: int = typer.Option(16, help="Requests in progress or waiting beyond which the server answers 503."),
           keep_phi: bool = typer.Option(False, "--keep-phi", help="DICOM results (SEG, derived series) keep the "
-                                        "upload's patient name/ID/birth date. Default: emptied.")):
+                                        "upload's patient name/ID/birth date. Default: emptied."),
+          dicomweb: Optional[str] = typer.Option(None, help="A PACS's DICOMweb root URL: the workbench lists its "
+                                                 "studies and runs a model on one, storing the results into it "
+                                                 "(credentials: MEDCNN_DICOMWEB_USER / _PASSWORD or ~/.netrc).")):
     """Serve runs over HTTP: the web workbench at http://HOST:PORT/, the REST API under /v1 (POST /v1/predict,
     GET /v1/models), /health and /openapi.json. Uploads and results stay in a private temporary folder and
     are deleted after --retention-s."""
@@ -571,7 +574,8 @@ def serve(runs: List[Path] = typer.Argument(None, help="Run folders or zoo model
     if not runs:
         raise MedcnnError("no run folders given and no zoo models installed")
     models = load_models(runs, _engine(engine), checkpoint, keep_phi)
-    api = create_app(models, max_upload_mb=max_upload_mb, retention_s=retention, workers=workers, max_queue=max_queue)
+    api = create_app(models, max_upload_mb=max_upload_mb, retention_s=retention, workers=workers, max_queue=max_queue,
+                     dicomweb=dicomweb)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out.print(f"serving {', '.join(f'{n} ({m.task})' for n, m in models.items())} at http://{host}:{port}/")
     uvicorn.run(api, host=host, port=port, log_level="info" if _state["debug"] else "warning")

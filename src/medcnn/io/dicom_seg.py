@@ -82,6 +82,33 @@ def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], pat
     return path
 
 
+def read_dicom_seg(seg, image: Image, names: dict[int, str] | None = None) -> Image:
+    """A DICOM SEG (a path or dataset) as a label map on ``image``, the series it references read by
+    medcnn: segment k gets value k, or the value ``names`` gives its label (what :func:`write_dicom_seg`
+    wrote comes back as it was). Frames the SEG omits are empty."""
+    import highdicom as hd
+    import pydicom
+
+    ds = seg if isinstance(seg, pydicom.Dataset) else pydicom.dcmread(seg)
+    uids = image.meta.get("sop_instance_uids") or []
+    if image.spatial_dims != 3 or not uids:
+        raise InputError("a DICOM SEG is read onto the 3D image of the series it references", image.meta.get("source"))
+    seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
+    values = {str(v): k for k, v in (names or {}).items()}
+    out = np.zeros((len(uids), *image.spatial_shape[1::-1]), np.uint8)  # (slices, rows, columns)
+    referenced = {u[2] for u in seg.get_source_image_uids()}
+    present = [i for i, u in enumerate(uids) if u in referenced]
+    if not present:
+        raise InputError("the DICOM SEG references none of this series' instances", image.meta.get("source"))
+    for n in seg.get_segment_numbers():
+        value = values.get(seg.get_segment_description(n).SegmentLabel, n)
+        planes = seg.get_pixels_by_source_instance([uids[i] for i in present], segment_numbers=[n],
+                                                   combine_segments=True)
+        for i, plane in zip(present, planes):
+            out[i][plane > 0] = value
+    return Image(np.transpose(out, (2, 1, 0))[None], image.affine.copy(), {"format": "dicom-seg"})
+
+
 def _segmentation(hd, sources, label_map, descriptions, present):
     return hd.seg.Segmentation(
         source_images=sources, pixel_array=label_map, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,

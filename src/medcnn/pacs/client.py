@@ -70,8 +70,22 @@ class Pacs:
 
     def studies(self, filters: dict[str, str]) -> list[str]:
         """StudyInstanceUIDs matching QIDO-RS ``filters`` (attribute keyword or tag -> value)."""
+        filters = study_filters(filters)
         found = self._call(f"study search {sorted(filters)}", self.client.search_for_studies, search_filters=filters)
         return [uid_of(s, STUDY) for s in found]
+
+    def study_rows(self, filters: dict[str, str], limit: int = 50) -> list[dict]:
+        """The matching studies, newest first, as what a study list shows without naming the patient:
+        UID, date, description, modalities, number of series."""
+        fields = ["StudyDate", "StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries"]
+        filters = study_filters(filters)
+        found = self._call(f"study search {sorted(filters)}", self.client.search_for_studies,
+                           search_filters=filters, fields=fields, limit=limit)
+        rows = [{"study": uid_of(s, STUDY), "date": uid_of(s, "00080020") or "",
+                 "description": str(uid_of(s, "00081030") or ""),
+                 "modalities": list((s.get("00080061") or {}).get("Value") or []),
+                 "series": uid_of(s, "00201206")} for s in found]
+        return sorted(rows, key=lambda r: r["date"], reverse=True)
 
     def fetch_series(self, study: str, series: str, dest: Path) -> Path:
         """The series' instances written to ``dest`` as 00000.dcm, 00001.dcm ... (no identity in names)."""
@@ -115,7 +129,16 @@ class Pacs:
             return False
 
 
+def study_filters(filters: dict[str, str]) -> dict[str, str]:
+    """A study search's filters: ``Modality`` (a series attribute, which servers such as Orthanc match
+    against no study) asked as ``ModalitiesInStudy``."""
+    filters = dict(filters)
+    if "Modality" in filters and "ModalitiesInStudy" not in filters:
+        filters["ModalitiesInStudy"] = filters.pop("Modality")
+    return filters
+
+
 def uid_of(attrs: dict, tag: str) -> str | None:
-    """A UID from a DICOM JSON (QIDO-RS) attribute dict."""
+    """An attribute's first value (a UID, a date ...) from a DICOM JSON (QIDO-RS) attribute dict."""
     value = (attrs.get(tag) or {}).get("Value") or [None]
     return value[0]

@@ -3,6 +3,8 @@
 - ``POST /v1/predict`` (multipart: ``file``; optional ``model``, ``explain``, ``max_uncertainty``,
   ``allow_out_of_domain``); a classifier's answer carries ``domain`` (see medcnn.infer.domain)
 - ``GET /v1/models``, ``GET /health``, ``GET /v1/results/{id}/{file}``, ``DELETE /v1/results/{id}``
+- with ``--dicomweb URL``: ``GET /v1/pacs/studies?query=...``, ``POST /v1/pacs/predict`` (form: ``study``,
+  ``model``): the study predicted, its results stored into it and read back (medcnn.serve.pacs)
 - ``/`` the web page (static files in ``medcnn/serve/static``: no CDN, works offline);
   ``/openapi.json`` the API description (``/docs``: FastAPI's Swagger page, whose script comes from a CDN).
 
@@ -86,14 +88,33 @@ class Service:
         finally:
             shutil.rmtree(inbox, ignore_errors=True)  # the upload is not kept once predicted
         files = {p.name: p for p in out.pop("files").values()}
+        log.info("predict %s model=%s type=%s bytes=%d seconds=%.2f", rid[:8], model.name, kind, size,
+                 time.perf_counter() - t0)
+        return self._publish(rid, model, filename, kind, out, files)
+
+    def predict_study(self, rid: str, model, panel, study: str) -> dict:
+        """A PACS study through ``model``, its results stored into the study (medcnn.serve.pacs)."""
+        folder = self.workdir / rid
+        t0 = time.perf_counter()
+        try:
+            out = panel.predict(model, study, folder / "output")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        out["seconds"] = round(time.perf_counter() - t0, 3)
+        log.info("pacs predict %s model=%s stored=%d seconds=%.2f", rid[:8], model.name, len(out["stored"]),
+                 out["seconds"])
+        return self._publish(rid, model, f"study {study}", "pacs", out, {})
+
+    def _publish(self, rid: str, model, filename: str, kind: str, out: dict, files: dict) -> dict:
+        """Register a result's files and page views under ``rid``; the response."""
+        folder = self.workdir / rid
         views = out.pop("views")
         for v in views.values():
             files[v["name"]] = folder / "output" / v["name"]
             v["url"] = f"/v1/results/{rid}/{v.pop('name')}"
         with self.lock:
             self.results[rid] = {"created": time.time(), "files": files}
-        log.info("predict %s model=%s type=%s bytes=%d seconds=%.2f", rid[:8], model.name, kind, size,
-                 time.perf_counter() - t0)
         return {"id": rid, "model": model.name, "task": model.task, "file": filename, "type": kind, **out,
                 "views": views,
                 "downloads": [{"file": n, "url": f"/v1/results/{rid}/{n}"} for n in files
@@ -130,9 +151,15 @@ class Service:
 
 
 def create_app(models: dict, *, max_upload_mb: float = 512, retention_s: float = 3600, workers: int = 1,
-               max_queue: int = 16, workdir: Path | None = None):
-    """The ASGI app serving ``models`` (name -> :class:`~medcnn.serve.models.ServedModel`)."""
+               max_queue: int = 16, workdir: Path | None = None, dicomweb: str | None = None):
+    """The ASGI app serving ``models`` (name -> :class:`~medcnn.serve.models.ServedModel`); with
+    ``dicomweb`` (a DICOMweb root URL) the PACS panel's routes too."""
     service = Service(models, workdir, retention_s, workers, max_queue)
+    panel = None
+    if dicomweb:
+        from medcnn.serve.pacs import PacsPanel
+
+        panel = PacsPanel(dicomweb)
 
     async def sweeper():
         while True:
@@ -195,6 +222,49 @@ def create_app(models: dict, *, max_upload_mb: float = 512, retention_s: float =
         finally:
             service.pending -= 1
             await file.close()
+
+    @api.get("/v1/pacs")
+    def pacs_info() -> dict:
+        return {"enabled": panel is not None, "url": panel.url if panel else None}
+
+    def _pacs_error(e: MedcnnError) -> JSONResponse:
+        from medcnn.errors import ServerError
+
+        return JSONResponse({"detail": e.problem}, status_code=502 if isinstance(e, ServerError) else 422)
+
+    @api.get("/v1/pacs/studies")
+    async def pacs_studies(query: str = "", limit: int = 50):
+        if panel is None:
+            raise HTTPException(404, "no PACS configured (medcnn serve --dicomweb URL)")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, panel.studies, query, max(1, min(limit, 500)))
+        except MedcnnError as e:
+            return _pacs_error(e)
+
+    @api.post("/v1/pacs/predict")
+    async def pacs_predict(study: str = Form(..., description="StudyInstanceUID"),
+                           model: str | None = Form(None, description="a name from /v1/models (default: the first)")):
+        if panel is None:
+            raise HTTPException(404, "no PACS configured (medcnn serve --dicomweb URL)")
+        chosen = models.get(model or next(iter(models)))
+        if chosen is None:
+            raise HTTPException(404, f"no model {model!r}; loaded: {', '.join(models)}")
+        if service.pending >= max_queue:
+            raise HTTPException(503, f"server busy ({service.pending} requests in progress or waiting); retry later",
+                                headers={"Retry-After": "5"})
+        service.pending += 1
+        rid = secrets.token_hex(16)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(service.pool, service.predict_study, rid, chosen,
+                                                                    panel, study)
+        except MedcnnError as e:
+            log.info("pacs predict %s model=%s refused", rid[:8], chosen.name)
+            return _pacs_error(e)
+        except Exception:
+            log.exception("pacs predict %s model=%s failed", rid[:8], chosen.name)
+            return JSONResponse({"detail": f"internal error while predicting (request {rid[:8]})"}, status_code=500)
+        finally:
+            service.pending -= 1
 
     @api.get("/v1/results/{rid}/{name}")
     def result_file(rid: str, name: str, download: bool = False):

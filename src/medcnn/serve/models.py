@@ -27,7 +27,7 @@ class ServedModel:
         from medcnn.tasks.jobs import predict_job
 
         RunFolder(run).require()
-        self.run, self.name, self.engine = run, name, engine
+        self.run, self.name, self.engine, self.checkpoint = run, name, engine, checkpoint
         self.job = predict_job(run, checkpoint, engine, None, True, None, keep_phi)
         self.task = self.job.task.name
         self.plan = self.job.model.plan  # the network's plan (the run's inference settings applied)
@@ -48,12 +48,12 @@ class ServedModel:
                                              "spacing_mm": [round(s, 4) for s in image.spacing],
                                              "modality": image.meta.get("modality")}}
             result = self.job.task.serve(self.job, path, image, dest, {"components_shown": SHOW_COMPONENTS, **options})
-            result["views"] = self._draw(image, result["views"], dest)
+            result["views"] = self.draw(image, result["views"], dest)
             out.update(result)
             out["seconds"] = round(time.perf_counter() - t0, 3)
         return out
 
-    def _draw(self, image, views: dict[str, tuple], dest: Path) -> dict[str, dict]:
+    def draw(self, image, views: dict[str, tuple], dest: Path) -> dict[str, dict]:
         """The page's views: the input, then what the task returned (image, mask or heat map)."""
         step = slice_step(image.spatial_shape)
         drawn = {"image": image_view(image, dest / "image.f32", step)}

@@ -51,14 +51,18 @@ async function fetchView(v) {
 
 async function upload(file) {
   if (!file) return;
-  document.body.dataset.state = "busy";
-  setStatus(`predicting ${file.name} …`);
   const form = new FormData();
   form.append("file", file);
   form.append("model", $("model").value);
+  await predictWith("/v1/predict", form, file.name);
+}
+
+async function predictWith(url, form, what) {
+  document.body.dataset.state = "busy";
+  setStatus(`predicting ${what} …`);
   let r, body;
   try {
-    r = await fetch("/v1/predict", { method: "POST", body: form });
+    r = await fetch(url, { method: "POST", body: form });
     body = await r.json();
   } catch (e) {
     setStatus(`request failed: ${e}`, true);
@@ -209,7 +213,15 @@ function showResult() {
   const details = $("details");
   details.replaceChildren();
   $("measurements").hidden = true;
-  if (r.task === "classify") {
+  if (r.task === "classify" && res.findings) {  // a PACS study: one finding per image, read back from the stored report
+    $("prediction").textContent = Object.entries(res.counts).map(([k, n]) => `${k}: ${n}`).join(" · ");
+    const shown = res.findings.slice(0, 20);
+    $("measurements").querySelector("thead").replaceChildren(row(["image", "finding", "probability"], "th"));
+    $("measurements").querySelector("tbody").replaceChildren(...shown.map((f, i) =>
+      row([String(i + 1), f.prediction, f.probability === null ? "–" : f.probability.toFixed(3)])));
+    $("measurements").hidden = false;
+    if (res.findings.length > shown.length) details.append(el("p", {}, `first ${shown.length} of ${res.findings.length} images`));
+  } else if (r.task === "classify") {
     const p = res.prediction ?? (res.labels || []).join(", ");
     $("prediction").textContent = res.confidence !== undefined && !res.abstained && !res.refused ? `${p} (p = ${res.confidence.toFixed(3)})` : p;
     if (res.domain && res.domain.verdict !== "in-domain") {
@@ -246,6 +258,13 @@ function showResult() {
     details.append(el("p", {}, `mean |change| ${res.mean_abs_change}, 99th percentile ${res.p99_abs_change} (input units). ` +
       "Drag the before | after slider to compare."));
   }
+  const stored = r.stored || [];
+  $("stored-title").hidden = !stored.length;
+  $("stored").replaceChildren(...stored.map((s) => {
+    const li = el("li", {}, `${s.modality}, ${s.instances} instance${s.instances > 1 ? "s" : ""}: series `);
+    li.append(el("a", { href: s.url, title: s.series }, `…${s.series.slice(-16)}`));
+    return li;
+  }));
   $("downloads-title").hidden = !r.downloads.length;
   $("downloads").replaceChildren(...r.downloads.map((d) => {
     const li = el("li");
@@ -260,6 +279,40 @@ function row(cells, tag = "td") {
   return tr;
 }
 
+// ---- PACS (medcnn serve --dicomweb URL) --------------------------------------------------------
+async function setupPacs() {
+  const info = await (await fetch("/v1/pacs")).json();
+  if (!info.enabled) return;
+  $("pacs").hidden = false;
+  $("pacs-url").textContent = info.url;
+}
+
+async function searchStudies(e) {
+  if (e) e.preventDefault();
+  setStatus("searching the PACS …");
+  const r = await fetch(`/v1/pacs/studies?query=${encodeURIComponent($("pacs-query").value)}`);
+  const body = await r.json();
+  if (!r.ok) { setStatus(`error ${r.status}: ${body.detail}`, true); return; }
+  $("pacs-studies").querySelector("tbody").replaceChildren(...body.map((s) => {
+    const tr = row([s.date, s.description, s.modalities.join(", "), String(s.series ?? "")]);
+    const go = el("button", { type: "button", title: s.study }, "predict & store");
+    go.addEventListener("click", () => predictStudy(s.study));
+    const td = el("td");
+    td.append(go);
+    tr.append(td);
+    return tr;
+  }));
+  $("pacs-studies").hidden = false;
+  setStatus(`${body.length} studies`);
+}
+
+async function predictStudy(study) {
+  const form = new FormData();
+  form.append("study", study);
+  form.append("model", $("model").value);
+  await predictWith("/v1/pacs/predict", form, `study ${study}`);
+}
+
 // ---- wiring ---------------------------------------------------------------------------------
 $("file").addEventListener("change", (e) => upload(e.target.files[0]));
 const drop = $("drop");
@@ -269,4 +322,6 @@ drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove
 for (const id of ["window", "level", "slice", "show-overlay", "opacity", "split"]) $(id).addEventListener("input", draw);
 $("auto-wl").addEventListener("click", () => { autoWindow(); draw(); });
 $("model").addEventListener("change", showCard);
+$("pacs-search").addEventListener("submit", searchStudies);
 loadModels().catch((e) => setStatus(`cannot list models: ${e}`, true));
+setupPacs().catch((e) => setStatus(`cannot reach the PACS panel: ${e}`, true));
