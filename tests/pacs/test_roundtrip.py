@@ -243,3 +243,46 @@ def test_a_store_the_server_takes_only_partly_fails_and_the_study_is_not_done(hi
     assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert f"study {study_uid}: the server kept 1 of 2" in " ".join(done.stderr.split())
     assert not done_by(Pacs(url), study_uid, model_version(hippo_run, "best")[1])  # a batch would redo it
+
+
+def test_a_three_sequence_model_takes_its_series_as_channels(lgg_dir, pacs_env, tmp_path):
+    """LGG (pre-contrast, FLAIR, post-contrast): a patient's three sequences written as three DICOM series
+    of one study; with --series given in channel order they are one case, and the report's volume is
+    what the same model measures on the patient's three NIfTI files. Without --series: refused."""
+    from conftest import mini_lgg
+    from medcnn.data.segmentation import load_segmentation
+    from medcnn.errors import InputError
+    from medcnn.io import read_image
+    from medcnn.io.dicom_sr import read_volumes
+    from medcnn.io.dicom_write import write_dicom_series
+    from medcnn.pacs.client import Pacs
+    from medcnn.pacs.roundtrip import predict_study
+    from medcnn.planning.segment import default_plan
+    from medcnn.tasks import train
+    from medcnn.tasks.jobs import predict_job
+
+    root = mini_lgg(lgg_dir, tmp_path / "lgg", n=4)
+    data = load_segmentation(root)
+    plan = default_plan(data, str(root)).override(
+        ["epochs=1", "segment.patches_per_epoch=4", "max_minutes=0", "segment.tta_flips=false",
+         "segment.split={test_fraction: 0.25, val_fraction: 0.25, fold: null}"])
+    run = train(plan, data, tmp_path / "run", progress=False)
+    files = [root / "imagesTr" / f"{data.cases[0].id}_{k:04d}.nii.gz" for k in range(3)]
+    study_uid = pydicom.uid.generate_uid()
+    series = []
+    pacs = Pacs(pacs_env)
+    for k, f in enumerate(files):
+        written = [pydicom.dcmread(p) for p in write_dicom_series(read_image(f), tmp_path / f"s{k}", study_uid=study_uid)]
+        pacs.store(written, study_uid)
+        series.append(written[0].SeriesInstanceUID)
+    with pytest.raises(InputError, match="give --series 3 times"):
+        predict_study(run, pacs_env, study_uid)
+    done = predict_study(run, pacs_env, study_uid, series)
+    assert done["series"] == series and {s["modality"] for s in done["stored"].values()} == {"SEG", "SR"}
+    (sr_uid,) = [uid for uid, s in done["stored"].items() if s["modality"] == "SR"]
+    (seg_uid,) = [uid for uid, s in done["stored"].items() if s["modality"] == "SEG"]
+    (seg,) = pacs.client.retrieve_series(study_uid, seg_uid)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series[0]
+    local = predict_job(run).one(files[0], tmp_path / "local")
+    assert sum(local["sizes"].values()) > 0
+    assert read_volumes(pacs.client.retrieve_series(study_uid, sr_uid)[0]) == pytest.approx(local["sizes"], rel=1e-6)

@@ -97,26 +97,42 @@ def _predict_series(job, folder: Path, dest: Path, model: str, version: str) -> 
     return r, new
 
 
+def _cases(chosen: list[str], channels: int, explicit: bool, study: str, url: str) -> list[list[str]]:
+    """The series each prediction takes: one each, or all of them as the channels of one case."""
+    if channels > 1 and len(chosen) > 1:
+        if not explicit or len(chosen) != channels:
+            raise InputError(f"study {study}: the model takes {channels} channels, one series each: give --series "
+                             f"{channels} times, in the model's channel order", url)
+        return [chosen]
+    return [[uid] for uid in chosen]
+
+
 def predict_study(run: str | Path, url: str, study: str, series: list[str] | None = None, *,
                   checkpoint: str = "best", engine: str = "torch", rtstruct: bool = False) -> dict[str, Any]:
     """Fetch ``series`` (default: every image series of ``study``), predict each, store the DICOM
-    results (with an RTSTRUCT beside a SEG if ``rtstruct``) into the study; returns what was stored (series UIDs, instance counts) and the results."""
+    results (with an RTSTRUCT beside a SEG if ``rtstruct``) into the study; returns what was stored
+    (series UIDs, instance counts) and the results. A model of several input channels (sequences)
+    takes that many ``series``, in its channel order, as one case; its results reference the first."""
     pacs = Pacs(url)
     chosen = list(series or image_series(pacs, study))
     if not chosen:
         raise InputError(f"study {study}: no image series to predict", url)
     job = predict_job(Path(run), checkpoint, engine, None, keep_phi=True, rtstruct=rtstruct)
+    channels = int(job.model.plan.preprocessing.channels)
+    cases = _cases(chosen, channels, bool(series), study, url)
     model, version = model_version(Path(run), checkpoint)
     with tempfile.TemporaryDirectory(prefix="medcnn-pacs-") as tmp:
         tmp = Path(tmp)
         results, datasets = [], []
-        for i, uid in enumerate(chosen):
-            folder = pacs.fetch_series(study, uid, tmp / "in" / f"series{i}")
+        for i, uids in enumerate(cases):
+            # one folder per series; a multi-channel case as CASE_0000, CASE_0001 ... (medcnn.io.channels)
+            folders = [pacs.fetch_series(study, uid, tmp / "in" / f"case{i}" / (f"series_{k:04d}" if len(uids) > 1 else "series"))
+                       for k, uid in enumerate(uids)]
             try:
-                r, new = _predict_series(job, folder, tmp / "out" / f"series{i}", model, version)
+                r, new = _predict_series(job, folders[0], tmp / "out" / f"case{i}", model, version)
             except MedcnnError as e:
-                raise InputError(f"series {uid} of study {study}: {e.problem}", url) from None
-            r["series"] = uid
+                raise InputError(f"series {' + '.join(uids)} of study {study}: {e.problem}", url) from None
+            r["series"] = uids[0] if len(uids) == 1 else uids
             results.append(r)
             datasets.extend(new)
         order = list(dict.fromkeys(str(ds.SeriesInstanceUID) for ds in datasets))
