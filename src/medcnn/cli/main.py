@@ -349,7 +349,8 @@ def predict(run: Path = typer.Argument(..., help="Run folder, or a zoo model's n
                                                    "Credentials: MEDCNN_DICOMWEB_USER / _PASSWORD or ~/.netrc."),
             study: Optional[str] = typer.Option(None, help="With --dicomweb: the StudyInstanceUID."),
             series: List[str] = typer.Option([], help="With --dicomweb: SeriesInstanceUIDs to predict (repeatable; "
-                                             "default: every image series of the study)."),
+                                             "default: every image series of the study; a model of several "
+                                             "sequences: one per channel, in its channel order)."),
             query: Optional[str] = typer.Option(None, help="With --dicomweb, instead of --study: every study matching "
                                                 "this QIDO-RS query (e.g. 'Modality=MR&StudyDate=20240101-20241231'); "
                                                 "studies already done by this model version are skipped.")):
