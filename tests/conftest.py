@@ -113,6 +113,22 @@ def hippo_run(tmp_path_factory, hippocampus_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def lgg_run(tmp_path_factory, lgg_dir) -> tuple[Path, Path]:
+    """(run, dataset folder): a three-sequence LGG segmentation run, one short epoch on five patients."""
+    from medcnn.data.segmentation import load_segmentation
+    from medcnn.planning.segment import default_plan
+    from medcnn.tasks import train
+
+    tmp = tmp_path_factory.mktemp("lgg")
+    root = mini_lgg(lgg_dir, tmp / "lgg", n=5)
+    data = load_segmentation(root)
+    plan = default_plan(data, str(root)).override(
+        ["epochs=1", "segment.patches_per_epoch=4", "max_minutes=0", "segment.tta_flips=false",
+         "segment.split={test_fraction: 0.2, val_fraction: 0.25, fold: null}"])
+    return train(plan, data, tmp / "run", progress=False), root
+
+
+@pytest.fixture(scope="session")
 def mr_dir(hippocampus_dir) -> Path:
     """Unlabelled real MR volumes (MSD hippocampus imagesTs)."""
     return require(hippocampus_dir / "imagesTs")

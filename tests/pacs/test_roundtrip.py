@@ -2,8 +2,6 @@
 predicted by `medcnn predict --dicomweb`, the results stored back into it and read back."""
 import json
 import shutil
-import subprocess
-import sys
 
 import pydicom
 import pytest
@@ -39,13 +37,41 @@ def _store_study(url, series_dir, description="medcnn test", drop=None):
     return study_uid, series_uid, len(datasets)
 
 
+PATIENT = "Doe^Jane^PACS"
+
+
+def _store_volume(url, nifti, tmp_path, description="medcnn test"):
+    """A NIfTI volume (e.g. a small MSD Hippocampus one) written as a new DICOM series in a new study
+    (medcnn.io.dicom_write) and stored with STOW-RS: (study UID, series UID)."""
+    from medcnn.io import read_image
+    from medcnn.io.dicom_write import write_dicom_series
+    from medcnn.pacs.client import Pacs
+
+    folder = tmp_path / f"volume-{len(list(tmp_path.glob('volume-*')))}"
+    datasets = [pydicom.dcmread(f) for f in write_dicom_series(read_image(nifti), folder)]
+    for ds in datasets:
+        ds.StudyDescription, ds.PatientName, ds.PatientID = description, PATIENT, "PACS-TEST-ID"
+    Pacs(url).store(datasets, datasets[0].StudyInstanceUID)
+    return datasets[0].StudyInstanceUID, datasets[0].SeriesInstanceUID
+
+
 @pytest.fixture()
 def study(pacs_env, dicom_series_dir):
     return _store_study(pacs_env, dicom_series_dir)
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "medcnn", *args], capture_output=True, text=True, timeout=600)
+    """`medcnn ARGS` in this process (no interpreter start per call): its exit status and output."""
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    from medcnn.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def test_a_segmentation_comes_back_as_a_dicom_seg_in_the_study(hippo_run, pacs_env, study, tmp_path, dicom_series_dir):
@@ -67,17 +93,20 @@ def test_a_segmentation_comes_back_as_a_dicom_seg_in_the_study(hippo_run, pacs_e
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
     assert seg.StudyInstanceUID == study_uid and len(seg.SegmentSequence) >= 1
 
-    # the report's volumes are the sizes `medcnn predict` measures on the same series read from disk
+    # the report's volumes are those of the stored SEG, read back onto the series (medcnn.io.dicom_seg)
+    from medcnn.io import read_image
+    from medcnn.io.dicom_seg import read_dicom_seg
     from medcnn.io.dicom_sr import read_volumes
+    from medcnn.measure.components import measure
+    from medcnn.tasks import load_model
 
     (sr_series,) = [s["0020000E"]["Value"][0] for s in pacs.series_of(study_uid) if s["00080060"]["Value"][0] == "SR"]
     (sr,) = pacs.client.retrieve_series(study_uid, sr_series)
     assert sr.CurrentRequestedProcedureEvidenceSequence[0].StudyInstanceUID == study_uid
-    done = _cli("predict", str(run), str(dicom_series_dir), "--out", str(tmp_path / "local"), "--json",
-                str(tmp_path / "local.json"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    (local,) = json.loads((tmp_path / "local.json").read_text())["results"]
-    assert read_volumes(sr) == pytest.approx(local["sizes"], rel=1e-6)
+    names = dict(enumerate(load_model(run).plan.class_names))
+    label = read_dicom_seg(seg, read_image(pacs.fetch_series(study_uid, series_uid, tmp_path / "fetched")), names)
+    sizes = {m.name: m.size_mm for m in measure(label, label_names=names, labels=list(names)[1:])}
+    assert read_volumes(sr) == pytest.approx(sizes, rel=1e-6)
 
 
 def test_a_classification_comes_back_as_a_structured_report(pacs_env, study, tmp_path, monkeypatch):
@@ -137,13 +166,13 @@ def test_faults_are_one_line_with_their_own_exit_status(hippo_run, orthanc, stud
     assert USER not in done.stderr
 
 
-def test_a_batch_over_a_query_stores_each_study_once(hippo_run, pacs_env, dicom_series_dir, tmp_path):
+def test_a_batch_over_a_query_stores_each_study_once(hippo_run, pacs_env, mr_dir, tmp_path):
     from pydicom.uid import generate_uid
 
     from medcnn.pacs.client import Pacs
 
     tag = f"batch{generate_uid()[-12:]}"
-    studies = [_store_study(pacs_env, dicom_series_dir, tag)[0] for _ in range(2)]
+    studies = [_store_volume(pacs_env, f, tmp_path, tag)[0] for f in sorted(mr_dir.glob("*.nii.gz"))[:2]]
     run = tmp_path / "hippo"
     shutil.copytree(hippo_run, run, ignore=shutil.ignore_patterns("export", "predictions"))
     first = _cli("predict", str(run), "--dicomweb", pacs_env, "--query", f"StudyDescription={tag}")
@@ -230,26 +259,25 @@ def test_a_volume_written_as_dicom_comes_back_with_seg_rtstruct_and_volumes(hipp
         assert 2 * np.sum(a & b) / (a.sum() + b.sum()) >= 0.99, names[k]
 
 
-def test_a_store_the_server_takes_only_partly_fails_and_the_study_is_not_done(hippo_run, picky_orthanc,
-                                                                             dicom_series_dir, monkeypatch):
+def test_a_store_the_server_takes_only_partly_fails_and_the_study_is_not_done(hippo_run, picky_orthanc, mr_dir,
+                                                                             tmp_path, monkeypatch):
     from medcnn.pacs.client import Pacs
     from medcnn.pacs.roundtrip import done_by, model_version
 
     url, user, password = picky_orthanc
     monkeypatch.setenv("MEDCNN_DICOMWEB_USER", user)
     monkeypatch.setenv("MEDCNN_DICOMWEB_PASSWORD", password)
-    study_uid, _, _ = _store_study(url, dicom_series_dir)
+    study_uid, _ = _store_volume(url, sorted(mr_dir.glob("*.nii.gz"))[0], tmp_path)
     done = _cli("predict", str(hippo_run), "--dicomweb", url, "--study", study_uid)
     assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert f"study {study_uid}: the server kept 1 of 2" in " ".join(done.stderr.split())
     assert not done_by(Pacs(url), study_uid, model_version(hippo_run, "best")[1])  # a batch would redo it
 
 
-def test_a_three_sequence_model_takes_its_series_as_channels(lgg_dir, pacs_env, tmp_path):
+def test_a_three_sequence_model_takes_its_series_as_channels(lgg_run, pacs_env, tmp_path):
     """LGG (pre-contrast, FLAIR, post-contrast): a patient's three sequences written as three DICOM series
     of one study; with --series given in channel order they are one case, and the report's volume is
     what the same model measures on the patient's three NIfTI files. Without --series: refused."""
-    from conftest import mini_lgg
     from medcnn.data.segmentation import load_segmentation
     from medcnn.errors import InputError
     from medcnn.io import read_image
@@ -257,16 +285,10 @@ def test_a_three_sequence_model_takes_its_series_as_channels(lgg_dir, pacs_env, 
     from medcnn.io.dicom_write import write_dicom_series
     from medcnn.pacs.client import Pacs
     from medcnn.pacs.roundtrip import predict_study
-    from medcnn.planning.segment import default_plan
-    from medcnn.tasks import train
     from medcnn.tasks.jobs import predict_job
 
-    root = mini_lgg(lgg_dir, tmp_path / "lgg", n=4)
+    run, root = lgg_run
     data = load_segmentation(root)
-    plan = default_plan(data, str(root)).override(
-        ["epochs=1", "segment.patches_per_epoch=4", "max_minutes=0", "segment.tta_flips=false",
-         "segment.split={test_fraction: 0.25, val_fraction: 0.25, fold: null}"])
-    run = train(plan, data, tmp_path / "run", progress=False)
     files = [root / "imagesTr" / f"{data.cases[0].id}_{k:04d}.nii.gz" for k in range(3)]
     study_uid = pydicom.uid.generate_uid()
     series = []

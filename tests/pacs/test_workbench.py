@@ -3,17 +3,16 @@ names no patient, a study predicted from the page gets its SEG and report stored
 given what was stored, read back from the PACS."""
 import shutil
 
-import pydicom
 import pytest
 from fastapi.testclient import TestClient
 
-from .test_roundtrip import _store_study
+from .test_roundtrip import PATIENT, _store_volume
 
 
-def test_the_workbench_lists_studies_and_stores_a_segmentation(hippo_run, orthanc, dicom_series_dir, tmp_path,
-                                                              monkeypatch):
+def test_the_workbench_lists_studies_and_stores_a_segmentation(hippo_run, orthanc, mr_dir, tmp_path, monkeypatch):
     from pydicom.uid import generate_uid
 
+    from medcnn.io import read_image
     from medcnn.io.dicom_sr import read_volumes
     from medcnn.pacs.client import Pacs
     from medcnn.serve.app import create_app
@@ -23,10 +22,12 @@ def test_the_workbench_lists_studies_and_stores_a_segmentation(hippo_run, orthan
     monkeypatch.setenv("MEDCNN_DICOMWEB_USER", user)
     monkeypatch.setenv("MEDCNN_DICOMWEB_PASSWORD", password)
     tag = f"wb{generate_uid()[-12:]}"
-    study_uid, series_uid, n = _store_study(url, dicom_series_dir, tag)
+    nifti = sorted(mr_dir.glob("*.nii.gz"))[0]
+    study_uid, series_uid = _store_volume(url, nifti, tmp_path, tag)
+    shape = read_image(nifti).spatial_shape
     run = tmp_path / "hippo"
     shutil.copytree(hippo_run, run, ignore=shutil.ignore_patterns("export", "predictions"))
-    patient = str(pydicom.dcmread(sorted(dicom_series_dir.glob("*"))[0]).PatientName)
+    patient = PATIENT.split("^")[1]
     with TestClient(create_app(load_models([run]), dicomweb=url)) as c:
         assert c.get("/v1/pacs").json() == {"enabled": True, "url": url}
         listed = c.get("/v1/pacs/studies", params={"query": f"StudyDescription={tag}"})
@@ -38,7 +39,7 @@ def test_the_workbench_lists_studies_and_stores_a_segmentation(hippo_run, orthan
         assert body["type"] == "pacs" and body["predicted_series"] == [series_uid] and patient not in r.text
         assert {s["modality"] for s in body["stored"]} == {"SEG", "SR"}
         mask = c.get(body["views"]["mask"]["url"])
-        assert mask.status_code == 200 and len(mask.content) == n * 320 * 260  # the stored SEG, over every slice
+        assert mask.status_code == 200 and len(mask.content) == shape[0] * shape[1] * shape[2]  # the SEG, every slice
         (sr_uid,) = [s["series"] for s in body["stored"] if s["modality"] == "SR"]
         (sr,) = Pacs(url).client.retrieve_series(study_uid, sr_uid)
         shown = {m["name"]: m["size_mm"] for m in body["result"]["labels"]}

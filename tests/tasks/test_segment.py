@@ -160,19 +160,13 @@ def test_predict_nifti_keeps_the_input_grid(hippo_run, hippocampus_dir, tmp_path
     assert main(["predict", str(hippo_run), str(src), "--out", str(tmp_path)]) == 2  # no silent overwrite
 
 
-def test_a_patients_three_sequence_files_are_one_input(lgg_dir, tmp_path):
+def test_a_patients_three_sequence_files_are_one_input(lgg_run, tmp_path):
     """LGG: a model of three MR sequences predicts a patient given as its three channel files (any of
     them, or all) and writes one mask on the input's grid."""
-    from conftest import mini_lgg
-    from medcnn.tasks import train
-
-    root = mini_lgg(lgg_dir, tmp_path / "lgg", n=5)
+    run, root = lgg_run
     data = load_segmentation(root)
-    plan = default_plan(data, str(root)).override(
-        ["epochs=1", "segment.patches_per_epoch=4", "max_minutes=0", "segment.tta_flips=false",
-         "segment.split={test_fraction: 0.2, val_fraction: 0.25, fold: null}"])
+    plan = load_model(run).plan
     assert plan.preprocessing.channels == 3 and plan.preprocessing.normalization == "zscore"
-    run = train(plan, data, tmp_path / "run", progress=False)
     files = [root / "imagesTr" / f"{data.cases[0].id}_{k:04d}.nii.gz" for k in range(3)]
     assert main(["predict", str(run), *map(str, files), "--out", str(tmp_path / "out"),
                  "--json", str(tmp_path / "p.json")]) == 0
