@@ -122,11 +122,18 @@ class Pacs:
 
     def _delete(self, study: str, series: str) -> bool:
         """DICOMweb DELETE of a series (not every server allows it); whether it went."""
+        import logging
+
+        quiet = logging.getLogger("dicomweb_client")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)  # its own log line would repeat ours
         try:
             self.client.delete_series(study_instance_uid=study, series_instance_uid=series)
             return True
         except Exception:  # refused or not supported: the caller names what is left
             return False
+        finally:
+            quiet.setLevel(level)
 
 
 def study_filters(filters: dict[str, str]) -> dict[str, str]:
