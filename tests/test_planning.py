@@ -60,10 +60,9 @@ def test_binary_tasks_get_balanced_weights_multiclass_none(plans):
     assert plans["bloodmnist"].class_weights == [] and plans["organamnist"].class_weights == []
 
 
-def test_multiclass_tasks_are_regularised_binary_ones_not(plans):
-    for n in ("bloodmnist", "organamnist"):
-        assert plans[n].label_smoothing == 0.1 and plans[n].optim.weight_decay == 0.05
-    for n in ("breastmnist", "pneumoniamnist", "adrenalmnist3d"):
+def test_no_task_gets_extra_regularisation(plans):
+    # label smoothing + strong weight decay for multi-class tasks lost on validation (EXPERIMENTS.md)
+    for n in ("bloodmnist", "organamnist", "breastmnist", "pneumoniamnist", "adrenalmnist3d"):
         assert plans[n].label_smoothing == 0.0 and plans[n].optim.weight_decay == 1e-4
 
 
