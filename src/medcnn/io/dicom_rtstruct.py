@@ -20,7 +20,7 @@ import numpy as np
 
 from medcnn import __version__
 from medcnn.errors import InputError
-from medcnn.io.dicom_seg import source_datasets
+from medcnn.io.dicom_seg import series_label, source_datasets
 from medcnn.io.image import Image
 from medcnn.io.phi import deidentify
 from medcnn.utils.files import atomic_path
@@ -45,12 +45,7 @@ def write_rtstruct(series: str | Path, label: Image, names: dict[int, str], path
 
     ds_helper, RTStruct = _rt_utils()
     series = Path(series)
-    uids = (source_image.meta if source_image is not None else label.meta).get("sop_instance_uids") or []
-    if label.spatial_dims != 3 or not uids:
-        raise InputError("RTSTRUCT needs the 3D label map of a DICOM series (source instance UIDs unknown)", series)
-    arr = label.array[0]
-    if arr.shape[2] != len(uids):
-        raise InputError(f"the label map has {arr.shape[2]} slices but the series {len(uids)} instances", series)
+    arr, uids = series_label(label, source_image, series, "RTSTRUCT")
     headers = []
     for ds in source_datasets(series, uids, pixels=False):
         ds = copy.copy(ds)

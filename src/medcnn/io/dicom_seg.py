@@ -38,6 +38,18 @@ def source_datasets(series: Path, uids: list[str], pixels: bool = True):
     return [by_uid[u] for u in uids]
 
 
+def series_label(label: Image, source_image: Image | None, series: Path, what: str) -> tuple[np.ndarray, list[str]]:
+    """(label array (columns, rows, slices), the source instance UIDs of its slices), or the InputError
+    saying why ``what`` cannot reference the series."""
+    uids = (source_image.meta if source_image is not None else label.meta).get("sop_instance_uids") or []
+    if label.spatial_dims != 3 or not uids:
+        raise InputError(f"{what} needs the 3D label map of a DICOM series (source instance UIDs unknown)", series)
+    arr = label.array[0]
+    if arr.shape[2] != len(uids):
+        raise InputError(f"the label map has {arr.shape[2]} slices but the series {len(uids)} instances", series)
+    return arr, uids
+
+
 def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], path: str | Path, *,
                     source_image: Image | None = None, keep_phi: bool = False) -> Path:
     """A DICOM SEG of ``label`` referencing the source ``series``; patient identity emptied unless
@@ -46,12 +58,7 @@ def write_dicom_seg(series: str | Path, label: Image, names: dict[int, str], pat
     from pydicom.sr.codedict import codes
 
     series = Path(series)
-    uids = (source_image.meta if source_image is not None else label.meta).get("sop_instance_uids") or []
-    if label.spatial_dims != 3 or not uids:
-        raise InputError("DICOM SEG needs the 3D label map of a DICOM series (source instance UIDs unknown)", series)
-    arr = label.array[0]
-    if arr.shape[2] != len(uids):
-        raise InputError(f"the label map has {arr.shape[2]} slices but the series {len(uids)} instances", series)
+    arr, uids = series_label(label, source_image, series, "DICOM SEG")
     sources = source_datasets(series, uids)
     frames = np.ascontiguousarray(np.transpose(arr, (2, 1, 0))).astype(np.uint8)  # (slices, rows, columns)
     present = [int(v) for v in np.unique(frames) if v > 0]

@@ -179,6 +179,20 @@ def create_app(models: dict, *, max_upload_mb: float = 512, retention_s: float =
                   description="Classify, segment & measure, enhance medical images with the loaded medcnn runs.")
     api.state.service = service
 
+    def _model(name: str | None):
+        """The served model ``name`` (default: the first), or 404."""
+        chosen = models.get(name or next(iter(models)))
+        if chosen is None:
+            raise HTTPException(404, f"no model {name!r}; loaded: {', '.join(models)}")
+        return chosen
+
+    def _admit() -> None:
+        """Count one more request in progress, or answer 503 when the queue is full."""
+        if service.pending >= max_queue:
+            raise HTTPException(503, f"server busy ({service.pending} requests in progress or waiting); retry later",
+                                headers={"Retry-After": "5"})
+        service.pending += 1
+
     @api.get("/health")
     def health() -> dict:
         return {"status": "ok", "version": __version__, "models": list(models), "busy": service.pending,
@@ -197,15 +211,10 @@ def create_app(models: dict, *, max_upload_mb: float = 512, retention_s: float =
                       allow_out_of_domain: bool = Form(False, description="classification: predict an input the "
                                                        "domain check calls foreign (the answer still says so)")):
         name = display_name(file.filename)
-        chosen = models.get(model or next(iter(models)))
-        if chosen is None:
-            raise HTTPException(404, f"no model {model!r}; loaded: {', '.join(models)}")
+        chosen = _model(model)
         if max_uncertainty is not None and not 0 <= max_uncertainty <= 1:
             raise HTTPException(422, "max_uncertainty must be between 0 and 1")
-        if service.pending >= max_queue:
-            raise HTTPException(503, f"server busy ({service.pending} requests in progress or waiting); retry later",
-                                headers={"Retry-After": "5"})
-        service.pending += 1
+        _admit()
         rid = secrets.token_hex(16)
         try:
             loop = asyncio.get_running_loop()
@@ -246,13 +255,8 @@ def create_app(models: dict, *, max_upload_mb: float = 512, retention_s: float =
                            model: str | None = Form(None, description="a name from /v1/models (default: the first)")):
         if panel is None:
             raise HTTPException(404, "no PACS configured (medcnn serve --dicomweb URL)")
-        chosen = models.get(model or next(iter(models)))
-        if chosen is None:
-            raise HTTPException(404, f"no model {model!r}; loaded: {', '.join(models)}")
-        if service.pending >= max_queue:
-            raise HTTPException(503, f"server busy ({service.pending} requests in progress or waiting); retry later",
-                                headers={"Retry-After": "5"})
-        service.pending += 1
+        chosen = _model(model)
+        _admit()
         rid = secrets.token_hex(16)
         try:
             return await asyncio.get_running_loop().run_in_executor(service.pool, service.predict_study, rid, chosen,
