@@ -26,6 +26,21 @@ def test_plans_follow_the_data(hippocampus_dir, drive_dir):
     assert round(208 * hippo.segment.split["val_fraction"]) == 21
 
 
+def test_test_time_views_fit_the_inference_budget():
+    """Mirrored views while the median case fits INFER_VOXELS; a full-resolution fundus photograph
+    (726 windows of 256² per view) drops them, a larger image also halves the overlap."""
+    from medcnn.planning.segment import INFER_VOXELS, inference_for, windows
+
+    assert windows([2848, 4288], [256, 256], 0.5) == 22 * 33 and windows([35, 51, 35], [40, 56, 40], 0.5) == 1
+    assert inference_for([584, 565], [256, 256], [0, 1]) == (True, 0.5)  # DRIVE: 16 windows x 4 views
+    assert inference_for([112, 112, 35], [96, 96, 40], [0, 1, 2]) == (True, 0.5)  # LGG: 4 windows x 8 views
+    assert inference_for([2848, 4288], [256, 256], [0, 1]) == (False, 0.5)  # IDRiD
+    assert inference_for([2848, 4288], [256, 256], []) == (False, 0.5)
+    big = [6000, 6000]
+    assert windows(big, [256, 256], 0.5) * 256 ** 2 > INFER_VOXELS >= windows(big, [256, 256], 0.25) * 256 ** 2
+    assert inference_for(big, [256, 256], [0, 1]) == (False, 0.25)
+
+
 def test_normalisation_follows_what_the_channels_are(data_root):
     """Three MR sequences are z-scored per channel (nnU-Net's rule from channel_names), not scaled as
     a colour photograph; colour stays colour; CT is clipped and standardised."""

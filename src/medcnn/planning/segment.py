@@ -11,7 +11,9 @@ The rules follow nnU-Net's planner, scaled to a CPU budget:
   per-image per-channel z-score; anything else (MRI, ...) -> per-image z-score;
 - mirroring (training augmentation and test-time views, as nnU-Net) along every axis except those
   along which two label classes keep a fixed order (hippocampus: anterior/posterior, measured in
-  bench/results/EXPERIMENTS_segment.md).
+  bench/results/EXPERIMENTS_segment.md);
+- test-time mirrored views only while the median case's inference fits the CPU budget
+  (``INFER_VOXELS``): a 4288 x 2848 fundus photograph needs 726 windows of 256² per view.
 """
 from __future__ import annotations
 
@@ -44,6 +46,12 @@ DEEP_SUPERVISION = 2  # extra decoder outputs in the loss, as nnU-Net (fewer whe
 # two label classes lie in the same order along it (hippocampus: anterior before posterior): a mirrored
 # case would show the classes swapped, which no real case does
 ORDERED, ORDER_CASES = 0.9, 5
+# voxels the network sees when predicting the median case (windows x window voxels x views) that the
+# plan allows itself on 2 CPU cores: about 0.4 us per voxel in bf16 for the default 2D and 3D U-Nets
+# (IDRiD 256² windows, LGG 96x96x40 windows), so 1e8 is about 40 s. Beyond it the mirrored views go,
+# then the window overlap falls to 0.25.
+INFER_VOXELS = 100e6
+LOW_OVERLAP = 0.25
 # validation cases (checkpoint and post-processing choice): 20 % of the non-test cases, but no more
 # than VAL_CASES (or 10 %, if that is more) -- large datasets keep more cases for training
 VAL_FRACTION, VAL_CASES = 0.2, 20
@@ -55,6 +63,23 @@ def val_fraction_for(n_cases: int) -> float:
         return VAL_FRACTION
     n_val = min(VAL_FRACTION * n_cases, max(VAL_CASES, 0.1 * n_cases))
     return round(n_val / n_cases, 4)
+
+
+def windows(shape: list[int], patch: list[int], overlap: float) -> int:
+    """Sliding windows over an image of ``shape`` (MONAI's scan: a stride of patch x (1 - overlap))."""
+    n = 1
+    for size, p in zip(shape, patch):
+        step = max(int(p * (1 - overlap)), 1)
+        n *= 1 if size <= p else int(np.ceil((size - p) / step)) + 1
+    return n
+
+
+def inference_for(shape: list[int], patch: list[int], mirror: list[int]) -> tuple[bool, float]:
+    """(mirrored test-time views, window overlap) that keep the median case within ``INFER_VOXELS``."""
+    cost = lambda views, overlap: windows(shape, patch, overlap) * int(np.prod(patch)) * views  # noqa: E731
+    if cost(2 ** len(mirror), 0.5) <= INFER_VOXELS:
+        return bool(mirror), 0.5
+    return False, 0.5 if cost(1, 0.5) <= INFER_VOXELS else LOW_OVERLAP
 
 
 def fingerprint(data: SegmentationData, max_cases: int = FINGERPRINT_CASES) -> dict[str, Any]:
@@ -192,8 +217,9 @@ def default_plan(data: SegmentationData, data_arg: str) -> Plan:
     labels = {int(k): v for k, v in fp["labels"].items()}
     names = [labels[k] for k in sorted(labels)]
     mirror = mirror_axes_for(fp)
-    seg = SegmentConfig(patch_size=patch, target_spacing=target, use_fov=fp["has_fov"], tta_flips=bool(mirror),
-                        mirror_axes=mirror,
+    tta, overlap = inference_for(shape, patch, mirror)
+    seg = SegmentConfig(patch_size=patch, target_spacing=target, use_fov=fp["has_fov"], tta_flips=tta,
+                        sw_overlap=overlap, mirror_axes=mirror,
                         split={"test_fraction": test_fraction, "val_fraction": val_fraction_for(n_trainval), "fold": None})
     aug = AugmentConfig(preset="custom", p=0.3, flip=bool(mirror), rotate_deg=15.0, translate=0.0, scale=[0.85, 1.25],
                         brightness=0.15, contrast=0.15, gamma=0.3, noise=0.1)
