@@ -16,6 +16,8 @@ slab comes from the scan that lent the training slices, so its rows are labelled
 | ct-gaussian | InVesalius head CT (108 slices, slab split) | its test slab + pydicom-data CT slices | gaussian 25/255 |
 | ct-lowdose | same | same | Poisson in the projection domain, 5e3-5e4 photons per bin |
 | ct-sparse | same | same | 60-view FBP (vs FBP) |
+| mr-lgg-gaussian | LGG brain MR, 3 sequences, training patients (80 %; a patient's sequences stay together) | held-out LGG patients, the TCIA series (another scanner, 12-bit), pydicom-data MR | gaussian 25/255 |
+| mr-lgg-rician | same | same | rician, one blind model for sigma 0.02-0.10 |
 | bsd68-gaussian | DnCNN's Train400 (400 grey natural images; 40 of them validate) | BSD68 and Set12 (DnCNN's paper table) | gaussian, one blind model for sigma 1-55 (0-255 scale) |
 
 The natural-image case reproduces DnCNN's protocol: grey values on the 0-255 scale (the plan's
@@ -53,6 +55,9 @@ CASES = {  # case: (data, degradation, level, plan settings of the case); EXTRA:
     "ct-gaussian": ("ct", "gaussian", [25 / 255], []),
     "ct-lowdose": ("ct", "lowdose-ct", [5e3, 5e4], []),
     "ct-sparse": ("ct", "sparse-view-ct", [60], []),
+    # trained on many patients' scans, tested on scans that lent nothing to training
+    "mr-lgg-gaussian": ("lgg", "gaussian", [25 / 255], []),
+    "mr-lgg-rician": ("lgg", "rician", [0.02, 0.1], []),
     # DnCNN-B's blind range (sigma 0-55; a level must be positive), on the paper's 0-255 scale
     "bsd68-gaussian": ("natural", "gaussian", [1 / 255, 55 / 255],
                        ["preprocessing.normalization=window", "preprocessing.normalization_args={window: [0, 255], floor: null}",
@@ -84,7 +89,7 @@ def data_dirs() -> dict[str, Path]:
     ct_root = root if (root / "invesalius_ct").is_dir() else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medcnn"
     return {"mr": root / "dicom_mr_series_tcia_pgbm005", "ct": fetch("invesalius-ct", ct_root, progress=False),
             "hippocampus": root / "msd_task04_hippocampus" / "imagesTr",
-            "natural": root / "natural_denoise" / "train400",
+            "natural": root / "natural_denoise" / "train400", "lgg": root / "lgg_mri_segmentation_112",
             **{name: root / "natural_denoise" / name for name in PAPER_SETS}}
 
 
@@ -131,11 +136,11 @@ def external_slices(plan, name: str, dirs: dict[str, Path]):
 
 
 def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> list[dict]:
-    from medcnn.data.enhance import load_enhance
+    from medcnn.data.enhance import load_enhance, source_group
     from medcnn.planning.enhance import default_plan
     from medcnn.tasks import evaluate, train
     from medcnn.tasks.enhance.evaluate import eval_levels, evaluate_slices
-    from medcnn.train.enhance_data import degradation_for
+    from medcnn.train.enhance_data import degradation_for, load_slices
 
     name, kind, level, case_sets = CASES[case]
     data = load_enhance(dirs[name])
@@ -154,6 +159,20 @@ def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> li
     if name == "natural":  # the paper's protocol: its own test sets, nothing held out of Train400 for test
         return [{**base, **r} for r in paper_rows(enh, dirs)]
     rep = evaluate(run, "test", limit=LIMIT)
+    if name == "lgg":  # held-out patients, then whole scans from elsewhere
+        n_patients = len({source_group(s) for s in data.sources if s.id in json.loads((run / "split.json").read_text())["test"]})
+        recs = [{**base, "test_set": f"lgg-held-out: {n_patients} patients ({rep['n_images']} slices)", **r}
+                for r in rep["rows"]]
+        tcia = load_enhance(dirs["mr"])
+        slices = load_slices(enh.plan, tcia, [(s.id, k) for s in tcia.sources for k in range(tcia.n_slices(s.id))])
+        slices = [slices[i] for i in np.unique(np.linspace(0, len(slices) - 1, min(LIMIT, len(slices))).astype(int))]
+        rows = evaluate_slices(enh, slices, degradation_for(enh.plan), eval_levels(enh.plan.enhance.level, kind),
+                               seed=enh.plan.seed)
+        recs += [{**base, "test_set": f"TCIA pgbm005 series, unseen scan ({len(slices)} slices)", **r} for r in rows]
+        label, ext = external_slices(enh.plan, "mr", dirs)
+        rows = evaluate_slices(enh, ext, degradation_for(enh.plan), eval_levels(enh.plan.enhance.level, kind),
+                               seed=enh.plan.seed)
+        return recs + [{**base, "test_set": f"{label} ({len(ext)} slices)", **r} for r in rows]
     label, ext = external_slices(enh.plan, name, dirs)
     pixel = 1.0
     if kind in ("lowdose-ct", "sparse-view-ct"):

@@ -49,6 +49,24 @@ def test_split_by_source_or_by_slab():
         slab_split(6, "train")
 
 
+def test_a_patients_sequences_stay_in_one_part(lgg_dir):
+    """LGG's three MR sequences per patient (nnU-Net channel files) are one patient: never split."""
+    from medcnn.data.enhance import source_group
+
+    data = load_enhance(lgg_dir)
+    groups = [source_group(s) for s in data.sources]
+    assert len(data.sources) == 330 and len(set(groups)) == 110
+    sp = split_sources([s.id for s in data.sources], groups=groups, seed=0)
+    assert sp["by"] == "patient"
+    part = {g: k for k in ("train", "val", "test") for i, g in zip([s.id for s in data.sources], groups) if i in sp[k]}
+    assert len(part) == 110 and sum(len(sp[k]) for k in ("train", "val", "test")) == 330
+    for k in ("train", "val", "test"):  # whole patients only
+        assert len(sp[k]) % 3 == 0 and all(part[g] == k for i, g in zip([s.id for s in data.sources], groups) if i in sp[k])
+    # the test images live elsewhere (a benchmark's own test set): nothing held out for test
+    none = split_sources([f"s{i}" for i in range(50)], test_fraction=0.0, seed=0)
+    assert none["test"] == [] and (len(none["train"]), len(none["val"])) == (45, 5)
+
+
 def test_enhance_training_removes_noise(enhance_run):
     run = enhance_run
     split = json.loads((run / "split.json").read_text())

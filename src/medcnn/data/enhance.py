@@ -9,6 +9,7 @@ skipped: they are not images to restore.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from medcnn.io.image import Image
 SKIP_DIRS = {"labelstr", "labelsts", "labels", "masks", "mask", "1st_manual", "2nd_manual", "manual",
              "annotations", "fov", "roi"}
 MAX_SOURCES = 100_000
+CHANNEL_FILE = re.compile(r"^(.*)_\d{4}\.[^/]+$")  # nnU-Net: CASE_0000.nii.gz is channel 0 of CASE
 
 
 @dataclass
@@ -108,20 +110,42 @@ def load_enhance(path: str | os.PathLike) -> EnhanceData:
     return EnhanceData(root, find_sources(root))
 
 
+def source_group(src: Source) -> str:
+    """The patient a source belongs to, so a split keeps a patient's scans together: the DICOM patient
+    (hashed, else study, else series), else the case of nnU-Net channel files (``CASE_0000.nii.gz``,
+    ``CASE_0001.nii.gz``: one patient's sequences), else the source itself."""
+    from medcnn.data.groups import dicom_group
+
+    if src.kind == "series" or src.path.suffix.lower() in (".dcm", ".dicom", ""):
+        g = dicom_group(src.path)
+        if g is not None:
+            return g
+    case = CHANNEL_FILE.match(src.id)
+    return case.group(1) if case else src.id
+
+
 def split_sources(ids: list[str], *, test_fraction: float = 0.2, val_fraction: float = 0.1,
-                  seed: int = 0) -> dict[str, list[str]]:
-    """A seeded split of the sources. With fewer than 3 sources every split gets the same ids and
-    :func:`slab_split` divides their slices instead."""
-    if len(ids) < 3:
+                  seed: int = 0, groups: list[str] | None = None) -> dict[str, list[str]]:
+    """A seeded split of the sources that keeps each group (patient, :func:`source_group`) in one
+    part; ``test_fraction`` 0 leaves the test part empty (the test images live elsewhere). With fewer
+    than 3 groups every split gets the same ids and :func:`slab_split` divides their slices instead."""
+    groups = list(ids) if groups is None else list(groups)
+    members: dict[str, list[str]] = {}
+    for i, g in zip(ids, groups):
+        members.setdefault(g, []).append(i)
+    keys = list(members)
+    if len(keys) < 3:
         return {"train": list(ids), "val": list(ids), "test": list(ids), "by": "slab"}
     rng = np.random.default_rng(seed)
-    order = [ids[i] for i in rng.permutation(len(ids))]
-    n_test = max(1, int(round(len(order) * test_fraction)))
+    order = [keys[i] for i in rng.permutation(len(keys))]
+    n_test = 0 if test_fraction <= 0 else max(1, int(round(len(order) * test_fraction)))
     n_val = max(1, int(round(len(order) * val_fraction)))
-    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
-    if not train:
+    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    if not parts["train"]:
         raise InputError(f"{len(ids)} images are too few for a train / val / test split")
-    return {"train": sorted(train), "val": sorted(val), "test": sorted(test), "by": "source"}
+    out = {k: sorted(i for g in v for i in members[g]) for k, v in parts.items()}
+    return {"train": out["train"], "val": out["val"], "test": out["test"],
+            "by": "source" if len(keys) == len(ids) else "patient"}
 
 
 def slab_split(n_slices: int, part: str, test_fraction: float = 0.2, val_fraction: float = 0.1,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
-from medcnn.data.enhance import EnhanceData, load_enhance, slab_split, split_sources
+from medcnn.data.enhance import EnhanceData, load_enhance, slab_split, source_group, split_sources
 from medcnn.errors import InputError
 from medcnn.plan import Plan
 from medcnn.transforms import ct
@@ -35,7 +35,8 @@ def split_slices(plan: Plan, data: EnhanceData) -> tuple[dict, dict[str, list[tu
     s = plan.enhance.split
     ids = [src.id for src in data.sources]
     split = split_sources(ids, test_fraction=float(s.get("test_fraction", 0.2)),
-                          val_fraction=float(s.get("val_fraction", 0.1)), seed=plan.seed)
+                          val_fraction=float(s.get("val_fraction", 0.1)), seed=plan.seed,
+                          groups=[source_group(src) for src in data.sources])
     return split, {part: part_pairs(plan, data, split, part) for part in ("train", "val", "test")}
 
 
