@@ -51,6 +51,24 @@ ENTRIES = {
         "failure_modes": ["paediatric patients of one centre: adult chest X-rays are out of its training "
                           "distribution", "28×28 input: a screening-level view, not a diagnostic one",
                           "the test split's patients differ in pneumonia prevalence (62 %) from training (74 %)"]},
+    "bloodmnist-classifier": {
+        "task": "classify", "dataset": "bloodmnist", "metric": "acc",
+        "data": {"name": "BloodMNIST (MedMNIST v2)", "licence": "CC BY 4.0",
+                 "source": "Acevedo et al., Data in Brief 2020, via MedMNIST v2 (Yang et al., Sci. Data 2023)",
+                 "images": "peripheral blood-cell microscopy, 28×28 colour, 8 cell types"},
+        "intended_use": "research on blood-cell type classification (8 classes) in stained smear images at 28×28",
+        "failure_modes": ["one hospital's analyser and staining: other stains and microscopes shift the colours",
+                          "28×28 input: cells are told apart by shape and colour, not fine texture",
+                          "healthy donors only: abnormal or immature cells outside the 8 classes get one of them"]},
+    "organamnist-classifier": {
+        "task": "classify", "dataset": "organamnist", "metric": "acc",
+        "data": {"name": "OrganAMNIST (MedMNIST v2)", "licence": "CC BY 4.0",
+                 "source": "LiTS (Bilic et al. 2019) axial CT slices via MedMNIST v2 (Yang et al., Sci. Data 2023)",
+                 "images": "abdominal CT, axial, 28×28 grey, 11 organs"},
+        "intended_use": "research on organ recognition in axial abdominal CT crops at 28×28",
+        "failure_modes": ["axial slices of liver-tumour CT studies: other planes and body regions are outside it",
+                          "left and right organs (kidneys, femurs) are told apart by position: do not mirror inputs",
+                          "the crops are centred on one organ: a whole slice is not a valid input"]},
     "hippocampus-segmenter": {
         "task": "segment", "dataset": "msd-hippocampus", "metric": "dice_mean",
         "data": {"name": "MSD Task04 Hippocampus", "licence": "CC BY-SA 4.0",
@@ -105,8 +123,10 @@ def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict) -> 
     m = spec["metric"]
     lo, hi = original[f"{m}_ci95"]
     inside = lo <= packed[m] <= hi
-    marker = source / "bench.json"  # a bench's run folder names the commit it was trained at
-    src_commit = json.loads(marker.read_text()).get("commit") if marker.is_file() else meta["commit"]
+    # the commit the source was trained at: a bench's marker in the run folder, or the per-seed record
+    # the classification bench keeps beside it (OUT/<dataset>/seed<k>.json), else this build's
+    markers = [source / "bench.json", source.parent / f"{source.name}.json"]
+    src_commit = next((json.loads(m.read_text()).get("commit") for m in markers if m.is_file()), None) or meta["commit"]
     rec = {"name": name, "source_run": str(source), "source_commit": src_commit,
            "source_command": json.loads((source / "run.json").read_text()).get("command"),
            "original": original, "packed": packed, "inside_original_interval": inside, **meta}
