@@ -146,6 +146,26 @@ def test_train_writes_split_and_evaluate_reports_mm(hippo_run):
         assert (hippo_run / "eval" / f).is_file()
 
 
+def test_validation_decides_whether_mirrored_views_pay(hippo_run, tmp_path):
+    """Mirrored test-time views cost 2-8x the time: kept only when they beat one view on validation."""
+    import shutil
+
+    from medcnn.runs import RunFolder
+    from medcnn.tasks.segment.evaluate import CaseSegmenters, choose_postprocess, load_run_data
+
+    run = tmp_path / "run"
+    shutil.copytree(hippo_run, run)
+    (run / "postprocess.json").unlink(missing_ok=True)
+    seg = load_model(run)
+    seg.plan = seg.plan.override(["segment.tta_flips=true", "segment.mirror_axes=[0]", "augment.flip=true"])
+    assert seg.plan.mirror_tta == [0] and RunFolder(run).mirror_views()  # before a choice: the plan's views
+    _, data, splits = load_run_data(run)
+    choice = choose_postprocess(CaseSegmenters(run, seg, splits, "val"), data, splits["val"], run)
+    assert choice["mirror_views"] == (choice["val_dice_mirrored_views"] > choice["val_dice_one_view"])
+    assert RunFolder(run).mirror_views() == seg.mirror == choice["mirror_views"]
+    assert choice["val_dice"][choice["postprocess"]] == max(choice["val_dice_mirrored_views"], choice["val_dice_one_view"])
+
+
 def test_empty_masks_follow_the_stated_rule():
     from medcnn.tasks.segment.evaluate import surface_metrics
 

@@ -1,7 +1,7 @@
 """A trained segmentation model from its run folder: image in, label map on the image's own grid out.
 
 Steps (the plan's, as in training): normalise, resample to the plan's spacing, sliding windows
-(+ mirrored views if ``segment.tta_flips``, shifted views if ``segment.tta_shift``; the members of
+(+ mirrored views if ``segment.tta_flips`` and validation kept them, shifted views if ``segment.tta_shift``; the members of
 an ensemble run averaged), softmax, resample the probabilities back to the input
 grid, argmax, the post-processing chosen on validation (RUN/postprocess.json). The result keeps the
 input's affine, so NIfTI written from it overlays the input exactly.
@@ -77,7 +77,7 @@ def to_label(probs: torch.Tensor, threshold: float = 0.5) -> np.ndarray:
 
 class Segmenter:
     def __init__(self, plan: Plan, net: torch.nn.Module, run_dir: Path | None = None, post: str | None = None,
-                 threshold: float | None = None):
+                 threshold: float | None = None, mirror: bool | None = None):
         self.plan, self.net, self.run_dir = plan, net.eval(), run_dir
         if post is None:  # chosen on validation by `evaluate` (RUN/postprocess.json), else the plan's
             post = RunFolder(run_dir).postprocess(plan.segment.postprocess) if run_dir else plan.segment.postprocess
@@ -85,13 +85,15 @@ class Segmenter:
         # one foreground label: its probability threshold, chosen on validation by `evaluate` (0.5 = argmax)
         self.threshold = threshold if threshold is not None else \
             RunFolder(run_dir).foreground_threshold() if run_dir else 0.5
+        # the plan's mirrored test-time views, unless validation found them no better than one view
+        self.mirror = mirror if mirror is not None else RunFolder(run_dir).mirror_views() if run_dir else True
         # bfloat16 autocast where training would use it (precision auto/bf16 on an AVX-512-bf16 CPU or a
         # GPU): on MSD Hippocampus test Dice .8801 vs .8802 fp32, 2.7x faster (EXPERIMENTS_segment.md)
         self.bf16 = resolve_precision(plan.precision) == "bf16-mixed" and not getattr(net, "exported", False)
 
     def with_network(self, net: torch.nn.Module) -> "Segmenter":
         """The same segmenter (plan, post-processing) around another network (e.g. its ONNX export)."""
-        return Segmenter(self.plan, net, self.run_dir, post=self.post, threshold=self.threshold)
+        return Segmenter(self.plan, net, self.run_dir, post=self.post, threshold=self.threshold, mirror=self.mirror)
 
     def check(self, image: Image, path=None) -> None:
         if image.spatial_dims != self.plan.spatial_dims:
@@ -102,11 +104,12 @@ class Segmenter:
                              f"{image.channels}", path)
 
     def logits(self, x: torch.Tensor, flips: bool | None = None) -> torch.Tensor:
-        """``flips``: None = the plan's mirrored views (``Plan.mirror_tta``), False = none, True = every
-        mirroring along the axes training mirrored."""
+        """``flips``: None = the plan's mirrored views (``Plan.mirror_tta``) where validation kept them,
+        False = none, True = every mirroring along the axes training mirrored."""
         seg = self.plan.segment
+        default = self.plan.mirror_tta if self.mirror else False
         return sliding_logits(self.net, x, window_of(seg), overlap=seg.sw_overlap, batch_size=2 * self.plan.batch_size,
-                              flips=self.plan.mirror_tta if flips is None else flips and self.plan.mirror_axes,
+                              flips=default if flips is None else flips and self.plan.mirror_axes,
                               num_classes=self.plan.num_classes, bf16=self.bf16, shift=seg.tta_shift)
 
     def probabilities(self, image: Image, flips: bool | None = None) -> torch.Tensor:

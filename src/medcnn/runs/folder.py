@@ -264,6 +264,11 @@ class RunFolder:
             raise InputError("unreadable postprocess.json; delete it or re-run `medcnn evaluate`",
                              self.postprocess_file) from None
 
+    def mirror_views(self) -> bool:
+        """Whether validation kept the plan's mirrored test-time views (True before `evaluate` chose)."""
+        record = self.postprocess_record()
+        return bool(record.get("mirror_views", True)) if isinstance(record, dict) else True
+
     def postprocess_record(self) -> dict[str, Any] | None:
         return _read_json(self.postprocess_file, "postprocess.json") if self.postprocess_file.is_file() else None
 

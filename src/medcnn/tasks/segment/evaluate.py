@@ -176,47 +176,63 @@ class CaseSegmenters:
     def __call__(self, case_id: str) -> Segmenter:
         return self.members[self.owner[case_id]] if case_id in self.owner else self.seg
 
-    def set_post(self, mode: str, threshold: float = 0.5) -> None:
+    def set_post(self, mode: str, threshold: float = 0.5, mirror: bool = True) -> None:
         for s in [self.seg, *self.members]:
-            s.post, s.threshold = mode, threshold
+            s.post, s.threshold, s.mirror = mode, threshold, mirror
 
 
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # a one-label task's candidates (0.05 ... 0.95)
 
 
 def choose_postprocess(segs: CaseSegmenters, data, ids: list[str], run: Path) -> dict[str, Any]:
-    """On the validation cases: with one foreground label, the probability threshold with the best
-    mean Dice (0.5 unless another beats it: small, scattered lesions often want less); then the
-    post-processing (none, keep largest component, fill holes, both) with the best mean Dice at that
-    threshold ("none" unless another beats it). Saved to RUN/postprocess.json."""
+    """On the validation cases: whether the plan's mirrored test-time views beat one view (they cost
+    2-8x the time: kept only when their best mean Dice is higher); with one foreground label, the
+    probability threshold with the best mean Dice (0.5 unless another beats it: small, scattered
+    lesions often want less); then the post-processing (none, keep largest component, fill holes,
+    both) with the best mean Dice at that threshold ("none" unless another beats it). Saved to
+    RUN/postprocess.json."""
     k = segs.seg.plan.num_classes
     labels = list(range(1, k))
-    cases = []  # (probabilities, reference, field of view or None, spacing) of each validation case
+    mirrored = bool(segs.seg.plan.mirror_tta)
+    cases = {True: [], False: []}  # mirrored views or one view: (probabilities, reference, field of view, spacing)
     for case in cases_of(data, ids):
         image, ref, fov = read_case(case, data.labels)
         s = segs(case.id)
         inside = fov.array[0] > 0 if (fov is not None and s.plan.segment.use_fov) else None
-        cases.append((s.probabilities(image), ref.array[0], inside, image.spacing))
+        for views in ((True, False) if mirrored else (False,)):
+            cases[views].append((s.probabilities(image, flips=views), ref.array[0], inside,
+                                 image.spacing))
 
-    def mean_dice(threshold: float, mode: str) -> float:
+    def mean_dice(views: bool, threshold: float, mode: str) -> float:
         scores = []
-        for probs, ref, inside, spacing in cases:
+        for probs, ref, inside, spacing in cases[views]:
             p = postprocess(to_label(probs, threshold), mode, k)
             a, b = (p, ref) if inside is None else (np.where(inside, p, 0), np.where(inside, ref, 0))
             m = surface_metrics(a, b, labels, spacing, distances=False)
             scores.append(float(np.mean([m[lab]["dice"] for lab in labels])))
         return round(float(np.mean(scores)), 5)
 
-    threshold, by_threshold = 0.5, {}
-    if k == 2:
-        by_threshold = {t: mean_dice(t, "none") for t in THRESHOLDS}
-        threshold = max(by_threshold, key=lambda t: (by_threshold[t] - (1e-4 if t != 0.5 else 0.0)))
-    means = {m: mean_dice(threshold, m) for m in POSTPROCESS}
-    best = max(means, key=lambda m: (means[m] - (1e-4 if m != "none" else 0.0)))
-    choice = {"postprocess": best, "val_dice": means, "n_val": len(ids), "threshold": threshold,
-              **({"val_dice_by_threshold": {str(t): v for t, v in by_threshold.items()}} if by_threshold else {})}
+    def best(views: bool) -> dict[str, Any]:
+        threshold, by_threshold = 0.5, {}
+        if k == 2:
+            by_threshold = {t: mean_dice(views, t, "none") for t in THRESHOLDS}
+            threshold = max(by_threshold, key=lambda t: (by_threshold[t] - (1e-4 if t != 0.5 else 0.0)))
+        means = {m: mean_dice(views, threshold, m) for m in POSTPROCESS}
+        post = max(means, key=lambda m: (means[m] - (1e-4 if m != "none" else 0.0)))
+        return {"postprocess": post, "val_dice": means, "threshold": threshold, "score": means[post],
+                **({"val_dice_by_threshold": {str(t): v for t, v in by_threshold.items()}} if by_threshold else {})}
+
+    single = best(False)
+    choice, keep, compared = single, False, {}
+    if mirrored:
+        views = best(True)
+        keep = views["score"] > single["score"]
+        choice = views if keep else single
+        compared = {"val_dice_mirrored_views": views["score"], "val_dice_one_view": single["score"]}
+    choice = {**{key: v for key, v in choice.items() if key != "score"}, **compared, "mirror_views": keep,
+              "n_val": len(ids)}
     RunFolder(run).write_postprocess(choice)
-    segs.set_post(best, threshold)
+    segs.set_post(choice["postprocess"], choice["threshold"], choice["mirror_views"])
     return choice
 
 
@@ -234,7 +250,7 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
     post = RunFolder(run).postprocess_record() or \
         choose_postprocess(segs if split == "val" else CaseSegmenters(run, seg, splits, "val"),
                            data, splits["val"], run)
-    segs.set_post(post["postprocess"], float(post.get("threshold", 0.5)))
+    segs.set_post(post["postprocess"], float(post.get("threshold", 0.5)), bool(post.get("mirror_views", True)))
     labels = list(range(1, plan.num_classes))
     names = {lab: plan.class_names[lab] for lab in labels}
     tolerances = {lab: float(plan.segment.nsd_tolerance_mm[n]) for lab, n in names.items()
