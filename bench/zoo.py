@@ -29,6 +29,7 @@ ROOT = common.ROOT
 SCRIPT = "bench/zoo.py"
 ZOO = ROOT / "src" / "medcnn" / "zoo" / "models"
 MAX_FILE_MB, MAX_ZOO_MB = 10, 50
+START, END = "<!-- bench-zoo:start -->", "<!-- bench-zoo:end -->"
 
 ENTRIES = {
     "breastmnist-classifier": {
@@ -157,6 +158,23 @@ def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict) -> 
     return rec
 
 
+def table(records: list[dict]) -> str:
+    """The results page's zoo table: each entry's test metric as shipped beside the run it was packed from."""
+    ci = lambda r, m: f" [{r[f'{m}_ci95'][0]:.4f}, {r[f'{m}_ci95'][1]:.4f}]" if r.get(f"{m}_ci95") else ""  # noqa: E731
+    lines = ["| model | test metric (95 % CI), as shipped | the run it was packed from | shipped | source commit | built at |",
+             "|---|---|---|---|---|---|"]
+    for r in records:
+        m = r["original"]["metric"]
+        lines.append(f"| `{r['name']}` | {m} {r['packed'][m]:.4f}{ci(r['packed'], m)} (n = {r['packed'].get('n', 0):.0f}) | "
+                     f"{m} {r['original'][m]:.4f}{ci(r['original'], m)} | "
+                     f"{'yes' if r['inside_original_interval'] else 'no: outside the interval'} | "
+                     f"`{r['source_commit']}` | `{r['commit']}` |")
+    cmds = sorted({r["command"] for r in records})
+    lines += ["", "An entry ships only when its test metric lies inside the interval of the run it was packed from "
+              "(one network in float16). Command(s): " + "; ".join(f"`{c}`" for c in cmds) + "."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_args(ap, "zoo")
@@ -177,7 +195,9 @@ def main() -> None:
     if total > MAX_ZOO_MB * 2**20:
         raise SystemExit(f"the zoo is {total / 2**20:.1f} MB, over {MAX_ZOO_MB} MB")
     old = json.loads(args.results.read_text()) if args.results.is_file() else []
-    common.save_record(args.results, [r for r in old if r["name"] not in {x["name"] for x in records}] + records)
+    merged = [r for r in old if r["name"] not in {x["name"] for x in records}] + records
+    common.save_record(args.results, merged)
+    common.update_readme(args.readme, START, END, table(merged))
 
 
 if __name__ == "__main__":
