@@ -39,12 +39,15 @@ def _bench_module(name: str):
 
 
 def tables(results: Path = ROOT / "bench" / "results") -> dict[str, tuple[str, str, str]]:
-    """{bench: (start marker, end marker, table text)} from the records."""
+    """{bench: (start marker, end marker, table text)} from the records; a bench's ``EXTRA_TABLES``
+    ({name: (records file, start, end, table function)}) adds tables made from other record files."""
     out = {}
     for name in BENCHES:
         mod = _bench_module(name)
         records = json.loads((results / f"{name}.json").read_text())
         out[name] = (mod.START, mod.END, mod.table(records))
+        for extra, (file, start, end, make) in getattr(mod, "EXTRA_TABLES", {}).items():
+            out[extra] = (start, end, make(json.loads((results / file).read_text())))
     return out
 
 
