@@ -300,7 +300,8 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
                         "size_abs_error_pct": float(np.mean(np.abs(preds - refs) / np.maximum(refs, 1e-9)) * 100)}
     report: dict[str, Any] = {
         "split": split, "n": len(rows), "checkpoint": checkpoint, "data": plan.data, "postprocess": post,
-        "tta_flips": plan.mirror_tta, "tta_shift": plan.segment.tta_shift, "ensemble": plan.ensemble,
+        "tta_flips": plan.mirror_tta if segs.seg.mirror else [], "tta_shift": plan.segment.tta_shift,
+        "ensemble": plan.ensemble,
         "out_of_fold": bool(segs.members),
         "dice_mean": float(np.mean([v["dice"] for v in per_label.values()])),
         "dice_mean_ci95": mean_ci(np.mean([[r[f"{n}_dice"] for n in names.values()] for r in rows], axis=1)),

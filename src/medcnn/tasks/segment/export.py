@@ -26,7 +26,7 @@ def graph(model: Segmenter):
             "outputs": {"logits": ["batch", plan.num_classes, *window]},
             "outside_the_graph": {"sliding_window": {"size": window, "overlap": plan.segment.sw_overlap,
                                                      "weighting": "gaussian"},
-                                  "mirrored_views": plan.mirror_tta,
+                                  "mirrored_views": plan.mirror_tta if model.mirror else [],
                                   "shifted_views_voxels": plan.segment.tta_shift,
                                   "normalization": plan.preprocessing.normalization,
                                   "normalization_args": plan.preprocessing.normalization_args,
