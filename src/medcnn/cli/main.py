@@ -633,7 +633,8 @@ def _print_zoo() -> None:
     from medcnn.zoo import card, names
 
     t = Table(title="zoo models (medcnn predict NAME INPUT...; zoo:NAME always means the zoo)", show_header=True)
-    for c in ("name", "task", "trained on", "test metric [95 % CI]", "MB"):
+    t.add_column("name", no_wrap=True)  # the name is what users copy: never cut, the others wrap
+    for c in ("task", "trained on", "test metric [95 % CI]", "MB"):
         t.add_column(c)
     for name in names():
         c = card(name)
