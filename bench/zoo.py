@@ -86,6 +86,17 @@ ENTRIES = {
         "intended_use": "research on retinal vessel segmentation in colour fundus photographs",
         "failure_modes": ["20 training photographs of one screening programme and camera",
                           "thin capillaries are the vessels most often missed"]},
+    "mr-denoiser": {
+        "task": "enhance", "dataset": "lgg_mri_segmentation_112", "metric": "psnr",
+        "data": {"name": "LGG brain MR (TCGA-LGG via Buda et al. 2019), 3 sequences", "licence":
+                 "TCIA TCGA-LGG; the release is usually cited as CC BY-NC-SA 4.0",
+                 "source": "Buda et al., Computers in Biology and Medicine 2019; The Cancer Imaging Archive",
+                 "images": "pre-contrast, FLAIR and post-contrast brain MR slices, 8-bit, 112×112 (converted)"},
+        "intended_use": "research on denoising brain MR slices (Gaussian noise, sigma about 25/255 of the "
+                        "image's intensity range); each image is scaled by its own percentiles",
+        "failure_modes": ["trained on brain MR of one public collection at 112×112: other anatomy, sizes and "
+                          "contrasts restore less well", "a noise level far above 25/255 is warned about, not removed",
+                          "denoising can erase fine structures a radiologist needs: compare with the input"]},
 }
 RESEARCH_ONLY = "Research use only. Not a medical device; not for diagnosis or treatment decisions."
 
