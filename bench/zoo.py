@@ -114,7 +114,7 @@ def evaluate(run: Path) -> dict:
 
 
 def summary(report: dict, metric: str) -> dict:
-    keep = ("n", "n_cases", "auc", "acc", "ece", "brier", "dice_mean", "psnr")
+    keep = ("n", "n_cases", "n_images", "auc", "acc", "ece", "brier", "dice_mean", "psnr", "ssim")
     out = {k: round(float(report[k]), 4) for k in keep if isinstance(report.get(k), (int, float))}
     out.update({f"{k}_ci95": [round(float(v), 4) for v in report[f"{k}_ci95"]] for k in keep if report.get(f"{k}_ci95")})
     out["metric"] = metric

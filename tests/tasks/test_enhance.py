@@ -92,6 +92,7 @@ def test_evaluate_beside_the_classical_baselines(enhance_run):
     assert rows["noisy"]["psnr"] == pytest.approx(20.17, abs=0.3)
     assert rows["bm3d"]["psnr"] > rows["noisy"]["psnr"] + 3 and rows["medcnn"]["psnr"] > rows["noisy"]["psnr"]
     assert (enhance_run / "eval" / "enhance_test.csv").read_text().startswith("level,method,psnr")
+    assert (r["psnr"], r["psnr_ci95"]) == (rows["medcnn"]["psnr"], rows["medcnn"]["psnr_ci95"])  # the headline
     for row in rows.values():  # intervals over the 6 images, and the per-image values behind them
         assert row["psnr_ci95"][0] <= row["psnr"] <= row["psnr_ci95"][1] and len(row["per_image_psnr"]) == 6
     best = max(("bm3d", "nlm"), key=lambda m: rows[m]["psnr"])  # the paired difference is against the best oracle

@@ -190,6 +190,10 @@ def evaluate_enhance_run(enh: Enhancer, run: str | Path, split: str = "test", ch
               "degradation": plan.enhance.degradation,
               "normalization": plan.preprocessing.normalization, "normalization_args": plan.preprocessing.normalization_args,
               "n_images": len(slices), "rows": rows}
+    # the headline: medcnn at the first level evaluated (the model card's metric)
+    head = next((r for r in rows if r["method"] == "medcnn"), None)
+    if head is not None:
+        report.update({"level": head["level"], **{k: head[k] for k in ("psnr", "psnr_ci95", "ssim", "ssim_ci95")}})
     out = RunFolder(run).eval_dir
     out.mkdir(exist_ok=True)
     atomic_write_json(out / f"enhance_{name}.json", report)
