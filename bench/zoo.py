@@ -121,7 +121,7 @@ def summary(report: dict, metric: str) -> dict:
     return out
 
 
-def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict) -> dict:
+def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict, source_commit: str | None = None) -> dict:
     from medcnn.zoo import sha256
     from medcnn.zoo.pack import pack_run, shipped_files
 
@@ -138,7 +138,8 @@ def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict) -> 
     # the commit the source was trained at: a bench's marker in the run folder, or the per-seed record
     # the classification bench keeps beside it (OUT/<dataset>/seed<k>.json), else this build's
     markers = [source / "bench.json", source.parent / f"{source.name}.json"]
-    src_commit = next((json.loads(m.read_text()).get("commit") for m in markers if m.is_file()), None) or meta["commit"]
+    src_commit = source_commit or next((json.loads(m.read_text()).get("commit") for m in markers if m.is_file()),
+                                       None) or meta["commit"]
     rec = {"name": name, "source_run": str(source), "source_commit": src_commit,
            "source_command": json.loads((source / "run.json").read_text()).get("command"),
            "original": original, "packed": packed, "inside_original_interval": inside, **meta}
@@ -190,14 +191,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_args(ap, "zoo")
     ap.add_argument("--entries", nargs="+", default=list(ENTRIES), choices=list(ENTRIES))
-    ap.add_argument("--source", action="append", default=[], help="NAME=RUN: pack this finished run instead of training")
+    ap.add_argument("--source", action="append", default=[],
+                    help="NAME=RUN[@COMMIT]: pack this finished run instead of training (COMMIT: the one it was "
+                         "trained at, when the run folder does not say)")
     args = ap.parse_args()
     sources = dict(s.split("=", 1) for s in args.source)
+    commits = {name: run.rsplit("@", 1)[1] for name, run in sources.items() if "@" in run}
+    sources = {name: run.rsplit("@", 1)[0] for name, run in sources.items()}
     meta = common.run_meta(SCRIPT, args.sets)
     records = []
     for name in args.entries:
         src = Path(sources[name]) if name in sources else None
-        rec = build(name, ENTRIES[name], src, args.out, meta)
+        rec = build(name, ENTRIES[name], src, args.out, meta, commits.get(name))
         m = rec["original"]["metric"]
         print(f"{name}: test {m} source {rec['original'][m]:.4f} {rec['original'][f'{m}_ci95']}, packed "
               f"{rec['packed'][m]:.4f} -> {'written' if rec['inside_original_interval'] else 'NOT written'}", flush=True)
