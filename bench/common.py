@@ -120,8 +120,12 @@ def add_task_run_args(ap) -> None:
 
 
 def task_runs(args) -> dict[str, Path]:
-    """The run folder of each task asked for; exits naming the command that makes a missing one."""
+    """The run folder of each task asked for (a zoo model's name gives its checked copy); exits
+    naming the command that makes a missing one."""
+    from medcnn import zoo
+
     runs = {t: getattr(args, t) for t in args.tasks}
+    runs = {t: zoo.resolve(zoo.zoo_name(str(r))) if zoo.zoo_name(str(r)) else r for t, r in runs.items()}
     for task, run in runs.items():
         if not (run / "plan.yaml").is_file():
             sys.exit(f"{run}: not a run folder; train one (make demo / bench-segment / bench-enhance) or pass --{task}")
