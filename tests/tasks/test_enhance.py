@@ -49,6 +49,15 @@ def test_split_by_source_or_by_slab():
         slab_split(6, "train")
 
 
+def test_a_folder_of_the_data_root_is_found_by_its_bare_name(data_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing of that name here: the data root's folder is meant
+    data = load_enhance("lgg_mri_segmentation_112")
+    assert data.root == data_root / "lgg_mri_segmentation_112" and len(data.sources) == 330
+    (tmp_path / "lgg_mri_segmentation_112").mkdir()  # a folder of that name here wins
+    with pytest.raises(InputError, match="no images found"):
+        load_enhance("lgg_mri_segmentation_112")
+
+
 def test_a_patients_sequences_stay_in_one_part(lgg_dir):
     """LGG's three MR sequences per patient (nnU-Net channel files) are one patient: never split."""
     from medcnn.data.enhance import source_group

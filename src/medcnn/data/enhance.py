@@ -106,7 +106,10 @@ def find_sources(root: Path) -> list[Source]:
 
 
 def load_enhance(path: str | os.PathLike) -> EnhanceData:
-    root = Path(path).expanduser()
+    """The images under a folder (or one file), or under a folder of the data root named bare."""
+    from medcnn.data.fetch import in_data_root
+
+    root = in_data_root(path)
     return EnhanceData(root, find_sources(root))
 
 

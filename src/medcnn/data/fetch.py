@@ -48,6 +48,16 @@ def data_root() -> Path:
     return Path(cache).expanduser() / "medcnn"
 
 
+def in_data_root(name: str | os.PathLike) -> Path:
+    """``name`` itself when it exists; else, for a bare folder name (no path separator) that the data
+    root holds, that folder (a packed model's plan names its data this way); else ``name`` unchanged."""
+    path = Path(name).expanduser()
+    if path.exists() or len(path.parts) != 1:
+        return path
+    candidate = data_root() / path
+    return candidate if candidate.is_dir() else path
+
+
 def offline() -> bool:
     """True when ``MEDCNN_OFFLINE`` forbids downloads."""
     return os.environ.get("MEDCNN_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
