@@ -100,6 +100,28 @@ def test_packing_keeps_the_predictions_of_the_first_member(breast_run, breast_np
     assert np.abs(ref.predict_array(x[:64]) - got.predict_array(x[:64])).max() < 0.02  # float16 weights
 
 
+def test_int8_packing_quarters_the_weights_and_keeps_the_predictions(breast_run, breast_npz, tmp_path):
+    """A network too large for float16 ships int8 kernels with a scale per output channel."""
+    import torch
+
+    from medcnn.data.classification import load_classification
+    from medcnn.runs import SCALE_SUFFIX, load_checkpoint
+    from medcnn.tasks import load_model
+    from medcnn.zoo.pack import pack_run
+
+    half = pack_run(breast_run, tmp_path / "half", data="breastmnist")
+    small = pack_run(breast_run, tmp_path / "int8", data="breastmnist", dtype=torch.int8)
+    state = load_checkpoint(small / "checkpoints" / "best.ckpt")["state_dict"]
+    kernels = [k for k, v in state.items() if v.dtype == torch.int8]
+    assert kernels and all(k + SCALE_SUFFIX in state for k in kernels)
+    size = lambda run: (run / "checkpoints" / "best.ckpt").stat().st_size  # noqa: E731
+    assert size(small) < 0.6 * size(half)
+    x, _ = load_classification(str(breast_npz)).split("test")
+    a, b = load_model(half), load_model(small)
+    a.temperature = b.temperature = 1.0
+    assert np.abs(a.predict_array(x[:64]) - b.predict_array(x[:64])).max() < 0.05
+
+
 def test_a_zoo_model_is_a_pretrained_source():
     from medcnn.transfer.weights import resolve_source
 

@@ -52,15 +52,34 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"not a readable checkpoint ({type(e).__name__})", path) from None
 
 
+SCALE_SUFFIX = "#scale"
+"""A tensor stored as int8 (a packed zoo model) has its per-output-channel scale under NAME#scale."""
+
+
+def dequantized(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with every int8 tensor that has a ``#scale`` companion turned back into float32
+    (int8 value x its output channel's scale); the companions dropped. Other entries unchanged."""
+    out = {}
+    for k, v in state.items():
+        if k.endswith(SCALE_SUFFIX):
+            continue
+        scale = state.get(k + SCALE_SUFFIX)
+        if scale is not None and getattr(v, "dtype", None) is not None and str(v.dtype) == "torch.int8":
+            v = v.float() * scale.float().reshape(-1, *([1] * (v.dim() - 1)))
+        out[k] = v
+    return out
+
+
 def checkpoint_weights(path: str | os.PathLike) -> tuple[Plan, dict[str, Any]]:
-    """(the plan a checkpoint was trained with, its network's tensors without the ``net.`` prefix)."""
+    """(the plan a checkpoint was trained with, its network's tensors without the ``net.`` prefix;
+    int8-packed tensors restored to float)."""
     ckpt = load_checkpoint(path)
     try:
         plan = Plan.from_dict(ckpt["hyper_parameters"]["plan"], source=str(path))
         state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     except (KeyError, TypeError, AttributeError):
         raise InputError("not a medcnn checkpoint (no plan / state_dict)", path) from None
-    return plan, state
+    return plan, dequantized(state)
 
 
 def saved_epoch(path: str | os.PathLike | None) -> int | None:

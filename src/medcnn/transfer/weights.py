@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from medcnn.errors import InputError
-from medcnn.runs import RunFolder, load_checkpoint
+from medcnn.runs import RunFolder, dequantized, load_checkpoint
 from medcnn.transfer import catalog
 
 BACKBONE_DIRS_ENV = "MEDCNN_BACKBONES"  # extra folders searched for named backbones (medcnn-<name>.pt)
@@ -118,7 +118,7 @@ def read_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
             break
     if not isinstance(obj, dict):
         raise InputError("holds no state dict (a mapping of names to tensors)", path)
-    sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    sd = dequantized({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)})  # an int8-packed zoo model
     if not sd:
         raise InputError("holds no tensors", path)
     return sd, path
