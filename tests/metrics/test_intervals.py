@@ -11,7 +11,7 @@ from medcnn.metrics.classification import (
     classification_report,
     expected_calibration_error,
 )
-from medcnn.metrics.intervals import mean_ci, paired_difference_ci, rank_auc, resample_indices
+from medcnn.metrics.intervals import mean_ci, paired_difference_ci, rank_auc, resample_indices, resampled_auc
 
 
 def test_stratified_resamples_keep_class_counts():
@@ -77,3 +77,14 @@ def test_seed_mean_interval_is_narrower_than_one_seeds_when_seeds_disagree():
     one = classification_intervals(probs, labels, "binary")["acc"]
     both = classification_intervals([probs, other[:, ::-1].copy()], labels, "binary")["acc"]
     assert both[1] - both[0] < one[1] - one[0]
+
+
+def test_resampled_auc_equals_ranking_every_resample():
+    """Counting positives and negatives per tied score group gives what sorting each resample gives."""
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.random(300), 2)  # many ties
+    target = rng.random(300) < 0.3
+    idx = resample_indices(300, target, resamples=64, seed=1)
+    np.testing.assert_allclose(resampled_auc(scores, target, idx), rank_auc(scores[idx], target[idx]), atol=1e-12)
+    one_class = np.zeros((1, 300), dtype=np.int64)  # every draw the same (negative) case
+    assert np.isnan(resampled_auc(scores, target, one_class + int(np.flatnonzero(~target)[0])))[0]

@@ -86,14 +86,14 @@ def _ece_batch(conf: np.ndarray, correct: np.ndarray, idx: np.ndarray, n_bins: i
 
 
 def _auc_batch(probs: np.ndarray, labels: np.ndarray, label_type: str, idx: np.ndarray) -> np.ndarray:
-    from medcnn.metrics.intervals import rank_auc
+    from medcnn.metrics.intervals import resampled_auc
 
     columns = [1] if label_type == "binary" else range(probs.shape[1])
     aucs = []
     for k in columns:
         target = labels[:, k] > 0.5 if label_type == "multilabel" else labels == k
         if 0 < target.sum() < len(target):
-            aucs.append(rank_auc(probs[:, k][idx], target[idx]))
+            aucs.append(resampled_auc(probs[:, k], target, idx))
     return np.nanmean(aucs, axis=0) if aucs else np.full(len(idx), np.nan)
 
 
