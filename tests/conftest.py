@@ -97,6 +97,21 @@ def breast_run(tmp_path_factory, breast_npz) -> Path:
 
 
 @pytest.fixture(scope="session")
+def adrenal_run(tmp_path_factory, medmnist_dir) -> Path:
+    """A real 1-epoch AdrenalMNIST3D run (96 training and validation volumes): the 3D classifier the
+    engine and CLI tests share."""
+    from medcnn.data.classification import load_classification
+    from medcnn.planning import default_plan
+    from medcnn.tasks import train
+
+    data = load_classification(str(require(medmnist_dir / "adrenalmnist3d.npz")))
+    for s in ("train", "val"):
+        data.images[s], data.labels[s] = data.images[s][:96], data.labels[s][:96]
+    plan = default_plan(data, "adrenalmnist3d").override(["epochs=1", "batch_size=32"])
+    return train(plan, data, tmp_path_factory.mktemp("runs") / "adrenal", progress=False)
+
+
+@pytest.fixture(scope="session")
 def hippo_run(tmp_path_factory, hippocampus_dir) -> Path:
     """A real, briefly trained MSD Hippocampus segmentation run (a few dozen patches)."""
     from medcnn.data.segmentation import load_segmentation

@@ -155,19 +155,11 @@ def test_fetch_offline_missing(tmp_path, capsys, monkeypatch):
     assert "pneumoniamnist_64.npz" in err and str(tmp_path) in err
 
 
-def test_3d_model_predicts_dicom_series_and_nifti(medmnist_dir, dicom_series_dir, tmp_path):
+def test_3d_model_predicts_dicom_series_and_nifti(adrenal_run, dicom_series_dir, tmp_path):
     """A 3D classifier takes a real DICOM series folder and a real NIfTI volume."""
     import nibabel.testing
 
-    from conftest import require
-    from medcnn.data.classification import load_classification
-    from medcnn.planning import default_plan
-    from medcnn.tasks import train
-
-    data = load_classification(str(require(medmnist_dir / "adrenalmnist3d.npz")))
-    for s in ("train", "val"):
-        data.images[s], data.labels[s] = data.images[s][:64], data.labels[s][:64]
-    run = train(default_plan(data, "adrenalmnist3d").override(["epochs=1"]), data, tmp_path / "run", progress=False)
+    run = adrenal_run
     vol = os.path.join(nibabel.testing.data_path, "anatomical.nii")
     # an MR series into a model of shapes from abdominal CT is foreign: predicted here only because asked
     assert main(["predict", str(run), str(dicom_series_dir), vol, "--allow-out-of-domain",

@@ -59,14 +59,11 @@ def test_learning_on_pneumonia(medmnist_dir, tmp_path):
     assert json.loads((run / "run.json").read_text())["best_val_score"] > 0.85
 
 
-def test_3d_training_adrenal(medmnist_dir, tmp_path):
-    data = load_classification(str(require(medmnist_dir / "adrenalmnist3d.npz")))
-    for s in ("train", "val"):
-        data.images[s], data.labels[s] = data.images[s][:96], data.labels[s][:96]
-    plan = default_plan(data, "adrenalmnist3d").override(["epochs=1", "batch_size=32"])
-    assert plan.spatial_dims == 3 and plan.preprocessing.input_size == [28, 28, 28]
-    run = train(plan, data, tmp_path / "run", progress=False)
-    probs = load_model(run).predict_array(data.images["val"][:5])
+def test_3d_training_adrenal(adrenal_run, medmnist_dir):
+    model = load_model(adrenal_run)
+    assert model.plan.spatial_dims == 3 and model.plan.preprocessing.input_size == [28, 28, 28]
+    images = load_classification(str(require(medmnist_dir / "adrenalmnist3d.npz"))).images["val"][:5]
+    probs = model.predict_array(images)
     assert probs.shape == (5, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
