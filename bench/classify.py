@@ -84,15 +84,18 @@ def predictions_file(folder: Path, name: str, seed: int) -> Path:
     return folder / f"classify-{name}-seed{seed}.npz"
 
 
-def intervals(name: str, runs: list[dict], folder: Path) -> dict:
+def intervals(name: str, runs: list[dict], folder: Path, labels=None) -> dict:
     """95 % intervals of the seed-mean test metrics: a bootstrap over the test images, stratified by
-    class, every seed scored on the same resample (medcnn.metrics.intervals)."""
+    class, every seed scored on the same resample (medcnn.metrics.intervals); ``labels``: the test
+    labels (default: the dataset's)."""
+    from medcnn.data.classification import load_classification
     from medcnn.metrics.classification import brier_score, classification_intervals
 
     files = [predictions_file(folder, name, r["seed"]) for r in runs]
     if not all(f.is_file() for f in files):
         return {}
-    probs, labels, label_type = common.load_predictions(files)
+    labels = load_classification(name).labels["test"] if labels is None else labels
+    probs, labels, label_type = common.load_predictions(files, labels)
     ci = classification_intervals(probs, labels, label_type)
     rec = {f"test_{k}_ci95": [round(v, 4) for v in ci[k]] for k in ("auc", "acc", "ece", "brier") if ci[k]}
     rec["test_brier_mean"] = round(float(np.mean([brier_score(p, labels, label_type) for p in probs])), 4)

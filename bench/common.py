@@ -132,23 +132,38 @@ def task_runs(args) -> dict[str, Path]:
     return runs
 
 
-def load_predictions(files: list[Path]):
-    """(list of per-seed probabilities, labels, label type) from kept ``probs``/``labels`` npz files."""
+def labels_digest(labels) -> str:
+    """SHA-256 of a label array (as int64, with its shape): which test labels kept predictions belong to."""
+    import hashlib
+
+    import numpy as np
+
+    a = np.ascontiguousarray(np.asarray(labels), dtype=np.int64)
+    return hashlib.sha256(str(a.shape).encode() + a.tobytes()).hexdigest()
+
+
+def load_predictions(files: list[Path], labels):
+    """(list of per-seed probabilities, labels, label type) from kept ``probs`` npz files and the test
+    ``labels`` they were made for (read from the dataset: the files keep only their digest)."""
     import numpy as np
 
     loaded = [np.load(f) for f in files]
-    labels = loaded[0]["labels"]
+    for f, z in zip(files, loaded):
+        if str(z["labels_sha256"]) != labels_digest(labels):
+            raise SystemExit(f"{f}: kept for other test labels than the dataset's now")
     probs = [z["probs"].astype(np.float32) for z in loaded]
+    labels = np.asarray(labels)
     label_type = "multilabel" if labels.ndim > 1 else "binary" if probs[0].shape[1] == 2 else "multiclass"
     return probs, labels, label_type
 
 
 def save_predictions(path: Path, probs, labels) -> None:
-    """Test probabilities (float16: 3 decimals, enough for every metric here) and labels, kept beside
-    the records so that intervals and new metrics never need a retraining."""
+    """Test probabilities (float16: 3 decimals, enough for every metric here), kept beside the records
+    so that intervals and new metrics never need a retraining; of the labels only their digest (the
+    labels are the dataset's, read from the data root again)."""
     import numpy as np
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, probs=np.asarray(probs).astype(np.float16), labels=labels)
+    np.savez_compressed(tmp, probs=np.asarray(probs).astype(np.float16), labels_sha256=labels_digest(labels))
     tmp.replace(path)

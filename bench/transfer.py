@@ -178,9 +178,10 @@ def cached(path: Path, fresh: bool, fn) -> dict:
     return rec
 
 
-def seed_mean_ci(runs: list[dict], predictions: Path) -> list[float] | None:
+def seed_mean_ci(runs: list[dict], predictions: Path, labels=None) -> list[float] | None:
     """95 % interval of the seed-mean test metric: a bootstrap over the test images (stratified by
-    class) or cases, every seed scored on the same resample; None when a run kept no predictions."""
+    class) or cases, every seed scored on the same resample; None when a run kept no predictions.
+    ``labels``: a classification's test labels (default: its dataset's)."""
     files = [predictions / r["predictions"] for r in runs if r.get("predictions")]
     if len(files) != len(runs) or not all(f.is_file() for f in files):
         return None
@@ -196,9 +197,11 @@ def seed_mean_ci(runs: list[dict], predictions: Path) -> list[float] | None:
             per_seed.append([np.mean([float(r[c]) for c in dice_cols]) for r in rows])
         ci = mean_ci(np.array(per_seed).T)
     else:
+        from medcnn.data.classification import load_classification
         from medcnn.metrics.classification import classification_intervals
 
-        ci = classification_intervals(*common.load_predictions(files))["auc"]
+        labels = load_classification(runs[0]["dataset"]).labels["test"] if labels is None else labels
+        ci = classification_intervals(*common.load_predictions(files, labels))["auc"]
     return [round(v, 4) for v in ci] if ci else None
 
 

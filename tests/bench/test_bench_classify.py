@@ -107,9 +107,12 @@ def test_seed_predictions_give_the_records_intervals(tmp_path):
         p1 = np.clip(labels * 0.6 + rng.random(300) * 0.4, 0, 1)
         bench.common.save_predictions(bench.predictions_file(tmp_path, "toy", seed), np.stack([1 - p1, p1], 1), labels)
         runs.append({"seed": seed})
-    rec = bench.intervals("toy", runs, tmp_path)
+    rec = bench.intervals("toy", runs, tmp_path, labels=labels)
     assert rec["predictions"] == [f"classify-toy-seed{s}.npz" for s in (0, 1, 2)]
     for k in ("auc", "acc", "ece", "brier"):
         lo, hi = rec[f"test_{k}_ci95"]
         assert 0 <= lo <= hi <= 1
-    assert bench.intervals("toy", [{"seed": 7}], tmp_path) == {}  # no predictions kept: no interval
+    assert bench.intervals("toy", [{"seed": 7}], tmp_path, labels=labels) == {}  # no predictions kept: no interval
+    assert "labels" not in np.load(bench.predictions_file(tmp_path, "toy", 0)).files  # the dataset's labels stay there
+    with pytest.raises(SystemExit, match="other test labels"):
+        bench.intervals("toy", runs, tmp_path, labels=1 - labels)

@@ -43,11 +43,11 @@ def test_seed_mean_interval_from_kept_predictions(tmp_path):
     runs = []
     for seed in range(3):
         p1 = np.clip(0.3 * labels + 0.7 * rng.random(200), 0, 1)
-        np.savez_compressed(tmp_path / f"c{seed}.npz", probs=np.stack([1 - p1, p1], 1).astype(np.float16), labels=labels)
+        bench.common.save_predictions(tmp_path / f"c{seed}.npz", np.stack([1 - p1, p1], 1), labels)
         runs.append({"task": "classify", "predictions": f"c{seed}.npz"})
         rows = ["case,Anterior_dice,Posterior_dice"] + [f"c{i},{0.8 + 0.001 * i},{0.85}" for i in range(20)]
         (tmp_path / f"s{seed}.csv").write_text("\n".join(rows) + "\n")
-    lo, hi = bench.seed_mean_ci(runs, tmp_path)
+    lo, hi = bench.seed_mean_ci(runs, tmp_path, labels)
     assert 0.5 < lo < hi <= 1
     seg = [{"task": "segment", "predictions": f"s{s}.csv"} for s in range(3)]
     lo, hi = bench.seed_mean_ci(seg, tmp_path)
