@@ -101,22 +101,19 @@ def val_curve(run: Path) -> list[list[float]]:
             if e.get("val_psnr") is not None]
 
 
-def paper_rows(enh, dirs: dict[str, Path]) -> list[dict]:
+def paper_rows(run: Path, dirs: dict[str, Path]) -> list[dict]:
     """BSD68 and Set12 at sigma 15 / 25 / 50 (0-255 scale): every method on the same noisy images."""
-    from medcnn.data.enhance import load_enhance
-    from medcnn.tasks.enhance.evaluate import evaluate_slices
-    from medcnn.train.enhance_data import degradation_for, load_slices
+    from medcnn.tasks import evaluate
 
     rows = []
     for name in PAPER_SETS:
-        data = load_enhance(dirs[name])
-        slices = load_slices(enh.plan, data, [(s.id, 0) for s in data.sources])
         # the estimated-sigma BM3D row is left out here: at known Gaussian sigma it only repeats BM3D at 2x the time
-        for r in evaluate_slices(enh, slices, degradation_for(enh.plan), [v / 255 for v in PAPER_SIGMAS],
-                                 methods=["noisy", "medcnn", "bm3d", "nlm"], seed=enh.plan.seed):
+        rep = evaluate(run, data=str(dirs[name]), limit=10**6, levels=[v / 255 for v in PAPER_SIGMAS],
+                       methods=["noisy", "medcnn", "bm3d", "nlm"])
+        for r in rep["rows"]:
             sigma = int(round(r["level"] * 255))
             ref = PUBLISHED[sigma] if name == "bsd68" else None
-            rows.append({"test_set": f"{PAPER_LABELS[name]} ({len(slices)} images, external)", "sigma_255": sigma,
+            rows.append({"test_set": f"{PAPER_LABELS[name]} ({rep['n_images']} images, external)", "sigma_255": sigma,
                          **r, **({"reference": dict(ref)} if ref else {})})
     return rows
 
@@ -140,7 +137,7 @@ def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> li
     from medcnn.planning.enhance import default_plan
     from medcnn.tasks import evaluate, train
     from medcnn.tasks.enhance.evaluate import eval_levels, evaluate_slices
-    from medcnn.train.enhance_data import degradation_for, load_slices
+    from medcnn.train.enhance_data import degradation_for
 
     name, kind, level, case_sets = CASES[case]
     data = load_enhance(dirs[name])
@@ -157,32 +154,26 @@ def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> li
             "train_set": " + ".join([data.name, *(Path(p).name for p in enh.plan.enhance.extra_train)]),
             "val_curve": val_curve(run)}
     if name == "natural":  # the paper's protocol: its own test sets, nothing held out of Train400 for test
-        return [{**base, **r} for r in paper_rows(enh, dirs)]
+        return [{**base, **r} for r in paper_rows(run, dirs)]
     rep = evaluate(run, "test", limit=LIMIT)
-    if name == "lgg":  # held-out patients, then whole scans from elsewhere
-        n_patients = len({source_group(s) for s in data.sources if s.id in json.loads((run / "split.json").read_text())["test"]})
-        recs = [{**base, "test_set": f"lgg-held-out: {n_patients} patients ({rep['n_images']} slices)", **r}
-                for r in rep["rows"]]
-        tcia = load_enhance(dirs["mr"])
-        slices = load_slices(enh.plan, tcia, [(s.id, k) for s in tcia.sources for k in range(tcia.n_slices(s.id))])
-        slices = [slices[i] for i in np.unique(np.linspace(0, len(slices) - 1, min(LIMIT, len(slices))).astype(int))]
-        rows = evaluate_slices(enh, slices, degradation_for(enh.plan), eval_levels(enh.plan.enhance.level, kind),
-                               seed=enh.plan.seed)
-        recs += [{**base, "test_set": f"TCIA pgbm005 series, unseen scan ({len(slices)} slices)", **r} for r in rows]
-        label, ext = external_slices(enh.plan, "mr", dirs)
-        rows = evaluate_slices(enh, ext, degradation_for(enh.plan), eval_levels(enh.plan.enhance.level, kind),
-                               seed=enh.plan.seed)
-        return recs + [{**base, "test_set": f"{label} ({len(ext)} slices)", **r} for r in rows]
-    label, ext = external_slices(enh.plan, name, dirs)
+    split = json.loads((run / "split.json").read_text())
     pixel = 1.0
     if kind in ("lowdose-ct", "sparse-view-ct"):
-        pixel = float(data.image(json.loads((run / "split.json").read_text())["train"][0]).spacing[0])
+        pixel = float(data.image(split["train"][0]).spacing[0])
+    label, ext = external_slices(enh.plan, "mr" if name == "lgg" else name, dirs)
     ext_rows = evaluate_slices(enh, ext, degradation_for(enh.plan, pixel), eval_levels(enh.plan.enhance.level, kind),
                                seed=enh.plan.seed)
-    # the held-out slices come from the scan that lent the training slices: same-scan, not unseen data
-    recs = [{**base, "test_set": f"same-scan: {data.name} held-out ({rep['n_images']} slices)", **r} for r in rep["rows"]]
-    recs += [{**base, "test_set": f"{label} ({len(ext)} slices)", **r} for r in ext_rows]
-    return recs
+    if name == "lgg":  # held-out patients, then a whole scan from elsewhere
+        n_patients = len({source_group(s) for s in data.sources if s.id in split["test"]})
+        unseen = evaluate(run, data=str(dirs["mr"]), limit=LIMIT)
+        recs = [{**base, "test_set": f"lgg-held-out: {n_patients} patients ({rep['n_images']} slices)", **r}
+                for r in rep["rows"]]
+        recs += [{**base, "test_set": f"TCIA pgbm005 series, unseen scan ({unseen['n_images']} slices)", **r}
+                 for r in unseen["rows"]]
+    else:  # the held-out slices come from the scan that lent the training slices: same-scan, not unseen data
+        recs = [{**base, "test_set": f"same-scan: {data.name} held-out ({rep['n_images']} slices)", **r}
+                for r in rep["rows"]]
+    return recs + [{**base, "test_set": f"{label} ({len(ext)} slices)", **r} for r in ext_rows]
 
 
 def update_results(path: Path, records: list[dict]) -> list[dict]:
