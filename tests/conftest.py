@@ -2,15 +2,24 @@
 
 A test whose dataset is absent skips with the reason on a user's machine, but fails in CI
 (CI=true), so real-data tests cannot silently stop running.
+
+`make test` runs the suite in two pytest-xdist worker processes. Each worker computes with one
+thread (two workers share the two cores), and the trained runs the session fixtures make are made
+once, by the first worker that needs them, then copied for each worker (tests write into them).
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER:  # before torch is imported: its thread pool takes its size from here
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _missing(reason: str):
@@ -79,6 +88,32 @@ def mini_lgg(lgg_dir: Path, dest: Path, n: int = 5, n_test: int = 0) -> Path:
     return dest
 
 
+def made_once(tmp_path_factory, name: str, make):
+    """``make(folder)`` run once per test session; returns what it returned (paths inside ``folder``).
+
+    Without workers: ``make`` into a fresh temporary folder. Under pytest-xdist: the first worker
+    makes it in the session's shared folder, under a file lock; every worker gets its own copy."""
+    if not WORKER:
+        return make(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / "made-once"
+    shared.mkdir(exist_ok=True)
+    made, done = shared / name, shared / f"{name}.json"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.is_file():
+            shutil.rmtree(made, ignore_errors=True)  # what a failed attempt of another worker left
+            made.mkdir()
+            result = make(made)
+            rel = [str(Path(p).relative_to(made)) for p in (result if isinstance(result, (tuple, list)) else [result])]
+            done.write_text(json.dumps({"tuple": isinstance(result, (tuple, list)), "paths": rel}))
+    own = tmp_path_factory.mktemp(name)
+    shutil.copytree(made, own, symlinks=True, dirs_exist_ok=True)
+    spec = json.loads(done.read_text())
+    paths = [own / p for p in spec["paths"]]
+    return tuple(paths) if spec["tuple"] else paths[0]
+
+
 @pytest.fixture(scope="session")
 def breast_npz(medmnist_dir) -> Path:
     return require(medmnist_dir / "breastmnist.npz")
@@ -91,9 +126,12 @@ def breast_run(tmp_path_factory, breast_npz) -> Path:
     from medcnn.planning import default_plan
     from medcnn.tasks import train
 
-    data = load_classification(str(breast_npz))
-    plan = default_plan(data, str(breast_npz)).override(["epochs=2", "ensemble=1", "tta=none"])
-    return train(plan, data, tmp_path_factory.mktemp("runs") / "breast", progress=False)
+    def make(folder: Path) -> Path:
+        data = load_classification(str(breast_npz))
+        plan = default_plan(data, str(breast_npz)).override(["epochs=2", "ensemble=1", "tta=none"])
+        return train(plan, data, folder / "breast", progress=False)
+
+    return made_once(tmp_path_factory, "breast-run", make)
 
 
 @pytest.fixture(scope="session")
@@ -104,11 +142,14 @@ def adrenal_run(tmp_path_factory, medmnist_dir) -> Path:
     from medcnn.planning import default_plan
     from medcnn.tasks import train
 
-    data = load_classification(str(require(medmnist_dir / "adrenalmnist3d.npz")))
-    for s in ("train", "val"):
-        data.images[s], data.labels[s] = data.images[s][:96], data.labels[s][:96]
-    plan = default_plan(data, "adrenalmnist3d").override(["epochs=1", "batch_size=32"])
-    return train(plan, data, tmp_path_factory.mktemp("runs") / "adrenal", progress=False)
+    def make(folder: Path) -> Path:
+        data = load_classification(str(require(medmnist_dir / "adrenalmnist3d.npz")))
+        for s in ("train", "val"):
+            data.images[s], data.labels[s] = data.images[s][:96], data.labels[s][:96]
+        plan = default_plan(data, "adrenalmnist3d").override(["epochs=1", "batch_size=32"])
+        return train(plan, data, folder / "adrenal", progress=False)
+
+    return made_once(tmp_path_factory, "adrenal-run", make)
 
 
 @pytest.fixture(scope="session")
@@ -118,13 +159,16 @@ def hippo_run(tmp_path_factory, hippocampus_dir) -> Path:
     from medcnn.planning.segment import default_plan
     from medcnn.tasks import train
 
-    data = load_segmentation(hippocampus_dir)
-    plan = default_plan(data, str(hippocampus_dir)).override(
-        ["epochs=2", "segment.patches_per_epoch=24", "segment.tta_flips=false", "segment.val_every=2",
-         "segment.split={test_fraction: 0.04, val_fraction: 0.05, fold: null}",
-         # hippocampus is 1 mm already; native spacing keeps the DICOM series test (0.7 x 0.7 x 6.5 mm) small
-         "segment.target_spacing=[]", "segment.sw_overlap=0.25"])
-    return train(plan, data, tmp_path_factory.mktemp("runs") / "hippo", progress=False)
+    def make(folder: Path) -> Path:
+        data = load_segmentation(hippocampus_dir)
+        plan = default_plan(data, str(hippocampus_dir)).override(
+            ["epochs=2", "segment.patches_per_epoch=24", "segment.tta_flips=false", "segment.val_every=2",
+             "segment.split={test_fraction: 0.04, val_fraction: 0.05, fold: null}",
+             # hippocampus is 1 mm already; native spacing keeps the DICOM series test (0.7 x 0.7 x 6.5 mm) small
+             "segment.target_spacing=[]", "segment.sw_overlap=0.25"])
+        return train(plan, data, folder / "hippo", progress=False)
+
+    return made_once(tmp_path_factory, "hippo-run", make)
 
 
 @pytest.fixture(scope="session")
@@ -134,13 +178,15 @@ def lgg_run(tmp_path_factory, lgg_dir) -> tuple[Path, Path]:
     from medcnn.planning.segment import default_plan
     from medcnn.tasks import train
 
-    tmp = tmp_path_factory.mktemp("lgg")
-    root = mini_lgg(lgg_dir, tmp / "lgg", n=5)
-    data = load_segmentation(root)
-    plan = default_plan(data, str(root)).override(
-        ["epochs=1", "segment.patches_per_epoch=4", "max_minutes=0", "segment.tta_flips=false",
-         "segment.split={test_fraction: 0.2, val_fraction: 0.25, fold: null}"])
-    return train(plan, data, tmp / "run", progress=False), root
+    def make(folder: Path) -> tuple[Path, Path]:
+        root = mini_lgg(lgg_dir, folder / "lgg", n=5)
+        data = load_segmentation(root)
+        plan = default_plan(data, str(root)).override(
+            ["epochs=1", "segment.patches_per_epoch=4", "max_minutes=0", "segment.tta_flips=false",
+             "segment.split={test_fraction: 0.2, val_fraction: 0.25, fold: null}"])
+        return train(plan, data, folder / "run", progress=False), root
+
+    return made_once(tmp_path_factory, "lgg-run", make)
 
 
 @pytest.fixture(scope="session")
@@ -154,11 +200,14 @@ def enhance_run(mr_dir, tmp_path_factory) -> Path:
     """A real 3-epoch MR denoising run (gaussian 25/255) shared by the enhancement and export tests."""
     from medcnn.cli.main import main
 
-    run = tmp_path_factory.mktemp("runs") / "denoise"
-    rc = main(["train", str(mr_dir), "--degradation", "gaussian", "--level", "25/255", "--out", str(run),
-               "--epochs", "3", "--no-progress", "--set", "enhance.patches_per_epoch=768", "--set", "max_minutes=0"])
-    assert rc == 0
-    return run
+    def make(folder: Path) -> Path:
+        run = folder / "denoise"
+        rc = main(["train", str(mr_dir), "--degradation", "gaussian", "--level", "25/255", "--out", str(run),
+                   "--epochs", "3", "--no-progress", "--set", "enhance.patches_per_epoch=768", "--set", "max_minutes=0"])
+        assert rc == 0
+        return run
+
+    return made_once(tmp_path_factory, "enhance-run", make)
 
 
 @pytest.fixture(scope="session")

@@ -99,7 +99,12 @@ def _copy_entry(src: Path, dest: Path, files: dict[str, str]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
             raise ConfigError(f"zoo model {src.name}: {rel} does not match its card's SHA-256 (a damaged install?)")
     shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    try:
+        os.replace(tmp, dest)
+    except OSError:  # another process (a second medcnn at the same moment) put its copy there first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not all(_sha256(dest / f) == digest for f, digest in files.items()):
+            raise
 
 
 def _sha256(path: Path) -> str | None:
