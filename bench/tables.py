@@ -25,6 +25,8 @@ BENCHES = ("classify", "segment", "enhance", "infer", "serve", "transfer", "scal
 PAGE = ROOT / "docs" / "results.md"
 README = ROOT / "README.md"
 SUMMARY = ("<!-- bench-summary:start -->", "<!-- bench-summary:end -->")
+ENHANCE_SUMMARY = [("bsd68-gaussian", "BSD68", 25)]
+"""(case, part of the test set's name, sigma on 0-255) of the enhancement rows the README summarises."""
 
 
 def _bench_module(name: str):
@@ -53,7 +55,8 @@ def tables(results: Path = ROOT / "bench" / "results") -> dict[str, tuple[str, s
 
 def summary(results: Path = ROOT / "bench" / "results") -> str:
     """The README's few lines: each classification and segmentation dataset's test metric with its
-    interval beside its published reference, and the input-domain check's false alarms."""
+    interval beside its published reference, the denoising rows of ENHANCE_SUMMARY, and the
+    input-domain check's false alarms."""
     load = lambda name: json.loads((results / f"{name}.json").read_text())  # noqa: E731
     ci = lambda r, k: f" [{r[k][0]:.3f}, {r[k][1]:.3f}]" if r.get(k) else ""  # noqa: E731
     lines = ["| task | data (test split) | medcnn | published reference |", "|---|---|---|---|"]
@@ -64,6 +67,14 @@ def summary(results: Path = ROOT / "bench" / "results") -> str:
     for r in load("segment"):
         lines.append(f"| segment | {r['dataset']} ({r['n_test']} cases) | Dice {r['dice_mean']:.3f}{ci(r, 'dice_mean_ci95')} "
                      f"| {r['reference']} |")
+    for r in load("enhance"):
+        if r["method"] == "medcnn" and any(r["case"] == c and part in r["test_set"] and r.get("sigma_255", 0) == sigma
+                                           for c, part, sigma in ENHANCE_SUMMARY):
+            diff = f"; {r['psnr_minus_bm3d']:+.2f} dB vs BM3D" if "psnr_minus_bm3d" in r else ""
+            lo, hi = r["psnr_ci95"]
+            lines.append(f"| denoise, σ {r['sigma_255']}/255 | {r['test_set']} | PSNR {r['psnr']:.2f} dB [{lo:.2f}, "
+                         f"{hi:.2f}]{diff} | " + ("published: " + ", ".join(f"{k} {v:.2f}" for k, v in r["reference"].items())
+                                                     if r.get("reference") else "BM3D with the true σ") + " |")
     for rec in load("domain"):
         for row in rec["rows"]:
             if row.get("kind") == "in-distribution":
