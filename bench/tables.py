@@ -70,8 +70,9 @@ def summary(results: Path = ROOT / "bench" / "results") -> str:
     for r in load("segment"):
         lines.append(f"| segment | {r['dataset']} ({r['n_test']} cases) | Dice {r['dice_mean']:.3f}{ci(r, 'dice_mean_ci95')} "
                      f"| {r['reference']} |")
+    enhance = load("enhance")
     for case, part, sigma, goal in ENHANCE_SUMMARY:
-        for r in load("enhance"):
+        for r in enhance:
             if r["method"] == "medcnn" and r["case"] == case and part in r["test_set"] and round(r["level"] * 255) == sigma:
                 lo, hi = r["psnr_ci95"]
                 ref = goal or "published: " + ", ".join(f"{k} {v:.2f}" for k, v in r["reference"].items())

@@ -105,8 +105,9 @@ def made_once(tmp_path_factory, name: str, make):
             shutil.rmtree(made, ignore_errors=True)  # what a failed attempt of another worker left
             made.mkdir()
             result = make(made)
-            rel = [str(Path(p).relative_to(made)) for p in (result if isinstance(result, (tuple, list)) else [result])]
-            done.write_text(json.dumps({"tuple": isinstance(result, (tuple, list)), "paths": rel}))
+            several = isinstance(result, tuple)
+            rel = [str(Path(p).relative_to(made)) for p in (result if several else [result])]
+            done.write_text(json.dumps({"tuple": several, "paths": rel}))
     own = tmp_path_factory.mktemp(name)
     shutil.copytree(made, own, symlinks=True, dirs_exist_ok=True)
     spec = json.loads(done.read_text())
