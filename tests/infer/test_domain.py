@@ -96,3 +96,26 @@ def test_conformal_threshold_bounds_the_false_alarm_rate():
         v = rng.standard_normal(79)
         exceed.append(v[78] > conformal_threshold(v[:78]))
     assert np.mean(exceed) < 0.02  # expected 1/79 = 1.27 %; the sample quantile gives about 2.2 %
+
+
+def test_domain_file_keeps_distances_and_reads_the_older_format(breast_run, tmp_path):
+    """Format 3 stores each precision matrix as a float32 upper triangle; format-2 files (full
+    float64 matrices) written by earlier versions still load."""
+    model = DomainModel.load(breast_run / "domain.npz")
+    model.save(tmp_path / "d.npz")
+    back = DomainModel.load(tmp_path / "d.npz")
+    rng = np.random.default_rng(0)
+    feats = {k: g.mean + rng.standard_normal((5, len(g.mean))) for k, g in model.groups.items()}
+    np.testing.assert_allclose(back.distance(feats), model.distance(feats), rtol=1e-4)
+    for g in back.groups.values():
+        np.testing.assert_array_equal(g.precision, g.precision.T)
+    with np.load(tmp_path / "d.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    d = len(model.groups["penultimate"].mean)
+    names = {str(arrays[f"name_{i}"]): i for i in range(int(arrays["groups"]))}
+    assert arrays[f"precision_{names['penultimate']}"].shape == (d * (d + 1) // 2,)
+    for k, i in names.items():  # the same file as format 2 wrote it
+        arrays[f"precision_{i}"] = model.groups[k].precision
+    arrays["format"] = np.int64(2)
+    np.savez(tmp_path / "old.npz", **arrays)
+    np.testing.assert_allclose(DomainModel.load(tmp_path / "old.npz").distance(feats), model.distance(feats), rtol=1e-12)

@@ -159,7 +159,8 @@ class DomainModel:
     checkpoint: str = "best"
     val_distances: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
-    FORMAT = 2
+    FORMAT = 3  # 3: precision matrices stored as float32 upper triangles; 2: full float64 matrices
+    READS = (2, 3)
 
     def distance(self, feats: dict[str, np.ndarray]) -> np.ndarray:
         """Each input's distance to the training data: the sum over feature groups of its Mahalanobis
@@ -172,7 +173,10 @@ class DomainModel:
 
         arrays = {}
         for i, (k, g) in enumerate(self.groups.items()):
-            arrays.update({f"name_{i}": np.str_(k), f"mean_{i}": g.mean, f"precision_{i}": g.precision,
+            # a precision matrix is symmetric: its upper triangle in float32 is a quarter of the
+            # float64 matrix (the zoo ships these files), and distances move by about 1e-6
+            upper = g.precision[np.triu_indices(len(g.mean))].astype(np.float32)
+            arrays.update({f"name_{i}": np.str_(k), f"mean_{i}": g.mean.astype(np.float32), f"precision_{i}": upper,
                            f"scale_{i}": g.scale})
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, format=self.FORMAT, groups=len(self.groups), threshold=self.threshold,
@@ -183,13 +187,24 @@ class DomainModel:
     def load(cls, path) -> "DomainModel | None":
         """The saved statistics; None for a file of another format (refit them with `medcnn evaluate`)."""
         with np.load(path, allow_pickle=False) as z:
-            if "format" not in z.files or int(z["format"]) != cls.FORMAT:
+            if "format" not in z.files or int(z["format"]) not in cls.READS:
                 return None
-            groups = {str(z[f"name_{i}"]): Gaussian(z[f"mean_{i}"], z[f"precision_{i}"], float(z[f"scale_{i}"]))
+            groups = {str(z[f"name_{i}"]): Gaussian(z[f"mean_{i}"].astype(np.float64), _symmetric(z[f"precision_{i}"]),
+                                                    float(z[f"scale_{i}"]))
                       for i in range(int(z["groups"]))}
             return cls(groups=groups, threshold=float(z["threshold"]), intensity_range=z["intensity_range"],
                        colour=float(z["colour"]), modality=str(z["modality"]), checkpoint=str(z["checkpoint"]),
                        val_distances=z["val_distances"])
+
+
+def _symmetric(stored: np.ndarray) -> np.ndarray:
+    """A float64 (D, D) precision matrix from its stored form: the full matrix, or its upper triangle."""
+    if stored.ndim == 2:
+        return stored.astype(np.float64)
+    d = int(round((np.sqrt(8 * len(stored) + 1) - 1) / 2))
+    full = np.zeros((d, d))
+    full[np.triu_indices(d)] = stored
+    return full + np.triu(full, 1).T
 
 
 def fit_domain(net: torch.nn.Module, train_x: np.ndarray, val_x: np.ndarray, modality: str = "",
