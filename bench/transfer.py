@@ -218,8 +218,15 @@ def summarise(runs: list[dict], keys: tuple[str, ...], predictions: Path | None 
                     "std": round(float(v.std()), 4), "ci95": seed_mean_ci(rs, predictions) if predictions else None,
                     "minutes": round(float(np.mean([r.get("minutes", np.nan) for r in rs])), 2),
                     "seeds": [r["seed"] for r in rs],
-                    "n_train": rs[0]["n_train"], "commit": rs[0]["commit"], "command": rs[0]["command"]})
+                    "n_train": rs[0]["n_train"], "commit": rs[0]["commit"], "command": this_command()})
     return out
+
+
+def this_command() -> str:
+    """The command that made a summary record: it re-creates the record, re-running whichever of
+    its runs it finds no reusable result for (the runs may have been made by narrower commands,
+    e.g. one dataset each, side by side)."""
+    return " ".join(["python", SCRIPT, *sys.argv[1:]])
 
 
 def plot(records: list[dict], name: str, path: Path) -> None:
@@ -330,7 +337,7 @@ def main() -> None:
         upsample = choose_upsample(size_runs)
         records.append({"task": "classify", "part": "imagenet-size", "runs": size_runs, "chosen": upsample,
                         "rule": "the input scale with the best mean validation AUC over the seeds (x1 on a tie)",
-                        "commit": size_runs[0]["commit"], "command": size_runs[0]["command"]})
+                        "commit": size_runs[0]["commit"], "command": this_command()})
         print("ImageNet SqueezeNet input scale chosen on validation:", upsample, flush=True)
     if args.part in ("all", "labels"):
         bb = backbone(args.out, args.sets, args.fresh)
