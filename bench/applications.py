@@ -39,7 +39,8 @@ test numbers are read; the other variants are ablations.
     python bench/applications.py --apps lgg --variants 3d --folds 0 --split val --set epochs=1   # smoke: no test read
 
 Each finished fold is saved as OUT/<app>/<variant>/fold<k>.json and reused while the code is
-unchanged; per-patient rows are kept in bench/results/predictions/apps-<app>-<variant>-cases.csv.
+unchanged, and a fold whose training was cut off continues from its last checkpoint (with the epochs
+its time budget chose: common.train_resumable); per-patient rows are kept in bench/results/predictions/apps-<app>-<variant>-cases.csv.
 """
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ def lgg_fold(variant: str, fold: int, test_ids: list[str], out: Path, sets: list
     from medcnn.data.segmentation import load_segmentation
     from medcnn.plan import Plan
     from medcnn.planning.segment import default_plan
-    from medcnn.tasks import evaluate, train
+    from medcnn.tasks import evaluate
 
     rec_path = out / "lgg" / variant / f"fold{fold}-{split}.json"
     rec = common.load_reusable(rec_path, sets, SCRIPT)
@@ -141,7 +142,7 @@ def lgg_fold(variant: str, fold: int, test_ids: list[str], out: Path, sets: list
     data = load_segmentation(root)
     plan = default_plan(data, str(root))
     plan = plan.override([*variant_overrides(plan, variant), *sets])
-    run = train(plan, data, out / "lgg" / variant / f"fold{fold}", overwrite=True, progress=False)
+    run = common.train_resumable(plan, data, out / "lgg" / variant / f"fold{fold}", sets, SCRIPT)
     info = json.loads((run / "run.json").read_text())
     rep = evaluate(run, split)
     with open(run / "eval" / f"{split}_cases.csv", newline="") as fh:
@@ -277,7 +278,7 @@ def isic_run(variant: str, out: Path, sets: list[str], split: str, meta: dict) -
 
     from medcnn.data.classification import load_classification
     from medcnn.planning import default_plan
-    from medcnn.tasks import evaluate, train
+    from medcnn.tasks import evaluate
 
     rec_path = out / "isic2017" / f"{variant}-{split}.json"
     rec = common.load_reusable(rec_path, sets, SCRIPT)
@@ -293,7 +294,7 @@ def isic_run(variant: str, out: Path, sets: list[str], split: str, meta: dict) -
         backbone, pretrain_minutes = isic_backbone(src, out, plan.preprocessing.input_size[0], sets)
         overrides.append(f"transfer.pretrained={backbone}")
     plan = plan.override([f"max_minutes={ISIC_MINUTES}", *overrides, *sets])
-    run = train(plan, data, out / "isic2017" / variant, overwrite=True, progress=False)
+    run = common.train_resumable(plan, data, out / "isic2017" / variant, sets, SCRIPT)
     info = json.loads((run / "run.json").read_text())
     t0 = time.perf_counter()
     if split == "test":  # the official validation set, whole, read once
@@ -379,7 +380,7 @@ def idrid_fold(fold: int, test_ids: list[str], out: Path, sets: list[str], split
     from medcnn.data.segmentation import load_segmentation
     from medcnn.plan import Plan
     from medcnn.planning.segment import default_plan
-    from medcnn.tasks import evaluate, train
+    from medcnn.tasks import evaluate
 
     rec_path = out / "idrid-ex" / f"fold{fold}-{split}.json"
     rec = common.load_reusable(rec_path, sets, SCRIPT)
@@ -388,7 +389,7 @@ def idrid_fold(fold: int, test_ids: list[str], out: Path, sets: list[str], split
     root = idrid_folder(data_root() / IDRID, out / "idrid-ex" / f"fold{fold}-data", test_ids)
     data = load_segmentation(root)
     plan = default_plan(data, str(root)).override(sets)
-    run = train(plan, data, out / "idrid-ex" / f"fold{fold}", overwrite=True, progress=False)
+    run = common.train_resumable(plan, data, out / "idrid-ex" / f"fold{fold}", sets, SCRIPT)
     info = json.loads((run / "run.json").read_text())
     rep = evaluate(run, split, overlays=1)
     with open(run / "eval" / f"{split}_cases.csv", newline="") as fh:

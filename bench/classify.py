@@ -10,7 +10,8 @@ datasets named in --official, train the MedMNIST v2 paper's official recipe
 
 A killed benchmark continues where it stopped: every finished seed (and the official recipe) is
 saved as OUT/<dataset>/seed<k>.json and reused when src/, pyproject.toml and the bench scripts are
-unchanged since the commit it was measured at (--fresh re-runs everything).
+unchanged since the commit it was measured at (--fresh re-runs everything); a seed whose training
+was cut off continues from its last checkpoint (common.train_resumable).
 
 Writes (merging with records of datasets not run this time):
   bench/results/classify.json   one record per dataset (see README, "Results")
@@ -57,12 +58,12 @@ def paper_targets(name: str) -> dict:
 def run_ours(name: str, seed: int, out: Path, sets: list[str], predictions: Path) -> dict:
     from medcnn.data.classification import load_classification
     from medcnn.planning import default_plan
-    from medcnn.tasks import evaluate, train
+    from medcnn.tasks import evaluate
 
     t0 = time.perf_counter()
     data = load_classification(name)
     plan = default_plan(data, name).override([f"seed={seed}", *sets])
-    run = train(plan, data, out / name / f"seed{seed}", overwrite=True, progress=False)
+    run = common.train_resumable(plan, data, out / name / f"seed{seed}", sets, "bench/classify.py", "bench/official_recipe.py")
     info = json.loads((run / "run.json").read_text())
     rep = evaluate(run, "test")
     seconds = time.perf_counter() - t0

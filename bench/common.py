@@ -52,6 +52,35 @@ def load_reusable(path: Path, sets: list[str], *paths: str) -> dict | None:
     return rec
 
 
+def train_resumable(plan, data, run_dir: Path, sets: list[str], script: str, *files: str) -> Path:
+    """``medcnn.tasks.train`` into ``run_dir``, except that a run a killed benchmark left there
+    (started by the same code, plan and overrides: RUN_DIR.started.json) is not started over: an
+    unfinished one continues from its last checkpoint with the epochs its time budget chose, a
+    finished one only repeats what follows training. So a session's end costs at most an epoch."""
+    import hashlib
+
+    from medcnn.plan import Plan
+    from medcnn.runs import RunFolder
+    from medcnn.tasks import train
+    from medcnn.tasks.registry import task_of
+
+    digest = hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+    marker = run_dir.with_name(run_dir.name + ".started.json")
+    started = load_reusable(marker, sets, script, *files)
+    folder = RunFolder(run_dir)
+    if started and started.get("plan") == digest and folder.is_run():
+        saved = Plan.load(folder.plan_file)
+        if folder.finished():
+            print(f"{run_dir}: training had finished; not repeated", flush=True)
+            task_of(saved).after_training(run_dir, saved, data)
+            return run_dir
+        if saved.ensemble > 1 or folder.checkpoint_file("last").is_file():
+            print(f"{run_dir}: continuing the interrupted training from its last checkpoint", flush=True)
+            return train(saved, data, run_dir, resume=True, progress=False)
+    save_record(marker, {"plan": digest, **run_meta(script, sets, *files)})
+    return train(plan, data, run_dir, overwrite=True, progress=False)
+
+
 def save_record(path: Path, rec: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -31,7 +31,8 @@ by validation PSNR (mr-lgg-gaussian vs mr-lgg-gaussian-natural; run bsd68-gaussi
     .venv/bin/python bench/enhance.py --cases mr-gaussian --set max_minutes=2   # a quick, non-default check
 
 Writes bench/results/enhance.json (records of the cases run replace earlier ones), the README
-table between the bench-enhance markers, and every run folder under OUT/<case>/.
+table between the bench-enhance markers, and every run folder under OUT/<case>/ (a case whose
+training was cut off continues from its last checkpoint when run again: common.train_resumable).
 """
 from __future__ import annotations
 
@@ -140,7 +141,7 @@ def external_slices(plan, name: str, dirs: dict[str, Path]):
 def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> list[dict]:
     from medcnn.data.enhance import load_enhance, source_group
     from medcnn.planning.enhance import default_plan
-    from medcnn.tasks import evaluate, train
+    from medcnn.tasks import evaluate
     from medcnn.tasks.enhance.evaluate import eval_levels, evaluate_slices
     from medcnn.train.enhance_data import degradation_for
 
@@ -154,7 +155,7 @@ def run_case(case: str, out: Path, sets: list[str], dirs: dict[str, Path]) -> li
             sys.exit(f"{case} starts from the {INIT[case]} run: {source} not found (run --cases {INIT[case]} first)")
         init = [f"transfer.pretrained={source}"]
     plan = default_plan(data, str(dirs[name]), kind, level).override([*extra, *case_sets, *init, *sets])
-    run = train(plan, data, out / case, overwrite=True, progress=False)
+    run = common.train_resumable(plan, data, out / case, sets, "bench/enhance.py")
     info = json.loads((run / "run.json").read_text())
     enh = load_model(run)
     base = {"case": case, "dataset": name, "train_minutes": round((info["train_seconds"] + info.get("data_prepare_seconds", 0)) / 60, 2),

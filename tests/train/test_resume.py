@@ -1,6 +1,7 @@
 """Never lose work: a training killed with SIGKILL (mid-epoch, and during a checkpoint write)
 resumes with ``medcnn train --resume`` and ends where an uninterrupted run ends; the same seed
 gives the same metrics."""
+import json
 import signal
 import subprocess
 import sys
@@ -69,8 +70,13 @@ def test_kill_mid_epoch_and_resume(reference_runs, breast_npz, tmp_path):
     time.sleep(seconds / 2)  # into the next epoch
     _kill(proc)
     assert 1 <= len(epochs(run_dir)) < EPOCHS, "killed too late to test resuming"
+    before = json.loads((run_dir / "run.json").read_text())
     _resume(run_dir)
     _assert_matches_uninterrupted(run_dir, reference_runs)
+    # run.json keeps the interrupted start and counts the training time of both parts
+    after = json.loads((run_dir / "run.json").read_text())
+    assert after["started"] == before["started"] and len(after["resumed_at"]) == 1
+    assert after["train_seconds"] >= sum(e["seconds"] for e in epochs(run_dir)) - 0.1
 
 
 def test_kill_during_checkpoint_write_and_resume(reference_runs, breast_npz, tmp_path):

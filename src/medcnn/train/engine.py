@@ -2,6 +2,7 @@
 chosen on validation."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -77,6 +78,7 @@ def train(task, plan: Plan, data, run_dir: Path, *, overwrite: bool = False,
             "command": " ".join(sys.argv), "data": data.source or data.name, "precision": precision,
             "threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "n": {}, "distributed": dist.distributed_record(plan, devices, nodes), "loggers": ["csv", *loggers]}
+    seconds_before = _carry_over(folder, info) if resume else 0.0
     setup = task.setup(plan, data, rank, world, batch, info)
     module, train_loader, val_loader = setup.module, setup.train_loader, setup.val_loader
     if setup.split is not None and primary and not resume:
@@ -126,7 +128,8 @@ def train(task, plan: Plan, data, run_dir: Path, *, overwrite: bool = False,
         return run_dir
     info.update(threads=torch.get_num_threads(),  # per process: Lightning shares the cores between processes
                 device=str(trainer.strategy.root_device),  # where it trained: cpu, cuda:0, ...
-                finished=time.strftime("%Y-%m-%dT%H:%M:%S"), train_seconds=round(time.perf_counter() - t0, 2),
+                finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                train_seconds=round(seconds_before + time.perf_counter() - t0, 2),
                 best_val_score=float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
                 best_checkpoint=os.path.relpath(ckpt.best_model_path, run_dir) if ckpt.best_model_path else None,
                 best_epoch=saved_epoch(ckpt.best_model_path), val_metric=plan.val_metric)
@@ -136,6 +139,17 @@ def train(task, plan: Plan, data, run_dir: Path, *, overwrite: bool = False,
         best = -best
     log.info("done in %.1f s; best val %s = %s", info["train_seconds"], plan.val_metric, best)
     return run_dir
+
+
+def _carry_over(folder: RunFolder, info: dict) -> float:
+    """What a resumed run keeps of the interrupted one's run.json (its start, time budget, earlier
+    resumptions), and the training seconds of the epochs it finished (metrics.json; the work of
+    the epoch that was cut short is not counted)."""
+    before = folder.info()
+    info.update({k: before[k] for k in ("started", "time_budget", "pretrained") if k in before})
+    info["resumed_at"] = [*before.get("resumed_at", []), time.strftime("%Y-%m-%dT%H:%M:%S")]
+    epochs = json.loads(folder.metrics_file.read_text()).get("epochs", []) if folder.metrics_file.is_file() else []
+    return float(sum(e.get("seconds") or 0.0 for e in epochs))
 
 
 def _on_gpu(accelerator: str) -> bool:
