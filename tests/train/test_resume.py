@@ -77,6 +77,8 @@ def test_kill_mid_epoch_and_resume(reference_runs, breast_npz, tmp_path):
     after = json.loads((run_dir / "run.json").read_text())
     assert after["started"] == before["started"] and len(after["resumed_at"]) == 1
     assert after["train_seconds"] >= sum(e["seconds"] for e in epochs(run_dir)) - 0.1
+    # the CSV log of the interrupted part stays; the resumed part logs beside it
+    assert (run_dir / "logs" / "metrics.csv").is_file() and (run_dir / "logs" / "resumed-1" / "metrics.csv").is_file()
 
 
 def test_kill_during_checkpoint_write_and_resume(reference_runs, breast_npz, tmp_path):

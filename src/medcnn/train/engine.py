@@ -115,7 +115,7 @@ def train(task, plan: Plan, data, run_dir: Path, *, overwrite: bool = False,
                         devices=devices, num_nodes=nodes, strategy=dist.strategy(world),
                         sync_batchnorm=world > 1 and _on_gpu(accelerator), use_distributed_sampler=False,
                         plugins=[AtomicCheckpointIO()], precision=precision,
-                        callbacks=callbacks, logger=make_loggers(loggers, run_dir),
+                        callbacks=callbacks, logger=make_loggers(loggers, run_dir, len(info.get("resumed_at", []))),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         log_every_n_steps=max(1, min(50, len(train_loader))), deterministic=False,
                         default_root_dir=run_dir)

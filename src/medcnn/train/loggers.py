@@ -40,13 +40,15 @@ def check_loggers(names) -> tuple[str, ...]:
     return tuple(out)
 
 
-def make_loggers(names, run_dir: Path) -> list:
+def make_loggers(names, run_dir: Path, part: int = 0) -> list:
     """Lightning loggers for ``run_dir``: CSV first, then the requested ones. Lightning logs the
-    module's hyperparameters (the plan) to each."""
+    module's hyperparameters (the plan) to each. ``part`` k > 0 (the k-th resumption of an
+    interrupted run) writes its CSV to logs/resumed-k/, since Lightning's CSV logger deletes the
+    metrics.csv it finds (metrics.json holds every epoch of all parts)."""
     from lightning.pytorch.loggers import CSVLogger
 
     run_dir = Path(run_dir)
-    loggers = [CSVLogger(run_dir, name="logs", version="")]
+    loggers = [CSVLogger(run_dir, name="logs", version=f"resumed-{part}" if part else "")]
     for name in check_loggers(names):
         if name == "tensorboard":
             from lightning.pytorch.loggers import TensorBoardLogger
