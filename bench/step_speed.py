@@ -1,7 +1,9 @@
-"""Step and inference time of the planned segmentation U-Nets under fp32 / bf16 / channels_last /
-torch.compile (a measurement behind `precision: auto`; bench/results/EXPERIMENTS_segment.md).
+"""Step and inference time of the planned U-Nets under fp32 / bf16 / channels_last / torch.compile
+(measurements behind `precision: auto` and the memory formats; bench/results/EXPERIMENTS_segment.md,
+EXPERIMENTS_enhance.md).
 
-    .venv/bin/python bench/seg_step_speed.py bf16 3     # MODE: fp32 | bf16 | bf16cl | bf16compile; DIMS: 2 | 3
+    .venv/bin/python bench/step_speed.py bf16 3     # MODE: fp32 | bf16 | bf16cl | bf16compile
+                                                    # NET: 3 | 2 (segmentation, 3D / 2D) | enhance
 """
 import sys
 import time
@@ -12,15 +14,19 @@ from medcnn.models import create_model
 
 torch.set_num_threads(2)
 mode = sys.argv[1]
-dims = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-if dims == 3:  # the plans medcnn writes for MSD Hippocampus and DRIVE
+kind = sys.argv[2] if len(sys.argv) > 2 else "3"
+dims = 3 if kind == "3" else 2
+if kind == "3":  # the plans medcnn writes for MSD Hippocampus and DRIVE
     net = create_model("unet", 3, 1, 3, filters=[16, 32, 64, 128], strides=[1, 2, 2, 2])
     shape, k = (6, 1, 40, 56, 40), 3
-else:
+elif kind == "2":
     net = create_model("unet", 2, 3, 2, filters=[16, 32, 64, 128, 256, 256], strides=[1, 2, 2, 2, 2, 2])
     shape, k = (4, 3, 256, 256), 2
+else:  # the enhancement plan's residual U-Net without normalisation layers: an L1 regression
+    net = create_model("unet", 2, 1, 1, filters=[32, 64, 128, 256], strides=[1, 2, 2, 2], norm="")
+    shape, k = (16, 1, 64, 64), 0
 x = torch.randn(shape)
-y = torch.randint(0, k, (shape[0],) + shape[2:])
+y = torch.randn(shape) if kind == "enhance" else torch.randint(0, k, (shape[0],) + shape[2:])
 if "cl" in mode:
     fmt = torch.channels_last_3d if dims == 3 else torch.channels_last
     net = net.to(memory_format=fmt)
@@ -33,7 +39,10 @@ bf = "bf16" in mode
 def step():
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf):
         out = f(x)
-    loss = torch.nn.functional.cross_entropy(out.float(), y)
+    if kind == "enhance":
+        loss = torch.nn.functional.l1_loss(x + out.float(), y)
+    else:
+        loss = torch.nn.functional.cross_entropy(out.float(), y)
     loss.backward()
     opt.step()
     opt.zero_grad()
@@ -58,4 +67,4 @@ with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled
     for _ in range(4):
         f(xi)
     inf = (time.perf_counter() - t0) / 4
-print(f"{mode} dims={dims}: step median {ts[4]:.3f}s  warmup3 {warm:.1f}s  inference batch{len(xi)} {inf:.3f}s")
+print(f"{mode} net={kind}: step median {ts[4]:.3f}s  warmup3 {warm:.1f}s  inference batch{len(xi)} {inf:.3f}s")
