@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from medcnn.io.channels import read_case
 from medcnn.serve.app import create_app
 from medcnn.serve.models import load_models
 from medcnn.tasks import load_model
@@ -122,6 +123,27 @@ def test_segment_a_nifti_volume_with_measurements_and_mask(client, hippo_run, hi
     assert view.shape == (m.shape[2], m.shape[1], m.shape[0], 1)
     assert np.array_equal(view[..., 0], np.transpose(m, (2, 1, 0))[:, ::-1])
     assert [lab["name"] for lab in body["views"]["mask"]["labels"]] == ["Anterior", "Posterior"]
+
+
+def test_a_zip_of_channel_files_is_one_case_of_a_multi_sequence_model(lgg_run, lgg_dir):
+    """The LGG run takes three MR sequences, one file each: a ZIP of a patient's CASE_0000..0002
+    (in any member order) is one input, answered as `medcnn predict` answers those files."""
+    run, root = lgg_run
+    case = sorted((root / "imagesTr").glob("*_0000.nii.gz"))[0].name[: -len("_0000.nii.gz")]
+    files = [lgg_dir / "imagesTr" / f"{case}_{k:04d}.nii.gz" for k in (2, 0, 1)]
+    with TestClient(create_app(load_models([run]))) as c:
+        r = c.post("/v1/predict", files={"file": ("case.zip", _zip(files, [f"p/{f.name}" for f in files]))})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        mask = nib.Nifti1Image.from_bytes(gzip.decompress(c.get(
+            next(d["url"] for d in body["downloads"] if d["file"] == "mask.nii.gz")).content))
+        ref = load_model(run).segment(read_case(files[1], 3)).label.array[0]
+        assert np.array_equal(np.asarray(mask.dataobj), ref)
+        # channel files that do not say their channel, or too few of them: one line each, nothing predicted
+        bad = c.post("/v1/predict", files={"file": ("case.zip", _zip(files, ["flair.nii.gz", "t1.nii.gz", "t1c.nii.gz"]))})
+        assert bad.status_code == 422 and "CASE_0000, CASE_0001, CASE_0002" in bad.json()["detail"]
+        two = c.post("/v1/predict", files={"file": ("case.zip", _zip(files[:2], [f.name for f in files[:2]]))})
+        assert two.status_code == 422 and "numbered [0, 2]" in two.json()["detail"]
 
 
 def test_enhance_a_zipped_dicom_series_into_a_derived_series(client, enhance_run, dicom_files):

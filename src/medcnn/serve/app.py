@@ -80,7 +80,7 @@ class Service:
             with open(raw, "wb") as f:
                 shutil.copyfileobj(upload, f, 1 << 20)
             size = raw.stat().st_size
-            path, kind = store_upload(raw, inbox)
+            path, kind = store_upload(raw, inbox, model.plan.preprocessing.channels)
             out = model.predict(path, folder / "output", options)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -203,7 +203,9 @@ def create_app(models: dict, *, max_upload_mb: float = 512, retention_s: float =
         return [m.describe() for m in models.values()]
 
     @api.post("/v1/predict")
-    async def predict(file: UploadFile = File(..., description="DICOM file, ZIP of a DICOM series, NIfTI, PNG/JPEG/TIFF"),
+    async def predict(file: UploadFile = File(..., description="DICOM file, ZIP of a DICOM series, NIfTI, PNG/JPEG/TIFF; "
+                                                        "ZIP of a case's channel files CASE_0000 ... for a "
+                                                        "multi-sequence model"),
                       model: str | None = Form(None, description="a name from /v1/models (default: the first)"),
                       explain: bool = Form(True, description="classification: compute the Grad-CAM map"),
                       max_uncertainty: float | None = Form(None, description="classification: abstain above this "

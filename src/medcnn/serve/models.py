@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from medcnn.errors import RunFolderError
-from medcnn.io import read_image
+from medcnn.io.channels import read_case
 from medcnn.runs import RunFolder
 from medcnn.serve.card import data_card
 from medcnn.serve.views import heat_view, image_view, mask_view, slice_step
@@ -41,7 +41,7 @@ class ServedModel:
         """Run on the input at ``path`` (a file or a DICOM series folder); files go into ``dest``."""
         with self.lock:
             t0 = time.perf_counter()
-            image = read_image(path)
+            image = read_case(path, self.plan.preprocessing.channels)  # a file, or a case's channel files
             dest.mkdir(parents=True, exist_ok=True)
             out: dict[str, Any] = {"input": {"dimensions": f"{image.spatial_dims}D",
                                              "shape": list(image.spatial_shape),
