@@ -14,6 +14,7 @@ slab comes from the scan that lent the training slices, so its rows are labelled
 | mr-rician | same | same | rician, one blind model for sigma 0.02-0.10 |
 | mr-sr2 | same | same | downsample x2 (vs bicubic) |
 | ct-gaussian | InVesalius head CT (108 slices, slab split) | its test slab + pydicom-data CT slices | gaussian 25/255 |
+| ct-gaussian-natural, ct-gaussian-mr | same, starting from the bsd68-gaussian / mr-lgg-gaussian-natural model | same | gaussian 25/255 |
 | ct-lowdose | same | same | Poisson in the projection domain, 5e3-5e4 photons per bin |
 | ct-sparse | same | same | 60-view FBP (vs FBP) |
 | mr-lgg-gaussian | LGG brain MR, 3 sequences, training patients (80 %; a patient's sequences stay together) | held-out LGG patients, the TCIA series (another scanner, 12-bit), pydicom-data MR | gaussian 25/255 |
@@ -25,7 +26,10 @@ The natural-image case reproduces DnCNN's protocol: grey values on the 0-255 sca
 normalisation is the fixed window [0, 255], not each image's percentiles), sigma on that scale,
 noisy images neither clipped nor quantised, PSNR against the clean image, 60 minutes of training;
 its rows carry the published numbers (`reference`). Whether the MR model starts from it is decided
-by validation PSNR (mr-lgg-gaussian vs mr-lgg-gaussian-natural; run bsd68-gaussian first).
+by validation PSNR (mr-lgg-gaussian vs mr-lgg-gaussian-natural; run bsd68-gaussian first). Whether
+natural-image or MR pretraining helps CT is asked the same way: ct-gaussian, ct-gaussian-natural and
+ct-gaussian-mr with the same training work (`--set max_minutes=0 --set epochs=N` of the scratch run),
+the start with the best validation PSNR chosen.
 
     make bench-enhance
     .venv/bin/python bench/enhance.py --cases mr-gaussian --set max_minutes=2   # a quick, non-default check
@@ -58,6 +62,8 @@ CASES = {  # case: (data, degradation, level, plan settings of the case); EXTRA:
     "ct-gaussian": ("ct", "gaussian", [25 / 255], []),
     "ct-lowdose": ("ct", "lowdose-ct", [5e3, 5e4], []),
     "ct-sparse": ("ct", "sparse-view-ct", [60], []),
+    "ct-gaussian-natural": ("ct", "gaussian", [25 / 255], []),
+    "ct-gaussian-mr": ("ct", "gaussian", [25 / 255], []),
     # trained on many patients' scans, tested on scans that lent nothing to training
     "mr-lgg-gaussian": ("lgg", "gaussian", [25 / 255], []),
     "mr-lgg-gaussian-natural": ("lgg", "gaussian", [25 / 255], []),
@@ -75,7 +81,8 @@ PAPER_SIGMAS = (15, 25, 50)
 PUBLISHED = {15: {"BM3D": 31.07, "DnCNN-S": 31.73, "DnCNN-B": 31.61, "DRUNet": 31.91},
              25: {"BM3D": 28.57, "DnCNN-S": 29.23, "DnCNN-B": 29.16, "DRUNet": 29.48},
              50: {"BM3D": 25.62, "DnCNN-S": 26.23, "DnCNN-B": 26.23, "DRUNet": 26.59}}
-INIT = {"mr-lgg-gaussian-natural": "bsd68-gaussian"}  # case: the case whose trained run it starts from
+INIT = {"mr-lgg-gaussian-natural": "bsd68-gaussian",  # case: the case whose trained run it starts from
+        "ct-gaussian-natural": "bsd68-gaussian", "ct-gaussian-mr": "mr-lgg-gaussian-natural"}
 EXTRA: dict[str, list[str]] = {"mr": [], "ct": []}  # names of data_dirs() added as enhance.extra_train
 EXTERNAL_CT = ["693_UNCR.dcm", "eCT_Supplemental.dcm", "explicit_VR-UN.dcm"]  # pydicom-data CT slices
 EXTERNAL_MR = ["MR-SIEMENS-DICOM-WithOverlays.dcm", "MR2_UNCR.dcm", "emri_small.dcm"]  # pydicom-data MR
@@ -224,6 +231,23 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def run_order(cases: list[str]) -> list[str]:
+    """The cases in the order given, except that a case starting from another's model (INIT) runs
+    after it when both are asked for."""
+    out: list[str] = []
+
+    def visit(case: str) -> None:
+        if case in out:
+            return
+        if INIT.get(case) in cases:
+            visit(INIT[case])
+        out.append(case)
+
+    for case in cases:
+        visit(case)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
@@ -233,7 +257,7 @@ def main() -> None:
     meta = common.run_meta("bench/enhance.py", args.sets)
     dirs = data_dirs()
     merged = []
-    for case in args.cases:
+    for case in run_order(args.cases):
         recs = [{**r, **meta} for r in run_case(case, args.out, args.sets, dirs)]
         for r in recs:
             print(json.dumps({k: r[k] for k in ("case", "test_set", "level", "method", "psnr", "ssim", "ms_per_image")}),
