@@ -125,8 +125,22 @@ def summary(report: dict, metric: str) -> dict:
     keep = ("n", "n_cases", "n_images", "auc", "acc", "ece", "brier", "dice_mean", "psnr", "ssim")
     out = {k: round(float(report[k]), 4) for k in keep if isinstance(report.get(k), (int, float))}
     out.update({f"{k}_ci95": [round(float(v), 4) for v in report[f"{k}_ci95"]] for k in keep if report.get(f"{k}_ci95")})
+    if report.get("domain"):  # the share of its own test images the input-domain check calls unusual
+        out["unusual_share"] = report["domain"]["unusual_share"]
     out["metric"] = metric
     return out
+
+
+UNUSUAL_NOTE = 0.02
+"""A card names the domain check's false alarms as a failure mode above this share of its test images."""
+
+
+def failure_modes(spec: dict, packed: dict) -> list[str]:
+    """The entry's known failure modes, and the domain check's false alarms where they are frequent."""
+    share = packed.get("unusual_share")
+    extra = [f"the input-domain check calls {share:.1%} of its own test images unusual (a warning; the class "
+             "is still given): expect warnings on ordinary inputs"] if share and share > UNUSUAL_NOTE else []
+    return [*spec["failure_modes"], *extra]
 
 
 def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict, source_commit: str | None = None) -> dict:
@@ -174,7 +188,7 @@ def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict, sou
     if too_big:
         raise SystemExit(f"{name}: {too_big} over {MAX_FILE_MB} MB")
     card = {"name": name, "task": spec["task"], "data": spec["data"], "intended_use": spec["intended_use"],
-            "not_for": RESEARCH_ONLY, "failure_modes": spec["failure_modes"],
+            "not_for": RESEARCH_ONLY, "failure_modes": failure_modes(spec, packed),
             "test": {"metric": m, "value": packed[m], "ci95": packed[f"{m}_ci95"], **packed},
             "original": {"ensemble": json.loads((packed_dir / "run.json").read_text())["packed_from"]["ensemble"],
                          **original},
