@@ -206,13 +206,16 @@ def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict, sou
 def table(records: list[dict]) -> str:
     """The results page's zoo table: each entry's test metric as shipped beside the run it was packed from."""
     ci = lambda r, m: f" [{r[f'{m}_ci95'][0]:.4f}, {r[f'{m}_ci95'][1]:.4f}]" if r.get(f"{m}_ci95") else ""  # noqa: E731
-    lines = ["| model | test metric (95 % CI), as shipped | the run it was packed from | shipped | source commit | built at |",
-             "|---|---|---|---|---|---|"]
-    for r in records:
+    lines = ["| model | test metric (95 % CI), as shipped | the run it was packed from | own test images the domain "
+             "check calls unusual | shipped | source commit | built at |", "|---|---|---|---|---|---|---|"]
+    order = list(ENTRIES)
+    for r in sorted(records, key=lambda r: order.index(r["name"]) if r["name"] in order else len(order)):
+        share = r["packed"].get("unusual_share")
         m = r["original"]["metric"]
         n = next((r["packed"][k] for k in ("n", "n_cases", "n_images") if r["packed"].get(k)), 0)  # images or cases
         lines.append(f"| `{r['name']}` | {m} {r['packed'][m]:.4f}{ci(r['packed'], m)} (n = {n:.0f}) | "
                      f"{m} {r['original'][m]:.4f}{ci(r['original'], m)} | "
+                     f"{'–' if share is None else f'{share:.1%}'} | "
                      f"{'yes' if r['inside_original_interval'] else 'no: outside the interval'} | "
                      f"`{r['source_commit']}` | `{r['commit']}` |")
     cmds = sorted({r["command"] for r in records})
