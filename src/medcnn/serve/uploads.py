@@ -103,10 +103,8 @@ def _channel_files(images: list[Path], kinds: dict, names: dict[str, str], chann
     if sorted(number.values()) != list(range(channels)):
         raise InputError(f"the ZIP archive's channel files are numbered {sorted(number.values())}; this model "
                          f"takes {channels} channels, one file each: {expected}")
-    for f, k in number.items():
-        f.rename(f.with_name(f"case_{k:04d}{kinds[f]}"))
-    first = next(f for f, k in number.items() if k == 0)
-    return first.with_name(f"case_0000{kinds[first]}")
+    renamed = {k: f.rename(f.with_name(f"case_{k:04d}{kinds[f]}")) for f, k in number.items()}
+    return renamed[0]
 
 
 def store_upload(raw: Path, folder: Path, channels: int = 1) -> tuple[Path, str]:
