@@ -1,0 +1,107 @@
+"""A benchmark longer than one session, finished over several: its finished units kept in the
+repository in between.
+
+A session here ends after at most three hours and takes its machine with it (/tmp, the run folders,
+every process). A benchmark saves each finished unit (a classification seed, an application fold, a
+pretrained backbone's timing) as a small JSON record in its OUT folder and reuses it while the code is
+the same as at the record's commit (``common.load_reusable``). So a benchmark of many hours runs at one
+pinned commit, in a git worktree, over several sessions:
+
+    git worktree add --detach /tmp/wt C && cd /tmp/wt                     # C: the pinned commit
+    python /work/main/bench/units.py restore lgg-apps /tmp/out --predictions bench/results/predictions
+    python bench/applications.py --apps lgg --folds 2 3 --out /tmp/out    # the units this session has time for
+    python /work/main/bench/units.py keep lgg-apps /tmp/out --predictions bench/results/predictions
+    # commit bench/results/units/lgg-apps/ in the main checkout; the last session runs the whole
+    # command, which reuses every unit, and its records replace the units (git rm -r the folder)
+
+``keep`` copies OUT's unit records (JSON files carrying ``commit`` and ``plan_overrides``; run folders
+and resume markers stay behind) and, with ``--predictions``, the per-case prediction files the units
+wrote, to bench/results/units/NAME/; ``restore`` puts them back and names the commit they were
+measured at, refusing a set that mixes commits.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+UNITS = ROOT / "bench" / "results" / "units"
+
+
+def unit_records(out: Path) -> list[Path]:
+    """The finished-unit records under ``out``: JSON files with a commit and the plan overrides they
+    were measured with, outside run folders (no plan.yaml beside them), not resume markers."""
+    found = []
+    for path in sorted(out.rglob("*.json")):
+        if path.name.endswith(".started.json") or (path.parent / "plan.yaml").is_file():
+            continue
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and "commit" in rec and "plan_overrides" in rec:
+            found.append(path)
+    return found
+
+
+def commits(folder: Path) -> set[str]:
+    return {json.loads(p.read_text())["commit"] for p in unit_records(folder)}
+
+
+def _copy_tree(files: list[Path], src: Path, dest: Path) -> None:
+    for f in files:
+        target = dest / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, target)
+
+
+def keep(name: str, out: Path, predictions: Path | None = None, units: Path = UNITS) -> Path:
+    """OUT's unit records (and the prediction files, if given) into ``units/name``; returns it."""
+    records = unit_records(out)
+    if not records:
+        raise SystemExit(f"{out}: no finished units (JSON records with commit and plan_overrides)")
+    dest = units / name
+    _copy_tree(records, out, dest / "out")
+    if predictions is not None and predictions.is_dir():
+        _copy_tree([p for p in sorted(predictions.iterdir()) if p.is_file()], predictions, dest / "predictions")
+    found = commits(dest / "out")
+    if len(found) > 1:
+        print(f"warning: {dest} now holds units of several commits: {', '.join(sorted(found))}", file=sys.stderr)
+    return dest
+
+
+def restore(name: str, out: Path, predictions: Path | None = None, units: Path = UNITS) -> str:
+    """Kept units back into OUT (and their prediction files into ``predictions``); returns the commit
+    they were measured at, the one the benchmark must run at for them to be reused."""
+    src = units / name
+    if not (src / "out").is_dir():
+        raise SystemExit(f"{src}: no kept units")
+    found = commits(src / "out")
+    if len(found) != 1:
+        raise SystemExit(f"{src}: units of {len(found)} commits ({', '.join(sorted(found))}); keep one set per commit")
+    _copy_tree([p for p in sorted((src / "out").rglob("*")) if p.is_file()], src / "out", out)
+    if predictions is not None and (src / "predictions").is_dir():
+        _copy_tree([p for p in sorted((src / "predictions").iterdir()) if p.is_file()], src / "predictions", predictions)
+    return found.pop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=("keep", "restore"))
+    ap.add_argument("name", help="a name for the set of units, e.g. lgg-apps (bench/results/units/NAME)")
+    ap.add_argument("out", type=Path, help="the benchmark's --out folder")
+    ap.add_argument("--predictions", type=Path, help="the worktree's bench/results/predictions folder")
+    args = ap.parse_args()
+    if args.action == "keep":
+        dest = keep(args.name, args.out, args.predictions)
+        print(f"kept {len(unit_records(dest / 'out'))} units in {dest} (commit {', '.join(sorted(commits(dest / 'out')))})")
+    else:
+        c = restore(args.name, args.out, args.predictions)
+        print(f"restored into {args.out}; run the benchmark at commit {c} (git worktree add --detach DIR {c})")
+
+
+if __name__ == "__main__":
+    main()

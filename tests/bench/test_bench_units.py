@@ -1,0 +1,47 @@
+"""A benchmark longer than a session: its finished units kept between sessions and put back."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import units  # noqa: E402
+
+
+def _write(path: Path, rec) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+
+
+def test_units_are_kept_and_restored_without_run_folders_or_resume_markers(tmp_path):
+    out, kept = tmp_path / "out", tmp_path / "units"
+    unit = {"fold": 0, "commit": "abc1234", "plan_overrides": []}
+    _write(out / "lgg" / "3d" / "fold0-test.json", unit)
+    _write(out / "lgg" / "3d" / "fold0.started.json", {"commit": "abc1234", "plan_overrides": []})
+    _write(out / "lgg" / "3d" / "fold0" / "run.json", {"commit": "abc1234", "plan_overrides": []})
+    (out / "lgg" / "3d" / "fold0" / "plan.yaml").write_text("epochs: 1\n")
+    _write(out / "lgg" / "3d" / "fold0-data" / "dataset.json", {"name": "links"})
+    preds = tmp_path / "predictions"
+    _write(preds / "apps-lgg-3d-cases.csv", "case,dice")
+
+    dest = units.keep("lgg-apps", out, preds, units=kept)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        "out/lgg/3d/fold0-test.json", "predictions/apps-lgg-3d-cases.csv"]
+
+    fresh, fresh_preds = tmp_path / "next-session", tmp_path / "wt-predictions"
+    assert units.restore("lgg-apps", fresh, fresh_preds, units=kept) == "abc1234"
+    assert json.loads((fresh / "lgg" / "3d" / "fold0-test.json").read_text()) == unit
+    assert (fresh_preds / "apps-lgg-3d-cases.csv").is_file()
+
+
+def test_restore_refuses_units_of_two_commits_and_an_empty_keep_is_an_error(tmp_path):
+    out, kept = tmp_path / "out", tmp_path / "units"
+    _write(out / "a" / "seed0.json", {"commit": "abc1234", "plan_overrides": []})
+    units.keep("mixed", out, units=kept)
+    _write(out / "a" / "seed1.json", {"commit": "def5678", "plan_overrides": []})
+    units.keep("mixed", out, units=kept)
+    with pytest.raises(SystemExit, match="2 commits"):
+        units.restore("mixed", tmp_path / "back", units=kept)
+    with pytest.raises(SystemExit, match="no finished units"):
+        units.keep("none", tmp_path / "empty", units=kept)
