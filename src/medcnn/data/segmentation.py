@@ -122,8 +122,11 @@ def named_folder(name: str) -> Path | None:
 
 def load_segmentation(path: str | Path) -> SegmentationData:
     """A segmentation dataset: a folder (MSD / nnU-Net, DRIVE-style, images/ + labels/), or the name of
-    one in the data root (``msd-hippocampus``, ``drive``)."""
-    p = named_folder(str(path)) or Path(path).expanduser()
+    one in the data root (``msd-hippocampus``, ``drive``, or any folder there, as a packed model's plan
+    names its data)."""
+    from medcnn.data.fetch import in_data_root
+
+    p = named_folder(str(path)) or in_data_root(path)
     if not p.is_dir():
         raise InputError("not a folder; a segmentation dataset is a folder (MSD/nnU-Net, DRIVE-style, or "
                          "images/ + labels/)", p)

@@ -1,7 +1,8 @@
 """Ready-to-use models shipped with medcnn (the model zoo).
 
 Each entry is a small run folder inside the package, ``medcnn/zoo/models/<name>/``: ``plan.yaml``,
-``checkpoints/best.ckpt`` (the network's tensors in float16, read with ``weights_only``), the
+``checkpoints/best.ckpt`` (the network's kernels in int8 with a float16 scale per output channel, or
+its tensors in float16; read with ``weights_only``), the
 choices evaluation made on validation (``calibration.json``, ``domain.npz``, ``postprocess.json``)
 and ``card.json``: intended use, training data and licence, test metrics with 95 % intervals,
 known failure modes, and the SHA-256 of every file. ``bench/zoo.py`` (``make zoo``) builds them from

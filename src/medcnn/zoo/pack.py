@@ -1,5 +1,5 @@
 """A trained run made small enough to ship: one network (an ensemble's first member), its tensors in
-float16, the plan it was trained with (its ``data`` made portable); what evaluation chooses on
+float16 or its kernels in int8, the plan it was trained with (its ``data`` made portable); what evaluation chooses on
 validation (temperature, domain statistics, post-processing) is chosen again for the packed network
 by ``medcnn evaluate`` (``bench/zoo.py`` does, before the entry is written)."""
 from __future__ import annotations
