@@ -16,7 +16,7 @@ pinned commit, in a git worktree, over several sessions:
 
 ``keep`` copies OUT's unit records (JSON files carrying ``commit`` and ``plan_overrides``; run folders
 and resume markers stay behind) and, with ``--predictions``, the per-case prediction files the units
-wrote, to bench/results/units/NAME/; ``restore`` puts them back and names the commit they were
+wrote (those the worktree's commit does not hold as they are), to bench/results/units/NAME/; ``restore`` puts them back and names the commit they were
 measured at, refusing a set that mixes commits.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,6 +52,18 @@ def commits(folder: Path) -> set[str]:
     return {json.loads(p.read_text())["commit"] for p in unit_records(folder)}
 
 
+def new_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` that its git checkout does not hold as they are (new or changed): the
+    predictions a session wrote, not those committed before; every file outside a git checkout."""
+    files = [p for p in sorted(folder.iterdir()) if p.is_file()]
+    try:
+        listed = subprocess.run(["git", "ls-files", "--others", "--modified", "--exclude-standard", "."], cwd=folder,
+                                capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return files
+    return [folder / name for name in sorted(set(listed)) if (folder / name).is_file()]
+
+
 def _copy_tree(files: list[Path], src: Path, dest: Path) -> None:
     for f in files:
         target = dest / f.relative_to(src)
@@ -66,7 +79,7 @@ def keep(name: str, out: Path, predictions: Path | None = None, units: Path = UN
     dest = units / name
     _copy_tree(records, out, dest / "out")
     if predictions is not None and predictions.is_dir():
-        _copy_tree([p for p in sorted(predictions.iterdir()) if p.is_file()], predictions, dest / "predictions")
+        _copy_tree(new_files(predictions), predictions, dest / "predictions")
     found = commits(dest / "out")
     if len(found) > 1:
         print(f"warning: {dest} now holds units of several commits: {', '.join(sorted(found))}", file=sys.stderr)

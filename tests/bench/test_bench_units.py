@@ -45,3 +45,21 @@ def test_restore_refuses_units_of_two_commits_and_an_empty_keep_is_an_error(tmp_
         units.restore("mixed", tmp_path / "back", units=kept)
     with pytest.raises(SystemExit, match="no finished units"):
         units.keep("none", tmp_path / "empty", units=kept)
+
+
+def test_only_the_predictions_a_session_wrote_are_kept(tmp_path):
+    """In a worktree, the prediction files its commit already holds stay behind; new or changed ones go."""
+    import subprocess
+
+    preds = tmp_path / "wt" / "bench" / "results" / "predictions"
+    preds.mkdir(parents=True)
+    (preds / "committed.npz").write_text("old")
+    (preds / "rewritten.csv").write_text("old")
+    git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a], cwd=tmp_path / "wt",  # noqa: E731
+                                    check=True, capture_output=True)
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "predictions of earlier runs")
+    (preds / "rewritten.csv").write_text("new")
+    (preds / "apps-lgg-3d-cases.csv").write_text("new")
+    assert [p.name for p in units.new_files(preds)] == ["apps-lgg-3d-cases.csv", "rewritten.csv"]
