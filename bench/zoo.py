@@ -175,6 +175,10 @@ def summary(report: dict, metric: str) -> dict:
     keep = ("n", "n_cases", "n_images", "auc", "acc", "ece", "brier", "dice_mean", "psnr", "ssim")
     out = {k: round(float(report[k]), 4) for k in keep if isinstance(report.get(k), (int, float))}
     out.update({f"{k}_ci95": [round(float(v), 4) for v in report[f"{k}_ci95"]] for k in keep if report.get(f"{k}_ci95")})
+    if report.get("fov"):  # pixel scores inside the field of view (fundus photographs): the challenge metric
+        fov = report["fov"]
+        out.update(pixel_aupr=round(float(fov["aupr"]), 4), aupr_per_image_mean=round(float(fov["aupr_per_image_mean"]), 4),
+                   aupr_per_image_ci95=[round(float(v), 4) for v in fov["aupr_per_image_ci95"]])
     if report.get("domain"):  # the share of its own test images the input-domain check calls unusual
         out["unusual_share"] = report["domain"]["unusual_share"]
     out["metric"] = metric
