@@ -71,9 +71,8 @@ def test_a_zoo_model_predicts_from_the_command_line_without_training(medmnist_di
 @pytest.mark.slow
 @pytest.mark.parametrize("name", zoo.names())
 def test_every_zoo_model_reproduces_its_card(name, medmnist_dir):
-    from medcnn.tasks import evaluate
-
     from medcnn.data.fetch import data_root
+    from medcnn.tasks import evaluate
 
     card = zoo.card(name)
     test = card["test"]  # the run's test split, or other data of the data root (a challenge's official set)
