@@ -76,10 +76,11 @@ docs: $(STAMP)
 constraints: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^medcnn' > constraints.txt
 
-# two pytest-xdist workers, one thread each (tests/conftest.py); TEST_WORKERS=0 runs in one process
+# two pytest-xdist workers, one thread each (tests/conftest.py); TEST_WORKERS=0 runs in one process;
+# the 20 slowest tests are listed at the end, to keep the suite near ten minutes
 TEST_WORKERS ?= 2
 test: $(STAMP) system-deps lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=20 $(PYTEST_ARGS)
 
 bench-scale: $(STAMP)
 	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/scale.py --out $(RUNS)/bench-scale $(BENCH_ARGS)

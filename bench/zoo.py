@@ -156,14 +156,20 @@ def zoo_bytes(without: str | None = None) -> int:
     return sum(p.stat().st_size for p in ZOO.rglob("*") if p.is_file() and skip not in p.parents)
 
 
+def test_source(spec: dict) -> dict:
+    """Where an entry is tested when not on its run's test split: ``{"data": file or folder of the data
+    root, "split": ...}`` (a challenge's official validation images, all of them unless said), else {}."""
+    return {"data": spec["test_data"], "split": spec.get("test_split", "all")} if spec.get("test_data") else {}
+
+
 def test_args(spec: dict) -> list[str]:
-    """How an entry's test metric is measured: the run's test split, or (``test_data``) another data set
-    of the data root, such as a challenge's official validation images."""
-    if not spec.get("test_data"):
+    """How an entry's test metric is measured: the run's test split, or another data set of the data root."""
+    source = test_source(spec)
+    if not source:
         return ["--split", "test"]
     from medcnn.data.fetch import data_root
 
-    return ["--data", str(data_root() / spec["test_data"]), "--split", spec.get("test_split", "all")]
+    return ["--data", str(data_root() / source["data"]), "--split", source["split"]]
 
 
 def evaluate(run: Path, spec: dict, *args: str) -> dict:
@@ -235,7 +241,7 @@ def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict, sou
         tried.append({"dtype": label, m: packed[m], "checkpoint_bytes": ckpt_bytes})
         if lo <= packed[m] <= hi:
             break
-    dtype = json.loads((packed_dir / "run.json").read_text())["dtype"]
+    dtype = tried[-1]["dtype"]
     inside = lo <= packed[m] <= hi
     if shipped:
         src_commit, src_command = shipped["source"]["commit"], shipped["source"]["command"]
@@ -272,7 +278,7 @@ def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict, sou
     card = {"name": name, "task": spec["task"], "data": spec["data"], "intended_use": spec["intended_use"],
             "not_for": RESEARCH_ONLY, "failure_modes": failure_modes(spec, packed),
             "test": {"metric": m, "value": packed[m], "ci95": packed[f"{m}_ci95"], **packed,
-                     **({"data": spec["test_data"], "split": spec.get("test_split", "all")} if spec.get("test_data") else {})},
+                     **test_source(spec)},
             "original": {"ensemble": shipped["original"]["ensemble"] if shipped else
                          json.loads((packed_dir / "run.json").read_text())["packed_from"]["ensemble"], **original},
             "packing": "ensemble member 0 only, " + ("float16 tensors" if dtype == "float16" else
