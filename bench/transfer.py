@@ -3,8 +3,8 @@
 Classification part: for each dataset, fraction of the training and validation labels (stratified,
 seeded; the test split whole) and seed, a classifier with the default plan (one member, no ensemble) trained from scratch and one
 fine-tuned from the medcnn-pretrained backbone; test AUC. The backbone is `medcnn pretrain` on
-the pooled train/val images of the MedMNIST 2D datasets (never their test splits), made first
-if OUT/backbone is absent. A third start: SqueezeNet 1.1 with ImageNet weights (`squeezenet1_1.imagenet`;
+the pooled train/val images of the MedMNIST 2D datasets (never their test splits), made (as OUT/backbone)
+the first time a run from it is not finished yet. A third start: SqueezeNet 1.1 with ImageNet weights (`squeezenet1_1.imagenet`;
 the plan follows its network and normalisation), at the input size its validation AUC chooses first
 (part `imagenet-size`: the 28-px image as it is, or upsampled x4 inside the network, full labels,
 3 seeds, validation only). Augmentation ablation: presets none/light/default/heavy at 10 % of the
@@ -28,6 +28,7 @@ README table between the bench-transfer markers.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -73,9 +74,8 @@ def backbone(out: Path, sets: list[str], fresh: bool, name: str = "backbone", so
     t0 = time.perf_counter()
     if cli(args) != 0:
         sys.exit("pretraining failed")
-    common.save_record(out / f"{name}.json", {"command": "medcnn " + " ".join(args), "plan_overrides": [],
-                                               "minutes": round((time.perf_counter() - t0) / 60, 2),
-                                               **common.run_meta(SCRIPT, [])})
+    common.save_record(out / f"{name}.json", {**common.run_meta(SCRIPT, []), "command": "medcnn " + " ".join(args),
+                                               "minutes": round((time.perf_counter() - t0) / 60, 2)})
     return run
 
 
@@ -168,6 +168,14 @@ def seg_run(fraction: float, seed: int, init: str, augment: str | None, out: Pat
             "augment": augment or plan.augment.preset, "n_train": len(split["train"]),
             "epochs": Plan.load(run / "plan.yaml").epochs, "test_dice": round(rep["dice_mean"], 4),
             "minutes": round((time.perf_counter() - t0) / 60, 2)}
+
+
+def after(first, fn, *args):
+    """``fn(*args)``, once ``first()`` (when given) has run: a run from the pretrained backbone
+    makes the backbone first, so that one whose record is kept never needs it."""
+    if first is not None:
+        first()
+    return fn(*args)
 
 
 def cached(path: Path, fresh: bool, fn) -> dict:
@@ -340,7 +348,8 @@ def main() -> None:
                         "commit": size_runs[0]["commit"], "command": this_command()})
         print("ImageNet SqueezeNet input scale chosen on validation:", upsample, flush=True)
     if args.part in ("all", "labels"):
-        bb = backbone(args.out, args.sets, args.fresh)
+        bb = args.out / "backbone"  # made (once) only when a run that needs it is not finished yet
+        need_bb = functools.cache(lambda: backbone(args.out, args.sets, args.fresh))
         runs = []
         for name in args.datasets:
             for f in args.fractions:
@@ -348,8 +357,9 @@ def main() -> None:
                     for init in ("scratch", str(bb), IMAGENET):
                         kind = init_kind(init)
                         path = args.out / name / f"{kind}_f{f:g}_s{seed}.json"
-                        r = cached(path, args.fresh, lambda: one_run(name, f, seed, init, None, args.out, predictions,
-                                                                    upsample.get(name, 1)))
+                        r = cached(path, args.fresh, lambda: after(need_bb if kind == "pretrained" else None,
+                                                                  one_run, name, f, seed, init, None, args.out,
+                                                                  predictions, upsample.get(name, 1)))
                         runs.append({**r, "init_kind": kind})
                         print(json.dumps({k: r[k] for k in ("dataset", "fraction", "seed", "init", "test_auc")}), flush=True)
         recs = summarise(runs, ("dataset", "fraction", "init_kind", "init"), predictions)
@@ -365,14 +375,17 @@ def main() -> None:
                     runs.append(cached(path, args.fresh, lambda: one_run(name, 0.1, seed, "scratch", a, args.out, predictions)))
         records += summarise(runs, ("dataset", "augment"), predictions)
     if args.part in ("all", "segment"):
-        bb = backbone(args.out, [], args.fresh, name="seg-backbone", sources=[str(seg_path())])
+        bb = args.out / "seg-backbone"
+        need_bb = functools.cache(lambda: backbone(args.out, [], args.fresh, name="seg-backbone",
+                                                   sources=[str(seg_path())]))
         runs = []
         for f in args.fractions:
             for seed in args.seeds:
                 for init in ("scratch", str(bb)):
                     kind = "scratch" if init == "scratch" else "pretrained"
                     path = args.out / SEG / f"{kind}_f{f:g}_s{seed}.json"
-                    r = cached(path, args.fresh, lambda: seg_run(f, seed, init, None, args.out, predictions))
+                    r = cached(path, args.fresh, lambda: after(need_bb if kind == "pretrained" else None,
+                                                              seg_run, f, seed, init, None, args.out, predictions))
                     runs.append({**r, "init_kind": kind})
                     print(json.dumps({k: r[k] for k in ("dataset", "fraction", "seed", "init", "test_dice")}), flush=True)
         recs = summarise(runs, ("dataset", "fraction", "init_kind", "init"), predictions)

@@ -53,3 +53,25 @@ def test_seed_mean_interval_from_kept_predictions(tmp_path):
     lo, hi = bench.seed_mean_ci(seg, tmp_path)
     assert lo < 0.82975 < hi and hi - lo < 0.01  # around the mean of the per-case means over labels
     assert bench.seed_mean_ci([{"task": "classify"}], tmp_path) is None  # nothing kept: no interval
+
+
+def test_backbone_is_made_once_and_only_for_unfinished_runs(tmp_path, monkeypatch):
+    """Kept runs from the pretrained backbone need no backbone; missing ones make it once, first."""
+    kept = lambda path, sets, *files: None if "pretrained" in path.name and "_s1" in path.name else {  # noqa: E731
+        "task": "segment", "dataset": "hippocampus", "fraction": 0.1, "seed": int(path.stem[-1]), "init": "x",
+        "test_dice": 0.8, "n_train": 20, "commit": "abc", "command": "x", "augment": "planned"}
+    made = []
+    monkeypatch.setattr(bench.common, "load_reusable", kept)
+    monkeypatch.setattr(bench, "backbone", lambda *a, **k: made.append(k["name"]) or tmp_path / k["name"])
+    monkeypatch.setattr(bench, "seg_run", lambda f, seed, init, *a: {**kept(Path(f"scratch_s{seed}"), []), "init": init})
+    monkeypatch.setattr(bench, "plot", lambda *a: None)
+    readme = tmp_path / "r.md"
+    readme.write_text(f"{bench.START}\n{bench.END}\n")
+    argv = ["transfer.py", "--part", "segment", "--fractions", "0.1", "--out", str(tmp_path),
+            "--results", str(tmp_path / "t.json"), "--readme", str(readme)]
+    monkeypatch.setattr(sys, "argv", argv + ["--seeds", "0"])
+    bench.main()
+    assert made == []  # every run kept: the backbone is not needed
+    monkeypatch.setattr(sys, "argv", argv + ["--seeds", "0", "1", "2"])
+    bench.main()
+    assert made == ["seg-backbone"]  # seed 1's pretrained run is missing: made once, before that run
