@@ -517,7 +517,7 @@ def table(records: list[dict]) -> str:
         else:
             continue
         lines.append(f"| {r['dataset']} | {r['variant']} | {metric} | {r['n']} | {detail} | {_num(r['train_minutes'], '.1f')} | "
-                     f"{_num(r['infer_s_per_case'], '.3f')} | {_num(r['peak_rss_mb'], '.0f')} | {r['reference']} | `{r['commit']}` |")
+                     f"{_num(r['infer_s_per_case'], '.3g')} | {_num(r['peak_rss_mb'], '.0f')} | {r['reference']} | `{r['commit']}` |")
     return "\n".join(lines)
 
 

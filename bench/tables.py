@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-BENCHES = ("classify", "segment", "enhance", "infer", "serve", "transfer", "scale", "domain", "zoo")
+BENCHES = ("classify", "segment", "enhance", "infer", "serve", "transfer", "applications", "scale", "domain", "zoo")
 """bench/<name>.py, with its records in bench/results/<name>.json."""
 PAGE = ROOT / "docs" / "results.md"
 README = ROOT / "README.md"
