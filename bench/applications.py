@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import resource
 import shutil
 import sys
 from pathlib import Path
@@ -147,11 +146,14 @@ def lgg_fold(variant: str, fold: int, test_ids: list[str], out: Path, sets: list
     rep = evaluate(run, split)
     with open(run / "eval" / f"{split}_cases.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
+    # the cost of `medcnn predict` on one patient's channel files, in a process of its own (this one
+    # holds the training's memory)
+    first = sorted((root / ("imagesTs" if split == "test" else "imagesTr")).glob("*_0000.nii.gz"))[0]
+    seconds, mb = predict_cost(run, first, out / "lgg" / variant / f"fold{fold}-predict")
     rec = {"variant": variant, "fold": fold, "split": split, "n": rep["n"], "rows": rows,
            "val_dice": info.get("best_val_score"), "train_minutes": round(info["train_seconds"] / 60, 2),
            "epochs": Plan.load(run / "plan.yaml").epochs, "infer_s_per_case": rep["infer_s_per_case"],
-           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-           "postprocess": rep["postprocess"], **meta}
+           "predict_seconds": seconds, "peak_rss_mb": mb, "postprocess": rep["postprocess"], **meta}
     common.save_record(rec_path, rec)
     return rec
 
@@ -310,9 +312,10 @@ def isic_run(variant: str, out: Path, sets: list[str], split: str, meta: dict) -
            "model": plan.model.name, "input_size": plan.preprocessing.input_size,
            "val_auc": info.get("best_val_score"), "train_minutes": round(info["train_seconds"] / 60, 2),
            "pretrain_minutes": pretrain_minutes, "epochs": info.get("time_budget", {}).get("epochs", plan.epochs),
-           "infer_s_per_case": round(infer_s, 4),
-           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-           "reference": REFERENCE["isic2017"], **meta}
+           "infer_s_per_case": round(infer_s, 4), "reference": REFERENCE["isic2017"], **meta}
+    # memory of `medcnn predict` on one photograph, in a process of its own (this one holds the training's)
+    rec["predict_seconds"], rec["peak_rss_mb"] = predict_cost(
+        run, sorted((src / "validation").glob("*.jpg"))[0], out / "isic2017" / f"{variant}-predict")
     if split == "test":
         name = rep.get("eval_name", "all")
         kept = ROOT / "bench" / "results" / "predictions" / f"apps-isic2017-{variant}.npz"
