@@ -355,13 +355,23 @@ def idrid_folder(src: Path, dest: Path, test_ids: list[str]) -> Path:
     return dest
 
 
+PEAK_MB = ("import re, resource\n"
+           "def peak_mb():\n"
+           "    try:\n"
+           "        return int(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1)) / 1024\n"
+           "    except OSError:\n"
+           "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n")
+"""The child's own peak resident memory. Not ``ru_maxrss``: Linux carries the parent's peak into a child
+across fork and exec, so a child of this benchmark (gigabytes after training) would report the
+benchmark's peak. ``VmHWM`` belongs to the child's address space alone (``ru_maxrss`` off Linux)."""
+
+
 def subprocess_cost(code: str, *args: str) -> tuple[float, float]:
     """(seconds, peak MB) that ``code`` prints as ``COST seconds`` when run in its own process with
     ``args`` (so the memory is the prediction's, not this benchmark's)."""
     import subprocess
 
-    done = subprocess.run([sys.executable, "-c", "import resource; " + code + "; print('COST', seconds, "
-                           "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)", *args],
+    done = subprocess.run([sys.executable, "-c", PEAK_MB + code + "; print('COST', seconds, peak_mb())", *args],
                           capture_output=True, text=True)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("COST")), None)
     if done.returncode != 0 or line is None:
