@@ -90,7 +90,7 @@ def _r(ci: list[float] | None) -> list[float] | None:
 def table(records: list[dict]) -> str:
     ci = lambda v, k: f" [{v[k][0]:.3f}, {v[k][1]:.3f}]" if v.get(k) else ""
     lines = ["| dataset | Dice (mean over labels) [95 % CI] | per label: Dice, NSD (τ) | F1 / AUC / ACC in FOV | reference | "
-             "train min | infer s/case | peak RAM MB | network, patch, epochs | commit |",
+             "train min | infer s/case | peak RAM MB (training + test, one process) | network, patch, epochs | commit |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         per = "; ".join(f"{k} {v['dice']:.3f}{ci(v, 'dice_ci95')}" +
