@@ -31,6 +31,12 @@ ENHANCE_SUMMARY = [("bsd68-gaussian", "BSD68", 25, None),
 """(case, part of the test set's name, sigma on 0-255, goal; None: the record's published references)
 of the enhancement rows the README summarises: the MR case is the one validation chose."""
 
+APPS_SUMMARY = {"lgg": ("segment, brain tumour", "TCGA-LGG, 3 MR sequences, 110 patients (5-fold CV)", "Dice", "dice_mean"),
+                "isic2017": ("classify, melanoma", "ISIC 2017 official validation (150 photographs)", "AUC", "auc"),
+                "idrid-ex": ("segment, hard exudates", "IDRiD, 20 fundus photographs (4-fold CV)", "pixel AUPR", "aupr"),
+                "breastmnist-10pct": ("classify, 10 % of the labels", "breastmnist", "AUC", "auc")}
+"""(task, data, metric name, record key) of each application's README line: every variant's test metric."""
+
 
 def _bench_module(name: str):
     """bench/<name>.py, loaded by path: names such as ``infer`` or ``transfer`` are packages elsewhere
@@ -78,6 +84,13 @@ def summary(results: Path = ROOT / "bench" / "results") -> str:
                 ref = goal or "published: " + ", ".join(f"{k} {v:.2f}" for k, v in r["reference"].items())
                 lines.append(f"| denoise, σ {sigma}/255 | {r['test_set']} | PSNR {r['psnr']:.2f} dB [{lo:.2f}, {hi:.2f}]; "
                              f"{r['psnr_minus_bm3d']:+.2f} dB vs BM3D | {ref} |")
+    by_app: dict[str, list[dict]] = {}
+    for r in load("applications"):
+        by_app.setdefault(r["dataset"], []).append(r)
+    for app, (task, data, metric, key) in APPS_SUMMARY.items():
+        if app in by_app:
+            cells = "; ".join(f"{r['variant']} {metric} {r[key]:.3f}{ci(r, key + '_ci95')}" for r in by_app[app])
+            lines.append(f"| {task} | {data} | {cells} | {by_app[app][0]['reference']} |")
     for rec in load("domain"):
         for row in rec["rows"]:
             if row.get("kind") == "in-distribution":
