@@ -355,37 +355,9 @@ def idrid_folder(src: Path, dest: Path, test_ids: list[str]) -> Path:
     return dest
 
 
-PEAK_MB = ("import re, resource\n"
-           "def peak_mb():\n"
-           "    try:\n"
-           "        return int(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1)) / 1024\n"
-           "    except OSError:\n"
-           "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n")
-"""The child's own peak resident memory. Not ``ru_maxrss``: Linux carries the parent's peak into a child
-across fork and exec, so a child of this benchmark (gigabytes after training) would report the
-benchmark's peak. ``VmHWM`` belongs to the child's address space alone (``ru_maxrss`` off Linux)."""
-
-
-def subprocess_cost(code: str, *args: str) -> tuple[float, float]:
-    """(seconds, peak MB) that ``code`` prints as ``COST seconds`` when run in its own process with
-    ``args`` (so the memory is the prediction's, not this benchmark's)."""
-    import subprocess
-
-    done = subprocess.run([sys.executable, "-c", PEAK_MB + code + "; print('COST', seconds, peak_mb())", *args],
-                          capture_output=True, text=True)
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("COST")), None)
-    if done.returncode != 0 or line is None:
-        raise RuntimeError(f"prediction failed: {done.stderr[-500:]}")
-    _, seconds, mb = line.split()
-    return float(seconds), round(float(mb), 1)
-
-
 def predict_cost(run: Path, image: Path, out: Path) -> tuple[float, float]:
-    """(seconds, peak MB) of ``medcnn predict`` on one image."""
-    seconds, mb = subprocess_cost(
-        "import sys, time; from medcnn.cli.main import main; t = time.perf_counter(); "
-        "rc = main(['predict', sys.argv[1], sys.argv[2], '--out', sys.argv[3], '--overwrite']); "
-        "seconds = time.perf_counter() - t; assert rc == 0", str(run), str(image), str(out))
+    """(seconds, peak MB) of ``medcnn predict`` on one image, in a process of its own."""
+    seconds, mb = common.medcnn_cost(["predict", str(run), str(image), "--out", str(out), "--overwrite"])
     return round(seconds, 2), mb
 
 
@@ -481,7 +453,7 @@ def predict_array_cost(run: Path, images: np.ndarray) -> tuple[float, float]:
 
     with tempfile.NamedTemporaryFile(suffix=".npy") as f:
         np.save(f.name, images)
-        seconds, mb = subprocess_cost(
+        seconds, mb = common.child_cost(
             "import sys, time, numpy as np; from medcnn.tasks import load_model; x = np.load(sys.argv[2]); "
             "m = load_model(sys.argv[1]); t = time.perf_counter(); m.predict_array(x); "
             "seconds = (time.perf_counter() - t) / len(x)", str(run), f.name)

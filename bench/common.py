@@ -17,6 +17,35 @@ ROOT = Path(__file__).resolve().parents[1]
 quiet_libraries()  # benchmark logs keep the runs' own lines, as the CLI's do
 
 
+PEAK_MB = ("import re, resource\n"
+           "def peak_mb():\n"
+           "    try:\n"
+           "        return int(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1)) / 1024\n"
+           "    except OSError:\n"
+           "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n")
+"""The child's own peak resident memory. Not ``ru_maxrss``: Linux carries the parent's peak into a child
+across fork and exec, so a child of a benchmark (gigabytes after training) would report the
+benchmark's peak. ``VmHWM`` belongs to the child's address space alone (``ru_maxrss`` off Linux)."""
+
+
+def child_cost(code: str, *args: str) -> tuple[float, float]:
+    """(seconds, peak MB) that ``code`` (Python, setting ``seconds``) measures when run in a process
+    of its own with ``args`` as ``sys.argv[1:]``: the memory is that process's, not the benchmark's."""
+    done = subprocess.run([sys.executable, "-c", PEAK_MB + code + "; print('COST', seconds, peak_mb())", *args],
+                          capture_output=True, text=True)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("COST")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"the measured process failed: {done.stderr[-2000:]}")
+    _, seconds, mb = line.split()
+    return float(seconds), round(float(mb), 1)
+
+
+def medcnn_cost(argv: list[str]) -> tuple[float, float]:
+    """(seconds, peak MB) of the command ``medcnn ARGV...`` in a process of its own."""
+    return child_cost("import sys, time; from medcnn.cli.main import main; t = time.perf_counter(); "
+                      "rc = main(sys.argv[1:]); seconds = time.perf_counter() - t; assert rc == 0, rc", *argv)
+
+
 def commit(*paths: str) -> str:
     """Short HEAD, with "-dirty" when src/ or the given bench files differ from it."""
     try:

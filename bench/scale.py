@@ -6,7 +6,7 @@ ddp     PneumoniaMNIST (4,708 training images), the default classification plan,
         start-up), and the training loss each ends with.
 memory  ``medcnn predict`` of a segmentation run on volumes larger than any training image (an MSD
         Hippocampus test volume tiled n x n x n), each in its own process: peak resident memory
-        (ru_maxrss from wait4) and seconds, so the README can state a RAM bound for sliding-window
+        (the process's own VmHWM) and seconds, so the README can state a RAM bound for sliding-window
         inference.
 
     make bench-scale
@@ -37,16 +37,23 @@ def data_root() -> Path:
     return Path(os.environ.get("MEDCNN_DATA", ROOT.parent / "shared" / "data"))
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; (seconds, peak RSS of the process in MB). Exits on failure."""
+def wall_seconds(cmd: list[str]) -> float:
+    """Run ``cmd`` (``python -m medcnn ...``: Lightning's DDP launcher starts its other processes the
+    way this one was started); its seconds. Exits on failure."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{err.decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def peak_cost(args: list[str]) -> tuple[float, float]:
+    """``medcnn ARGS...`` in a process of its own: (seconds, that process's peak resident MB). Exits on
+    failure."""
+    try:
+        return common.medcnn_cost(args)
+    except RuntimeError as e:
+        sys.exit(f"failed: medcnn {' '.join(args)}\n{e}")
 
 
 def bench_ddp(out: Path, epochs: int) -> list[dict]:
@@ -56,7 +63,7 @@ def bench_ddp(out: Path, epochs: int) -> list[dict]:
         run = out / f"pneumonia-{devices}proc"
         cmd = MEDCNN + ["train", str(npz), "--out", str(run), "--overwrite", "--epochs", str(epochs), "--no-progress",
                         "--devices", str(devices), "--set", "ensemble=1", "--set", "max_minutes=0"]
-        seconds, _ = timed(cmd)
+        seconds = wall_seconds(cmd)
         metrics = json.loads((run / "metrics.json").read_text())["epochs"]
         info = json.loads((run / "run.json").read_text())
         n = info["n"]["train"] + info["n"]["val"]
@@ -91,7 +98,7 @@ def bench_memory(out: Path, segment_run: Path, factors: list[int]) -> list[dict]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for f, path, shape in tiled_volumes(Path(tmp), factors):
-            seconds, peak = timed(MEDCNN + ["predict", str(segment_run), str(path), "--out", str(out / "memory"),
+            seconds, peak = peak_cost(["predict", str(segment_run), str(path), "--out", str(out / "memory"),
                                             "--overwrite"])
             rows.append({"volume": "x".join(map(str, shape)), "voxels": int(shape[0] * shape[1] * shape[2]),
                          "tiles": f, "peak_rss_mb": round(peak), "seconds": round(seconds, 1)})

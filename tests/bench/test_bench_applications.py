@@ -67,12 +67,3 @@ def test_idrid_folds_test_every_image_once(data_root, tmp_path):
     assert sorted(p.stem for p in (root / "test" / "images").iterdir()) == folds[0]
     assert len(list((root / "training" / "masks").iterdir())) == 15
     assert set(bench.REFERENCE) == set(bench.APPS)  # every application names what it compares with
-
-
-def test_a_prediction_process_reports_its_own_peak_memory_not_the_benchmarks():
-    # the benchmark holds far more than the child will use; a child's ru_maxrss would report it
-    held = bytearray(600 * 2**20)
-    held[::4096] = b"\x01" * len(held[::4096])
-    seconds, mb = bench.subprocess_cost("import time; t = time.perf_counter(); seconds = time.perf_counter() - t")
-    assert seconds >= 0 and 1 < mb < 300
-    del held

@@ -1,7 +1,10 @@
-"""What every benchmark shares: a killed benchmark's training continues instead of starting over."""
+"""What every benchmark shares: a killed benchmark's training continues instead of starting over; a
+measured command reports its own process's time and memory."""
 import json
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import common  # noqa: E402
@@ -36,3 +39,17 @@ def test_a_killed_benchmark_run_continues_and_a_finished_one_is_not_repeated(bre
     assert not info()["resumed"] and "resumed_at" not in info()
     common.train_resumable(plan, data, run_dir, ["optim.lr=0.01"], "bench/classify.py")
     assert not info()["resumed"]
+
+
+def test_a_measured_process_reports_its_own_peak_memory_not_the_benchmarks():
+    # the benchmark holds far more than the child will use; a child's ru_maxrss would report it
+    held = bytearray(600 * 2**20)
+    held[::4096] = b"\x01" * len(held[::4096])
+    seconds, mb = common.child_cost("import time; t = time.perf_counter(); seconds = time.perf_counter() - t")
+    assert seconds >= 0 and 1 < mb < 300
+    del held
+
+
+def test_a_failed_medcnn_command_is_an_error_not_a_cost(tmp_path):
+    with pytest.raises(RuntimeError, match="the measured process failed"):
+        common.medcnn_cost(["predict", str(tmp_path / "no-run"), str(tmp_path / "no-image.png")])
