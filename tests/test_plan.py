@@ -1,7 +1,7 @@
 import pytest
 
 from medcnn.errors import ConfigError
-from medcnn.plan import Plan
+from medcnn.plan import ModelConfig, Plan
 
 
 def test_yaml_roundtrip(tmp_path):
@@ -66,6 +66,15 @@ def test_preset_override_applies_the_preset():
     assert heavy.augment.rotate_deg == 25.0 and heavy.augment.flip is False
     with pytest.raises(ConfigError, match="preset"):
         plan.override(["augment.preset=strong"])
+
+
+def test_another_network_drops_the_planned_networks_arguments():
+    """`--set model.name=squeezenet1_1` on a plan made for a ResNet: the ResNet's stem arguments
+    would be refused by SqueezeNet; arguments set after the name are kept."""
+    plan = Plan(model=ModelConfig("resnet18", {"stem_stride": 2, "max_pool": True}))
+    assert plan.override(["model.name=squeezenet1_1"]).model.kwargs == {}
+    assert plan.override(["model.name=squeezenet1_1", "model.kwargs.upsample=2"]).model.kwargs == {"upsample": 2}
+    assert plan.override(["model.name=resnet18"]).model.kwargs == {"stem_stride": 2, "max_pool": True}
 
 
 @pytest.mark.parametrize("sets, msg", [

@@ -534,6 +534,10 @@ class Plan:
                 node.clear()
                 node.update(dataclasses.asdict(augment_preset(str(value))))
                 continue
+            if parts == ["model", "name"] and value != node["name"]:
+                # another network takes other arguments: the planned ones belonged to the old one
+                # (later model.kwargs.* assignments still set single arguments)
+                node["kwargs"] = {}
             node[parts[-1]] = value
         return Plan.from_dict(d, source="overrides")
 
