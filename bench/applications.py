@@ -279,6 +279,7 @@ def isic_run(variant: str, out: Path, sets: list[str], split: str, meta: dict) -
     import time
 
     from medcnn.data.classification import load_classification
+    from medcnn.plan import Plan
     from medcnn.planning import default_plan
     from medcnn.tasks import evaluate
 
@@ -298,6 +299,7 @@ def isic_run(variant: str, out: Path, sets: list[str], split: str, meta: dict) -
     plan = plan.override([f"max_minutes={ISIC_MINUTES}", *overrides, *sets])
     run = common.train_resumable(plan, data, out / "isic2017" / variant, sets, SCRIPT)
     info = json.loads((run / "run.json").read_text())
+    trained = Plan.load(run / "plan.yaml")  # as trained: a pretrained start sets the network
     t0 = time.perf_counter()
     if split == "test":  # the official validation set, whole, read once
         rep = evaluate(run, "all", data=str(src / "ISIC-2017_Validation_Classes.csv"))
@@ -309,7 +311,8 @@ def isic_run(variant: str, out: Path, sets: list[str], split: str, meta: dict) -
            **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in keep.items()},
            "sensitivity": rep.get("per_class", {}).get("melanoma", {}).get("sensitivity"),
            "specificity": rep.get("per_class", {}).get("melanoma", {}).get("specificity"),
-           "model": plan.model.name, "input_size": plan.preprocessing.input_size,
+           "model": trained.model.name, "model_kwargs": trained.model.kwargs,
+           "input_size": trained.preprocessing.input_size,
            "val_auc": info.get("best_val_score"), "train_minutes": round(info["train_seconds"] / 60, 2),
            "pretrain_minutes": pretrain_minutes, "epochs": info.get("time_budget", {}).get("epochs", plan.epochs),
            "infer_s_per_case": round(infer_s, 4), "reference": REFERENCE["isic2017"], **meta}
@@ -491,7 +494,9 @@ def table(records: list[dict]) -> str:
                       f"(n {r['n_flair_copies']}); val Dice {r['val_dice_mean']:.3f}")
         elif r["dataset"] == "isic2017":
             metric = f"melanoma AUC {r['auc']:.3f}{_ci(r, 'auc')}"
-            detail = (f"{r['model']} at {r['input_size'][0]} px; val AUC {r['val_auc']:.3f}"
+            up = (r.get("model_kwargs") or {}).get("upsample")
+            detail = (f"{r['model']} at {r['input_size'][0]} px" + (f" (x{up:g} inside the network)" if up else "")
+                      + f"; val AUC {r['val_auc']:.3f}"
                       + (f"; pretraining {r['pretrain_minutes']:.0f} min" if r.get("pretrain_minutes") else ""))
         elif r["dataset"] == "idrid-ex":
             metric = f"pixel AUPR {r['aupr']:.3f} pooled; per image {r['aupr_per_image_mean']:.3f}{_ci(r, 'aupr_per_image')}"
