@@ -72,8 +72,8 @@ TRANSFER_KINDS = {"scratch": "scratch", "imagenet": "imagenet", "pretrained": "s
 ISIC = "isic2017_melanoma"
 SQUEEZENET_SIZE = ["model.kwargs.upsample=2"]
 """The ImageNet start sees the 128-px photographs at 256 px, with a tenth of the rate on its pretrained
-layers: chosen on validation AUC (.85 against .79 at 128 px with that rate, .75 as planned; at 256 px
-the planned rate died: bench/results/EXPERIMENTS.md, session 46)."""
+layers: chosen on validation AUC (.83, one seed, against .79 at 128 px with that rate and .75 as planned,
+two seeds each; at 256 px the planned rate died: bench/results/EXPERIMENTS.md, session 46)."""
 ISIC_VARIANTS = {"scratch": [], "imagenet": ["transfer.pretrained=squeezenet1_1.imagenet", "transfer.backbone_lr=0.1",
                                              *SQUEEZENET_SIZE],
                  "ssl": [], "squeezenet-scratch": ["model.name=squeezenet1_1", *SQUEEZENET_SIZE]}
