@@ -32,13 +32,15 @@ ENHANCE_SUMMARY = [("bsd68-gaussian", "BSD68", 25, None),
 of the enhancement rows the README summarises: the MR case is the one validation chose."""
 
 APPS_SUMMARY = {"lgg": ("segment, brain tumour", "TCGA-LGG, 3 MR sequences, 110 patients (5-fold CV)",
-                        (("Dice", "dice_mean"),)),
-                "isic2017": ("classify, melanoma", "ISIC 2017 official validation (150 photographs)", (("AUC", "auc"),)),
+                        (("Dice", "dice_mean", "dice_mean_ci95"),)),
+                "isic2017": ("classify, melanoma", "ISIC 2017 official validation (150 photographs)",
+                             (("AUC", "auc", "auc_ci95"),)),
                 "idrid-ex": ("segment, hard exudates", "IDRiD, 20 fundus photographs (4-fold CV)",
-                             (("pixel AUPR", "aupr"), ("per image", "aupr_per_image_mean"))),
-                "breastmnist-10pct": ("classify, 10 % of the labels", "breastmnist", (("AUC", "auc"),))}
-"""(task, data, ((metric name, record key), ...)) of each application's README line: every variant's
-test metrics (the variant's name is left out where the application has one variant only)."""
+                             (("pixel AUPR", "aupr", "aupr_ci95"), ("per image", "aupr_per_image_mean", "aupr_per_image_ci95"))),
+                "breastmnist-10pct": ("classify, 10 % of the labels", "breastmnist", (("AUC", "auc", "auc_ci95"),))}
+"""(task, data, ((metric name, record key, its interval's key), ...)) of each application's README
+line: every variant's test metrics (the variant's name is left out where the application has one
+variant only)."""
 
 
 def _bench_module(name: str):
@@ -71,8 +73,6 @@ def summary(results: Path = ROOT / "bench" / "results") -> str:
     input-domain check's false alarms."""
     load = lambda name: json.loads((results / f"{name}.json").read_text())  # noqa: E731
     ci = lambda r, k: f" [{r[k][0]:.3f}, {r[k][1]:.3f}]" if r.get(k) else ""  # noqa: E731
-    # a mean's interval is KEY_ci95 or, for "X_mean", X_ci95
-    ci_key = lambda r, k: k + "_ci95" if k + "_ci95" in r else k.removesuffix("_mean") + "_ci95"  # noqa: E731
     lines = ["| task | data (test split) | medcnn | published reference |", "|---|---|---|---|"]
     for r in load("classify"):
         lines.append(f"| classify | {r['dataset']} | AUC {r['test_auc_mean']:.3f}{ci(r, 'test_auc_ci95')}, "
@@ -96,7 +96,7 @@ def summary(results: Path = ROOT / "bench" / "results") -> str:
         if app in by_app:
             rows = by_app[app]
             cells = "; ".join(("" if len(rows) == 1 else f"{r['variant']} ") + ", ".join(
-                f"{name} {r[key]:.3f}{ci(r, ci_key(r, key))}" for name, key in metrics if key in r) for r in rows)
+                f"{name} {r[key]:.3f}{ci(r, ci_key)}" for name, key, ci_key in metrics if key in r) for r in rows)
             lines.append(f"| {task} | {data} | {cells} | {by_app[app][0]['reference']} |")
     for rec in load("domain"):
         for row in rec["rows"]:
