@@ -285,6 +285,7 @@ def isic_run(variant: str, out: Path, sets: list[str], split: str, meta: dict) -
     import time
 
     from medcnn.data.classification import load_classification
+    from medcnn.models import override_plan
     from medcnn.plan import Plan
     from medcnn.planning import default_plan
     from medcnn.tasks import evaluate
@@ -302,7 +303,7 @@ def isic_run(variant: str, out: Path, sets: list[str], split: str, meta: dict) -
     if variant == "ssl":
         backbone, pretrain_minutes = isic_backbone(src, out, plan.preprocessing.input_size[0], sets)
         overrides.append(f"transfer.pretrained={backbone}")
-    plan = plan.override([f"max_minutes={ISIC_MINUTES}", *overrides, *sets])
+    plan = override_plan(plan, [f"max_minutes={ISIC_MINUTES}", *overrides, *sets])
     run = common.train_resumable(plan, data, out / "isic2017" / variant, sets, SCRIPT)
     info = json.loads((run / "run.json").read_text())
     trained = Plan.load(run / "plan.yaml")  # as trained: a pretrained start sets the network

@@ -509,7 +509,9 @@ class Plan:
         return cls.from_dict(d, source=str(p))
 
     def override(self, assignments: list[str]) -> "Plan":
-        """Apply ``key.sub=value`` assignments (values parsed as YAML) and re-validate."""
+        """Apply ``key.sub=value`` assignments (values parsed as YAML) and re-validate. Another
+        ``model.name`` keeps ``model.kwargs``: ``medcnn.models.override_plan`` drops those the new
+        network does not take."""
         d = self.to_dict()
         for a in assignments:
             key, sep, raw = a.partition("=")
@@ -534,10 +536,6 @@ class Plan:
                 node.clear()
                 node.update(dataclasses.asdict(augment_preset(str(value))))
                 continue
-            if parts == ["model", "name"] and value != node["name"]:
-                # another network takes other arguments: the planned ones belonged to the old one
-                # (later model.kwargs.* assignments still set single arguments)
-                node["kwargs"] = {}
             node[parts[-1]] = value
         return Plan.from_dict(d, source="overrides")
 

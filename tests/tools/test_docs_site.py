@@ -18,7 +18,7 @@ def test_the_site_builds_strictly(tmp_path):
                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     for page in ("index.html", "results/index.html", "reference/cli/index.html", "reference/plan/index.html",
-                 "bench-results/EXPERIMENTS/index.html"):
+                 "bench-results/EXPERIMENTS/index.html", "bench-results/predictions/segment-drive-cases.csv"):
         assert (tmp_path / "site" / page).is_file(), page
 
 

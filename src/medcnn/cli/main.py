@@ -150,6 +150,14 @@ def _default_plan(data: str, task: str, degradation: Optional[str] = None, level
     return ds, t.default_plan(ds, data, options)
 
 
+
+def _override(p, sets):
+    """The plan with ``--set`` assignments; another network drops the options it does not take."""
+    from medcnn.models import override_plan
+
+    return override_plan(p, list(sets))
+
+
 @app.command()
 def plan(data: str = typer.Argument(..., help="MedMNIST name, .npz file, class-folder tree or CSV (path,label[,split]); "
                                     "for segmentation an MSD/nnU-Net folder, DRIVE-style folder or images/ + labels/."),
@@ -167,7 +175,7 @@ def plan(data: str = typer.Argument(..., help="MedMNIST name, .npz file, class-f
         raise MedcnnError("plan file exists; pass --overwrite to replace it", output)
     data = _sized(data, size)
     _, p = _default_plan(data, task, degradation, level)
-    p = p.override(set_)
+    p = _override(p, set_)
     p.save(output)
     _print_fingerprint(p.fingerprint)
     out.print(f"plan written to {output}: {task_of(p).describe_plan(p)}")
@@ -240,12 +248,7 @@ def train(data: Optional[str] = typer.Argument(None, help="Dataset (as for `plan
                    ("seed", seed), ("precision", precision)):
         if v is not None:
             sets.append(f"{key}={v}")
-    planned, p = p, p.override(sets)
-    if p.model.name.lower() != planned.model.name.lower():  # the planner's options were for its network
-        from medcnn.models import options_kept
-
-        p = dataclasses.replace(p, model=dataclasses.replace(
-            p.model, kwargs=options_kept(p.model.name, planned.model.kwargs, p.model.kwargs)))
+    p = _override(p, sets)
     if augment is not None:
         a = preset(augment)
         p.augment = a
@@ -459,7 +462,7 @@ def augment(data: str = typer.Argument(..., help="Dataset (as for `plan`)."),
         ds, p = _default_plan(data, task, degradation, level)
     if preset_name is not None:
         p.augment = preset(preset_name)
-    p = p.override(list(set_))
+    p = _override(p, set_)
     path = write_preview(task_of(p), p, ds, preview_png, samples=samples, views=views, seed=seed)
     out.print(f"wrote {path}")
 
@@ -487,7 +490,7 @@ def pretrain(data: List[str] = typer.Argument(..., help="Unlabeled image sources
 
     sets = list(set_) + [f"{k}={v}" for k, v in (("epochs", epochs), ("max_minutes", max_minutes)) if v is not None]
     ds, p, what = get_task("pretrain").prepare(list(data), size, max_per_source, channels)
-    p = p.override(sets)
+    p = _override(p, sets)
     out.print(what)
     run = train(p, ds, out_dir, overwrite=overwrite, progress=progress, loggers=logger)
     use = data[0] if p.restores else "DATA"

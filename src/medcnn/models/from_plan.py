@@ -2,9 +2,11 @@
 input channels; each task says how many outputs it needs (classes, or image channels)."""
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
-from medcnn.models.registry import create_model, load_plugins
+from medcnn.models.registry import create_model, load_plugins, options_kept
 from medcnn.plan import Plan
 
 
@@ -13,6 +15,19 @@ def network_from_plan(plan: Plan, out_channels: int, **extra) -> nn.Module:
     load_plugins(plan.plugins)
     return create_model(plan.model.name, plan.spatial_dims, plan.preprocessing.channels, out_channels, **extra,
                         **plan.model.kwargs)
+
+
+def override_plan(plan: Plan, assignments: list[str]) -> Plan:
+    """``plan.override(assignments)``; when they name another network, the planned network's options
+    that the new one does not take are dropped (a ResNet's stem options would make SqueezeNet refuse
+    to build), while options both take (e.g. a 28-px stem for ``resnet10``) and options set on purpose
+    stay."""
+    new = plan.override(assignments)
+    if new.model.name.lower() == plan.model.name.lower():
+        return new
+    load_plugins(new.plugins)
+    kept = options_kept(new.model.name, plan.model.kwargs, new.model.kwargs)
+    return dataclasses.replace(new, model=dataclasses.replace(new.model, kwargs=kept))
 
 
 def deep_supervision_weights(heads: int) -> list[float]:
