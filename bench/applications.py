@@ -263,20 +263,18 @@ def isic_training_csv(src: Path, dest: Path, seed: int = 0) -> Path:
 
 
 def isic_backbone(src: Path, out: Path, size: int, sets: list[str]) -> tuple[Path, float]:
-    """``medcnn pretrain`` on the training and unlabelled test photographs (made once; reused)."""
-    import time
-
+    """``medcnn pretrain`` on the training and unlabelled test photographs (made once; reused; a
+    killed pretraining continues from its last checkpoint)."""
     run = out / "isic2017" / "ssl-backbone"
     rec = out / "isic2017" / "ssl-backbone.json"
     done = common.load_reusable(rec, sets, SCRIPT)
     if done is not None and (run / "plan.yaml").is_file():
         return run, done["minutes"]
-    from medcnn.tasks import get_task, train
+    from medcnn.tasks import get_task
 
     ds, plan, _ = get_task("pretrain").prepare([str(src / "train"), str(src / "test_unlabelled")], size, channels=3)
-    t0 = time.perf_counter()
-    train(plan.override(sets), ds, run, overwrite=True, progress=False)
-    minutes = round((time.perf_counter() - t0) / 60, 2)
+    common.train_resumable(plan.override(sets), ds, run, sets, SCRIPT)
+    minutes = round(json.loads((run / "run.json").read_text())["train_seconds"] / 60, 2)
     common.save_record(rec, {"minutes": minutes, **common.run_meta(SCRIPT, sets)})
     return run, minutes
 
