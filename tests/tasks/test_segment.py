@@ -146,6 +146,29 @@ def test_train_writes_split_and_evaluate_reports_mm(hippo_run):
         assert (hippo_run / "eval" / f).is_file()
 
 
+def test_chosen_cases_score_as_they_do_in_the_whole_split(hippo_run, breast_run, capsys):
+    """`evaluate --case`: only those cases, each scored as in the whole split, reported beside it;
+    a case outside the split and a classification run are one-line errors."""
+    import csv
+
+    from medcnn.tasks import evaluate
+
+    evaluate(hippo_run, "test")
+    rows = {r["case"]: r for r in csv.DictReader(open(hippo_run / "eval" / "test_cases.csv"))}
+    chosen = sorted(rows)[:2]
+    assert main(["evaluate", str(hippo_run), "--case", chosen[1], "--case", chosen[0]]) == 0
+    sub = json.loads((hippo_run / "eval" / "test-subset_segment.json").read_text())
+    assert sub["n"] == 2 and sorted(sub["cases"]) == chosen
+    for r in csv.DictReader(open(hippo_run / "eval" / "test-subset_cases.csv")):
+        assert r["Anterior_dice"] == rows[r["case"]]["Anterior_dice"], r["case"]
+    capsys.readouterr()
+    assert main(["evaluate", str(hippo_run), "--case", "nobody"]) == 2
+    err = capsys.readouterr().err
+    assert "['nobody'] are not in the run's 'test' split" in err and "Traceback" not in err
+    assert main(["evaluate", str(breast_run), "--case", "x"]) == 2
+    assert "--case does not apply to a classify run" in capsys.readouterr().err
+
+
 def test_validation_decides_whether_mirrored_views_pay(hippo_run, tmp_path):
     """Mirrored test-time views cost 2-8x the time: kept only when they beat one view on validation."""
     import shutil

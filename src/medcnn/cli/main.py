@@ -289,6 +289,8 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn
              data: Optional[str] = typer.Option(None, help="Evaluate on another dataset: classification (same "
                                                 "classes; RUN/eval/<data>-<split>.*), enhancement (its clean images, "
                                                 "degraded as in training; RUN/eval/enhance_<data>.*)."),
+             case: List[str] = typer.Option([], "--case", help="Segmentation: only this case of the split "
+                                            "(repeatable; RUN/eval/<split>-subset_*)."),
              json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
              paper: bool = typer.Option(False, "--paper", help="Show the MedMNIST v2 paper's ResNet numbers beside ours.")):
     """Classification: AUC, ACC, per-class sensitivity/specificity, ECE; confusion/ROC/reliability PNGs.
@@ -299,7 +301,11 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn
 
     run = _run(run)
     t = run_task(run, "evaluate")
-    r = t.evaluate(run, split, checkpoint, data)
+    options = {"cases": list(case)} if case else {}
+    for name in options:
+        if name not in t.evaluate_options:
+            raise MedcnnError(f"--{name.removesuffix('s')} does not apply to a {t.name} run", run)
+    r = t.evaluate(run, split, checkpoint, data, **options)
     if json_out:
         out.print_json(json.dumps(r))
         return

@@ -185,6 +185,10 @@ class Task:
         raise NotImplementedError
 
     # ---- evaluation --------------------------------------------------------------------------------------
+    evaluate_options: tuple[str, ...] = ()
+    """The options of this task's ``evaluate`` that the command line offers to every task's runs
+    (e.g. ``cases``): a run of a task without one refuses it in one line."""
+
     def evaluate(self, run: Path, split: str = "test", checkpoint: str = "best", data: str | None = None,
                  **options) -> dict:
         """``medcnn evaluate``: metrics of ``split`` (``data``: another dataset, where the task allows),

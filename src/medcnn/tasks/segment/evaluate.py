@@ -237,15 +237,22 @@ def choose_postprocess(segs: CaseSegmenters, data, ids: list[str], run: Path) ->
 
 
 def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", checkpoint: str = "best",
-                         overlays: int = 4) -> dict[str, Any]:
-    """Evaluate a run's segmenter ``seg`` on ``split`` of its cases; reports and figures in RUN/eval/.
-    ``medcnn.tasks.evaluate(run, ...)`` loads the segmenter."""
+                         overlays: int = 4, cases: list[str] | None = None) -> dict[str, Any]:
+    """Evaluate a run's segmenter ``seg`` on ``split`` of its cases (``cases``: only these of them,
+    reported as ``<split>-subset``); reports and figures in RUN/eval/. ``medcnn.tasks.evaluate(run, ...)``
+    loads the segmenter."""
     import resource
 
     run = Path(run)
     plan, data, splits = load_run_data(run)
     if split not in splits or not splits[split]:
         raise RunFolderError(f"the run's split.json has no {split!r} cases", run)
+    chosen, tag = splits[split], split
+    if cases:
+        missing = sorted(set(cases) - set(chosen))
+        if missing:
+            raise RunFolderError(f"cases {missing} are not in the run's {split!r} split", run)
+        chosen, tag = [c for c in chosen if c in set(cases)], f"{split}-subset"
     segs = CaseSegmenters(run, seg, splits, split)
     post = RunFolder(run).postprocess_record() or \
         choose_postprocess(segs if split == "val" else CaseSegmenters(run, seg, splits, "val"),
@@ -258,7 +265,7 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
     rows, times, pooled = [], [], {"probs": [], "ref": [], "fov": []}
     out_dir = RunFolder(run).eval_dir
     out_dir.mkdir(exist_ok=True)
-    for i, case in enumerate(cases_of(data, splits[split])):
+    for i, case in enumerate(cases_of(data, chosen)):
         image, ref, fov = read_case(case, data.labels)
         t0 = time.perf_counter()
         result = segs(case.id).segment(image, keep_probs=plan.segment.use_fov)
@@ -284,7 +291,7 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
             pooled["fov"].append(fov.array[0].ravel())
             row["aupr"] = round(pixel_aupr(pooled["probs"][-1], pooled["ref"][-1], pooled["fov"][-1]), 5)
         if i < overlays:
-            save_overlay(image, result.label, out_dir / f"{split}_{case.id}_overlay.png", reference=ref)
+            save_overlay(image, result.label, out_dir / f"{tag}_{case.id}_overlay.png", reference=ref)
     per_label = {}
     for lab in labels:
         n = names[lab]
@@ -299,7 +306,7 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
                         "size_correlation": corr, **_slice_means(rows, n),
                         "size_abs_error_pct": float(np.mean(np.abs(preds - refs) / np.maximum(refs, 1e-9)) * 100)}
     report: dict[str, Any] = {
-        "split": split, "n": len(rows), "checkpoint": checkpoint, "data": plan.data, "postprocess": post,
+        "split": split, **({"cases": chosen} if cases else {}), "n": len(rows), "checkpoint": checkpoint, "data": plan.data, "postprocess": post,
         "tta_flips": plan.mirror_tta if segs.seg.mirror else [], "tta_shift": plan.segment.tta_shift,
         "ensemble": plan.ensemble,
         "out_of_fold": bool(segs.members),
@@ -316,17 +323,17 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
         report["fov"] = fov_pixel_metrics(probs, ref, inside)
         inside = inside.astype(bool)
         scores, truth = probs[inside], ref[inside].astype(bool)
-        with atomic_path(out_dir / f"{split}_fov_scores.npz") as tmp, open(tmp, "wb") as fh:
+        with atomic_path(out_dir / f"{tag}_fov_scores.npz") as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **score_histograms(scores, truth))  # pooled PR/ROC curves across runs
         per_image = np.array([r["aupr"] for r in rows], dtype=float)
         report["fov"].update(aupr_per_image_mean=float(np.nanmean(per_image)) if np.isfinite(per_image).any()
                              else float("nan"), aupr_per_image_ci95=mean_ci(per_image))
-    atomic_write_json(out_dir / f"{split}_segment.json", report)
-    with atomic_path(out_dir / f"{split}_cases.csv") as tmp, open(tmp, "w", newline="") as fh:
+    atomic_write_json(out_dir / f"{tag}_segment.json", report)
+    with atomic_path(out_dir / f"{tag}_cases.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    _plot_sizes(rows, names, report["size_unit"], out_dir / f"{split}_volumes.png")
+    _plot_sizes(rows, names, report["size_unit"], out_dir / f"{tag}_volumes.png")
     return report
 
 

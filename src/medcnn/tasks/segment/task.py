@@ -141,6 +141,8 @@ class Segment(Task):
         return SegmentJob(model, run, out_dir, options.get("checkpoint", "best"))
 
     # ---- evaluation -------------------------------------------------------------------------------------------
+    evaluate_options = ("cases",)
+
     def evaluate(self, run: Path, split: str = "test", checkpoint: str = "best", data: str | None = None,
                  **options) -> dict:
         if data is not None:
