@@ -19,6 +19,7 @@ and bench/results/zoo.json (one record per entry: the source's and the packed mo
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import subprocess
@@ -107,7 +108,7 @@ ENTRIES = {
     # the applications' models (bench/applications.py): packed from one cross-validation fold's run (the
     # variant validation chose), scored on that fold's test cases (the run's split.json)
     "brain-tumour-segmenter": {
-        "task": "segment", "dataset": "lgg_mri_segmentation_112", "metric": "dice_mean",
+        "task": "segment", "dataset": "lgg_mri_segmentation_112", "metric": "dice_mean", "check_cases": 4,
         "data": {"name": "LGG brain MR (TCGA-LGG via Buda et al. 2019), 110 patients, 3 sequences", "licence":
                  "TCIA TCGA-LGG; the release is usually cited as CC BY-NC-SA 4.0",
                  "source": "Buda et al., Computers in Biology and Medicine 2019; The Cancer Imaging Archive",
@@ -132,7 +133,7 @@ ENTRIES = {
                           "2,000 training images of a public archive, mostly light skin",
                           "a lesion must fill most of the image, as in the archive"]},
     "exudate-segmenter": {
-        "task": "segment", "dataset": "idrid_hard_exudates", "metric": "dice_mean",
+        "task": "segment", "dataset": "idrid_hard_exudates", "metric": "dice_mean", "check_cases": 1,
         "data": {"name": "IDRiD hard exudates (images 01-20)", "licence": "CC BY 4.0",
                  "source": "Porwal et al., Data 3:25, 2018", "images": "colour fundus photographs, 4288×2848"},
         "intended_use": "research on hard-exudate segmentation in full-resolution colour fundus photographs",
@@ -201,6 +202,17 @@ def failure_modes(spec: dict, packed: dict) -> list[str]:
     extra = [f"the input-domain check calls {share:.1%} of its own test images unusual (a warning; the class "
              "is still given): expect warnings on ordinary inputs"] if share and share > UNUSUAL_NOTE else []
     return [*spec["failure_modes"], *extra]
+
+
+def check_cases(run: Path, spec: dict) -> dict:
+    """``{"check": {"cases": {case: {label_dice: value}}}}``: the per-case Dice of the first
+    ``spec["check_cases"]`` test cases, which the zoo test reproduces (``evaluate --case``) for an entry
+    whose whole test split takes minutes to score (full-resolution photographs); {} for the others."""
+    if not spec.get("check_cases"):
+        return {}
+    with open(run / "eval" / "test_cases.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))[: spec["check_cases"]]
+    return {"check": {"cases": {r["case"]: {k: float(v) for k, v in r.items() if k.endswith("_dice")} for r in rows}}}
 
 
 def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict, source_commit: str | None = None) -> dict:
@@ -278,7 +290,7 @@ def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict, sou
     card = {"name": name, "task": spec["task"], "data": spec["data"], "intended_use": spec["intended_use"],
             "not_for": RESEARCH_ONLY, "failure_modes": failure_modes(spec, packed),
             "test": {"metric": m, "value": packed[m], "ci95": packed[f"{m}_ci95"], **packed,
-                     **test_source(spec)},
+                     **test_source(spec), **check_cases(packed_dir, spec)},
             "original": {"ensemble": shipped["original"]["ensemble"] if shipped else
                          json.loads((packed_dir / "run.json").read_text())["packed_from"]["ensemble"], **original},
             "packing": "ensemble member 0 only, " + ("float16 tensors" if dtype == "float16" else
