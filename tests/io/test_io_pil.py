@@ -34,6 +34,20 @@ def test_png_gray_roundtrip(tmp_path, ct_uint8):
     assert img.meta == {"format": "png", "modality": None, "source": "ct.png"}
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
+def test_a_grey_image_saved_as_rgb_is_read_as_grey(tmp_path, ct_uint8, suffix):
+    """X-ray and ultrasound exports are often RGB with three equal channels: one channel, flagged."""
+    path = tmp_path / f"ct{suffix}"
+    PILImage.fromarray(np.dstack([ct_uint8] * 3)).save(path, **({"quality": 90} if suffix == ".jpg" else {}))
+    img = read_image(path)
+    assert img.array.shape == (1, 128, 128) and img.meta["grey_saved_as_rgb"]
+    if suffix != ".jpg":
+        np.testing.assert_array_equal(img.array[0], ct_uint8)
+    tinted = np.dstack([ct_uint8, ct_uint8, np.maximum(ct_uint8, 3) - 3])  # a slight tint is colour
+    PILImage.fromarray(tinted).save(tmp_path / "tint.png")
+    assert read_image(tmp_path / "tint.png").array.shape == (3, 128, 128)
+
+
 def test_png_rgb_and_rgba(tmp_path, us_rgb):
     PILImage.fromarray(us_rgb).save(tmp_path / "us.png")
     alpha = np.dstack([us_rgb, np.full(us_rgb.shape[:2], 128, np.uint8)])

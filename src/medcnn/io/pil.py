@@ -1,7 +1,7 @@
 """2D images: PNG/JPEG/BMP/GIF via Pillow, TIFF via tifffile (Pillow as fallback).
 
-Arrays are (C, rows, cols) in the file's dtype (uint8, uint16...): C=1 grayscale, C=3 RGB;
-alpha is dropped. Spacing is 1.0 (resolution tags are ignored).
+Arrays are (C, rows, cols) in the file's dtype (uint8, uint16...): C=1 grayscale (also an RGB
+file whose channels are equal), C=3 RGB; alpha is dropped. Spacing is 1.0 (resolution tags are ignored).
 """
 from __future__ import annotations
 
@@ -20,10 +20,25 @@ _FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".gif
             ".tif": "tiff", ".tiff": "tiff"}
 
 
+GREY_TOLERANCE = 1
+"""An RGB image whose three channels differ nowhere by more than this is a grey image saved as colour
+(common for X-ray and ultrasound exports): it is read as one channel, so it is planned, normalised and
+checked against a model's training domain as the grey image it is."""
+
+
+def _is_grey_rgb(arr: np.ndarray) -> bool:
+    if arr.shape[0] != 3:
+        return False
+    a = arr.astype(np.int32) if arr.dtype.kind in "ui" else arr
+    return bool(np.abs(a[0] - a[1]).max() <= GREY_TOLERANCE and np.abs(a[1] - a[2]).max() <= GREY_TOLERANCE)
+
+
 def _image(arr: np.ndarray, path: Path, fmt: str) -> Image:
     if arr.dtype.byteorder not in "=|":
         arr = arr.astype(arr.dtype.newbyteorder("="))
     meta = {"format": fmt, "modality": None, "source": path.name}
+    if _is_grey_rgb(arr):
+        arr, meta["grey_saved_as_rgb"] = arr[1:2], True
     return Image.from_spacing(np.ascontiguousarray(arr), meta=meta)
 
 
