@@ -32,3 +32,14 @@ def test_layout_and_resolution():
 def test_3d_is_refused():
     with pytest.raises(ConfigError, match="squeezenet1_1 is a 2D network"):
         create_model("squeezenet1_1", 3, 1, 2)
+
+
+def test_the_unet_on_its_encoder_keeps_any_input_size_and_its_names():
+    net = create_model("squeezenet1_1_unet", 2, 3, 2)
+    for shape in [(1, 3, 256, 256), (2, 3, 97, 131), (1, 3, 32, 32)]:
+        assert net(torch.rand(shape)).shape == (shape[0], 2, *shape[2:])
+    classifier = create_model("squeezenet1_1", 2, 3, 2)
+    encoder = {k for k in net.state_dict() if k.startswith("features.")}
+    assert encoder == {k for k in classifier.state_dict() if k.startswith("features.")}
+    with pytest.raises(ConfigError, match="squeezenet1_1_unet is a 2D network"):
+        create_model("squeezenet1_1_unet", 3, 1, 2)

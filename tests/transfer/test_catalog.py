@@ -170,3 +170,31 @@ def test_models_command_lists_the_named_weights(capsys):
     assert main(["models"]) == 0
     text = capsys.readouterr().out
     assert "squeezenet1_1\n" in text and "squeezenet1_1.imagenet" in text and "resnet18.imagenet" in text
+
+
+def test_a_segmentation_plan_gets_the_unet_on_the_imagenet_encoder(mirror_weights, drive_dir, tmp_path):
+    """`--pretrained squeezenet1_1.imagenet` for a segmentation plan: the U-Net on SqueezeNet's
+    encoder, every encoder tensor from ImageNet, the decoder new; the plan's normalisation stays."""
+    import json
+
+    from medcnn.data.segmentation import load_segmentation
+    from medcnn.models import network_from_plan
+    from medcnn.planning.segment import default_plan
+    from medcnn.tasks import train
+
+    data = load_segmentation(drive_dir)
+    planned = default_plan(data, str(drive_dir)).override(
+        ["epochs=1", "segment.patches_per_epoch=4", "max_minutes=0", "segment.tta_flips=false",
+         "segment.split={test_fraction: 0.1, val_fraction: 0.1, fold: null}", "segment.patch_size=[96, 96]",
+         "preprocessing.input_size=[96, 96]", "batch_size=2"])
+    plan = catalog.plan_for_weights(planned.override([f"transfer.pretrained={SQUEEZENET}"]))
+    assert plan.model.name == "squeezenet1_1_unet" and plan.model.kwargs == {}  # the DynUNet's options go
+    assert plan.preprocessing == planned.preprocessing
+    rep = load_pretrained(network_from_plan(plan, plan.num_classes), SQUEEZENET, out_channels=plan.num_classes)
+    assert len(rep.loaded) == 50 and not rep.unused
+    assert {k.split(".")[0] for k in rep.new} == {"decoder", "head"}
+    run = train(plan, data, tmp_path / "run", progress=False)
+    info = json.loads((run / "run.json").read_text())["pretrained"]
+    assert info["loaded"] == 50 and info["strategy"] == "finetune"
+    with pytest.raises(ConfigError, match="resnet18.imagenet fits no segmentation network"):
+        catalog.plan_for_weights(planned.override(["transfer.pretrained=resnet18.imagenet"]))

@@ -66,3 +66,72 @@ def squeezenet1_1(spatial_dims: int, in_channels: int, num_classes: int, *, drop
         raise ConfigError(f"squeezenet1_1 is a 2D network; this plan is {spatial_dims}D (use resnet18 or densenet121)")
     net = SqueezeNet11(in_channels, num_classes, dropout)
     return net if upsample == 1 else nn.Sequential(Upsample(upsample, 2), net)
+
+
+def _block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Two 3x3 convolutions, each with instance normalisation and a leaky ReLU (nnU-Net's stage)."""
+    layers = []
+    for c in (in_channels, out_channels):
+        layers += [nn.Conv2d(c, out_channels, kernel_size=3, padding=1, bias=False),
+                   nn.InstanceNorm2d(out_channels, affine=True), nn.LeakyReLU(0.01, inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class Decoder(nn.ModuleDict):
+    """The U-Net half that no classification weights hold: it trains from scratch when the encoder
+    starts from ImageNet (``new_on_transfer``)."""
+
+    new_on_transfer = True
+
+
+class SqueezeUNet(nn.Module):
+    """A 2D U-Net whose encoder is SqueezeNet 1.1's ``features`` (torchvision's names, so ImageNet
+    weights load into it) and whose decoder joins them back at strides 8, 4, 2 and a full-resolution
+    convolution of the input, so structures a few pixels wide (exudates, capillaries) keep their
+    edges. Any input of at least 32x32 works: each stage is resized to its skip's size."""
+
+    STAGES = ((0, 2), (2, 5), (5, 8), (8, 13))  # feature slices at strides 2, 4, 8, 16
+    WIDTHS = (64, 128, 256, 512)  # their channels
+
+    def __init__(self, in_channels: int, num_classes: int, decoder: tuple[int, ...] = (256, 128, 64, 32)):
+        super().__init__()
+        self.features = SqueezeNet11(in_channels, 2).features  # the classifier is not used
+        d = list(decoder)
+        self.decoder = Decoder({
+            "input": _block(in_channels, d[3]),
+            "up3": _block(self.WIDTHS[3] + self.WIDTHS[2], d[0]),
+            "up2": _block(d[0] + self.WIDTHS[1], d[1]),
+            "up1": _block(d[1] + self.WIDTHS[0], d[2]),
+            "up0": _block(d[2] + d[3], d[3]),
+        })
+        self.head = nn.Conv2d(d[3], num_classes, kernel_size=1)
+
+    @staticmethod
+    def _join(x: torch.Tensor, skip: torch.Tensor, block: nn.Module) -> torch.Tensor:
+        x = nn.functional.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return block(torch.cat([x, skip], 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips, h = [], x
+        for start, stop in self.STAGES:
+            for layer in self.features[start:stop]:
+                h = layer(h)
+            skips.append(h)
+        s0, s1, s2, s3 = skips
+        h = self._join(s3, s2, self.decoder["up3"])
+        h = self._join(h, s1, self.decoder["up2"])
+        h = self._join(h, s0, self.decoder["up1"])
+        h = self._join(h, self.decoder["input"](x), self.decoder["up0"])
+        return self.head(h)
+
+
+@register_model("squeezenet1_1_unet")
+def squeezenet1_1_unet(spatial_dims: int, in_channels: int, num_classes: int, *,
+                       decoder: list[int] = (256, 128, 64, 32)):
+    """A 2D U-Net on SqueezeNet 1.1's encoder (``--pretrained squeezenet1_1.imagenet`` loads it;
+    ``decoder``: the channels of the stages at strides 8, 4, 2 and 1)."""
+    if spatial_dims != 2:
+        raise ConfigError(f"squeezenet1_1_unet is a 2D network; this plan is {spatial_dims}D (use unet)")
+    if len(decoder) != 4:
+        raise TypeError(f"decoder needs 4 stage widths, got {list(decoder)}")
+    return SqueezeUNet(in_channels, num_classes, tuple(decoder))

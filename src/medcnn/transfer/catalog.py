@@ -41,6 +41,7 @@ class WeightSet:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # the network options the weights need
+    seg_model: str = ""  # the registered segmentation network whose encoder they fit ("": none)
 
     @property
     def cache_file(self) -> Path:
@@ -58,7 +59,8 @@ WEIGHT_SETS = (
               "SqueezeNet 1.1, ImageNet-1k",
               url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
               local="pretrained/squeezenet1_1_imagenet_features.pth", local_md5="0edd01c731038c21fbf1fc6dbe3b9943",
-              aliases=("SqueezeNet1_1_Weights.IMAGENET1K_V1", "SqueezeNet1_1_Weights.DEFAULT")),
+              aliases=("SqueezeNet1_1_Weights.IMAGENET1K_V1", "SqueezeNet1_1_Weights.DEFAULT"),
+              seg_model="squeezenet1_1_unet"),
     WeightSet("resnet18.imagenet", "resnet18", "ResNet-18, ImageNet-1k (torchvision V1)",
               url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
               aliases=("ResNet18_Weights.IMAGENET1K_V1", "ResNet18_Weights.DEFAULT"),
@@ -115,10 +117,16 @@ def _download(url: str, dest: Path, sha256_prefix: str, name: str, where: str) -
 def plan_for_weights(plan):
     """``plan`` made to follow its pretrained weights when ``transfer.pretrained`` names a weight set:
     their network with the options they need (the plan's other options stay where that network takes
-    them, e.g. ``upsample``) and their input normalisation. Any other source leaves the plan as it is."""
+    them, e.g. ``upsample``) and their input normalisation. A segmentation plan gets the U-Net built on
+    their encoder and keeps its own normalisation (per-channel standardisation, as ImageNet's is). Any
+    other source leaves the plan as it is."""
     ws = find(plan.transfer.pretrained) if plan.transfer.pretrained else None
     if ws is None:
         return plan
+    segment = plan.task == "segment"
+    if segment and not ws.seg_model:
+        raise ConfigError(f"{ws.name} fits no segmentation network here (weights with one: "
+                          f"{', '.join(w.name for w in WEIGHT_SETS if w.seg_model) or 'none'})")
     if plan.spatial_dims != 2:
         raise ConfigError(f"{ws.name} holds 2D weights for {ws.model}, a 2D network; this plan is "
                           f"{plan.spatial_dims}D")
@@ -127,13 +135,15 @@ def plan_for_weights(plan):
                           f"{plan.preprocessing.channels} channels")
     from medcnn.models import model_options
 
-    options = model_options(ws.model)  # options this network takes stay (upsample), another network's go
+    name = ws.seg_model if segment else ws.model
+    options = model_options(name)  # options this network takes stay (upsample), another network's go
     kept = {k: v for k, v in plan.model.kwargs.items() if k in options}
-    model = dataclasses.replace(plan.model, name=ws.model, kwargs={**kept, **ws.model_kwargs})
-    pre = dataclasses.replace(plan.preprocessing, mean=list(ws.mean), std=list(ws.std))
+    model = dataclasses.replace(plan.model, name=name, kwargs={**kept, **({} if segment else ws.model_kwargs)})
+    pre = plan.preprocessing if segment else dataclasses.replace(plan.preprocessing, mean=list(ws.mean),
+                                                                 std=list(ws.std))
     if model != plan.model or pre != plan.preprocessing:
-        log.info("the plan follows %s: model %s, its input normalisation (mean %s, std %s)", ws.name, ws.model,
-                 list(ws.mean), list(ws.std))
+        log.info("the plan follows %s: model %s%s", ws.name, name, "" if segment else
+                 f", its input normalisation (mean {list(ws.mean)}, std {list(ws.std)})")
     return dataclasses.replace(plan, model=model, preprocessing=pre)
 
 

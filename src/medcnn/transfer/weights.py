@@ -34,6 +34,7 @@ from medcnn.transfer import catalog
 BACKBONE_DIRS_ENV = "MEDCNN_BACKBONES"  # extra folders searched for named backbones (medcnn-<name>.pt)
 MAX_PREFIX_DEPTH = 3
 KEPT = "this plan's input normalisation (kept)"
+NEW_PART = "new: a part no source of this kind holds (e.g. a U-Net's decoder)"
 
 
 @dataclass
@@ -210,12 +211,13 @@ def _head_names(net: nn.Module, out_channels: int | None) -> set[str]:
     return {f"{last[0]}.{k}" for k in last[1].state_dict()}
 
 
-def _kept_names(net: nn.Module) -> set[str]:
-    """State names of modules that belong to this plan, not to any source (``keep_on_transfer``:
-    the input normalisation of the target's data)."""
+def _flagged_names(net: nn.Module, flag: str) -> set[str]:
+    """State names of the modules that carry ``flag``: ``keep_on_transfer``, the plan's own (the input
+    normalisation of the target's data); ``new_on_transfer``, parts that train from scratch on top of
+    a pretrained encoder (a U-Net's decoder)."""
     out = set()
     for mname, m in net.named_modules():
-        if getattr(m, "keep_on_transfer", False):
+        if getattr(m, flag, False):
             out |= {f"{mname}.{k}" if mname else k for k in m.state_dict()}
     return out
 
@@ -225,8 +227,8 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike, *, allow_inflate:
     """Load ``source`` into ``net`` in place and report what happened to every tensor.
 
     Expected differences are handled: the input stem (adapted), the output head when only its
-    output dimension differs and equals ``out_channels`` (new), the plan's input normalisation
-    (kept). Any other tensor without a fitting source raises InputError listing them, unless
+    output dimension differs and equals ``out_channels`` (new), parts marked ``new_on_transfer``
+    (a U-Net decoder on a classification encoder: new), the plan's input normalisation (kept). Any other tensor without a fitting source raises InputError listing them, unless
     ``partial`` (then they start from scratch, reported). InputError also when fewer than
     ``min_fraction`` of the convolution kernels receive pretrained values (another architecture)."""
     sd, path = read_state_dict(source)
@@ -236,12 +238,12 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike, *, allow_inflate:
     report = LoadReport(source=str(source), file=str(path), target_prefix=pt, source_prefix=ps)
     new_state = dict(target)
     used = set()
-    kept = _kept_names(net)
+    kept, fresh = _flagged_names(net, "keep_on_transfer"), _flagged_names(net, "new_on_transfer")
     head = _head_names(net, out_channels)
     for name, full in _strip(list(target), pt).items():
         t = target[full]
-        if full in kept:
-            report.new[name] = KEPT
+        if full in kept or full in fresh:
+            report.new[name] = KEPT if full in kept else NEW_PART
             continue
         if name not in src:
             if name.endswith(".bias") and name[:-5] + ".weight" in src:  # the source's layer has no bias
@@ -276,7 +278,7 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike, *, allow_inflate:
         why = "" if allow_inflate else "; 2D weights for a 3D network need transfer.inflate: true"
         raise InputError(f"only {len(got)} of the network's {len(kernels)} convolution kernels match these weights: "
                          f"they are for another architecture (check the plan's model against the source{why})", path)
-    misfits = [f"{k} ({why})" for k, why in report.new.items() if not why.startswith(("new head", KEPT))]
+    misfits = [f"{k} ({why})" for k, why in report.new.items() if not why.startswith(("new head", KEPT, NEW_PART))]
     if misfits and not partial:
         more = f" and {len(misfits) - 6} more" if len(misfits) > 6 else ""
         raise InputError(f"{len(misfits)} tensors of the network have no fitting source tensor: "
