@@ -34,3 +34,27 @@ def test_an_entry_tested_on_other_data_is_calibrated_on_its_own_validation_and_s
     assert (entry / "calibration.json").is_file() and (entry / "domain.npz").is_file()
     again = bench.evaluate(entry, spec)
     assert again["auc"] == pytest.approx(card["test"]["value"], abs=2e-4)
+
+
+@pytest.mark.slow
+def test_a_heavy_entry_carries_its_first_cases_and_they_reproduce(hippo_run, tmp_path, monkeypatch):
+    """An entry whose test split takes minutes to score ships the per-case Dice of its first cases;
+    `evaluate --case` on the shipped entry gives them again."""
+    import csv
+
+    from medcnn.tasks import evaluate
+
+    monkeypatch.setattr(bench, "ZOO", tmp_path / "zoo")
+    spec = {**bench.ENTRIES["hippocampus-segmenter"], "check_cases": 2}
+    rec = bench.build("hippo-check", spec, hippo_run, tmp_path / "out", {"commit": "test", "command": "pytest",
+                                                                          "date": "today"})
+    assert rec["inside_original_interval"]
+    entry = tmp_path / "zoo" / "hippo-check"
+    check = json.loads((entry / "card.json").read_text())["test"]["check"]["cases"]
+    split = json.loads((entry / "split.json").read_text())["test"]
+    assert list(check) == split[:2] and set(check[split[0]]) == {"Anterior_dice", "Posterior_dice"}
+    evaluate(entry, "test", cases=list(check))
+    with open(entry / "eval" / "test-subset_cases.csv", newline="") as fh:
+        rows = {r["case"]: r for r in csv.DictReader(fh)}
+    for case, scores in check.items():
+        assert {k: float(rows[case][k]) for k in scores} == pytest.approx(scores, abs=2e-4)
