@@ -186,24 +186,36 @@ def cached(path: Path, fresh: bool, fn) -> dict:
     return rec
 
 
-def seed_mean_ci(runs: list[dict], predictions: Path, labels=None) -> list[float] | None:
+def case_scores(files: list[Path], metric: str) -> np.ndarray:
+    """(cases, seeds): each segmentation run's per-case ``metric`` (mean over labels) from its kept CSV."""
+    import csv
+
+    per_seed = []
+    for f in files:
+        with open(f, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        cols = [c for c in rows[0] if c.endswith(f"_{metric}")]
+        per_seed.append([np.nanmean([float(r[c]) for c in cols]) for r in rows])
+    return np.array(per_seed).T
+
+
+def kept_files(runs: list[dict], predictions: Path) -> list[Path] | None:
+    files = [predictions / r["predictions"] for r in runs if r.get("predictions")]
+    return files if len(files) == len(runs) and all(f.is_file() for f in files) else None
+
+
+def seed_mean_ci(runs: list[dict], predictions: Path, labels=None, metric: str = "dice") -> list[float] | None:
     """95 % interval of the seed-mean test metric: a bootstrap over the test images (stratified by
     class) or cases, every seed scored on the same resample; None when a run kept no predictions.
-    ``labels``: a classification's test labels (default: its dataset's)."""
-    files = [predictions / r["predictions"] for r in runs if r.get("predictions")]
-    if len(files) != len(runs) or not all(f.is_file() for f in files):
+    ``labels``: a classification's test labels (default: its dataset's); ``metric``: a segmentation's
+    per-case column (dice, nsd)."""
+    files = kept_files(runs, predictions)
+    if files is None:
         return None
     if runs[0].get("task", "classify") == "segment":
-        import csv
-
         from medcnn.metrics.intervals import mean_ci
 
-        per_seed = []
-        for f in files:
-            rows = list(csv.DictReader(open(f)))
-            dice_cols = [c for c in rows[0] if c.endswith("_dice")]
-            per_seed.append([np.mean([float(r[c]) for c in dice_cols]) for r in rows])
-        ci = mean_ci(np.array(per_seed).T)
+        ci = mean_ci(case_scores(files, metric))
     else:
         from medcnn.data.classification import load_classification
         from medcnn.metrics.classification import classification_intervals
@@ -222,8 +234,14 @@ def summarise(runs: list[dict], keys: tuple[str, ...], predictions: Path | None 
         task = rs[0].get("task", "classify")
         metric = "dice" if task == "segment" else "auc"
         v = np.array([r[f"test_{metric}"] for r in rs])
+        extra = {}
+        files = kept_files(rs, predictions) if predictions and task == "segment" else None
+        if files:  # normalised surface Dice beside Dice, from the same per-case files
+            extra = {"nsd": round(float(np.nanmean(case_scores(files, "nsd"))), 4),
+                     "nsd_ci95": seed_mean_ci(rs, predictions, metric="nsd")}
         out.append({"task": task, **dict(zip(keys, k)), "metric": metric, "mean": round(float(v.mean()), 4),
                     "std": round(float(v.std()), 4), "ci95": seed_mean_ci(rs, predictions) if predictions else None,
+                    **extra,
                     "minutes": round(float(np.mean([r.get("minutes", np.nan) for r in rs])), 2),
                     "seeds": [r["seed"] for r in rs],
                     "n_train": rs[0]["n_train"], "commit": rs[0]["commit"], "command": this_command()})
@@ -287,11 +305,16 @@ def ci(r: dict) -> str:
     return f" [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]" if r.get("ci95") else ""
 
 
+def nsd(r: dict) -> str:
+    """A segmentation record's normalised surface Dice, where it has one."""
+    return f"; NSD {r['nsd']:.3f}" if r.get("nsd") is not None else ""
+
+
 def table(records: list[dict]) -> str:
     lines = ["| dataset | metric | labels | n train | " + " | ".join(KINDS.values()) + " | commit |",
              "|---|---|---|---|---|---|---|---|"]
     eff = [r for r in records if "fraction" in r and "augment" not in r]
-    fmt = lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}{ci(r)}" if r else "–"  # noqa: E731
+    fmt = lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}{ci(r)}{nsd(r)}" if r else "–"  # noqa: E731
     for name in sorted({r["dataset"] for r in eff}):
         for f in sorted({r["fraction"] for r in eff if r["dataset"] == name}):
             row = {r["init_kind"]: r for r in eff if r["dataset"] == name and r["fraction"] == f}
@@ -313,7 +336,7 @@ def table(records: list[dict]) -> str:
         lines += ["", "| dataset (10 % of labels, scratch) | augment preset | test metric | commit |", "|---|---|---|---|"]
         for r in aug:
             lines.append(f"| {r['dataset']} | {r['augment']} | {METRIC[r['metric']]} "
-                         f"{r['mean']:.3f} ± {r['std']:.3f}{ci(r)} | `{r['commit']}` |")
+                         f"{r['mean']:.3f} ± {r['std']:.3f}{ci(r)}{nsd(r)} | `{r['commit']}` |")
     cmds = sorted({r["command"] for r in records})
     return "\n".join(lines + ["", "mean ± std over seeds; [95 % CI] where a record has one: the seed-mean's bootstrap "
                               "interval over the test images / cases. Command(s): " + "; ".join(f"`{c}`" for c in cmds) + "."])

@@ -3,6 +3,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 # by path: the name `transfer` is taken by the tests.transfer package
@@ -45,13 +47,18 @@ def test_seed_mean_interval_from_kept_predictions(tmp_path):
         p1 = np.clip(0.3 * labels + 0.7 * rng.random(200), 0, 1)
         bench.common.save_predictions(tmp_path / f"c{seed}.npz", np.stack([1 - p1, p1], 1), labels)
         runs.append({"task": "classify", "predictions": f"c{seed}.npz"})
-        rows = ["case,Anterior_dice,Posterior_dice"] + [f"c{i},{0.8 + 0.001 * i},{0.85}" for i in range(20)]
+        rows = ["case,Anterior_dice,Posterior_dice,Anterior_nsd,Posterior_nsd"] + [
+            f"c{i},{0.8 + 0.001 * i},{0.85},{0.9},{0.7 + 0.01 * seed}" for i in range(20)]
         (tmp_path / f"s{seed}.csv").write_text("\n".join(rows) + "\n")
     lo, hi = bench.seed_mean_ci(runs, tmp_path, labels)
     assert 0.5 < lo < hi <= 1
     seg = [{"task": "segment", "predictions": f"s{s}.csv"} for s in range(3)]
     lo, hi = bench.seed_mean_ci(seg, tmp_path)
     assert lo < 0.82975 < hi and hi - lo < 0.01  # around the mean of the per-case means over labels
+    seg = [{**r, "dataset": "hippocampus", "fraction": 0.1, "seed": s, "test_dice": 0.83, "n_train": 20,
+            "commit": "abc"} for s, r in enumerate(seg)]
+    (rec,) = bench.summarise(seg, ("dataset", "fraction"), tmp_path)
+    assert rec["nsd"] == pytest.approx(0.805) and rec["nsd_ci95"][0] <= 0.805 <= rec["nsd_ci95"][1]
     assert bench.seed_mean_ci([{"task": "classify"}], tmp_path) is None  # nothing kept: no interval
 
 
