@@ -301,11 +301,9 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder written by `medcnn
 
     run = _run(run)
     t = run_task(run, "evaluate")
-    options = {"cases": list(case)} if case else {}
-    for name in options:
-        if name not in t.evaluate_options:
-            raise MedcnnError(f"--{name.removesuffix('s')} does not apply to a {t.name} run", run)
-    r = t.evaluate(run, split, checkpoint, data, **options)
+    if case and "cases" not in t.evaluate_options:
+        raise MedcnnError(f"--case does not apply to a {t.name} run", run)
+    r = t.evaluate(run, split, checkpoint, data, **({"cases": list(case)} if case else {}))
     if json_out:
         out.print_json(json.dumps(r))
         return

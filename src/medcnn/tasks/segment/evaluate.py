@@ -249,10 +249,11 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
         raise RunFolderError(f"the run's split.json has no {split!r} cases", run)
     chosen, tag = splits[split], split
     if cases:
-        missing = sorted(set(cases) - set(chosen))
+        wanted = set(cases)
+        missing = sorted(wanted - set(chosen))
         if missing:
             raise RunFolderError(f"cases {missing} are not in the run's {split!r} split", run)
-        chosen, tag = [c for c in chosen if c in set(cases)], f"{split}-subset"
+        chosen, tag = [c for c in chosen if c in wanted], f"{split}-subset"
     segs = CaseSegmenters(run, seg, splits, split)
     post = RunFolder(run).postprocess_record() or \
         choose_postprocess(segs if split == "val" else CaseSegmenters(run, seg, splits, "val"),
