@@ -287,6 +287,10 @@ class EnhanceConfig:
     modality: str = ""  # from the fingerprint (CT: window in HU)
     patch_size: list[int] = field(default_factory=lambda: [64, 64])  # training patch size (pixels)
     patches_per_epoch: int = 4096  # training patches per epoch
+    # [lo, hi]: each training patch is its window zoomed by a factor drawn log-uniformly from this range
+    # (2: a quarter of the pixels, upsampled, as a scan at half the pixel size shows the same anatomy).
+    # For scans at a finer or coarser pixel size than the training images; [1, 1]: patches as they are
+    zoom: list[float] = field(default_factory=lambda: [1.0, 1.0])
     # supervised: learn degraded -> clean; noise2void: blind-spot training on the (degraded) images
     # alone, for users who have only noisy scans (no clean targets are used)
     mode: str = "supervised"  # supervised | noise2void
@@ -317,6 +321,11 @@ class EnhanceConfig:
             raise ConfigError(f"enhance.extra_share must be in [0, 1), got {self.extra_share}")
         if self.loss not in ("l1", "mse"):
             raise ConfigError(f"enhance.loss must be l1 or mse, got {self.loss!r}")
+        if len(self.zoom) != 2 or not 0.25 <= self.zoom[0] <= self.zoom[1] <= 4.0:
+            raise ConfigError(f"enhance.zoom must be [lo, hi] with 0.25 <= lo <= hi <= 4, got {self.zoom}")
+        if self.zoom != [1.0, 1.0] and self.degradation in ("lowdose-ct", "sparse-view-ct"):
+            raise ConfigError(f"enhance.zoom: {self.degradation} simulates the scanner on whole slices at their "
+                              "own pixel size; zoomed patches would change the physics (leave zoom at [1, 1])")
 
 
 @dataclass

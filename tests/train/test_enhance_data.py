@@ -53,3 +53,37 @@ def test_patches_prepare_every_slice_before_training(ct_slice):
     degraded, clean = next(iter(patches))
     assert degraded.shape == clean.shape == (4, 1, 64, 64) and len(patches.whole.cache) == 2
     assert 0.005 < (degraded - clean).std() < 0.5
+
+
+@pytest.mark.parametrize("zoom", [2.0, 0.5])
+def test_zoomed_patches_show_the_anatomy_at_another_pixel_size(zoom):
+    from medcnn.train.enhance_data import EnhancePatches
+
+    mr = read_image(get_testdata_file("MR_small.dcm")).array.astype("float32")  # 64 x 64
+    mr = torch.from_numpy(mr / mr.max()).reshape(1, 64, 64)
+    ramp = torch.arange(96.0).repeat(96, 1)[None] / 96  # grey rising by 1/96 per column
+    d = Degradation("gaussian", (0.1,))
+    patches = EnhancePatches([ramp, mr], d, [32, 32], batch_size=8, n_batches=1, weights=[1.0, 0.0],
+                             zoom=(zoom, zoom))
+    degraded, clean = next(iter(patches))
+    assert degraded.shape == clean.shape == (8, 1, 32, 32)
+    # away from the border; rotations and mirrors turn the ramp; bicubic steps alternate around their mean
+    inner = clean[..., 8:-8, 8:-8]
+    step = torch.maximum((inner[..., 1:, :] - inner[..., :-1, :]).abs().mean((1, 2, 3)),
+                         (inner[..., 1:] - inner[..., :-1]).abs().mean((1, 2, 3)))
+    assert torch.allclose(step, torch.full_like(step, 1 / 96 / zoom), rtol=0.02)
+    # the real slice, smaller than a window at zoom 0.5 (64 pixels), is padded, not refused
+    small = EnhancePatches([mr], d, [48, 48], batch_size=2, n_batches=1, zoom=(zoom, zoom))
+    assert next(iter(small))[1].shape == (2, 1, 48, 48)
+
+
+def test_zoom_is_refused_for_the_scanner_models():
+    from medcnn.errors import ConfigError
+    from medcnn.plan import EnhanceConfig, Plan
+
+    plan = Plan(task="enhance")
+    EnhanceConfig(zoom=[1.0, 3.0]).check(plan)
+    with pytest.raises(ConfigError, match="whole slices"):
+        EnhanceConfig(degradation="lowdose-ct", level=[5e4], zoom=[1.0, 2.0]).check(plan)
+    with pytest.raises(ConfigError, match="zoom"):
+        EnhanceConfig(zoom=[3.0, 1.0]).check(plan)

@@ -3,7 +3,7 @@
 Each training batch is ``(degraded, clean)`` patches. Noise and resolution models degrade the
 patches themselves; the CT models (projection domain) degrade whole slices and crop both at the
 same place. Patches get random 90-degree rotations and mirrors (image restoration has no preferred
-orientation). Validation uses fixed slices with one fixed, seeded degradation each, so every epoch
+orientation) and, with ``enhance.zoom``, a random zoom (scans at another pixel size). Validation uses fixed slices with one fixed, seeded degradation each, so every epoch
 is scored on the same noise realisations.
 """
 from __future__ import annotations
@@ -141,8 +141,10 @@ class WholeSliceDegrader:
 
 class EnhancePatches(IterableDataset):
     def __init__(self, slices: list[torch.Tensor], degradation: Degradation, patch: list[int], batch_size: int,
-                 n_batches: int, seed: int = 0, weights: np.ndarray | None = None, rank: int | None = None):
+                 n_batches: int, seed: int = 0, weights: np.ndarray | None = None, rank: int | None = None,
+                 zoom: tuple[float, float] = (1.0, 1.0)):
         self.slices, self.degradation, self.patch = slices, degradation, list(patch)
+        self.zoom = (float(zoom[0]), float(zoom[1]))  # enhance.zoom (not for the whole-slice CT models)
         self.weights = None if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
         self.batch_size, self.n_batches, self.seed, self.epoch = batch_size, n_batches, seed, 0
         self.rank = rank  # data-parallel: each process draws its own stream (and its share of the batch)
@@ -166,9 +168,22 @@ class EnhancePatches(IterableDataset):
         self.prepare_seconds = time.perf_counter() - t0
         return self.prepare_seconds
 
-    def _crop(self, x: torch.Tensor, rng: np.random.Generator) -> tuple[int, int]:
+    def _crop(self, x: torch.Tensor, rng: np.random.Generator, size: list[int] | None = None) -> tuple[int, int]:
         h, w = x.shape[-2:]
-        return int(rng.integers(0, h - self.patch[0] + 1)), int(rng.integers(0, w - self.patch[1] + 1))
+        ph, pw = size or self.patch
+        return int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+
+    def _zoomed(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """A patch-sized view of slice ``x`` at a zoom drawn from ``self.zoom``: a window of
+        patch / zoom pixels, resized to the patch (bicubic; antialiased when it shrinks)."""
+        lo, hi = self.zoom
+        z = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        size = [max(4, round(p / z)) for p in self.patch]
+        x = _pad_to(x, size)
+        top, left = self._crop(x, rng, size)
+        window = x[None, :, top:top + size[0], left:left + size[1]]
+        return F.interpolate(window, size=self.patch, mode="bicubic", align_corners=False,
+                             antialias=size[0] > self.patch[0])[0]
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch] + ([] if self.rank is None else [self.rank]))
@@ -180,6 +195,9 @@ class EnhancePatches(IterableDataset):
             picks = rng.integers(0, len(self.slices), self.batch_size) if self.weights is None else \
                 rng.choice(len(self.slices), self.batch_size, p=self.weights)
             for i in picks:
+                if self.zoom != (1.0, 1.0):
+                    clean.append(self._zoomed(self.slices[i], rng))
+                    continue
                 x = _pad_to(self.slices[i], self.patch)
                 top, left = self._crop(x, rng)
                 if whole:  # CT: degrade the whole slice, then crop both
@@ -236,7 +254,8 @@ def enhance_loaders(plan: Plan, data: EnhanceData, rank: int = 0, world: int = 1
                         np.full(len(extra), en.extra_share / len(extra))]
     n_batches = max(1, en.patches_per_epoch // plan.batch_size)
     train_loader = DataLoader(EnhancePatches(train + extra, deg, en.patch_size, plan.batch_size // world, n_batches,
-                                             plan.seed, weights=weights, rank=rank if world > 1 else None),
+                                             plan.seed, weights=weights, rank=rank if world > 1 else None,
+                                             zoom=tuple(en.zoom)),
                               batch_size=None, num_workers=0)
     if deg.whole_image:
         import logging
