@@ -2,14 +2,17 @@
 bench/results/applications.json, and the README table between the bench-apps markers.
 
 - ``lgg``: brain-tumour (FLAIR abnormality) segmentation, TCGA-LGG, 110 patients with three MR
-  sequences ($MEDCNN_DATA/lgg_mri_segmentation_112). 5-fold cross-validation by patient: every
-  patient is tested once, by the model of the fold that did not train on it; inside a fold the
-  default plan chooses its validation patients and checkpoint. Variants: ``3d`` (the default plan),
-  ``slices`` (the same U-Net with in-plane kernels on one-slice patches, as nnU-Net's 2D
-  configuration; for slices of unknown thickness), ``flair-only`` (the FLAIR channel alone).
-  Reported per patient: Dice (mean, 95 % interval over the 110), tumour burden predicted vs
-  reference (voxels; the release gives no spacing) and their correlation, false-positive area on
-  the slices without tumour, the 10 patients whose missing sequences were replaced by FLAIR.
+  sequences ($MEDCNN_DATA/lgg_mri_segmentation_112). 5-fold cross-validation by patient; inside a
+  fold the default plan chooses its validation patients and checkpoint. Variants: ``3d`` (the default
+  plan), ``slices`` (the same U-Net with in-plane kernels on one-slice patches, as nnU-Net's 2D
+  configuration; for slices of unknown thickness), ``flair-only`` (the FLAIR channel alone). Every
+  variant runs folds 0 and 1 (SCREEN_FOLDS, 44 patients); the architecture (3d or slices) with the
+  better mean validation Dice there runs all five folds, so that every patient is tested once, by
+  the model of the fold that did not train on it; the other variants are ablations on the 44
+  patients of the screening folds, each compared with the chosen one on the same patients (paired).
+  Reported per patient: Dice (mean, 95 % interval), tumour burden predicted vs reference (voxels;
+  the release gives no spacing) and their correlation, false-positive area on the slices without
+  tumour, the 10 patients whose missing sequences were replaced by FLAIR.
 
 - ``isic2017``: melanoma vs the rest, ISIC 2017 part 3 ($MEDCNN_DATA/isic2017_melanoma, 128 px):
   trained on the 2,000 training images (a seeded, stratified tenth of them validates), tested once
@@ -32,11 +35,12 @@ bench/results/applications.json, and the README table between the bench-apps mar
   `bench/transfer.py` (run it first; its records and run folders are read, nothing is retrained),
   with the prediction time and memory of one of its runs measured here.
 
-Choices are made on validation data only: which variant the README calls medcnn's is the one with
-the best mean validation Dice over the folds (each fold's best checkpoint), written down before the
-test numbers are read; the other variants are ablations.
+Choices are made on validation data only: which LGG variant the README calls medcnn's is the
+architecture with the best mean validation Dice over the screening folds (each fold's best
+checkpoint), written down before the test numbers are read; the other variants are ablations.
 
-    python bench/applications.py --apps lgg                       # every variant, 5 folds (hours)
+    python bench/applications.py --apps lgg                       # the screening folds, then the chosen one's others (hours)
+    python bench/applications.py --apps lgg --variants chosen --folds 2   # one fold of validation's choice
     python bench/applications.py --apps lgg --variants 3d --folds 0 --split val --set epochs=1   # smoke: no test read
 
 Each finished fold is saved as OUT/<app>/<variant>/fold<k>.json and reused while the code is
@@ -63,7 +67,9 @@ START, END = "<!-- bench-apps:start -->", "<!-- bench-apps:end -->"
 APPS = ("lgg", "isic2017", "idrid-ex", "breastmnist-10pct")
 LGG = "lgg_mri_segmentation_112"
 LGG_VARIANTS = ("3d", "slices", "flair-only")
+LGG_ARCHITECTURES = ("3d", "slices")  # the candidates for medcnn's row; flair-only is an ablation of the inputs
 FOLDS = 5
+SCREEN_FOLDS = (0, 1)  # every LGG variant runs these; the chosen architecture then runs the others
 REFERENCE = {"lgg": "Buda et al. 2019: mean Dice 82 % per patient (U-Net on 256² slices, 22-fold CV)",
              "isic2017": "ISIC 2017 best melanoma AUC 0.874 (600 official test images, full resolution, ImageNet CNNs)",
              "idrid-ex": "IDRiD challenge best hard-exudate AUPR ≈ 0.89 (54 training images, 27 test)",
@@ -207,23 +213,66 @@ def lgg_record(variant: str, folds: list[dict], copies: set[str], meta: dict) ->
             "unit_note": "spacing unknown (identity affine): sizes are voxel counts", **meta}
 
 
+def chosen_architecture(folds: list[list[str]], args, meta: dict) -> tuple[str, dict[str, float]]:
+    """The architecture of LGG_ARCHITECTURES with the best mean validation Dice over SCREEN_FOLDS
+    (their fold runs are reused, or trained now), and every candidate's mean."""
+    val = {}
+    for v in LGG_ARCHITECTURES:
+        done = [lgg_fold(v, k, folds[k], args.out, args.sets, args.split, meta) for k in SCREEN_FOLDS]
+        val[v] = round(float(np.mean([f["val_dice"] for f in done])), 4)
+    return max(val, key=val.get), val
+
+
 def run_lgg(args, meta: dict) -> list[dict]:
+    """Without --variants: every variant on SCREEN_FOLDS, then validation's choice on every fold, and
+    a record per variant. With --variants (``chosen``: validation's choice) and --folds: those fold
+    runs only; a record when a variant's asked folds are all FOLDS."""
     from medcnn.data.segmentation import load_segmentation
 
     src = data_root() / LGG
     ids = [c.id for c in load_segmentation(src).cases]
     folds = patient_folds(ids)
     copies = flair_copies(src)
+    chosen, val = None, {}
+    if not args.variants or "chosen" in args.variants:
+        chosen, val = chosen_architecture(folds, args, meta)
+        print(f"lgg: mean validation Dice over folds {list(SCREEN_FOLDS)}: {val}; chosen: {chosen}", flush=True)
+    asked = {chosen if v == "chosen" else v: args.folds for v in args.variants} if args.variants else \
+        {v: list(range(FOLDS)) if v == chosen else list(SCREEN_FOLDS) for v in (chosen, *LGG_VARIANTS)}
+    done = {v: [lgg_fold(v, k, folds[k], args.out, args.sets, args.split, meta) for k in ks] for v, ks in asked.items()}
     records = []
-    for variant in args.variants or LGG_VARIANTS:
-        done = [lgg_fold(variant, k, folds[k], args.out, args.sets, args.split, meta) for k in args.folds]
-        keep_cases(f"lgg-{variant}", done)
-        if args.split == "test" and len(done) == FOLDS:
-            records.append(lgg_record(variant, done, copies, meta))
-        for f in done:
+    for variant, runs in done.items():
+        keep_cases(f"lgg-{variant}", runs)
+        for f in runs:
             print(f"lgg {variant} fold {f['fold']}: val Dice {f['val_dice']:.4f}, {f['split']} n {f['n']}, "
                   f"{f['train_minutes']:.1f} min", flush=True)
+        if args.split != "test":
+            continue
+        if variant == chosen and len(runs) == FOLDS:
+            records.append({**lgg_record(variant, runs, copies, meta), "role": "chosen on validation",
+                            "val_dice_screen": val})
+        elif not args.variants and chosen is not None:  # an ablation, against the choice on the same patients
+            records.append({**lgg_record(variant, runs, copies, meta),
+                            **paired_with(runs, done[chosen], chosen), "role": "ablation (screening folds)"})
+        elif len(runs) == FOLDS:
+            records.append(lgg_record(variant, runs, copies, meta))
     return records
+
+
+def paired_with(runs: list[dict], chosen_runs: list[dict], chosen: str) -> dict:
+    """The per-patient Dice difference of a variant to the chosen one, on the patients of ``runs``."""
+    from medcnn.metrics.intervals import paired_difference_ci
+
+    def dice(fold_runs):
+        rows = {r["case"]: r for f in fold_runs for r in f["rows"]}
+        label = next(k for k in next(iter(rows.values())) if k.endswith("_dice"))
+        return {c: float(r[label]) for c, r in rows.items()}
+
+    a, b = dice(runs), dice(chosen_runs)
+    cases = sorted(a)
+    x, y = np.array([a[c] for c in cases]), np.array([b[c] for c in cases])
+    return {"paired_vs": chosen, "dice_minus_chosen": round(float((x - y).mean()), 4),
+            "dice_minus_chosen_ci95": paired_difference_ci(x, y), f"dice_mean_{chosen}_same_patients": round(float(y.mean()), 4)}
 
 
 def keep_cases(name: str, folds: list[dict]) -> None:
@@ -495,8 +544,14 @@ def table(records: list[dict]) -> str:
         if r["dataset"] == "lgg":
             metric = f"Dice per patient {r['dice_mean']:.3f}{_ci(r, 'dice_mean')}"
             detail = (f"burden r {r['burden_correlation']:.3f}; {100 * (r['empty_slices_with_fp'] or 0):.1f} % of "
-                      f"tumour-free slices with a false positive; FLAIR-copy patients {r['dice_flair_copies']:.3f} "
+                      f"tumour-free slices with a false positive; FLAIR-copy patients {_num(r['dice_flair_copies'], '.3f')} "
                       f"(n {r['n_flair_copies']}); val Dice {r['val_dice_mean']:.3f}")
+            if r.get("paired_vs"):
+                lo, hi = r["dice_minus_chosen_ci95"]
+                detail += (f"; {r['dice_minus_chosen']:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {r['paired_vs']} on the same "
+                           f"{r['n']} patients (folds {', '.join(str(k) for k in SCREEN_FOLDS)})")
+            elif r.get("role"):
+                detail += f"; {r['role']} ({', '.join(f'{k} {v:.3f}' for k, v in r['val_dice_screen'].items())})"
         elif r["dataset"] == "isic2017":
             metric = f"melanoma AUC {r['auc']:.3f}{_ci(r, 'auc')}"
             up = (r.get("model_kwargs") or {}).get("upsample")

@@ -49,6 +49,37 @@ def test_lgg_summary_counts_patients_and_the_flair_copies():
     assert "Dice per patient 0.750" in bench.table([r])
 
 
+def test_lgg_screens_every_variant_then_runs_validations_choice_on_every_fold(lgg_dir, monkeypatch):
+    import argparse
+
+    label = "FLAIR abnormality"
+    val = {"3d": 0.70, "slices": 0.75, "flair-only": 0.80}  # flair-only is no candidate, however well it validates
+    calls = []
+
+    def fold(variant, k, test_ids, out, sets, split, meta):
+        calls.append((variant, k))
+        rows = [{"case": c, f"{label}_dice": str(val[variant] + 0.01 * (i % 3)), f"{label}_ref_size": str(100 + i),
+                 f"{label}_pred_size": str(95 + i)} for i, c in enumerate(test_ids)]
+        return {"variant": variant, "fold": k, "split": split, "n": len(rows), "rows": rows, "val_dice": val[variant],
+                "train_minutes": 30.0, "epochs": 9, "infer_s_per_case": 1.0, "peak_rss_mb": 900.0}
+
+    monkeypatch.setattr(bench, "lgg_fold", fold)
+    monkeypatch.setattr(bench, "flair_copies", lambda src: set())
+    monkeypatch.setattr(bench, "data_root", lambda: lgg_dir.parent)
+    args = argparse.Namespace(variants=None, folds=list(range(5)), out=None, sets=[], split="test")
+    records = {r["variant"]: r for r in bench.run_lgg(args, {"commit": "abc"})}
+    assert sorted(set(calls)) == sorted({("slices", k) for k in range(5)} | {(v, k) for v in val for k in (0, 1)})
+    chosen, three_d = records["slices"], records["3d"]
+    assert chosen["n"] == 110 and chosen["role"] == "chosen on validation" and chosen["val_dice_screen"] == \
+        {"3d": 0.70, "slices": 0.75}
+    assert three_d["n"] == 44 and three_d["paired_vs"] == "slices" and three_d["dice_minus_chosen"] == -0.05
+    assert records["flair-only"]["dice_minus_chosen"] == 0.05 and "vs slices on the same 44 patients" in bench.table([three_d])
+    # one fold of the choice alone (a unit of a longer campaign): no record yet
+    calls.clear()
+    args = argparse.Namespace(variants=["chosen"], folds=[2], out=None, sets=[], split="test")
+    assert bench.run_lgg(args, {"commit": "abc"}) == [] and calls[-1] == ("slices", 2)
+
+
 def test_isic_training_csv_keeps_a_stratified_tenth_for_validation(data_root, tmp_path):
     src = require(data_root / "isic2017_melanoma")
     path = bench.isic_training_csv(src, tmp_path / "train.csv")
