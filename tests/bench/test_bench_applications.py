@@ -64,6 +64,7 @@ def test_lgg_screens_every_variant_then_runs_validations_choice_on_every_fold(lg
                 "train_minutes": 30.0, "epochs": 9, "infer_s_per_case": 1.0, "peak_rss_mb": 900.0}
 
     monkeypatch.setattr(bench, "lgg_fold", fold)
+    monkeypatch.setattr(bench, "keep_cases", lambda name, folds: None)  # not into bench/results/predictions
     monkeypatch.setattr(bench, "flair_copies", lambda src: set())
     monkeypatch.setattr(bench, "data_root", lambda: lgg_dir.parent)
     args = argparse.Namespace(variants=None, folds=list(range(5)), out=None, sets=[], split="test")
