@@ -28,7 +28,12 @@ bench/results/applications.json, and the README table between the bench-apps mar
   once; not the challenge's split, which has 54 training and 27 test images). The field of view is
   derived from each photograph; pixel AUPR inside it, pooled over all 20 test images (from the
   folds' score histograms) and per image; Dice at the probability threshold chosen on validation;
-  prediction time and peak memory of ``medcnn predict`` on one full-resolution image.
+  prediction time and peak memory of ``medcnn predict`` on one full-resolution image. 30 minutes of
+  training (IDRID_MINUTES, the issue's budget). Variants: ``default`` (the default plan),
+  ``foreground`` (two thirds of the patches centred on exudate, against the plan's third),
+  ``imagenet`` (the U-Net on SqueezeNet 1.1's ImageNet encoder, a tenth of the rate on it). As for
+  LGG, every variant runs the screening folds; the one with the best pooled validation AUPR there
+  (each fold's three validation photographs, at full resolution) runs the other folds.
 
 - ``breastmnist-10pct``: BreastMNIST with 10 % of the training and validation labels, 3 seeds, from
   scratch / ImageNet SqueezeNet / the medcnn-pretrained backbone: the label-efficiency rows of
@@ -37,7 +42,8 @@ bench/results/applications.json, and the README table between the bench-apps mar
 
 Choices are made on validation data only: which LGG variant the README calls medcnn's is the
 architecture with the best mean validation Dice over the screening folds (each fold's best
-checkpoint), written down before the test numbers are read; the other variants are ablations.
+checkpoint), and IDRiD's the variant with the best mean validation AUPR there, written down before
+the test numbers are read; the other variants are ablations.
 
     python bench/applications.py --apps lgg                       # the screening folds, then the chosen one's others (hours)
     python bench/applications.py --apps lgg --variants chosen --folds 2   # one fold of validation's choice
@@ -86,6 +92,9 @@ ISIC_VARIANTS = {"scratch": [], "imagenet": ["transfer.pretrained=squeezenet1_1.
 ISIC_MINUTES = 30
 IDRID = "idrid_hard_exudates"
 IDRID_FOLDS = 4
+IDRID_MINUTES = 30
+IDRID_VARIANTS = {"default": [], "foreground": ["segment.fg_oversample=0.67"],
+                  "imagenet": ["transfer.pretrained=squeezenet1_1.imagenet", "transfer.backbone_lr=0.1"]}
 
 
 def data_root() -> Path:
@@ -213,33 +222,52 @@ def lgg_record(variant: str, folds: list[dict], copies: set[str], meta: dict) ->
             "unit_note": "spacing unknown (identity affine): sizes are voxel counts", **meta}
 
 
-def chosen_architecture(folds: list[list[str]], args, meta: dict) -> tuple[str, dict[str, float]]:
-    """The architecture of LGG_ARCHITECTURES with the best mean validation Dice over SCREEN_FOLDS
-    (their fold runs are reused, or trained now), and every candidate's mean."""
-    val = {}
-    for v in LGG_ARCHITECTURES:
-        done = [lgg_fold(v, k, folds[k], args.out, args.sets, args.split, meta) for k in SCREEN_FOLDS]
-        val[v] = round(float(np.mean([f["val_dice"] for f in done])), 4)
-    return max(val, key=val.get), val
+def staged(args, variants: tuple[str, ...], candidates: tuple[str, ...], n_folds: int, run_fold, score):
+    """Fold runs of a cross-validated application in two stages. Without --variants: every variant on
+    SCREEN_FOLDS, then the candidate with the best mean ``score(fold record)`` over those (validation
+    only) on all ``n_folds``. With --variants (``chosen``: that candidate, whose screening runs are
+    reused or made first) and --folds: those runs only. Returns (chosen or None, each candidate's
+    mean score, {variant: fold records})."""
+    chosen, val = None, {}
+    if not args.variants or "chosen" in args.variants:
+        val = {v: round(float(np.mean([score(run_fold(v, k)) for k in SCREEN_FOLDS])), 4) for v in candidates}
+        chosen = max(val, key=val.get)
+        print(f"mean validation score over folds {list(SCREEN_FOLDS)}: {val}; chosen: {chosen}", flush=True)
+    asked = {chosen if v == "chosen" else v: [k for k in args.folds if k < n_folds] for v in args.variants} \
+        if args.variants else {v: list(range(n_folds)) if v == chosen else list(SCREEN_FOLDS) for v in (chosen, *variants)}
+    return chosen, val, {v: [run_fold(v, k) for k in ks] for v, ks in asked.items()}
+
+
+def paired_with(runs: list[dict], chosen_runs: list[dict], chosen: str, metric: str) -> dict:
+    """The per-case difference of ``metric`` (a column of the fold records' rows) of a variant to the
+    chosen one, on the cases of ``runs``."""
+    from medcnn.metrics.intervals import paired_difference_ci
+
+    def values(fold_runs):
+        rows = {r["case"]: r for f in fold_runs for r in f["rows"]}
+        key = metric if metric in next(iter(rows.values())) else \
+            next(k for k in next(iter(rows.values())) if k.endswith(metric))  # LGG: "<label>_dice"
+        return {c: float(r[key]) for c, r in rows.items()}
+
+    a, b = values(runs), values(chosen_runs)
+    cases = sorted(a)
+    x, y = np.array([a[c] for c in cases]), np.array([b[c] for c in cases])
+    return {"paired_vs": chosen, "paired_metric": metric, "minus_chosen": round(float((x - y).mean()), 4),
+            "minus_chosen_ci95": paired_difference_ci(x, y), "chosen_same_cases": round(float(y.mean()), 4)}
 
 
 def run_lgg(args, meta: dict) -> list[dict]:
-    """Without --variants: every variant on SCREEN_FOLDS, then validation's choice on every fold, and
-    a record per variant. With --variants (``chosen``: validation's choice) and --folds: those fold
-    runs only; a record when a variant's asked folds are all FOLDS."""
+    """LGG's fold runs (:func:`staged`: the architectures are the candidates, flair-only an ablation)
+    and a record per variant whose folds are complete."""
     from medcnn.data.segmentation import load_segmentation
 
     src = data_root() / LGG
     ids = [c.id for c in load_segmentation(src).cases]
     folds = patient_folds(ids)
     copies = flair_copies(src)
-    chosen, val = None, {}
-    if not args.variants or "chosen" in args.variants:
-        chosen, val = chosen_architecture(folds, args, meta)
-        print(f"lgg: mean validation Dice over folds {list(SCREEN_FOLDS)}: {val}; chosen: {chosen}", flush=True)
-    asked = {chosen if v == "chosen" else v: args.folds for v in args.variants} if args.variants else \
-        {v: list(range(FOLDS)) if v == chosen else list(SCREEN_FOLDS) for v in (chosen, *LGG_VARIANTS)}
-    done = {v: [lgg_fold(v, k, folds[k], args.out, args.sets, args.split, meta) for k in ks] for v, ks in asked.items()}
+    chosen, val, done = staged(args, LGG_VARIANTS, LGG_ARCHITECTURES, FOLDS,
+                               lambda v, k: lgg_fold(v, k, folds[k], args.out, args.sets, args.split, meta),
+                               lambda f: f["val_dice"])
     records = []
     for variant, runs in done.items():
         keep_cases(f"lgg-{variant}", runs)
@@ -253,26 +281,10 @@ def run_lgg(args, meta: dict) -> list[dict]:
                             "val_dice_screen": val})
         elif not args.variants and chosen is not None:  # an ablation, against the choice on the same patients
             records.append({**lgg_record(variant, runs, copies, meta),
-                            **paired_with(runs, done[chosen], chosen), "role": "ablation (screening folds)"})
+                            **paired_with(runs, done[chosen], chosen, "_dice"), "role": "ablation (screening folds)"})
         elif len(runs) == FOLDS:
             records.append(lgg_record(variant, runs, copies, meta))
     return records
-
-
-def paired_with(runs: list[dict], chosen_runs: list[dict], chosen: str) -> dict:
-    """The per-patient Dice difference of a variant to the chosen one, on the patients of ``runs``."""
-    from medcnn.metrics.intervals import paired_difference_ci
-
-    def dice(fold_runs):
-        rows = {r["case"]: r for f in fold_runs for r in f["rows"]}
-        label = next(k for k in next(iter(rows.values())) if k.endswith("_dice"))
-        return {c: float(r[label]) for c, r in rows.items()}
-
-    a, b = dice(runs), dice(chosen_runs)
-    cases = sorted(a)
-    x, y = np.array([a[c] for c in cases]), np.array([b[c] for c in cases])
-    return {"paired_vs": chosen, "dice_minus_chosen": round(float((x - y).mean()), 4),
-            "dice_minus_chosen_ci95": paired_difference_ci(x, y), f"dice_mean_{chosen}_same_patients": round(float(y.mean()), 4)}
 
 
 def keep_cases(name: str, folds: list[dict]) -> None:
@@ -418,37 +430,47 @@ def predict_cost(run: Path, image: Path, out: Path) -> tuple[float, float]:
     return round(seconds, 2), mb
 
 
-def idrid_fold(fold: int, test_ids: list[str], out: Path, sets: list[str], split: str, meta: dict) -> dict:
+def idrid_fold(variant: str, fold: int, test_ids: list[str], out: Path, sets: list[str], split: str, meta: dict) -> dict:
     from medcnn.data.segmentation import load_segmentation
+    from medcnn.models import override_plan
     from medcnn.plan import Plan
     from medcnn.planning.segment import default_plan
     from medcnn.tasks import evaluate
+    from medcnn.tasks.segment.evaluate import average_precision_from_histograms
 
-    rec_path = out / "idrid-ex" / f"fold{fold}-{split}.json"
+    where = out / "idrid-ex" / variant
+    rec_path = where / f"fold{fold}-{split}.json"
     rec = common.load_reusable(rec_path, sets, SCRIPT)
     if rec is not None:
         return rec
-    root = idrid_folder(data_root() / IDRID, out / "idrid-ex" / f"fold{fold}-data", test_ids)
+    root = idrid_folder(data_root() / IDRID, where / f"fold{fold}-data", test_ids)
     data = load_segmentation(root)
-    plan = default_plan(data, str(root)).override(sets)
-    run = common.train_resumable(plan, data, out / "idrid-ex" / f"fold{fold}", sets, SCRIPT)
+    plan = override_plan(default_plan(data, str(root)), [f"max_minutes={IDRID_MINUTES}", *IDRID_VARIANTS[variant], *sets])
+    run = common.train_resumable(plan, data, where / f"fold{fold}", sets, SCRIPT)
     info = json.loads((run / "run.json").read_text())
-    rep = evaluate(run, split, overlays=1)
+    scores = {}
+    for part in dict.fromkeys(("val", split)):  # validation's AUPR chooses the variant; then the split
+        rep = evaluate(run, part, overlays=1 if part == split else 0)
+        hist = np.load(run / "eval" / f"{part}_fov_scores.npz")
+        scores[part] = (rep, hist)
+    rep, hist = scores[split]
     with open(run / "eval" / f"{split}_cases.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    hist = np.load(run / "eval" / f"{split}_fov_scores.npz")
     first = sorted((root / ("test" if split == "test" else "training") / "images").iterdir())[0]
-    seconds, mb = predict_cost(run, first, out / "idrid-ex" / f"fold{fold}-predict")
+    seconds, mb = predict_cost(run, first, where / f"fold{fold}-predict")
     chosen = json.loads((run / "postprocess.json").read_text())
-    rec = {"fold": fold, "split": split, "n": rep["n"], "rows": rows, "pos": hist["pos"].tolist(),
-           "neg": hist["neg"].tolist(), "val_dice": info.get("best_val_score"), "threshold": chosen.get("threshold"),
+    val_hist = scores["val"][1]
+    rec = {"variant": variant, "fold": fold, "split": split, "n": rep["n"], "rows": rows, "pos": hist["pos"].tolist(),
+           "neg": hist["neg"].tolist(), "val_dice": info.get("best_val_score"),
+           "val_aupr": round(average_precision_from_histograms(val_hist["pos"], val_hist["neg"]), 4),
+           "threshold": chosen.get("threshold"), "model": Plan.load(run / "plan.yaml").model.name,
            "train_minutes": round(info["train_seconds"] / 60, 2), "epochs": Plan.load(run / "plan.yaml").epochs,
            "predict_seconds": seconds, "predict_peak_mb": mb, **meta}
     common.save_record(rec_path, rec)
     return rec
 
 
-def idrid_record(folds: list[dict], meta: dict) -> dict:
+def idrid_record(variant: str, folds: list[dict], meta: dict) -> dict:
     from medcnn.metrics.intervals import mean_ci
     from medcnn.tasks.segment.evaluate import average_precision_from_histograms
 
@@ -457,11 +479,12 @@ def idrid_record(folds: list[dict], meta: dict) -> dict:
     dice = np.array([float(r["foreground_dice"]) for r in rows])
     pos = np.sum([np.asarray(f["pos"]) for f in folds], axis=0)
     neg = np.sum([np.asarray(f["neg"]) for f in folds], axis=0)
-    return {"dataset": "idrid-ex", "variant": "default", "split": folds[0]["split"], "n": len(rows), "folds": len(folds),
+    return {"dataset": "idrid-ex", "variant": variant, "split": folds[0]["split"], "n": len(rows), "folds": len(folds),
             "aupr": round(average_precision_from_histograms(pos, neg), 4),
             "aupr_per_image_mean": round(float(aupr.mean()), 4), "aupr_per_image_ci95": mean_ci(aupr),
             "dice_mean": round(float(dice.mean()), 4), "dice_mean_ci95": mean_ci(dice),
-            "thresholds": [f["threshold"] for f in folds],
+            "thresholds": [f["threshold"] for f in folds], "model": folds[0].get("model"),
+            "val_aupr_mean": round(float(np.mean([f["val_aupr"] for f in folds])), 4),
             "train_minutes": round(float(np.mean([f["train_minutes"] for f in folds])), 2),
             "epochs": [f["epochs"] for f in folds],
             "infer_s_per_case": round(float(np.mean([f["predict_seconds"] for f in folds])), 2),
@@ -470,15 +493,30 @@ def idrid_record(folds: list[dict], meta: dict) -> dict:
 
 
 def run_idrid(args, meta: dict) -> list[dict]:
+    """IDRiD's fold runs (:func:`staged`: every variant a candidate, chosen by validation AUPR) and a
+    record per variant whose folds are complete."""
     ids = sorted(p.stem for p in (data_root() / IDRID / "images").glob("*.jpg"))
     folds = patient_folds(ids, IDRID_FOLDS)
-    done = [idrid_fold(k, folds[k], args.out, args.sets, args.split, meta) for k in args.folds if k < IDRID_FOLDS]
-    for f in done:
-        print(f"idrid-ex fold {f['fold']}: val Dice {f['val_dice']:.4f}, {f['split']} n {f['n']}, "
-              f"threshold {f['threshold']}, {f['train_minutes']:.1f} min, predict {f['predict_seconds']:.1f} s "
-              f"{f['predict_peak_mb']:.0f} MB", flush=True)
-    keep_cases("idrid-ex", done)
-    return [idrid_record(done, meta)] if args.split == "test" and len(done) == IDRID_FOLDS else []
+    chosen, val, done = staged(args, tuple(IDRID_VARIANTS), tuple(IDRID_VARIANTS), IDRID_FOLDS,
+                               lambda v, k: idrid_fold(v, k, folds[k], args.out, args.sets, args.split, meta),
+                               lambda f: f["val_aupr"])
+    records = []
+    for variant, runs in done.items():
+        for f in runs:
+            print(f"idrid-ex {variant} fold {f['fold']}: val Dice {f['val_dice']:.4f}, val AUPR {f['val_aupr']:.4f}, "
+                  f"{f['split']} n {f['n']}, threshold {f['threshold']}, {f['train_minutes']:.1f} min, "
+                  f"predict {f['predict_seconds']:.1f} s {f['predict_peak_mb']:.0f} MB", flush=True)
+        keep_cases(f"idrid-ex-{variant}", runs)
+        if args.split != "test":
+            continue
+        if variant == chosen and len(runs) == IDRID_FOLDS:
+            records.append({**idrid_record(variant, runs, meta), "role": "chosen on validation", "val_aupr_screen": val})
+        elif not args.variants and chosen is not None:
+            records.append({**idrid_record(variant, runs, meta), **paired_with(runs, done[chosen], chosen, "aupr"),
+                            "role": "ablation (screening folds)"})
+        elif len(runs) == IDRID_FOLDS:
+            records.append(idrid_record(variant, runs, meta))
+    return records
 
 
 # ---- BreastMNIST at 10 % of the labels (from bench/transfer.py) ---------------------------------
@@ -537,6 +575,18 @@ def _num(v, fmt: str) -> str:
     return "–" if v is None else format(v, fmt)
 
 
+def _staging(r: dict, cases: str, screen_key: str) -> str:
+    """A staged variant's note: an ablation's paired difference to the chosen variant, or the choice's
+    validation scores."""
+    if r.get("paired_vs"):
+        lo, hi = r["minus_chosen_ci95"]
+        return (f"; {r['minus_chosen']:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {r['paired_vs']} on the same {r['n']} "
+                f"{cases} (folds {', '.join(str(k) for k in SCREEN_FOLDS)})")
+    if r.get("role"):
+        return f"; {r['role']} ({', '.join(f'{k} {v:.3f}' for k, v in r[screen_key].items())})"
+    return ""
+
+
 def table(records: list[dict]) -> str:
     lines = ["| application | variant | metric (95 % CI) | n | detail | train min | infer s/case | peak RSS MB | published | commit |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -546,12 +596,7 @@ def table(records: list[dict]) -> str:
             detail = (f"burden r {r['burden_correlation']:.3f}; {100 * (r['empty_slices_with_fp'] or 0):.1f} % of "
                       f"tumour-free slices with a false positive; FLAIR-copy patients {_num(r['dice_flair_copies'], '.3f')} "
                       f"(n {r['n_flair_copies']}); val Dice {r['val_dice_mean']:.3f}")
-            if r.get("paired_vs"):
-                lo, hi = r["dice_minus_chosen_ci95"]
-                detail += (f"; {r['dice_minus_chosen']:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {r['paired_vs']} on the same "
-                           f"{r['n']} patients (folds {', '.join(str(k) for k in SCREEN_FOLDS)})")
-            elif r.get("role"):
-                detail += f"; {r['role']} ({', '.join(f'{k} {v:.3f}' for k, v in r['val_dice_screen'].items())})"
+            detail += _staging(r, "patients", "val_dice_screen")
         elif r["dataset"] == "isic2017":
             metric = f"melanoma AUC {r['auc']:.3f}{_ci(r, 'auc')}"
             up = (r.get("model_kwargs") or {}).get("upsample")
@@ -560,7 +605,8 @@ def table(records: list[dict]) -> str:
                       + (f"; pretraining {r['pretrain_minutes']:.0f} min" if r.get("pretrain_minutes") else ""))
         elif r["dataset"] == "idrid-ex":
             metric = f"pixel AUPR {r['aupr']:.3f} pooled; per image {r['aupr_per_image_mean']:.3f}{_ci(r, 'aupr_per_image')}"
-            detail = f"Dice {r['dice_mean']:.3f}{_ci(r, 'dice_mean')} at the validation threshold; {r['note']}"
+            detail = (f"Dice {r['dice_mean']:.3f}{_ci(r, 'dice_mean')} at the validation threshold; {r['note']}"
+                      + _staging(r, "photographs", "val_aupr_screen"))
         elif r["dataset"] == "breastmnist-10pct":
             metric = f"AUC {r['auc']:.3f}{_ci(r, 'auc')} (± {r['auc_std']:.3f} over seeds)"
             detail = f"{r['n_train']} training labels; from `{r['source_command']}` at `{r['source_commit']}`"

@@ -73,8 +73,8 @@ def test_lgg_screens_every_variant_then_runs_validations_choice_on_every_fold(lg
     chosen, three_d = records["slices"], records["3d"]
     assert chosen["n"] == 110 and chosen["role"] == "chosen on validation" and chosen["val_dice_screen"] == \
         {"3d": 0.70, "slices": 0.75}
-    assert three_d["n"] == 44 and three_d["paired_vs"] == "slices" and three_d["dice_minus_chosen"] == -0.05
-    assert records["flair-only"]["dice_minus_chosen"] == 0.05 and "vs slices on the same 44 patients" in bench.table([three_d])
+    assert three_d["n"] == 44 and three_d["paired_vs"] == "slices" and three_d["minus_chosen"] == -0.05
+    assert records["flair-only"]["minus_chosen"] == 0.05 and "vs slices on the same 44 patients" in bench.table([three_d])
     # one fold of the choice alone (a unit of a longer campaign): no record yet
     calls.clear()
     args = argparse.Namespace(variants=["chosen"], folds=[2], out=None, sets=[], split="test")
@@ -99,3 +99,27 @@ def test_idrid_folds_test_every_image_once(data_root, tmp_path):
     assert sorted(p.stem for p in (root / "test" / "images").iterdir()) == folds[0]
     assert len(list((root / "training" / "masks").iterdir())) == 15
     assert set(bench.REFERENCE) == set(bench.APPS)  # every application names what it compares with
+
+
+def test_idrid_variants_are_chosen_on_validation_aupr(data_root, monkeypatch):
+    import argparse
+
+    require(data_root / "idrid_hard_exudates")
+    val = {"default": 0.60, "foreground": 0.66, "imagenet": 0.63}
+    calls = []
+
+    def fold(variant, k, test_ids, out, sets, split, meta):
+        calls.append((variant, k))
+        rows = [{"case": c, "aupr": str(val[variant] + 0.01 * i), "foreground_dice": "0.5"} for i, c in enumerate(test_ids)]
+        return {"variant": variant, "fold": k, "split": split, "n": len(rows), "rows": rows, "pos": [0, 1, 3],
+                "neg": [5, 1, 0], "val_dice": 0.5, "val_aupr": val[variant], "threshold": 0.5, "train_minutes": 30.0,
+                "epochs": 4, "predict_seconds": 40.0, "predict_peak_mb": 1200.0}
+
+    monkeypatch.setattr(bench, "idrid_fold", fold)
+    monkeypatch.setattr(bench, "keep_cases", lambda name, folds: None)
+    args = argparse.Namespace(variants=None, folds=list(range(5)), out=None, sets=[], split="test")
+    records = {r["variant"]: r for r in bench.run_idrid(args, {"commit": "abc"})}
+    assert sorted(set(calls)) == sorted({("foreground", k) for k in range(4)} | {(v, k) for v in val for k in (0, 1)})
+    assert records["foreground"]["n"] == 20 and records["foreground"]["role"] == "chosen on validation"
+    assert records["default"]["n"] == 10 and records["default"]["minus_chosen"] == -0.06
+    assert "vs foreground on the same 10 photographs" in bench.table([records["default"]])
