@@ -103,3 +103,10 @@ def test_nsd_tolerances_name_labels_of_the_plan():
         plan.override(["segment.nsd_tolerance_mm={Hippocampus: 2}"])
     with pytest.raises(ConfigError, match="positive distance"):
         plan.override(["segment.nsd_tolerance_mm={Posterior: 0}"])
+
+
+def test_an_enhancement_plan_averages_symmetric_views_but_never_zoomed_ones():
+    plan = Plan(task="enhance", spatial_dims=2, val_metric="psnr")
+    assert plan.override(["tta=dihedral"]).tta == "dihedral"
+    with pytest.raises(ConfigError, match="changes its noise"):
+        plan.override(["tta=scale"])

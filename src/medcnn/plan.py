@@ -323,6 +323,9 @@ class EnhanceConfig:
             raise ConfigError(f"enhance.loss must be l1 or mse, got {self.loss!r}")
         if len(self.zoom) != 2 or not 0.25 <= self.zoom[0] <= self.zoom[1] <= 4.0:
             raise ConfigError(f"enhance.zoom must be [lo, hi] with 0.25 <= lo <= hi <= 4, got {self.zoom}")
+        if plan.tta == "scale":
+            raise ConfigError("tta: scale zooms the input, which changes its noise; a restoration model "
+                              "averages over none, flip or dihedral (2D) views")
         if self.zoom != [1.0, 1.0] and self.degradation in ("lowdose-ct", "sparse-view-ct"):
             raise ConfigError(f"enhance.zoom: {self.degradation} simulates the scanner on whole slices at their "
                               "own pixel size; zoomed patches would change the physics (leave zoom at [1, 1])")
@@ -356,7 +359,8 @@ class Plan:
     # the planner uses it for small datasets, where one model's checkpoint choice is noisy
     ensemble: int = 1
     # test-time augmentation at predict/evaluate: none | flip | dihedral (2D, 8 rotations/mirrors) |
-    # scale (the input and its copies zoomed by 0.9 and 1.1);
+    # scale (classification: the input and its copies zoomed by 0.9 and 1.1); enhancement averages the
+    # restored views mapped back (self-ensemble: 8x the time for dihedral);
     # the planner uses the symmetries the training augmentation assumed
     tta: str = "none"
     precision: str = "auto"  # auto | 32 | bf16-mixed | 16-mixed (auto: bf16 where it is safe and faster)

@@ -7,7 +7,7 @@ import torch
 
 from medcnn.data.classification import load_classification
 from medcnn.infer.predictor import Predictor
-from medcnn.models.ensemble import mean_probability_logits, symmetric_views
+from medcnn.models.ensemble import dense_symmetric_mean, mean_probability_logits, symmetric_views
 from medcnn.tasks import load_model
 
 
@@ -33,6 +33,29 @@ def test_scale_views_zoom_about_the_centre(spatial):
         assert max(abs(c - (n / 2 - 0.5)) for c, n in zip(centre, spatial)) < 0.6
     flat = torch.full((1, 1) + spatial, 0.3)
     assert all(torch.allclose(v, flat) for v in symmetric_views(flat, "scale"))  # border fill: no dark frame
+
+
+@pytest.mark.parametrize("mode, n", [("none", 1), ("flip", 2), ("dihedral", 8)])
+def test_a_dense_mean_maps_every_view_back(mode, n):
+    """A position-aware prediction (it adds a ramp along the last axis) averaged over the views: each
+    view's ramp is turned back, so the mean is the input plus the views' ramps in the input's frame."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 6, 8)  # not square: rotated views change shape and must be turned back
+    ramp = lambda v: v + torch.arange(v.shape[-1], dtype=v.dtype)  # noqa: E731
+    ramps = [torch.arange(8.0).expand(6, 8), torch.arange(8.0).flip(0).expand(6, 8)]  # seen along x or mirrored
+    out = dense_symmetric_mean(ramp, x, mode)
+    assert out.shape == x.shape
+    if mode == "none":
+        assert torch.allclose(out, x + ramps[0])
+    elif mode == "flip":
+        assert torch.allclose(out, x + (ramps[0] + ramps[1]) / 2)
+    else:  # the 8 views: half see the ramp along the rows (rotated by 90 degrees), half along the columns
+        cols = (ramps[0] + ramps[1]) / 2  # = 3.5 everywhere
+        rows = (torch.arange(6.0)[:, None] + torch.arange(6.0).flip(0)[:, None]).expand(6, 8) / 2  # = 2.5
+        assert torch.allclose(out, x + (cols + rows) / 2)
+    assert torch.allclose(dense_symmetric_mean(lambda v: v * 2, x, mode), 2 * x)  # an equivariant map is unchanged
+    with pytest.raises(ValueError, match="no dense mean"):
+        dense_symmetric_mean(ramp, x, "scale")
 
 
 def test_mean_probability_logits_average_probabilities():

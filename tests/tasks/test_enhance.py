@@ -89,6 +89,31 @@ def test_enhance_training_removes_noise(enhance_run):
     assert sd["hyper_parameters"]["plan"]["enhance"]["degradation"] == "gaussian"
 
 
+def test_self_ensemble_averages_the_eight_views_of_a_slice():
+    """plan tta: dihedral restores each rotation / mirror of the input and averages them turned back
+    (the ready MR denoiser on a real MR slice, cut to 64 x 48 so that rotated views change shape)."""
+    import dataclasses
+
+    from pydicom.data import get_testdata_file
+
+    from medcnn.infer.enhancer import Enhancer
+    from medcnn.io import read_image
+
+    enh = load_model("mr-denoiser")
+    a = read_image(get_testdata_file("MR_small.dcm")).array.astype(np.float32).reshape(1, 64, 64)[..., :48]
+    x = torch.from_numpy(a / a.max())[None]
+    x = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    views = []
+    for k in range(4):
+        for mirrored in (False, True):
+            v = torch.rot90(x, k, dims=(-2, -1))
+            y = enh.restore_normalised(v.flip(-1) if mirrored else v)
+            views.append(torch.rot90(y.flip(-1) if mirrored else y, -k, dims=(-2, -1)))
+    out = Enhancer(dataclasses.replace(enh.plan, tta="dihedral"), enh.net).restore_normalised(x)
+    assert out.shape == x.shape and torch.allclose(out, torch.stack(views).mean(0), atol=1e-5)
+    assert not torch.allclose(out, views[0], atol=1e-3)  # the network alone is not rotation-invariant
+
+
 def test_evaluate_beside_the_classical_baselines(enhance_run):
     from medcnn.tasks import evaluate
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from medcnn.errors import InputError
 from medcnn.io.image import Image
+from medcnn.models.ensemble import dense_symmetric_mean
 from medcnn.plan import Plan
 from medcnn.transforms.normalize import get_normalizer
 from medcnn.utils.precision import resolve_precision
@@ -57,16 +58,19 @@ class Enhancer:
 
     @torch.no_grad()
     def restore_normalised(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) normalised slices -> restored, same shape (padded to the U-Net's stride inside)."""
+        """(B, C, H, W) normalised slices -> restored, same shape (padded to the U-Net's stride inside;
+        with the plan's ``tta``, the mean over the symmetric views of the input)."""
         h, w = x.shape[-2:]
         xp = pad_to_stride(x, self.stride)
         ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else nullcontext()
-        with ctx:
-            out = self.net(xp.contiguous(memory_format=torch.channels_last) if self.channels_last
-                           else xp.contiguous()).float()
-        if self.add_input:
-            out = xp.float() + out
-        return out[..., :h, :w]
+
+        def one_view(v: torch.Tensor) -> torch.Tensor:
+            with ctx:
+                out = self.net(v.contiguous(memory_format=torch.channels_last) if self.channels_last
+                               else v.contiguous()).float()
+            return v.float() + out if self.add_input else out
+
+        return dense_symmetric_mean(one_view, xp, self.plan.tta)[..., :h, :w]
 
     def restore_array(self, a: np.ndarray, batch: int = 16) -> np.ndarray:
         """(C, H, W) or (C, X, Y, Z) in physical units -> restored, same shape and units (volumes

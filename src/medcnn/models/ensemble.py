@@ -65,6 +65,29 @@ def symmetric_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
     raise ValueError(f"unknown test-time augmentation {mode!r} (choose from {', '.join(TTA_MODES)})")
 
 
+def dense_symmetric_mean(fn, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """The mean of a dense prediction ``fn`` (an output the size of its input, e.g. a restored image)
+    over the symmetric views of ``x``, each mapped back to ``x``'s orientation: ``none``, ``flip``
+    (the mirror image too) or ``dihedral`` (2D: the 8 rotations and mirrors; the self-ensemble of
+    image restoration)."""
+    if mode == "none":
+        return fn(x)
+    if mode == "flip":
+        return (fn(x) + fn(x.flip(-1).contiguous()).flip(-1)) / 2
+    if mode == "dihedral":
+        if x.ndim != 4:
+            raise ValueError("dihedral test-time augmentation is 2D only")
+        total = None
+        for k in range(4):
+            for mirrored in (False, True):
+                v = torch.rot90(x, k, dims=(-2, -1))
+                y = fn((v.flip(-1) if mirrored else v).contiguous())
+                y = torch.rot90(y.flip(-1) if mirrored else y, -k, dims=(-2, -1))
+                total = y if total is None else total + y
+        return total / 8
+    raise ValueError(f"test-time augmentation {mode!r} has no dense mean (choose none, flip or dihedral)")
+
+
 class SymmetryTTA(nn.Module):
     def __init__(self, net: nn.Module, mode: str, label_type: str):
         super().__init__()
