@@ -199,6 +199,7 @@ def lgg_record(variant: str, folds: list[dict], copies: set[str], meta: dict) ->
     rows = [r for f in folds for r in f["rows"]]
     label = next(k[: -len("_dice")] for k in rows[0] if k.endswith("_dice"))
     dice = np.array([float(r[f"{label}_dice"]) for r in rows])
+    nsd = np.array([float(r[f"{label}_nsd"]) for r in rows])
     ref = np.array([float(r[f"{label}_ref_size"]) for r in rows])
     pred = np.array([float(r[f"{label}_pred_size"]) for r in rows])
     fp = np.array([float(r.get(f"{label}_fp_mm2_empty_slices", "nan") or "nan") for r in rows])
@@ -207,6 +208,8 @@ def lgg_record(variant: str, folds: list[dict], copies: set[str], meta: dict) ->
     return {"dataset": "lgg", "variant": variant, "split": folds[0]["split"], "n": len(rows), "folds": len(folds),
             "dice_mean": round(float(dice.mean()), 4), "dice_mean_ci95": mean_ci(dice),
             "dice_median": round(float(np.median(dice)), 4),
+            "nsd_mean": round(float(nsd.mean()), 4), "nsd_mean_ci95": mean_ci(nsd),
+            "nsd_tolerance": f"{rows[0][f'{label}_nsd_tolerance_mm']} voxel (spacing unknown)",
             "burden_correlation": round(float(np.corrcoef(ref, pred)[0, 1]), 4) if len(rows) > 2 else None,
             "burden_abs_error_pct": round(float(np.mean(np.abs(pred - ref) / np.maximum(ref, 1)) * 100), 1),
             "fp_voxels_per_empty_slice": round(float(np.nanmean(fp)), 2) if np.isfinite(fp).any() else None,
@@ -477,12 +480,15 @@ def idrid_record(variant: str, folds: list[dict], meta: dict) -> dict:
     rows = [r for f in folds for r in f["rows"]]
     aupr = np.array([float(r["aupr"]) for r in rows])
     dice = np.array([float(r["foreground_dice"]) for r in rows])
+    nsd = np.array([float(r["foreground_nsd"]) for r in rows])
     pos = np.sum([np.asarray(f["pos"]) for f in folds], axis=0)
     neg = np.sum([np.asarray(f["neg"]) for f in folds], axis=0)
     return {"dataset": "idrid-ex", "variant": variant, "split": folds[0]["split"], "n": len(rows), "folds": len(folds),
             "aupr": round(average_precision_from_histograms(pos, neg), 4),
             "aupr_per_image_mean": round(float(aupr.mean()), 4), "aupr_per_image_ci95": mean_ci(aupr),
             "dice_mean": round(float(dice.mean()), 4), "dice_mean_ci95": mean_ci(dice),
+            "nsd_mean": round(float(nsd.mean()), 4), "nsd_mean_ci95": mean_ci(nsd),
+            "nsd_tolerance": f"{rows[0]['foreground_nsd_tolerance_mm']} pixel",
             "thresholds": [f["threshold"] for f in folds], "model": folds[0].get("model"),
             "val_aupr_mean": round(float(np.mean([f["val_aupr"] for f in folds])), 4),
             "train_minutes": round(float(np.mean([f["train_minutes"] for f in folds])), 2),
@@ -575,6 +581,11 @@ def _num(v, fmt: str) -> str:
     return "–" if v is None else format(v, fmt)
 
 
+def _nsd(r: dict) -> str:
+    """A segmentation record's normalised surface Dice, where it has one."""
+    return f"; NSD {r['nsd_mean']:.3f}{_ci(r, 'nsd_mean')} ({r['nsd_tolerance']})" if r.get("nsd_mean") is not None else ""
+
+
 def _staging(r: dict, cases: str, screen_key: str) -> str:
     """A staged variant's note: an ablation's paired difference to the chosen variant, or the choice's
     validation scores."""
@@ -592,7 +603,7 @@ def table(records: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         if r["dataset"] == "lgg":
-            metric = f"Dice per patient {r['dice_mean']:.3f}{_ci(r, 'dice_mean')}"
+            metric = f"Dice per patient {r['dice_mean']:.3f}{_ci(r, 'dice_mean')}" + _nsd(r)
             detail = (f"burden r {r['burden_correlation']:.3f}; {100 * (r['empty_slices_with_fp'] or 0):.1f} % of "
                       f"tumour-free slices with a false positive; FLAIR-copy patients {_num(r['dice_flair_copies'], '.3f')} "
                       f"(n {r['n_flair_copies']}); val Dice {r['val_dice_mean']:.3f}")
@@ -605,7 +616,7 @@ def table(records: list[dict]) -> str:
                       + (f"; pretraining {r['pretrain_minutes']:.0f} min" if r.get("pretrain_minutes") else ""))
         elif r["dataset"] == "idrid-ex":
             metric = f"pixel AUPR {r['aupr']:.3f} pooled; per image {r['aupr_per_image_mean']:.3f}{_ci(r, 'aupr_per_image')}"
-            detail = (f"Dice {r['dice_mean']:.3f}{_ci(r, 'dice_mean')} at the validation threshold; {r['note']}"
+            detail = (f"Dice {r['dice_mean']:.3f}{_ci(r, 'dice_mean')}{_nsd(r)} at the validation threshold; {r['note']}"
                       + _staging(r, "photographs", "val_aupr_screen"))
         elif r["dataset"] == "breastmnist-10pct":
             metric = f"AUC {r['auc']:.3f}{_ci(r, 'auc')} (± {r['auc_std']:.3f} over seeds)"

@@ -35,7 +35,8 @@ def test_lgg_fold_folders_hold_out_the_fold_and_flair_only_keeps_flair(lgg_dir, 
 
 def test_lgg_summary_counts_patients_and_the_flair_copies():
     label = "FLAIR abnormality"
-    rows = [{"case": f"p{i}", f"{label}_dice": str(d), f"{label}_ref_size": str(100 + i), f"{label}_pred_size": str(90 + 2 * i),
+    rows = [{"case": f"p{i}", f"{label}_dice": str(d), f"{label}_nsd": str(d + 0.1), f"{label}_nsd_tolerance_mm": "1.0",
+             f"{label}_ref_size": str(100 + i), f"{label}_pred_size": str(90 + 2 * i),
              f"{label}_fp_mm2_empty_slices": "2.0", f"{label}_empty_slices_with_fp": "0.25"}
             for i, d in enumerate([0.8, 0.9, 0.7, 0.6])]
     folds = [{"split": "test", "rows": rows[:2], "val_dice": 0.8, "train_minutes": 10.0, "epochs": 5,
@@ -46,7 +47,8 @@ def test_lgg_summary_counts_patients_and_the_flair_copies():
     assert r["n"] == 4 and r["dice_mean"] == 0.75 and r["dice_flair_copies"] == 0.6 and r["dice_others"] == 0.8
     assert r["dice_mean_ci95"][0] <= 0.75 <= r["dice_mean_ci95"][1] and r["val_dice_mean"] == 0.75
     assert r["burden_correlation"] == 1.0 and r["empty_slices_with_fp"] == 0.25 and r["peak_rss_mb"] == 1000.0
-    assert "Dice per patient 0.750" in bench.table([r])
+    assert r["nsd_mean"] == 0.85 and r["nsd_tolerance"] == "1.0 voxel (spacing unknown)"
+    assert "Dice per patient 0.750" in bench.table([r]) and "NSD 0.850" in bench.table([r])
 
 
 def test_lgg_screens_every_variant_then_runs_validations_choice_on_every_fold(lgg_dir, monkeypatch):
@@ -58,7 +60,8 @@ def test_lgg_screens_every_variant_then_runs_validations_choice_on_every_fold(lg
 
     def fold(variant, k, test_ids, out, sets, split, meta):
         calls.append((variant, k))
-        rows = [{"case": c, f"{label}_dice": str(val[variant] + 0.01 * (i % 3)), f"{label}_ref_size": str(100 + i),
+        rows = [{"case": c, f"{label}_dice": str(val[variant] + 0.01 * (i % 3)), f"{label}_nsd": "0.9",
+                 f"{label}_nsd_tolerance_mm": "1.0", f"{label}_ref_size": str(100 + i),
                  f"{label}_pred_size": str(95 + i)} for i, c in enumerate(test_ids)]
         return {"variant": variant, "fold": k, "split": split, "n": len(rows), "rows": rows, "val_dice": val[variant],
                 "train_minutes": 30.0, "epochs": 9, "infer_s_per_case": 1.0, "peak_rss_mb": 900.0}
@@ -110,7 +113,8 @@ def test_idrid_variants_are_chosen_on_validation_aupr(data_root, monkeypatch):
 
     def fold(variant, k, test_ids, out, sets, split, meta):
         calls.append((variant, k))
-        rows = [{"case": c, "aupr": str(val[variant] + 0.01 * i), "foreground_dice": "0.5"} for i, c in enumerate(test_ids)]
+        rows = [{"case": c, "aupr": str(val[variant] + 0.01 * i), "foreground_dice": "0.5", "foreground_nsd": "0.7",
+                 "foreground_nsd_tolerance_mm": "1.0"} for i, c in enumerate(test_ids)]
         return {"variant": variant, "fold": k, "split": split, "n": len(rows), "rows": rows, "pos": [0, 1, 3],
                 "neg": [5, 1, 0], "val_dice": 0.5, "val_aupr": val[variant], "threshold": 0.5, "train_minutes": 30.0,
                 "epochs": 4, "predict_seconds": 40.0, "predict_peak_mb": 1200.0}
