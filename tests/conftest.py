@@ -36,7 +36,9 @@ def data_root() -> Path:
     p = Path(root)
     if not p.is_dir():
         _missing(f"MEDCNN_DATA={root} is not a folder")
-    return p
+    # absolute: tests link to the mirror's files from temporary folders and change directory
+    os.environ["MEDCNN_DATA"] = str(p.resolve())
+    return p.resolve()
 
 
 def require(path: Path) -> Path:
