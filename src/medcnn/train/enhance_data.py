@@ -3,8 +3,9 @@
 Each training batch is ``(degraded, clean)`` patches. Noise and resolution models degrade the
 patches themselves; the CT models (projection domain) degrade whole slices and crop both at the
 same place. Patches get random 90-degree rotations and mirrors (image restoration has no preferred
-orientation) and, with ``enhance.zoom``, a random zoom (scans at another pixel size). Validation uses fixed slices with one fixed, seeded degradation each, so every epoch
-is scored on the same noise realisations.
+orientation) and, with ``enhance.zoom``, a random zoom (scans at another pixel size). Validation
+uses fixed slices with one fixed, seeded degradation each, so every epoch is scored on the same
+noise realisations.
 """
 from __future__ import annotations
 
