@@ -86,7 +86,7 @@ ENTRIES = {
                           "one public set of adults, healthy or with a psychotic disorder",
                           "anterior and posterior are told apart by position: do not mirror its inputs"]},
     "drive-vessel-segmenter": {
-        "task": "segment", "dataset": "drive", "metric": "dice_mean",
+        "task": "segment", "dataset": "drive", "metric": "dice_mean", "check_cases": 4,
         "data": {"name": "DRIVE", "licence": "research use (cite Staal et al., IEEE TMI 2004)",
                  "source": "Staal et al., IEEE TMI 2004", "images": "colour fundus photographs, 565×584"},
         "intended_use": "research on retinal vessel segmentation in colour fundus photographs",
