@@ -135,6 +135,12 @@ def test_int8_packing_quarters_the_weights_and_keeps_the_predictions(breast_run,
     a, b = load_model(half), load_model(small)
     a.temperature = b.temperature = 1.0
     assert np.abs(a.predict_array(x[:64]) - b.predict_array(x[:64])).max() < 0.05
+    # packed again (a shipped entry re-packed): the same tensors, still naming the run it came from
+    again = pack_run(small, tmp_path / "again", dtype=torch.int8)
+    state2 = load_checkpoint(again / "checkpoints" / "best.ckpt")["state_dict"]
+    assert state2.keys() == state.keys() and all(torch.equal(state[k], state2[k]) for k in state)
+    origin = lambda run: json.loads((run / "run.json").read_text())["packed_from"]  # noqa: E731
+    assert origin(again) == origin(small) and origin(small)["command"] and origin(small)["ensemble"] >= 1
 
 
 def test_a_zoo_model_is_a_pretrained_source():

@@ -67,12 +67,14 @@ def pack_run(run: str | Path, dest: str | Path, *, data: str | None = None, dtyp
     with atomic_path(ckpt_file) as tmp:
         tmp.write_bytes(buf.getvalue())
     info = src.info()
+    # a packed run packed again (a zoo entry re-quantised) still names the training run behind it
+    origin = info.get("packed_from") or {"ensemble": top.ensemble, "member": 0 if top.ensemble > 1 else None,
+                                         "command": info.get("command"), "best_val_score": info.get("best_val_score"),
+                                         "val_metric": top.val_metric}
     atomic_write_json(out.path / "run.json", {
         "medcnn": __version__, "packed": time.strftime("%Y-%m-%dT%H:%M:%S"), "finished": info.get("finished"),
         "n": info.get("n", {}), "precision": info.get("precision"), "dtype": str(dtype).removeprefix("torch."),
-        "packed_from": {"ensemble": top.ensemble, "member": 0 if top.ensemble > 1 else None,
-                        "command": info.get("command"), "best_val_score": info.get("best_val_score"),
-                        "val_metric": top.val_metric}})
+        "packed_from": origin})
     return out.path
 
 
