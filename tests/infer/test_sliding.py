@@ -84,3 +84,29 @@ def test_large_images_go_one_view_at_a_time_with_the_same_logits():
     finally:
         sliding.VIEW_BYTES = old
     assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_a_one_slice_window_skips_the_views_that_repeat(hippocampus_dir, monkeypatch):
+    """A slice-wise network on a volume (window one voxel deep): mirroring across the slices gives the
+    views it already has, so they are left out and the mean over all eight is kept."""
+    from monai.networks.nets import UNet
+
+    x, _ = _case_and_unet(hippocampus_dir, 0)
+    torch.manual_seed(0)
+    net = UNet(3, 1, 3, channels=(4, 8), strides=((2, 2, 1),), kernel_size=(3, 3, 1), up_kernel_size=(3, 3, 1),
+               num_res_units=0).eval()
+    patch = [32, 32, 1]
+    calls = []
+    forward = net.forward
+    monkeypatch.setattr(net, "forward", lambda t: calls.append(t.shape[0]) or forward(t))
+    got = sliding_logits(net, x, patch, overlap=0.25, batch_size=512, flips=True, num_classes=3)
+    views = []
+    for r in range(4):
+        for axes in itertools.combinations((1, 2, 3), r):
+            y = sliding_logits(net, x.flip(axes) if axes else x, patch, overlap=0.25, batch_size=512)
+            views.append(y.flip(axes) if axes else y)
+    assert torch.allclose(got, torch.stack(views).mean(0), atol=1e-5)  # the mean over all eight mirrorings
+    windows = sum(calls[:len(calls) - 8])  # the eight reference passes came last
+    assert windows == 4 * sum(calls[len(calls) - 8:]) // 8  # ... from four views' windows
+    assert sliding.distinct_mirrors([35, 51, 35], patch, True) == [0, 1]
+    assert sliding.distinct_mirrors([35, 51, 1], [32, 32, 32], [0, 2]) == [0]  # a one-slice image too

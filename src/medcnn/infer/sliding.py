@@ -24,6 +24,14 @@ def mirror_axes(dims: int, spatial: Sequence[int] | None = None) -> list[tuple[i
     return [()] + [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
+def distinct_mirrors(shape: Sequence[int], patch: Sequence[int], flips: bool | Sequence[int]) -> list[int]:
+    """The spatial axes whose mirroring can change the logits: along an axis where the window (or the
+    image) is one voxel deep, every window holds one slice alone, which mirroring leaves as it is, so
+    that view would repeat another (a slice-wise model on a volume: half of its views)."""
+    axes = range(len(shape)) if flips is True else flips
+    return [a for a in axes if shape[a] > 1 and patch[a] > 1]
+
+
 def shift_offsets(dims: int, shift: int) -> list[tuple[int, ...]]:
     """Where each shifted view places the image: 0 or ``shift`` voxels along every axis (2**dims views)."""
     return list(itertools.product((0, shift), repeat=dims)) if shift > 0 else [(0,) * dims]
@@ -47,7 +55,7 @@ def sliding_logits(net: torch.nn.Module, image: torch.Tensor, patch: list[int], 
     x = image[None].float()
     if shift > 0:
         x = torch.nn.functional.pad(x, [0, shift] * dims)  # room for every shifted copy; cropped at the end
-    mirrors = [()] if not flips else mirror_axes(dims, None if flips is True else flips)
+    mirrors = [()] if not flips else mirror_axes(dims, distinct_mirrors(x.shape[2:], patch, flips))
     views = [(m, o) for o in shift_offsets(dims, shift) for m in mirrors]
     k = num_classes or 8
     per_view = (x.shape[1] + 2 * k) * x[0, 0].numel() * 4  # its input, MONAI's output sum and its copy
