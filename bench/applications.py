@@ -4,7 +4,7 @@ bench/results/applications.json, and the README table between the bench-apps mar
 - ``lgg``: brain-tumour (FLAIR abnormality) segmentation, TCGA-LGG, 110 patients with three MR
   sequences ($MEDCNN_DATA/lgg_mri_segmentation_112). 5-fold cross-validation by patient; inside a
   fold the default plan chooses its validation patients and checkpoint. Variants: ``3d`` (the default
-  plan), ``slices`` (the same U-Net with in-plane kernels on whole-slice patches, as nnU-Net's 2D
+  plan), ``slices`` (the same U-Net with in-plane kernels on one-slice patches, as nnU-Net's 2D
   configuration; for slices of unknown thickness), ``flair-only`` (the FLAIR channel alone). Every
   variant runs folds 0 and 1 (SCREEN_FOLDS, 44 patients); the architecture (3d or slices) with the
   better mean validation Dice there runs all five folds, so that every patient is tested once, by
@@ -137,20 +137,21 @@ def fold_folder(src: Path, dest: Path, test_ids: list[str], variant: str) -> Pat
     return dest
 
 
-SLICE_MAX = 256  # the largest in-plane patch of the slices variant (LGG's slices are 112 x 112)
+LGG_ONE_VIEW = ["segment.tta_flips=false"]
+"""Every LGG variant predicts from one view: the issue asks for <= 2 s per patient, and the mirrored
+views took 4-8x the time for +.003 (slices) and +.010 (3d) of validation Dice at 7327189
+(EXPERIMENTS_segment.md, session 49)."""
 
 
 def variant_overrides(plan, variant: str) -> list[str]:
     """Plan settings of a variant on top of the default plan."""
     if variant != "slices":
-        return []
+        return list(LGG_ONE_VIEW)
     stages = len(plan.model.kwargs.get("filters", [16, 32, 64, 128]))
-    # the whole median slice, as nnU-Net's 2D configuration takes it: one window per slice at inference
-    step = 2 ** (stages - 1)
-    size = [max(step, min(SLICE_MAX, n) // step * step) for n in plan.fingerprint["shape_median"][:2]]
+    size = plan.segment.patch_size[:2]
     return [f"segment.patch_size=[{size[0]},{size[1]},1]", f"preprocessing.input_size=[{size[0]},{size[1]},1]",
             "batch_size=32", "model.kwargs.kernel_size=[3,3,1]",
-            "model.kwargs.strides=" + json.dumps([[1, 1, 1]] + [[2, 2, 1]] * (stages - 1))]
+            "model.kwargs.strides=" + json.dumps([[1, 1, 1]] + [[2, 2, 1]] * (stages - 1)), *LGG_ONE_VIEW]
 
 
 def lgg_fold(variant: str, fold: int, test_ids: list[str], out: Path, sets: list[str], split: str, meta: dict) -> dict:
