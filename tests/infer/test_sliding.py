@@ -27,19 +27,24 @@ def _case_and_unet(hippocampus_dir, i: int):
     return (x - x.mean()) / x.std(), UNet(3, 1, 3, channels=(4, 8, 16), strides=(2, 2), num_res_units=0).eval()
 
 
+def _mean_of_mirrorings(net, x, patch, batch_size):
+    """The reference: each of the eight mirrorings of the volume through its own pass, mirrored back."""
+    views = []
+    for r in range(4):
+        for axes in itertools.combinations((1, 2, 3), r):
+            y = sliding_logits(net, x.flip(axes) if axes else x, patch, overlap=0.25, batch_size=batch_size)
+            views.append(y.flip(axes) if axes else y)
+    return torch.stack(views).mean(0)
+
+
 @pytest.mark.parametrize("view_bytes", [sliding.VIEW_BYTES, 1])  # views batched together / one at a time
 def test_batched_views_equal_the_mean_of_single_views(hippocampus_dir, monkeypatch, view_bytes):
     monkeypatch.setattr(sliding, "VIEW_BYTES", view_bytes)
     x, net = _case_and_unet(hippocampus_dir, 0)
     patch = [32, 32, 32]  # smaller than the volume: several windows
     got = sliding_logits(net, x, patch, overlap=0.25, batch_size=3, flips=True, num_classes=3)
-    views = []
-    for r in range(4):
-        for axes in itertools.combinations((1, 2, 3), r):
-            y = sliding_logits(net, x.flip(axes) if axes else x, patch, overlap=0.25, batch_size=3)
-            views.append(y.flip(axes) if axes else y)
     assert got.shape == (3, *x.shape[1:])
-    assert torch.allclose(got, torch.stack(views).mean(0), atol=1e-4)
+    assert torch.allclose(got, _mean_of_mirrorings(net, x, patch, batch_size=3), atol=1e-4)
 
 
 def test_shifted_views_are_the_mean_of_explicitly_moved_copies(hippocampus_dir):
@@ -100,12 +105,7 @@ def test_a_one_slice_window_skips_the_views_that_repeat(hippocampus_dir, monkeyp
     forward = net.forward
     monkeypatch.setattr(net, "forward", lambda t: calls.append(t.shape[0]) or forward(t))
     got = sliding_logits(net, x, patch, overlap=0.25, batch_size=512, flips=True, num_classes=3)
-    views = []
-    for r in range(4):
-        for axes in itertools.combinations((1, 2, 3), r):
-            y = sliding_logits(net, x.flip(axes) if axes else x, patch, overlap=0.25, batch_size=512)
-            views.append(y.flip(axes) if axes else y)
-    assert torch.allclose(got, torch.stack(views).mean(0), atol=1e-5)  # the mean over all eight mirrorings
+    assert torch.allclose(got, _mean_of_mirrorings(net, x, patch, batch_size=512), atol=1e-5)  # all eight
     windows = sum(calls[:len(calls) - 8])  # the eight reference passes came last
     assert windows == 4 * sum(calls[len(calls) - 8:]) // 8  # ... from four views' windows
     assert sliding.distinct_mirrors([35, 51, 35], patch, True) == [0, 1]
