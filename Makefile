@@ -80,7 +80,7 @@ constraints: $(STAMP)
 # the 20 slowest tests are listed at the end, to keep the suite near ten minutes
 TEST_WORKERS ?= 2
 test: $(STAMP) system-deps lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=20 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=20 $(PYTEST_ARGS)
 
 bench-scale: $(STAMP)
 	MEDCNN_DATA=$${MEDCNN_DATA:-../shared/data} $(PY) bench/scale.py --out $(RUNS)/bench-scale $(BENCH_ARGS)

@@ -59,7 +59,7 @@ ENTRIES = {
                           "distribution", "28×28 input: a screening-level view, not a diagnostic one",
                           "the test split's patients differ in pneumonia prevalence (62 %) from training (74 %)"]},
     "bloodmnist-classifier": {
-        "task": "classify", "dataset": "bloodmnist", "metric": "acc",
+        "task": "classify", "dataset": "bloodmnist", "metric": "acc", "check_cases": 32,
         "data": {"name": "BloodMNIST (MedMNIST v2)", "licence": "CC BY 4.0",
                  "source": "Acevedo et al., Data in Brief 2020, via MedMNIST v2 (Yang et al., Sci. Data 2023)",
                  "images": "peripheral blood-cell microscopy, 28×28 colour, 8 cell types"},
@@ -68,7 +68,7 @@ ENTRIES = {
                           "28×28 input: cells are told apart by shape and colour, not fine texture",
                           "healthy donors only: abnormal or immature cells outside the 8 classes get one of them"]},
     "organamnist-classifier": {
-        "task": "classify", "dataset": "organamnist", "metric": "acc",
+        "task": "classify", "dataset": "organamnist", "metric": "acc", "check_cases": 32,
         "data": {"name": "OrganAMNIST (MedMNIST v2)", "licence": "CC BY 4.0",
                  "source": "LiTS (Bilic et al. 2019) axial CT slices via MedMNIST v2 (Yang et al., Sci. Data 2023)",
                  "images": "abdominal CT, axial, 28×28 grey, 11 organs"},
@@ -205,14 +205,28 @@ def failure_modes(spec: dict, packed: dict) -> list[str]:
 
 
 def check_cases(run: Path, spec: dict) -> dict:
-    """``{"check": {"cases": {case: {label_dice: value}}}}``: the per-case Dice of the first
-    ``spec["check_cases"]`` test cases, which the zoo test reproduces (``evaluate --case``) for an entry
-    whose whole test split takes minutes to score (full-resolution photographs); {} for the others."""
-    if not spec.get("check_cases"):
+    """What the zoo test reproduces for an entry whose whole test set takes minutes to score, {} for
+    the others: a segmenter's per-case Dice of its first ``spec["check_cases"]`` test cases
+    (``{"check": {"cases": {case: {label_dice: value}}}}``, ``evaluate --case``); a classifier's
+    probabilities of its first ``check_cases`` test images (``{"check": {"split", "first",
+    "probabilities"}}``), read from the evaluation's ``test_probs.npy``: the test predicts them in
+    the same batch of the first CHECK_BATCH images as ``evaluate`` did."""
+    n = spec.get("check_cases")
+    if not n:
         return {}
+    if spec["task"] == "classify":
+        import numpy as np
+
+        probs = np.load(run / "eval" / "test_probs.npy")[:n]
+        return {"check": {"split": "test", "first": int(n), "batch": CHECK_BATCH,
+                          "probabilities": [[round(float(v), 6) for v in row] for row in probs]}}
     with open(run / "eval" / "test_cases.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))[: spec["check_cases"]]
+        rows = list(csv.DictReader(fh))[:n]
     return {"check": {"cases": {r["case"]: {k: float(v) for k, v in r.items() if k.endswith("_dice")} for r in rows}}}
+
+
+CHECK_BATCH = 256
+"""``predict_logits``'s batch size: a classifier's check images are predicted in this same first batch."""
 
 
 def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict, source_commit: str | None = None) -> dict:

@@ -11,9 +11,13 @@ run folder must serve predictions as a 1-process one does.
 """
 import json
 
+import pytest
+
 from medcnn.tasks import load_model
 
 from .runs import EPOCHS, curve, epochs, run, train_cmd  # noqa: F401
+
+pytestmark = pytest.mark.xdist_group("reference_runs")  # beside test_resume: see there
 
 
 def test_two_processes_match_one(reference_runs, breast_npz, tmp_path):

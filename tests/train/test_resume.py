@@ -16,6 +16,10 @@ from .runs import EPOCHS, curve, epochs, run, train_cmd
 
 KEYS = ("train_loss", "val_loss", "val_auc")
 
+# the tests on the reference runs share one pytest-xdist worker (make test: --dist loadgroup), so that the
+# other worker goes on with other tests instead of waiting for the runs under their file lock
+pytestmark = pytest.mark.xdist_group("reference_runs")
+
 
 def _start(npz: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(train_cmd(npz, out, 0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -78,7 +78,9 @@ def test_every_zoo_model_reproduces_its_card(name, medmnist_dir):
     card = zoo.card(name)
     test = card["test"]  # the run's test split, or other data of the data root (a challenge's official set)
     split = test.get("split", "test")
-    if test.get("check"):  # scoring the whole split takes minutes: the named cases, each as on the card
+    if test.get("check", {}).get("probabilities"):  # a classifier's first test images, each as on the card
+        _reproduces_its_check_images(name, test["check"])
+    elif test.get("check"):  # scoring the whole split takes minutes: the named cases, each as on the card
         evaluate(f"zoo:{name}", split, cases=list(test["check"]["cases"]))
         with open(zoo.resolve(zoo.PREFIX + name) / "eval" / f"{split}-subset_cases.csv", newline="") as fh:
             rows = {r["case"]: r for r in csv.DictReader(fh)}
@@ -95,6 +97,25 @@ def test_every_zoo_model_reproduces_its_card(name, medmnist_dir):
         assert report[f"{metric}_ci95"] == pytest.approx(test["ci95"], abs=2e-4)
     for rel, digest in card["files"].items():  # evaluation wrote into the copy, never into the package
         assert zoo.sha256(zoo.ZOO_DIR / name / rel) == digest
+
+
+def _reproduces_its_check_images(name: str, check: dict) -> None:
+    """The card's probabilities of the first test images, predicted in the batch ``evaluate`` put them in
+    (the card's metric is computed from the whole split's probabilities, these among them)."""
+    import torch
+
+    from medcnn.data.classification import load_classification
+    from medcnn.infer.predictor import probabilities
+    from medcnn.tasks import load_model
+
+    pred = load_model(f"zoo:{name}")
+    pre = pred.plan.preprocessing
+    ds = load_classification(pred.plan.data, input_size=pre.input_size, channels=pre.channels,
+                             normalization=pre.normalization, seed=pred.plan.seed)
+    images, _ = ds.split(check["split"])
+    logits = pred.predict_logits(images[: check["batch"]], batch_size=check["batch"])
+    got = probabilities(torch.from_numpy(logits), pred.plan.label_type).numpy()[: check["first"]]
+    assert got == pytest.approx(np.asarray(check["probabilities"]), abs=2e-4)
 
 
 def test_packing_keeps_the_predictions_of_the_first_member(breast_run, breast_npz, tmp_path):
