@@ -3,9 +3,11 @@ bench/results/applications.json, and the README table between the bench-apps mar
 
 - ``lgg``: brain-tumour (FLAIR abnormality) segmentation, TCGA-LGG, 110 patients with three MR
   sequences ($MEDCNN_DATA/lgg_mri_segmentation_112). 5-fold cross-validation by patient; inside a
-  fold the default plan chooses its validation patients and checkpoint. Variants: ``3d`` (the default
-  plan), ``slices`` (the same U-Net with in-plane kernels on one-slice patches, as nnU-Net's 2D
-  configuration; for slices of unknown thickness), ``flair-only`` (the FLAIR channel alone). Every
+  fold the default plan chooses its validation patients and checkpoint. Variants: ``3d`` (the 3D
+  U-Net of the default plan), ``slices`` (the same U-Net with in-plane kernels on one-slice patches, as
+  nnU-Net's 2D configuration; for slices of unknown thickness), ``flair-only`` (the FLAIR channel
+  alone, with the planner's choice of the two: LGG_SLICE_WISE; the records of 37a147b, before the
+  planner chose slices for volumes of unknown voxel size, have it in 3D). Every
   variant runs folds 0 and 1 (SCREEN_FOLDS, 44 patients); the architecture (3d or slices) with the
   better mean validation Dice there runs all five folds, so that every patient is tested once, by
   the model of the fold that did not train on it; the other variants are ablations on the 44
@@ -144,14 +146,14 @@ views took 4-8x the time for +.003 (slices) and +.010 (3d) of validation Dice at
 
 
 def variant_overrides(plan, variant: str) -> list[str]:
-    """Plan settings of a variant on top of the default plan."""
-    if variant != "slices":
-        return list(LGG_ONE_VIEW)
-    stages = len(plan.model.kwargs.get("filters", [16, 32, 64, 128]))
-    size = plan.segment.patch_size[:2]
-    return [f"segment.patch_size=[{size[0]},{size[1]},1]", f"preprocessing.input_size=[{size[0]},{size[1]},1]",
-            "batch_size=32", "model.kwargs.kernel_size=[3,3,1]",
-            "model.kwargs.strides=" + json.dumps([[1, 1, 1]] + [[2, 2, 1]] * (stages - 1)), *LGG_ONE_VIEW]
+    """Plan settings of a variant on top of its plan (every LGG variant predicts from one view)."""
+    return list(LGG_ONE_VIEW)
+
+
+LGG_SLICE_WISE = {"3d": False, "slices": True, "flair-only": None}
+"""``default_plan``'s slice_wise for each variant: the 3D U-Net, the same U-Net slice by slice (one-slice
+patches of the 3D plan's in-plane size, 3x3x1 kernels: ``planning.segment.in_plane``), or the
+planner's choice (since session 50 slice by slice for LGG, whose voxel size is unknown)."""
 
 
 def lgg_fold(variant: str, fold: int, test_ids: list[str], out: Path, sets: list[str], split: str, meta: dict) -> dict:
@@ -166,7 +168,7 @@ def lgg_fold(variant: str, fold: int, test_ids: list[str], out: Path, sets: list
         return rec
     root = fold_folder(data_root() / LGG, out / "lgg" / variant / f"fold{fold}-data", test_ids, variant)
     data = load_segmentation(root)
-    plan = default_plan(data, str(root))
+    plan = default_plan(data, str(root), slice_wise=LGG_SLICE_WISE[variant])
     plan = plan.override([*variant_overrides(plan, variant), *sets])
     run = common.train_resumable(plan, data, out / "lgg" / variant / f"fold{fold}", sets, SCRIPT)
     info = json.loads((run / "run.json").read_text())

@@ -26,6 +26,31 @@ def test_plans_follow_the_data(hippocampus_dir, drive_dir):
     assert round(208 * hippo.segment.split["val_fraction"]) == 21
 
 
+def test_volumes_of_unknown_voxel_size_are_planned_slice_by_slice(data_root, hippocampus_dir, tmp_path):
+    """LGG's NIfTI files give no unit and 1 x 1 x 1 voxels (converted slice stacks): the U-Net runs
+    slice by slice, on one-slice patches of the 3D plan's in-plane size; the same files with their
+    unit in mm, and hippocampus (1 mm, said so), keep the 3D U-Net."""
+    from medcnn.io import read_image
+    from medcnn.io.nifti import write_nifti
+
+    lgg = data_root / "lgg_mri_segmentation_112"
+    plan = default_plan(load_segmentation(lgg), str(lgg))
+    assert plan.fingerprint["spacing_known"] is False and plan.spatial_dims == 3
+    assert plan.segment.patch_size == [96, 96, 1] == plan.preprocessing.input_size and plan.batch_size == 32
+    assert plan.model.kwargs["kernel_size"] == [3, 3, 1]
+    assert plan.model.kwargs["strides"] == [[1, 1, 1], [2, 2, 1], [2, 2, 1], [2, 2, 1]]
+    assert default_plan(load_segmentation(hippocampus_dir), str(hippocampus_dir)).fingerprint["spacing_known"]
+
+    said = tmp_path / "lgg-mm"  # three patients, written again by medcnn (which records the unit, mm)
+    for sub in ("imagesTr", "labelsTr"):
+        (said / sub).mkdir(parents=True)
+        for f in sorted((lgg / sub).glob("*.nii.gz"))[: 9 if sub == "imagesTr" else 3]:
+            write_nifti(read_image(f), said / sub / f.name)
+    (said / "dataset.json").write_text((lgg / "dataset.json").read_text())
+    mm = default_plan(load_segmentation(said), str(said))
+    assert mm.fingerprint["spacing_known"] and mm.segment.patch_size[2] > 1 and "kernel_size" not in mm.model.kwargs
+
+
 def test_test_time_views_fit_the_inference_budget():
     """Mirrored views while the median case fits INFER_VOXELS; a full-resolution fundus photograph
     (726 windows of 256² per view) drops them, a larger image also halves the overlap."""

@@ -72,7 +72,8 @@ def read_nifti(path: Path) -> Image:
         arr = np.moveaxis(data, -1, 0)
     hdr = img.header
     meta = {"format": "nifti", "modality": None, "source": path.name,
-            "qform_code": int(hdr["qform_code"]), "sform_code": int(hdr["sform_code"])}
+            "qform_code": int(hdr["qform_code"]), "sform_code": int(hdr["sform_code"]),
+            "spatial_unit": hdr.get_xyzt_units()[0]}  # "unknown" where the writer did not say (mm, micron, meter)
     return Image(np.ascontiguousarray(arr), affine, meta)
 
 
