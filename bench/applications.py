@@ -145,11 +145,6 @@ views took 4-8x the time for +.003 (slices) and +.010 (3d) of validation Dice at
 (EXPERIMENTS_segment.md, session 49)."""
 
 
-def variant_overrides(plan, variant: str) -> list[str]:
-    """Plan settings of a variant on top of its plan (every LGG variant predicts from one view)."""
-    return list(LGG_ONE_VIEW)
-
-
 LGG_SLICE_WISE = {"3d": False, "slices": True, "flair-only": None}
 """``default_plan``'s slice_wise for each variant: the 3D U-Net, the same U-Net slice by slice (one-slice
 patches of the 3D plan's in-plane size, 3x3x1 kernels: ``planning.segment.in_plane``), or the
@@ -169,7 +164,7 @@ def lgg_fold(variant: str, fold: int, test_ids: list[str], out: Path, sets: list
     root = fold_folder(data_root() / LGG, out / "lgg" / variant / f"fold{fold}-data", test_ids, variant)
     data = load_segmentation(root)
     plan = default_plan(data, str(root), slice_wise=LGG_SLICE_WISE[variant])
-    plan = plan.override([*variant_overrides(plan, variant), *sets])
+    plan = plan.override([*LGG_ONE_VIEW, *sets])
     run = common.train_resumable(plan, data, out / "lgg" / variant / f"fold{fold}", sets, SCRIPT)
     info = json.loads((run / "run.json").read_text())
     rep = evaluate(run, split)
