@@ -566,7 +566,7 @@ def predict_array_cost(run: Path, images: np.ndarray) -> tuple[float, float]:
 
 # ---- results --------------------------------------------------------------------------------------
 
-def merge(path: Path, records: list[dict]) -> list[dict]:
+def update_results(path: Path, records: list[dict]) -> list[dict]:
     old = json.loads(path.read_text()) if path.is_file() else []
     keys = {(r["dataset"], r["variant"]) for r in records}
     merged = [r for r in old if (r["dataset"], r["variant"]) not in keys] + records
@@ -653,7 +653,7 @@ def main() -> None:
     if "breastmnist-10pct" in args.apps:
         records += run_breast10(args, meta)
     if records:
-        merged = merge(args.results, records)
+        merged = update_results(args.results, records)
         common.update_readme(args.readme, START, END, table(merged))
 
 

@@ -12,16 +12,23 @@ pinned commit, in a git worktree, over several sessions:
     python bench/applications.py --apps lgg --folds 2 3 --out /tmp/out    # the units this session has time for
     python /work/main/bench/units.py keep lgg-apps /tmp/out --predictions bench/results/predictions
     # commit bench/results/units/lgg-apps/ in the main checkout; the last session runs the whole
-    # command, which reuses every unit, and its records replace the units (git rm -r the folder)
+    # command, which reuses every unit, and lands its records in the main checkout:
+    python /work/main/bench/units.py land lgg-apps /tmp/wt --records applications --where dataset=lgg \
+        --predictions 'apps-lgg-*'
 
 ``keep`` copies OUT's unit records (JSON files carrying ``commit`` and ``plan_overrides``; run folders
 and resume markers stay behind) and, with ``--predictions``, the per-case prediction files the units
 wrote (those the worktree's commit does not hold as they are), to bench/results/units/NAME/; ``restore`` puts them back and names the commit they were
-measured at, refusing a set that mixes commits.
+measured at, refusing a set that mixes commits. ``land`` moves the finished benchmark's records (those
+of the worktree's bench/results/RECORDS.json that match ``--where``, all measured at the units'
+commit) into the main checkout's file through the bench's own ``update_results``, copies the named
+prediction files, and removes the kept units: their records have replaced them.
 """
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -101,18 +108,67 @@ def restore(name: str, out: Path, predictions: Path | None = None, units: Path =
     return found.pop()
 
 
+def _bench(name: str, root: Path):
+    """bench/<name>.py of ``root`` (the main checkout), loaded by path."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", root / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def land(name: str, worktree: Path, records: str, where: dict[str, str], predictions: list[str] = (),
+         root: Path = ROOT) -> list[dict]:
+    """The worktree's finished records of one benchmark into ``root``'s results; returns them.
+
+    ``records``: the bench's name (bench/results/RECORDS.json, merged by bench/RECORDS.py's
+    ``update_results``); ``where``: field values that pick the records (e.g. dataset=lgg), every one of
+    which must carry the kept units' commit; ``predictions``: file-name patterns of the worktree's
+    bench/results/predictions to copy. The kept units (root's bench/results/units/NAME) are removed."""
+    kept = root / "bench" / "results" / "units" / name
+    expected = commits(kept / "out") if (kept / "out").is_dir() else set()
+    if len(expected) != 1:
+        raise SystemExit(f"{kept}: no kept units of one commit to land")
+    src = worktree / "bench" / "results" / f"{records}.json"
+    if not src.is_file():
+        raise SystemExit(f"{src}: no records; run the whole benchmark in the worktree first")
+    picked = [r for r in json.loads(src.read_text()) if all(str(r.get(k)) == v for k, v in where.items())]
+    if not picked:
+        raise SystemExit(f"{src}: no record with {where}")
+    stray = sorted({str(r.get("commit")) for r in picked} - expected)
+    if stray:
+        raise SystemExit(f"{src}: records of {', '.join(stray)} where the units were measured at {expected.pop()}")
+    _bench(records, root).update_results(root / "bench" / "results" / f"{records}.json", picked)
+    preds = worktree / "bench" / "results" / "predictions"
+    files = [p for p in sorted(preds.iterdir()) if p.is_file() and any(fnmatch.fnmatch(p.name, g) for g in predictions)] \
+        if preds.is_dir() else []
+    _copy_tree(files, preds, root / "bench" / "results" / "predictions")
+    shutil.rmtree(kept)
+    return picked
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=("keep", "restore"))
+    ap.add_argument("action", choices=("keep", "restore", "land"))
     ap.add_argument("name", help="a name for the set of units, e.g. lgg-apps (bench/results/units/NAME)")
-    ap.add_argument("out", type=Path, help="the benchmark's --out folder")
-    ap.add_argument("--predictions", type=Path, help="the worktree's bench/results/predictions folder")
+    ap.add_argument("out", type=Path, help="the benchmark's --out folder (land: the worktree)")
+    ap.add_argument("--predictions", nargs="+", default=[],
+                    help="keep/restore: the worktree's bench/results/predictions folder; land: file-name patterns in it")
+    ap.add_argument("--records", help="land: the bench whose records move (bench/results/RECORDS.json)")
+    ap.add_argument("--where", nargs="+", default=[], metavar="FIELD=VALUE", help="land: which records move")
     args = ap.parse_args()
+    if args.action == "land":
+        if not args.records or not args.where or any("=" not in w for w in args.where):
+            ap.error("land needs --records and --where FIELD=VALUE")
+        picked = land(args.name, args.out, args.records, dict(w.split("=", 1) for w in args.where), args.predictions)
+        print(f"landed {len(picked)} records in bench/results/{args.records}.json and removed bench/results/units/"
+              f"{args.name}; now run python bench/tables.py and commit")
+        return
+    folder = Path(args.predictions[0]) if args.predictions else None
     if args.action == "keep":
-        dest = keep(args.name, args.out, args.predictions)
+        dest = keep(args.name, args.out, folder)
         print(f"kept {len(unit_records(dest / 'out'))} units in {dest} (commit {', '.join(sorted(commits(dest / 'out')))})")
     else:
-        c = restore(args.name, args.out, args.predictions)
+        c = restore(args.name, args.out, folder)
         print(f"restored into {args.out}; run the benchmark at commit {c} (git worktree add --detach DIR {c})")
 
 

@@ -63,3 +63,38 @@ def test_only_the_predictions_a_session_wrote_are_kept(tmp_path):
     (preds / "rewritten.csv").write_text("new")
     (preds / "apps-lgg-3d-cases.csv").write_text("new")
     assert [p.name for p in units.new_files(preds)] == ["apps-lgg-3d-cases.csv", "rewritten.csv"]
+
+
+def test_land_moves_the_finished_records_of_the_units_commit_and_removes_the_units(tmp_path):
+    """The whole benchmark's records, measured at the kept units' commit, go into the main checkout's
+    results through the bench's own merge; the units they replace are removed; a record of another
+    commit is refused."""
+    root, wt = tmp_path / "main", tmp_path / "wt"
+    (root / "bench").mkdir(parents=True)
+    (root / "bench" / "toy.py").write_text(
+        "import json\n"
+        "def update_results(path, records):\n"
+        "    old = json.loads(path.read_text()) if path.is_file() else []\n"
+        "    merged = [r for r in old if r['dataset'] not in {x['dataset'] for x in records}] + records\n"
+        "    path.write_text(json.dumps(merged))\n"
+        "    return merged\n")
+    _write(root / "bench" / "results" / "toy.json", [{"dataset": "lgg", "variant": "old", "commit": "0ld0000"},
+                                                    {"dataset": "isic", "variant": "x", "commit": "0ld0000"}])
+    _write(root / "bench" / "results" / "units" / "lgg-apps" / "out" / "lgg" / "fold0.json",
+           {"commit": "abc1234", "plan_overrides": []})
+    finished = [{"dataset": "lgg", "variant": "slices", "commit": "abc1234"},
+                {"dataset": "idrid", "variant": "default", "commit": "abc1234"}]
+    _write(wt / "bench" / "results" / "toy.json", finished)
+    _write(wt / "bench" / "results" / "predictions" / "apps-lgg-slices-cases.csv", "case,dice")
+    _write(wt / "bench" / "results" / "predictions" / "apps-idrid-default-cases.csv", "case,aupr")
+
+    landed = units.land("lgg-apps", wt, "toy", {"dataset": "lgg"}, ["apps-lgg-*"], root=root)
+    assert landed == finished[:1]
+    assert json.loads((root / "bench" / "results" / "toy.json").read_text()) == [
+        {"dataset": "isic", "variant": "x", "commit": "0ld0000"}, finished[0]]
+    assert sorted(p.name for p in (root / "bench" / "results" / "predictions").iterdir()) == ["apps-lgg-slices-cases.csv"]
+    assert not (root / "bench" / "results" / "units" / "lgg-apps").exists()
+
+    _write(root / "bench" / "results" / "units" / "idrid-apps" / "out" / "fold0.json", {"commit": "def5678", "plan_overrides": []})
+    with pytest.raises(SystemExit, match="records of abc1234"):
+        units.land("idrid-apps", wt, "toy", {"dataset": "idrid"}, root=root)
