@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -314,8 +315,18 @@ def build(name: str, spec: dict, source: Path | None, out: Path, meta: dict, sou
             "bytes": sum(sizes.values()), "files": {f: sha256(entry / f) for f in files},
             "built_by": {"command": meta["command"], "commit": meta["commit"], "date": meta["date"]},
             "source": {"command": rec["source_command"], "commit": src_commit}}
-    (entry / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+    (entry / "card.json").write_text(card_json(card))
     return rec
+
+
+_NUMBERS = re.compile(r"\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]")
+
+
+def card_json(card: dict) -> str:
+    """The card as indented JSON with each list of numbers (an interval, a check image's
+    probabilities) on one line."""
+    return _NUMBERS.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
+                        json.dumps(card, indent=1)) + "\n"
 
 
 def table(records: list[dict]) -> str:

@@ -58,3 +58,12 @@ def test_a_heavy_entry_carries_its_first_cases_and_they_reproduce(hippo_run, tmp
         rows = {r["case"]: r for r in csv.DictReader(fh)}
     for case, scores in check.items():
         assert {k: float(rows[case][k]) for k in scores} == pytest.approx(scores, abs=2e-4)
+
+
+def test_a_card_keeps_each_list_of_numbers_on_one_line():
+    card = {"test": {"ci95": [0.9486, 0.9549], "check": {"probabilities": [[0.02, 9.5e-05, -1.0], [1, 0, 0]]}},
+            "failure_modes": ["a, b", "c"]}
+    text = bench.card_json(card)
+    assert json.loads(text) == card
+    assert '"ci95": [0.9486, 0.9549]' in text and "[0.02, 9.5e-05, -1.0]" in text and "[1, 0, 0]" in text
+    assert '"failure_modes": [\n' in text  # lists of text stay one item per line
