@@ -14,6 +14,19 @@ from medcnn.utils.quiet import quiet_libraries
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def bench_module(name: str, root: Path = ROOT):
+    """bench/<name>.py of ``root`` (this checkout unless given), loaded by path once: names such as
+    ``infer`` or ``transfer`` are packages elsewhere (the tests' own) when this runs under pytest."""
+    key = f"bench_{name}" if root == ROOT else f"bench_{name}@{root}"
+    if key not in sys.modules:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(key, root / "bench" / f"{name}.py")
+        sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[key])
+    return sys.modules[key]
+
+
 quiet_libraries()  # benchmark logs keep the runs' own lines, as the CLI's do
 
 

@@ -12,13 +12,14 @@ or of a record without its table, shows up (tests/bench/test_tables.py runs ``--
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+
+import common  # noqa: E402
 
 BENCHES = ("classify", "segment", "enhance", "infer", "serve", "transfer", "applications", "scale", "domain", "zoo")
 """bench/<name>.py, with its records in bench/results/<name>.json."""
@@ -44,23 +45,12 @@ line: every variant's test metrics (the variant's name is left out where the app
 variant only)."""
 
 
-def _bench_module(name: str):
-    """bench/<name>.py, loaded by path: names such as ``infer`` or ``transfer`` are packages elsewhere
-    (the tests' own) when this runs under pytest."""
-    key = f"bench_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, ROOT / "bench" / f"{name}.py")
-        sys.modules[key] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[key])
-    return sys.modules[key]
-
-
 def tables(results: Path = ROOT / "bench" / "results") -> dict[str, tuple[str, str, str]]:
     """{bench: (start marker, end marker, table text)} from the records; a bench's ``EXTRA_TABLES``
     ({name: (records file, start, end, table function)}) adds tables made from other record files."""
     out = {}
     for name in BENCHES:
-        mod = _bench_module(name)
+        mod = common.bench_module(name)
         records = json.loads((results / f"{name}.json").read_text())
         out[name] = (mod.START, mod.END, mod.table(records))
         for extra, (file, start, end, make) in getattr(mod, "EXTRA_TABLES", {}).items():
@@ -83,7 +73,7 @@ def summary(results: Path = ROOT / "bench" / "results") -> str:
         lines.append(f"| segment | {r['dataset']} ({r['n_test']} cases) | Dice {r['dice_mean']:.3f}{ci(r, 'dice_mean_ci95')} "
                      f"| {r['reference']} |")
     enhance = load("enhance")
-    chosen = _bench_module("enhance").chosen_mr_case(enhance)
+    chosen = common.bench_module("enhance").chosen_mr_case(enhance)
     for case, part, sigma, goal in ENHANCE_SUMMARY:
         case = chosen if case == "mr-lgg" else case
         for r in enhance:

@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import common
+
+ROOT = common.ROOT
 UNITS = ROOT / "bench" / "results" / "units"
 
 
@@ -108,14 +109,6 @@ def restore(name: str, out: Path, predictions: Path | None = None, units: Path =
     return found.pop()
 
 
-def _bench(name: str, root: Path):
-    """bench/<name>.py of ``root`` (the main checkout), loaded by path."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", root / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def land(name: str, worktree: Path, records: str, where: dict[str, str], predictions: list[str] = (),
          root: Path = ROOT) -> list[dict]:
     """The worktree's finished records of one benchmark into ``root``'s results; returns them.
@@ -137,7 +130,7 @@ def land(name: str, worktree: Path, records: str, where: dict[str, str], predict
     stray = sorted({str(r.get("commit")) for r in picked} - expected)
     if stray:
         raise SystemExit(f"{src}: records of {', '.join(stray)} where the units were measured at {expected.pop()}")
-    _bench(records, root).update_results(root / "bench" / "results" / f"{records}.json", picked)
+    common.bench_module(records, root).update_results(root / "bench" / "results" / f"{records}.json", picked)
     preds = worktree / "bench" / "results" / "predictions"
     files = [p for p in sorted(preds.iterdir()) if p.is_file() and any(fnmatch.fnmatch(p.name, g) for g in predictions)] \
         if preds.is_dir() else []
