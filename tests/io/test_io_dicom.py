@@ -23,7 +23,7 @@ def test_ct_small_rescale_and_spacing():
     assert float(ds.RescaleIntercept) == -1024  # so the check below really tests the rescale
     np.testing.assert_allclose(img.array[0], expected)
     assert img.spacing == pytest.approx([float(v) for v in ds.PixelSpacing])
-    assert img.meta["modality"] == "CT" and img.meta["rescale_applied"] is True
+    assert img.meta["modality"] == "CT" and img.meta["rescale_applied"] is True and img.length_unit == "mm"
     assert img.meta["sop_instance_uids"] == [ds.SOPInstanceUID]
 
 
@@ -49,6 +49,7 @@ def test_monochrome1_is_inverted():
     assert img.meta["inverted"] is True
     assert img.meta["window_center"] == (2**15 - 1) - float(ds.WindowCenter)
     assert img.spacing == (1.0, 1.0)  # the file's PixelSpacing is 0.000: ignored
+    assert img.length_unit is None  # so sizes on it are pixel counts, not mm²
 
 
 @pytest.mark.parametrize("name", ["SC_rgb.dcm", "US1_UNCR.dcm"])

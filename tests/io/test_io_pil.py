@@ -31,7 +31,8 @@ def test_png_gray_roundtrip(tmp_path, ct_uint8):
     assert img.array.dtype == np.uint8 and img.array.shape == (1, 128, 128)
     np.testing.assert_array_equal(img.array[0], ct_uint8)
     assert img.spacing == (1.0, 1.0)
-    assert img.meta == {"format": "png", "modality": None, "source": "ct.png"}
+    assert img.meta == {"format": "png", "modality": None, "source": "ct.png", "spatial_unit": "unknown"}
+    assert img.length_unit is None  # a photograph records no pixel size
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])

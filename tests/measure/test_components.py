@@ -5,7 +5,7 @@ import pytest
 from medcnn.errors import InputError
 from medcnn.io.image import Image
 from medcnn.measure import compare, measure, voxel_size_mm
-from medcnn.measure.components import to_rows
+from medcnn.measure.components import to_dict, to_rows
 
 
 def _rotation_z(deg: float) -> np.ndarray:
@@ -46,8 +46,34 @@ def test_components_sorted_and_counted_with_full_connectivity():
     assert lesion.size_mm == pytest.approx(14 * 0.125)
     assert lesion.components[0].centroid_lps_mm == []  # 2D: no patient frame
     assert (two.voxels, three.voxels, three.n_components) == (1, 0, 0)
-    rows = to_rows(out, 2)
+    rows = to_rows(out, Image.from_spacing(mask[None], spacing=(0.5, 0.25)))
     assert rows[0]["unit"] == "mm2" and [r["component"] for r in rows if r["label"] == 1] == [0, 1, 2]
+
+
+def test_sizes_without_a_recorded_voxel_size_are_voxel_counts(tmp_path):
+    """A mask from a photograph, or a NIfTI written without a voxel size (LGG's release), is measured
+    in pixels / voxels, never called mm; the unit survives writing the mask as NIfTI and reading it back."""
+    import nibabel as nib
+    from PIL import Image as PILImage
+
+    from medcnn.io import read_image
+    from medcnn.io.nifti import write_nifti
+
+    mask = np.zeros((6, 8), np.uint8)
+    mask[1:3, 2:5] = 1
+    PILImage.fromarray(mask).save(tmp_path / "m.png")
+    png = read_image(tmp_path / "m.png")
+    assert to_dict(measure(png), png)["unit"] == "pixels"
+    vol = np.zeros((5, 5, 4), np.uint8)
+    vol[1:3, 1:3, 1:3] = 1
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "v.nii.gz")  # xyzt_units left at "unknown"
+    img = read_image(tmp_path / "v.nii.gz")
+    assert to_rows(measure(img), img)[0]["unit"] == "voxels"
+    again = read_image(write_nifti(img, tmp_path / "out.nii.gz"))
+    assert to_dict(measure(again), again)["unit"] == "voxels"
+    nib.save(nib.Nifti1Image(vol, np.diag([0.9, 0.9, 3.0, 1.0])), tmp_path / "s.nii.gz")  # a size, no unit: mm
+    spaced = read_image(tmp_path / "s.nii.gz")
+    assert to_dict(measure(spaced), spaced)["unit"] == "mm3" and measure(spaced)[0].size_mm == pytest.approx(8 * 2.43)
 
 
 def test_bad_masks_are_refused():

@@ -6,6 +6,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from medcnn.errors import InputError
+
 out = Console()
 
 
@@ -14,7 +16,7 @@ def measure_file(mask: Path, names: dict[int, str] | None, json_out: Path | None
     from medcnn.measure.components import measure, to_dict
 
     img = read_image(mask)
-    report = to_dict(measure(img, label_names=names), img.spatial_dims)
+    report = to_dict(measure(img, label_names=names), img)
     t = Table(title=f"{mask.name} ({report['unit']})")
     for c in ("label", "name", "size", "components", "largest centroid (RAS mm)"):
         t.add_column(c)
@@ -37,9 +39,15 @@ def compare_scans(run: Path, before: Path, after: Path, json_out: Path | None, c
     seg = load_model(run, checkpoint)
     names = {i: n for i, n in enumerate(seg.plan.class_names)}
     labels = list(range(1, seg.plan.num_classes))
-    ms = [measure(seg.segment(read_image(p)).label, label_names=names, labels=labels) for p in (before, after)]
-    rows = compare(*ms)
-    unit = "mm3" if seg.plan.spatial_dims == 3 else "mm2"
+    from medcnn.measure.components import unit as size_unit
+
+    masks = [seg.segment(read_image(p)).label for p in (before, after)]
+    units = {size_unit(m) for m in masks}
+    if len(units) > 1:
+        raise InputError(f"the two scans' sizes are in different units ({' vs '.join(sorted(units))}): "
+                         "one file records its voxel size and the other does not", after)
+    rows = compare(*(measure(m, label_names=names, labels=labels) for m in masks))
+    unit = units.pop()
     t = Table(title=f"change {before.name} -> {after.name} ({unit})")
     for c in ("label", "before", "after", "change", "change %", "components"):
         t.add_column(c, justify="left" if c == "label" else "right")

@@ -80,11 +80,11 @@ COMPACT_AFTER = 1000  # components listed in measurements.json beyond which it i
 
 def save_measurements(label: Image, names: dict[int, str], json_path: Path, csv_path: Path, labels: list[int]) -> dict:
     m = measure(label, label_names=names, labels=labels)
-    report = to_dict(m, label.spatial_dims)
+    report = to_dict(m, label)
     # indented for reading when short; compact when a label breaks into many components (scattered lesions)
     atomic_write_json(json_path, report, indent=2 if sum(len(x.components) for x in m) <= COMPACT_AFTER else None)
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(CSV_FIELDS))
         w.writeheader()
-        w.writerows(to_rows(m, label.spatial_dims))
+        w.writerows(to_rows(m, label))
     return report

@@ -123,5 +123,5 @@ class Segmenter:
         probs = self.probabilities(image, flips)
         label = to_label(probs, self.threshold)
         label = postprocess(label, self.post, self.plan.num_classes)
-        meta = {k: v for k, v in image.meta.items() if k in ("source", "modality")}
+        meta = {k: v for k, v in image.meta.items() if k in ("source", "modality", "spatial_unit")}
         return Segmentation(Image(label[None], image.affine.copy(), meta), probs.numpy() if keep_probs else None)

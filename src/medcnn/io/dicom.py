@@ -79,13 +79,18 @@ def _floats(value, n: int | None = None) -> np.ndarray | None:
     return vals if vals.size and np.isfinite(vals).all() and (n is None or vals.size == n) else None
 
 
-def _pixel_spacing(ds) -> tuple[float, float]:
-    """(between rows, between columns) in mm; 1.0 when unknown."""
+def _recorded_spacing(ds) -> tuple[float, float] | None:
+    """(between rows, between columns) in mm, or None where the file gives neither pixel spacing."""
     for kw in ("PixelSpacing", "ImagerPixelSpacing"):
         ps = _floats(_find(ds, kw), 2)
         if ps is not None and (ps > 0).all():
             return float(ps[0]), float(ps[1])
-    return 1.0, 1.0
+    return None
+
+
+def _pixel_spacing(ds) -> tuple[float, float]:
+    """(between rows, between columns) in mm; 1.0 when unknown."""
+    return _recorded_spacing(ds) or (1.0, 1.0)
 
 
 def _rescale(arr: np.ndarray, ds, frame: int = 0) -> tuple[np.ndarray, float, float]:
@@ -172,7 +177,8 @@ def _decode(ds, path: Path) -> tuple[np.ndarray, dict]:
 
 def _meta(ds, sop_uids: list[str], info: dict) -> dict:
     """Non-identifying facts only: never patient name, ID, dates or institution."""
-    meta = {"format": "dicom", "sop_instance_uids": sop_uids}
+    meta = {"format": "dicom", "sop_instance_uids": sop_uids,
+            "spatial_unit": "unknown" if _recorded_spacing(ds) is None else "mm"}  # Image.length_unit
     meta.update({key: str(ds.get(kw)) if ds.get(kw) not in (None, "") else None for key, kw in _META_TEXT.items()})
     for key, kw in (("window_center", "WindowCenter"), ("window_width", "WindowWidth")):
         v = _floats(_find(ds, kw))

@@ -122,7 +122,7 @@ def read_rtstruct(path: str | Path, image: Image, names: dict[int, str] | None =
                 else:
                     mask |= filled
             out[:, :, k][mask.T > 0] = value
-    return Image(out[None], image.affine.copy(), {"format": "rtstruct"})
+    return Image(out[None], image.affine.copy(), {"format": "rtstruct", "spatial_unit": image.meta.get("spatial_unit", "mm")})
 
 
 def _holes(polys: list[np.ndarray], Polygon) -> list[bool]:

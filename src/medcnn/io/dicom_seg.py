@@ -113,7 +113,7 @@ def read_dicom_seg(seg, image: Image, names: dict[int, str] | None = None) -> Im
                                                    combine_segments=True)
         for i, plane in zip(present, planes):
             out[i][plane > 0] = value
-    return Image(np.transpose(out, (2, 1, 0))[None], image.affine.copy(), {"format": "dicom-seg"})
+    return Image(np.transpose(out, (2, 1, 0))[None], image.affine.copy(), {"format": "dicom-seg", "spatial_unit": image.meta.get("spatial_unit", "mm")})
 
 
 def _segmentation(hd, sources, label_map, descriptions, present):

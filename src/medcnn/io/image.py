@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+# NIfTI's names of a length unit -> the symbol a size is written with
+LENGTH_UNITS = {"mm": "mm", "micron": "um", "meter": "m"}
+
 
 @dataclass
 class Image:
@@ -62,6 +65,21 @@ class Image:
         """Voxel size in mm along each spatial axis of ``array``."""
         n = self.spatial_dims
         return tuple(float(v) for v in np.linalg.norm(self.affine[:n, :n], axis=0))
+
+    @property
+    def length_unit(self) -> str | None:
+        """The unit of ``spacing`` as the file recorded it, or None where the file gives no size.
+
+        ``meta["spatial_unit"]`` holds what the reader found (NIfTI's names: "mm", "micron", "meter",
+        "unknown"); images made in code, without it, are in mm. "unknown" with voxels of exactly 1 in
+        every direction (ordinary photographs, DICOM without a pixel spacing, NIfTI written without a
+        voxel size) has no size: measurements are then in voxels. "unknown" with any other voxel size
+        is read as mm, the unit NIfTI writers assume when they leave the field empty.
+        """
+        unit = self.meta.get("spatial_unit", "mm")
+        if unit in LENGTH_UNITS:
+            return LENGTH_UNITS[unit]
+        return "mm" if any(s != 1.0 for s in self.spacing) else None
 
     @property
     def origin(self) -> tuple[float, ...]:

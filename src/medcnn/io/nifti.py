@@ -97,7 +97,7 @@ def write_nifti(image: Image, path: str | Path) -> Path:
     if n == 2:
         data = data[:, :, None] if arr.shape[0] == 1 else data[:, :, None, :]
     img = nib.Nifti1Image(np.ascontiguousarray(data), aff)
-    img.header.set_xyzt_units("mm")
+    img.header.set_xyzt_units({"um": "micron", "m": "meter", None: "unknown"}.get(image.length_unit, "mm"))
     raw = img.to_bytes()
     with atomic_path(path) as tmp:
         if path.name.lower().endswith(".gz"):

@@ -43,7 +43,7 @@ def _is_grey_rgb(arr: np.ndarray, rows: int = 256) -> bool:
 def _image(arr: np.ndarray, path: Path, fmt: str) -> Image:
     if arr.dtype.byteorder not in "=|":
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    meta = {"format": fmt, "modality": None, "source": path.name}
+    meta = {"format": fmt, "modality": None, "source": path.name, "spatial_unit": "unknown"}  # pixels, not mm
     if _is_grey_rgb(arr):
         arr, meta["grey_saved_as_rgb"] = arr[1:2], True
     return Image.from_spacing(np.ascontiguousarray(arr), meta=meta)

@@ -2,7 +2,9 @@
 components, and for each component the centroid and bounding box in voxel and patient coordinates.
 
 Sizes come from the image geometry (|det| of the affine's spatial block, so oblique and
-anisotropic voxels are measured correctly), never from an assumed 1 mm grid. Components use full
+anisotropic voxels are measured correctly), never from an assumed 1 mm grid; where the file gave
+no voxel size (photographs, NIfTI without one) sizes are voxel counts and the unit says so (:func:`unit`).
+Components use full
 connectivity (26-neighbourhood in 3D, 8 in 2D), as scikit-image and ITK do by default.
 Patient coordinates are given in RAS+ (NIfTI, the Image convention) and, in 3D, LPS+ (what
 DICOM viewers show). 2D images have no patient frame: their "RAS" is the image plane in mm.
@@ -121,13 +123,17 @@ def measure(mask: Image | np.ndarray, affine: np.ndarray | None = None, *,
     return out
 
 
-def unit(spatial_dims: int) -> str:
-    return "mm3" if spatial_dims == 3 else "mm2"
+def unit(image: Image) -> str:
+    """What a size of ``image``'s labels is counted in: "mm3" / "mm2" (or "um3", "m3"...), "voxels" /
+    "pixels" where the file gave no voxel size (:attr:`Image.length_unit`)."""
+    if image.length_unit is None:
+        return "voxels" if image.spatial_dims == 3 else "pixels"
+    return f"{image.length_unit}{image.spatial_dims}"
 
 
-def to_dict(measurements: list[LabelMeasurement], spatial_dims: int) -> dict[str, Any]:
+def to_dict(measurements: list[LabelMeasurement], image: Image) -> dict[str, Any]:
     # the fields copied by hand: dataclasses.asdict deep-copies every nested list (minutes for 10^5 components)
-    return {"unit": unit(spatial_dims),
+    return {"unit": unit(image),
             "labels": [{**vars(m), "components": [vars(c).copy() for c in m.components]} for m in measurements]}
 
 
@@ -135,9 +141,9 @@ CSV_FIELDS = ("label", "name", "component", "voxels", "size", "unit", "centroid_
               "centroid_voxel", "bbox_voxel", "bbox_ras_mm")
 
 
-def to_rows(measurements: list[LabelMeasurement], spatial_dims: int) -> list[dict[str, Any]]:
+def to_rows(measurements: list[LabelMeasurement], image: Image) -> list[dict[str, Any]]:
     """One row per label (component 0 = the whole label) and one per component."""
-    u = unit(spatial_dims)
+    u = unit(image)
     rows = []
     for m in measurements:
         rows.append({"label": m.label, "name": m.name, "component": 0, "voxels": m.voxels, "size": m.size_mm, "unit": u})

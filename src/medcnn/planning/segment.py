@@ -137,8 +137,7 @@ def fingerprint(data: SegmentationData, max_cases: int = FINGERPRINT_CASES) -> d
 
 def spacing_unknown(image) -> bool:
     """A volume whose file gives no unit and voxels of exactly 1 x 1 x 1: the size was never recorded."""
-    return (len(image.spatial_shape) == 3 and image.meta.get("spatial_unit") == "unknown"
-            and all(float(s) == 1.0 for s in image.spacing))
+    return len(image.spatial_shape) == 3 and image.length_unit is None
 
 
 def in_plane(plan_patch: list[int], stages: int) -> list[str]:

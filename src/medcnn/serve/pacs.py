@@ -60,7 +60,7 @@ class PacsPanel:
                 if {r.ReferencedSOPInstanceUID for r in _referenced(seg)} <= uids:
                     label = read_dicom_seg(seg, image, dict(enumerate(names)))
                     report = to_dict(measure(label, label_names=dict(enumerate(names)),
-                                             labels=list(range(1, len(names)))), 3)
+                                             labels=list(range(1, len(names)))), label)
                     return report, {"mask": ("mask", label, names)}
             elif s["modality"] == "SR" and model.task == "classify":
                 findings = read_findings(pacs.client.retrieve_series(study, s["series"])[0])

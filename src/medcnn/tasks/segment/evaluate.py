@@ -26,6 +26,7 @@ from medcnn.errors import RunFolderError
 from medcnn.infer.seg_outputs import save_overlay
 from medcnn.infer.segmenter import POSTPROCESS, Segmenter, postprocess, to_label
 from medcnn.measure import voxel_size_mm
+from medcnn.measure.components import unit as size_unit
 from medcnn.metrics.intervals import mean_ci
 from medcnn.models.ensemble import MeanEnsemble
 from medcnn.runs import RunFolder
@@ -263,7 +264,7 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
     names = {lab: plan.class_names[lab] for lab in labels}
     tolerances = {lab: float(plan.segment.nsd_tolerance_mm[n]) for lab, n in names.items()
                   if n in plan.segment.nsd_tolerance_mm}
-    rows, times, pooled = [], [], {"probs": [], "ref": [], "fov": []}
+    rows, times, pooled, units = [], [], {"probs": [], "ref": [], "fov": []}, set()
     out_dir = RunFolder(run).eval_dir
     out_dir.mkdir(exist_ok=True)
     for i, case in enumerate(cases_of(data, chosen)):
@@ -276,6 +277,7 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
             pred = np.where(fov.array[0] > 0, pred, 0)
         m = surface_metrics(pred, ref.array[0], labels, image.spacing, tolerances_mm=tolerances)
         vox = voxel_size_mm(image.affine)
+        units.add(size_unit(image))  # voxels where a file gives no voxel size; joined if cases differ
         row = {"case": case.id, "seconds": round(times[-1], 3)}
         for lab in labels:
             n = names[lab]
@@ -316,7 +318,7 @@ def evaluate_segment_run(seg: Segmenter, run: str | Path, split: str = "test", c
         "nsd_mean": float(np.nanmean([v["nsd"] for v in per_label.values()])),
         "nsd_mean_ci95": mean_ci(np.nanmean([[r[f"{n}_nsd"] for n in names.values()] for r in rows], axis=1)),
         "empty_reference_rule": EMPTY_RULE, "intervals": INTERVALS,
-        "per_label": per_label, "size_unit": "mm3" if plan.spatial_dims == 3 else "mm2",
+        "per_label": per_label, "size_unit": " / ".join(sorted(units)),
         "infer_s_per_case": float(np.mean(times)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if pooled["probs"]:
