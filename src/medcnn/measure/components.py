@@ -3,9 +3,9 @@ components, and for each component the centroid and bounding box in voxel and pa
 
 Sizes come from the image geometry (|det| of the affine's spatial block, so oblique and
 anisotropic voxels are measured correctly), never from an assumed 1 mm grid; where the file gave
-no voxel size (photographs, NIfTI without one) sizes are voxel counts and the unit says so (:func:`unit`).
-Components use full
-connectivity (26-neighbourhood in 3D, 8 in 2D), as scikit-image and ITK do by default.
+no voxel size (photographs, NIfTI without one) sizes are voxel counts and the unit says so
+(:func:`unit`). Components use full connectivity (26-neighbourhood in 3D, 8 in 2D), as
+scikit-image and ITK do by default.
 Patient coordinates are given in RAS+ (NIfTI, the Image convention) and, in 3D, LPS+ (what
 DICOM viewers show). 2D images have no patient frame: their "RAS" is the image plane in mm.
 """
