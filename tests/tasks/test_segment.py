@@ -296,6 +296,18 @@ def test_compare_two_real_scans(hippo_run, hippocampus_dir, tmp_path):
         assert r["size_change"] == pytest.approx(r["size_after"] - r["size_before"], abs=1e-3)
 
 
+def test_compare_refuses_sizes_in_two_units(hippo_run, hippocampus_dir, tmp_path, capsys):
+    """The same 1-mm scan saved without its unit is measured in voxels: comparing it with a scan in
+    mm³ would subtract voxels from mm³, so compare says so and stops."""
+    a = hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz"
+    img = nib.load(str(a))
+    bare = nib.Nifti1Image(np.asarray(img.dataobj), img.affine)  # xyzt_units unknown, 1 x 1 x 1 voxels
+    nib.save(bare, tmp_path / "no_unit.nii.gz")
+    assert main(["compare", str(hippo_run), str(a), str(tmp_path / "no_unit.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "no_unit.nii.gz" in err and "mm3 vs voxels" in err and "Traceback" not in err
+
+
 def test_bad_input_is_one_line(hippo_run, tmp_path, capsys):
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"\x1f\x8b not really")
