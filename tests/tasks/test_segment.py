@@ -41,11 +41,14 @@ def test_volumes_of_unknown_voxel_size_are_planned_slice_by_slice(data_root, hip
     assert plan.model.kwargs["strides"] == [[1, 1, 1], [2, 2, 1], [2, 2, 1], [2, 2, 1]]
     assert default_plan(load_segmentation(hippocampus_dir), str(hippocampus_dir)).fingerprint["spacing_known"]
 
-    said = tmp_path / "lgg-mm"  # three patients, written again by medcnn (which records the unit, mm)
+    said = tmp_path / "lgg-mm"  # three patients, written again with their unit said to be mm
     for sub in ("imagesTr", "labelsTr"):
         (said / sub).mkdir(parents=True)
         for f in sorted((lgg / sub).glob("*.nii.gz"))[: 9 if sub == "imagesTr" else 3]:
-            write_nifti(read_image(f), said / sub / f.name)
+            img = read_image(f)
+            assert img.length_unit is None  # and written as read, it would stay without one
+            img.meta["spatial_unit"] = "mm"
+            write_nifti(img, said / sub / f.name)
     (said / "dataset.json").write_text((lgg / "dataset.json").read_text())
     mm = default_plan(load_segmentation(said), str(said))
     assert mm.fingerprint["spacing_known"] and mm.segment.patch_size[2] > 1 and "kernel_size" not in mm.model.kwargs
