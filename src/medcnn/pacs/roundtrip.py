@@ -89,11 +89,12 @@ def _predict_series(job, folder: Path, dest: Path, model: str, version: str) -> 
         return {"findings": [(f[1], f[2]) for f in findings]}, [classification_report(findings, model, version)]
     r = job.one(folder, dest)
     new = [pydicom.dcmread(f) for f in dicom_outputs(r)]
-    if "dicom_seg" in r.get("outputs", {}) and r.get("unit") != "mm3":  # an SR volume is in mm³ or not at all
-        log.warning("series without a pixel spacing: its SEG is stored, no volume report")
-    elif "dicom_seg" in r.get("outputs", {}):
-        seg = next(d for d in new if d.Modality == "SEG")
-        new.append(segmentation_report(seg, sources, r["sizes"], model, version))
+    if "dicom_seg" in r.get("outputs", {}):
+        if r.get("unit") == "mm3":
+            seg = next(d for d in new if d.Modality == "SEG")
+            new.append(segmentation_report(seg, sources, r["sizes"], model, version))
+        else:  # an SR volume is in mm³ or not at all
+            log.warning("series without a pixel spacing: its SEG is stored, no volume report")
     if not new:
         raise InputError(f"the {job.task.name} model wrote no DICOM object to store (a DICOM SEG needs a 3D series)")
     return r, new
