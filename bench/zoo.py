@@ -103,9 +103,12 @@ ENTRIES = {
                         "image's intensity range); each image is scaled by its own percentiles",
         "failure_modes": ["trained on brain MR of one public collection at 112×112: other anatomy, sizes and "
                           "contrasts restore less well; on an unseen 12-bit 320×260 MR series it beats BM3D by "
-                          "only 0.27 dB (bench/enhance.py, mr-lgg-gaussian-natural)",
+                          "only {psnr_minus_bm3d:.2f} dB (bench/enhance.py, {case})",
                           "a noise level far above 25/255 is warned about, not removed",
-                          "denoising can erase fine structures a radiologist needs: compare with the input"]},
+                          "denoising can erase fine structures a radiologist needs: compare with the input"],
+        # the bench record of the case the entry is packed from, on the unseen TCIA series
+        "failure_record": ("enhance", {"case": "mr-lgg-gaussian-natural", "method": "medcnn",
+                                       "test_set": "TCIA pgbm005 series, unseen scan (24 slices)"})},
     # the applications' models (bench/applications.py): packed from one cross-validation fold's run (the
     # variant validation chose), scored on that fold's test cases (the run's split.json)
     "brain-tumour-segmenter": {
