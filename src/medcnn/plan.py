@@ -94,6 +94,9 @@ class OptimConfig:
     scheduler: str = "onecycle"  # onecycle | cosine | poly (nnU-Net's (1 - step/steps)^0.9) | multistep | none
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep, as fractions of epochs
     momentum: float = 0.9  # sgd (Nesterov); nnU-Net trains with 0.99
+    # clip the gradients' global L2 norm to this before each step (0: off); guards small batches of a
+    # network without normalisation layers against a divergent step
+    grad_clip: float = 0.0
 
 
 @dataclass
@@ -446,6 +449,8 @@ class Plan:
             raise ConfigError(f"max_minutes must be >= 0 (0: no time budget), got {self.max_minutes}")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
+        if self.optim.grad_clip < 0:
+            raise ConfigError(f"optim.grad_clip must be >= 0 (0: off), got {self.optim.grad_clip}")
         tr = self.transfer
         if tr.strategy not in TRANSFER_STRATEGIES:
             raise ConfigError(f"transfer.strategy must be one of {', '.join(TRANSFER_STRATEGIES)}, got {tr.strategy!r}")

@@ -118,6 +118,7 @@ def train(task, plan: Plan, data, run_dir: Path, *, overwrite: bool = False,
                         callbacks=callbacks, logger=make_loggers(loggers, run_dir, len(info.get("resumed_at", []))),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         log_every_n_steps=max(1, min(50, len(train_loader))), deterministic=False,
+                        gradient_clip_val=plan.optim.grad_clip or None, gradient_clip_algorithm="norm",
                         default_root_dir=run_dir)
     t0 = time.perf_counter()
     with warnings.catch_warnings():

@@ -15,7 +15,7 @@ def make_optimizer(params, plan: Plan, total_steps: int):
     elif o.name == "adam":
         opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
     elif o.name == "sgd":
-        opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=True, weight_decay=o.weight_decay)
+        opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.momentum > 0, weight_decay=o.weight_decay)
     else:
         raise ConfigError(f"unknown optimizer {o.name!r} (adamw | adam | sgd)")
     epochs = plan.epochs
