@@ -93,7 +93,7 @@ class OptimConfig:
     weight_decay: float = 1e-4  # decoupled weight decay (adamw)
     scheduler: str = "onecycle"  # onecycle | cosine | poly (nnU-Net's (1 - step/steps)^0.9) | multistep | none
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep, as fractions of epochs
-    momentum: float = 0.9  # sgd (Nesterov); nnU-Net trains with 0.99
+    momentum: float = 0.9  # sgd (Nesterov when > 0); nnU-Net trains with 0.99
     # clip the gradients' global L2 norm to this before each step (0: off); guards small batches of a
     # network without normalisation layers against a divergent step
     grad_clip: float = 0.0
