@@ -188,3 +188,23 @@ def test_a_labelled_imagests_is_the_fixed_test_set(lgg_dir, tmp_path):
     split = case_split(plan, ds)
     assert sorted(split["test"]) == sorted(c.id for c in ds.test_cases)
     assert not set(split["train"]) & set(split["test"])
+
+
+def test_a_dataset_json_names_the_labels_of_an_image_mask_folder(drive_dir, tmp_path):
+    root = tmp_path / "pairs"
+    for sub, src in (("images", "images"), ("masks", "1st_manual")):
+        (root / sub).mkdir(parents=True)
+        for f in sorted((drive_dir / "training" / src).iterdir())[:2]:
+            shutil.copy(f, root / sub / f.name)
+    assert load_segmentation(root).labels == {0: "background", 1: "foreground"}
+    (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "vessel": 1}}))
+    ds = load_segmentation(root)
+    assert ds.labels == {0: "background", 1: "vessel"}
+    _, label, _ = read_case(ds.cases[0], ds.labels)  # the 0/255 masks are read as 0/1
+    assert set(np.unique(label.array)) == {0, 1}
+    (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "vessel": 2}}))
+    with pytest.raises(InputError, match=r"label values \[1\] are not among"):
+        read_case(load_segmentation(root).cases[0], load_segmentation(root).labels)
+    (root / "dataset.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="not a JSON object"):
+        load_segmentation(root)

@@ -11,6 +11,10 @@ Layouts (detected in this order):
   photographs in a dark surround (fundus, dermoscopy) get theirs derived (``medcnn.data.fov``).
 - Image + mask folders: ``images/`` and ``labels/`` (or ``masks/``) side by side.
 
+The labels of the last two layouts are read from the label maps (a 0/1 or 0/255 mask is
+``foreground``, other values ``label_<v>``) unless a ``dataset.json`` beside ``images/`` (or
+``training/``) names them as nnU-Net does: ``{"labels": {"background": 0, "hard exudate": 1}}``.
+
 Files of the different folders are paired by name: the same stem, else the same digits
 (``21_training.tif`` / ``21_manual1.gif`` / ``21_training_mask.gif``). An unpaired file is an error.
 """
@@ -136,7 +140,7 @@ def load_segmentation(path: str | Path) -> SegmentationData:
         return _load_drive_style(p)
     if (p / "images").is_dir():
         cases = _folder_cases(p)
-        return SegmentationData(name=p.name, source=str(p), labels=_labels_from_files(cases), cases=cases)
+        return SegmentationData(name=p.name, source=str(p), labels=_labels_of(p, cases), cases=cases)
     raise InputError("no segmentation layout found: expected dataset.json + imagesTr/ + labelsTr/ (MSD / nnU-Net), "
                      "training/images + test/images (DRIVE style), or images/ + labels/", p)
 
@@ -201,25 +205,48 @@ def _load_drive_style(p: Path) -> SegmentationData:
     test = _folder_cases(p / "test") if (p / "test" / "images").is_dir() else []
     if test and any(c.label is None for c in test):
         test = []
-    return SegmentationData(name=p.name, source=str(p), labels=_labels_from_files(train), cases=train,
+    return SegmentationData(name=p.name, source=str(p), labels=_labels_of(p, train), cases=train,
                             test_cases=test, modality="fundus photograph" if "drive" in p.name.lower() else "")
 
 
-def _load_msd(p: Path) -> SegmentationData:
+def _read_meta(path: Path) -> dict:
     try:
-        meta = json.loads((p / "dataset.json").read_text())
+        meta = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise InputError(f"unreadable dataset.json ({e})", p / "dataset.json") from None
-    raw = meta.get("labels") or {}
-    # MSD: {"0": "background", "1": "Anterior"}; nnU-Net v2: {"background": 0, "Anterior": 1}
+        raise InputError(f"unreadable dataset.json ({e})", path) from None
+    if not isinstance(meta, dict):
+        raise InputError("dataset.json is not a JSON object", path)
+    return meta
+
+
+def _labels_from_json(raw: dict, path: Path) -> dict[int, str]:
+    """Label names of a dataset.json: MSD's {"0": "background", "1": "Anterior"} or nnU-Net v2's
+    {"background": 0, "Anterior": 1} (region lists, nnU-Net's overlapping labels, are skipped)."""
     try:
         if raw and all(str(k).lstrip("-").isdigit() for k in raw):
             labels = {int(k): str(v) for k, v in raw.items()}
         else:
             labels = {int(v): str(k) for k, v in raw.items() if not isinstance(v, (list, tuple))}
-    except (TypeError, ValueError):
-        raise InputError("dataset.json 'labels' is neither {value: name} nor {name: value}", p / "dataset.json") from None
+    except (TypeError, ValueError, AttributeError):
+        raise InputError("dataset.json 'labels' is neither {value: name} nor {name: value}", path) from None
     labels.setdefault(0, "background")
+    return dict(sorted(labels.items()))
+
+
+def _labels_of(folder: Path, cases: list[Case]) -> dict[int, str]:
+    """The labels of a DRIVE-style or image + mask folder: named by its dataset.json if it has one
+    (the masks' values must then be among them: read_case checks), else read from the masks."""
+    meta_file = folder / "dataset.json"
+    if meta_file.is_file():
+        raw = _read_meta(meta_file).get("labels")
+        if raw:
+            return _labels_from_json(raw, meta_file)
+    return _labels_from_files(cases)
+
+
+def _load_msd(p: Path) -> SegmentationData:
+    meta = _read_meta(p / "dataset.json")
+    labels = _labels_from_json(meta.get("labels") or {}, p / "dataset.json")
     modality = meta.get("modality") or meta.get("channel_names") or {}
     channels = [str(modality[k]) for k in sorted(modality, key=lambda k: int(k))] if isinstance(modality, dict) else []
     ending = meta.get("file_ending", ".nii.gz")
