@@ -416,13 +416,17 @@ def run_isic(args, meta: dict) -> list[dict]:
 
 # ---- IDRiD hard exudates -------------------------------------------------------------------------
 
+EXUDATE = "hard exudate"  # the class the masks mark, named in the folder's dataset.json and the reports
+
 def idrid_folder(src: Path, dest: Path, test_ids: list[str]) -> Path:
-    """A DRIVE-style folder of links: training/ and test/, each with images/ and masks/."""
+    """A DRIVE-style folder of links: training/ and test/, each with images/ and masks/, and a
+    dataset.json that names the masks' class."""
     if dest.exists():
         shutil.rmtree(dest)
     for part in ("training", "test"):
         for sub in ("images", "masks"):
             (dest / part / sub).mkdir(parents=True)
+    (dest / "dataset.json").write_text(json.dumps({"labels": {"background": 0, EXUDATE: 1}}))
     for img in sorted((src / "images").glob("*.jpg")):
         part = "test" if img.stem in test_ids else "training"
         (dest / part / "images" / img.name).symlink_to(img)
@@ -482,8 +486,8 @@ def idrid_record(variant: str, folds: list[dict], meta: dict) -> dict:
 
     rows = [r for f in folds for r in f["rows"]]
     aupr = np.array([float(r["aupr"]) for r in rows])
-    dice = np.array([float(r["foreground_dice"]) for r in rows])
-    nsd = np.array([float(r["foreground_nsd"]) for r in rows])
+    dice = np.array([float(r[f"{EXUDATE}_dice"]) for r in rows])
+    nsd = np.array([float(r[f"{EXUDATE}_nsd"]) for r in rows])
     pos = np.sum([np.asarray(f["pos"]) for f in folds], axis=0)
     neg = np.sum([np.asarray(f["neg"]) for f in folds], axis=0)
     return {"dataset": "idrid-ex", "variant": variant, "split": folds[0]["split"], "n": len(rows), "folds": len(folds),
@@ -491,7 +495,7 @@ def idrid_record(variant: str, folds: list[dict], meta: dict) -> dict:
             "aupr_per_image_mean": round(float(aupr.mean()), 4), "aupr_per_image_ci95": mean_ci(aupr),
             "dice_mean": round(float(dice.mean()), 4), "dice_mean_ci95": mean_ci(dice),
             "nsd_mean": round(float(nsd.mean()), 4), "nsd_mean_ci95": mean_ci(nsd),
-            "nsd_tolerance": f"{rows[0]['foreground_nsd_tolerance_mm']} pixel",
+            "nsd_tolerance": f"{rows[0][f'{EXUDATE}_nsd_tolerance_mm']} pixel",
             "thresholds": [f["threshold"] for f in folds], "model": folds[0].get("model"),
             "val_aupr_mean": round(float(np.mean([f["val_aupr"] for f in folds])), 4),
             "train_minutes": round(float(np.mean([f["train_minutes"] for f in folds])), 2),

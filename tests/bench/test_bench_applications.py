@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from conftest import require
+from medcnn.data.segmentation import load_segmentation
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -101,6 +102,7 @@ def test_idrid_folds_test_every_image_once(data_root, tmp_path):
     root = bench.idrid_folder(src, tmp_path / "f0", folds[0])
     assert sorted(p.stem for p in (root / "test" / "images").iterdir()) == folds[0]
     assert len(list((root / "training" / "masks").iterdir())) == 15
+    assert load_segmentation(root).labels == {0: "background", 1: "hard exudate"}
     assert set(bench.REFERENCE) == set(bench.APPS)  # every application names what it compares with
 
 
@@ -113,8 +115,8 @@ def test_idrid_variants_are_chosen_on_validation_aupr(data_root, monkeypatch):
 
     def fold(variant, k, test_ids, out, sets, split, meta):
         calls.append((variant, k))
-        rows = [{"case": c, "aupr": str(val[variant] + 0.01 * i), "foreground_dice": "0.5", "foreground_nsd": "0.7",
-                 "foreground_nsd_tolerance_mm": "1.0"} for i, c in enumerate(test_ids)]
+        rows = [{"case": c, "aupr": str(val[variant] + 0.01 * i), "hard exudate_dice": "0.5", "hard exudate_nsd": "0.7",
+                 "hard exudate_nsd_tolerance_mm": "1.0"} for i, c in enumerate(test_ids)]
         return {"variant": variant, "fold": k, "split": split, "n": len(rows), "rows": rows, "pos": [0, 1, 3],
                 "neg": [5, 1, 0], "val_dice": 0.5, "val_aupr": val[variant], "threshold": 0.5, "train_minutes": 30.0,
                 "epochs": 4, "predict_seconds": 40.0, "predict_peak_mb": 1200.0}
