@@ -76,8 +76,8 @@ CASES = {  # case: (data, degradation, level, plan settings of the case); EXTRA:
     "mr-lgg-gaussian-zoom": ("lgg", "gaussian", [25 / 255], ["enhance.zoom=[1.0, 3.0]"]),
     # DnCNN-B's blind range (sigma 0-55; a level must be positive), on the paper's 0-255 scale; the
     # 60 minutes decide the length (the planner's 60-epoch cap would stop at about half of them);
-    # the planner's batch of 16: batch 4 (gradient norm clipped at 0.5) led by 0.25 dB of validation
-    # PSNR after 15 minutes but not after the whole run (EXPERIMENTS_enhance.md, session 55)
+    # the planner's batch of 16: batch 4 led by 0.25 dB of validation PSNR after 15 minutes but not
+    # after the whole run (EXPERIMENTS_enhance.md, session 55)
     "bsd68-gaussian": ("natural", "gaussian", [1 / 255, 55 / 255],
                        ["preprocessing.normalization=window", "preprocessing.normalization_args={window: [0, 255], floor: null}",
                         "enhance.split={test_fraction: 0.0, val_fraction: 0.1}", "max_minutes=60", "epochs=1000"]),

@@ -26,6 +26,7 @@ def test_plan_window_and_patch_follow_the_data(mr_dir):
     assert p.preprocessing.normalization == "percentile_affine" and p.preprocessing.normalization_args == {}
     assert p.enhance.patch_size == [32, 48]  # the median slice (35 x 51) rounded down to the U-Net's stride
     assert p.enhance.level == [0.02, 0.1] and p.task == "enhance"
+    assert 0 < p.optim.grad_clip < 1  # the norm-free U-Net's rare runaway steps are bounded
     again = Plan.from_dict(p.to_dict())
     assert again.enhance == p.enhance and "segment" not in p.to_dict()
 
