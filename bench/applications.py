@@ -418,6 +418,7 @@ def run_isic(args, meta: dict) -> list[dict]:
 
 EXUDATE = "hard exudate"  # the class the masks mark, named in the folder's dataset.json and the reports
 
+
 def idrid_folder(src: Path, dest: Path, test_ids: list[str]) -> Path:
     """A DRIVE-style folder of links: training/ and test/, each with images/ and masks/, and a
     dataset.json that names the masks' class."""
