@@ -94,8 +94,8 @@ class OptimConfig:
     scheduler: str = "onecycle"  # onecycle | cosine | poly (nnU-Net's (1 - step/steps)^0.9) | multistep | none
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep, as fractions of epochs
     momentum: float = 0.9  # sgd (Nesterov when > 0); nnU-Net trains with 0.99
-    # clip the gradients' global L2 norm to this before each step (0: off); guards small batches of a
-    # network without normalisation layers against a divergent step
+    # clip the gradients' global L2 norm to this before each step (0: off); bounds the rare runaway step
+    # of a network without normalisation layers (the enhancement planner's default: 0.5)
     grad_clip: float = 0.0
 
 

@@ -203,8 +203,9 @@ def test_a_dataset_json_names_the_labels_of_an_image_mask_folder(drive_dir, tmp_
     _, label, _ = read_case(ds.cases[0], ds.labels)  # the 0/255 masks are read as 0/1
     assert set(np.unique(label.array)) == {0, 1}
     (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "vessel": 2}}))
+    ds = load_segmentation(root)
     with pytest.raises(InputError, match=r"label values \[1\] are not among"):
-        read_case(load_segmentation(root).cases[0], load_segmentation(root).labels)
+        read_case(ds.cases[0], ds.labels)
     (root / "dataset.json").write_text("[1, 2]")
     with pytest.raises(InputError, match="not a JSON object"):
         load_segmentation(root)

@@ -293,7 +293,7 @@ def _load_msd(p: Path) -> SegmentationData:
         if len(c.images) != len(cases[0].images):
             raise InputError(f"case {c.id} has {len(c.images)} channel files, case {cases[0].id} "
                              f"{len(cases[0].images)}: every case needs the same channels", c.images[0].parent)
-    return SegmentationData(name=str(meta.get("name") or p.name), source=str(p), labels=dict(sorted(labels.items())),
+    return SegmentationData(name=str(meta.get("name") or p.name), source=str(p), labels=labels,
                             cases=cases, test_cases=test, unlabelled=unlabelled, channel_names=channels,
                             modality=", ".join(channels))
 
